@@ -1,0 +1,89 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import TwinCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a client finds and talks to twind.
+public enum TwinConnection {
+    /// `--server`, else `TWIN_SERVER`, else the local socket of a per-user or system daemon if one
+    /// exists, else the default TCP address.
+    public static func resolve(flag: String?, environment: [String: String]) throws(TwinError) -> NetworkAddress {
+        if let flag, !flag.isEmpty { return try NetworkAddress.parse(flag) }
+        if let env = environment["TWIN_SERVER"], !env.isEmpty { return try NetworkAddress.parse(env) }
+        for dir in [Paths.defaultDataDirectory(environment: environment), Paths.systemDataDirectory] {
+            let socket = dir + "/twind.sock"
+            if access(socket, F_OK) == 0 { return .unix(path: socket) }
+        }
+        return .defaultTCP
+    }
+
+    /// The transport for an address.
+    public static func transport(for address: NetworkAddress) throws -> HTTP2ClientTransport.Posix {
+        let target: any ResolvableTarget
+        switch address {
+        case .unix(let path):
+            target = .unixDomainSocket(path: path)
+        case .tcp(let host, let port):
+            if host.contains(":") { target = .ipv6(host: host, port: port) }
+            else if host.split(separator: ".").count == 4 && host.allSatisfy({ $0.isNumber || $0 == "." }) {
+                target = .ipv4(address: host, port: port)
+            } else {
+                target = .dns(host: host, port: port)
+            }
+        }
+        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+    }
+
+    /// Runs `body` with a connected client and closes it afterwards.
+    public static func with<R: Sendable>(
+        _ address: NetworkAddress, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R
+    ) async throws -> R {
+        try await withGRPCClient(transport: try transport(for: address)) { client in
+            try await body(client)
+        }
+    }
+}
+
+/// The CLI's exit codes, one per class of failure; documented in the README.
+public enum TwinExitCode {
+    public static let ok: Int32 = 0
+    public static let failure: Int32 = 1
+    public static let unavailable: Int32 = 3
+    public static let invalidArgument: Int32 = 4
+    public static let notFound: Int32 = 5
+    public static let unauthenticated: Int32 = 6
+    public static let permissionDenied: Int32 = 7
+    public static let unimplemented: Int32 = 8
+    public static let rejected: Int32 = 9
+    public static let usage: Int32 = 64
+
+    /// The exit code for an RPC status.
+    public static func code(for status: RPCError.Code) -> Int32 {
+        switch status {
+        case .unavailable, .deadlineExceeded: unavailable
+        case .invalidArgument, .outOfRange: invalidArgument
+        case .notFound: notFound
+        case .unauthenticated: unauthenticated
+        case .permissionDenied: permissionDenied
+        case .unimplemented: unimplemented
+        case .failedPrecondition, .resourceExhausted, .alreadyExists, .aborted: rejected
+        default: failure
+        }
+    }
+
+    /// One line a person can act on, for any error a command meets.
+    public static func describe(_ error: any Error, server: NetworkAddress) -> (code: Int32, message: String) {
+        if let rpc = error as? RPCError {
+            if rpc.code == .unavailable && (rpc.message.contains("connect") || rpc.message.contains("Connect") || rpc.cause != nil) {
+                return (unavailable, "cannot reach twind at \(server): is it running? (start it with `twind`, or pass --server)")
+            }
+            return (code(for: rpc.code), "\(rpc.code): \(rpc.message)")
+        }
+        if let e = error as? TwinError { return (e.code == .invalidArgument ? usage : failure, e.message) }
+        if let e = error as? RuntimeError { return (failure, e.message) }
+        return (failure, "\(error)")
+    }
+}

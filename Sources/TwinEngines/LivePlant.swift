@@ -1,0 +1,319 @@
+import Synchronization
+import TwinCore
+
+/// Anything that looks like a reading from outside (the gRPC message, a CSV row), so ingest can
+/// validate it without copying it into another type first.
+public protocol ReadingConvertible {
+    var readingDeviceID: String { get }
+    var readingSensor: String { get }
+    /// `nil` when the reading carries no time.
+    var readingTime: Nanos? { get }
+    var readingValue: Double { get }
+}
+
+extension Reading: ReadingConvertible {
+    public var readingDeviceID: String { deviceID }
+    public var readingSensor: String { sensor }
+    public var readingTime: Nanos? { time }
+    public var readingValue: Double { value }
+}
+
+/// The latest known state of one device.
+public struct DeviceSnapshot: Sendable, Equatable {
+    public struct Value: Sendable, Equatable {
+        public var sensor: Int32
+        public var value: Double
+        public var time: Nanos
+    }
+
+    public var index: Int32
+    public var deviceID: String
+    public var type: String
+    public var state: DeviceState
+    /// Time of the newest reading; 0 if none yet.
+    public var time: Nanos
+    /// Sensors that have reported, in the device's sensor order.
+    public var values: [Value]
+    public var version: UInt64
+    /// The device's sensor names by index (shared storage, not a copy per snapshot).
+    public var sensorNames: [String]
+}
+
+/// The fleet registry and the live state of every device, behind one lock so they agree.
+///
+/// Readings are validated against the registry (`resolve`), made durable by the caller, then
+/// applied (`apply`). Each change bumps the device's `version`; callers pass the changed indices
+/// on to whoever streams them.
+public final class LivePlant: Sendable {
+    /// Limits applied to incoming readings and to the liveness of devices.
+    public struct Options: Sendable {
+        /// A device with no reading for this long is `offline`.
+        public var offlineAfter: Nanos = 15 * Time.second
+        /// Readings further than this in the future are rejected.
+        public var maxFutureSkew: Nanos = 5 * Time.minute
+        /// Readings older than this are rejected.
+        public var lateWindow: Nanos = 7 * Time.day
+        /// Most readings one batch may hold.
+        public var maxBatch: Int = 100_000
+        public init() {}
+    }
+
+    struct Slot {
+        var device: Device
+        var sensorNames: [String]
+        var sensorIndex: [String: Int32]
+        var values: [Double]
+        var times: [Nanos]
+        var newest: Nanos = 0
+        var version: UInt64 = 0
+        var hint: DeviceState?
+        /// Wall-clock time the device last reported; 0 = never.
+        var lastArrival: Nanos = 0
+        var state: DeviceState = .offline
+        /// The `apply` call that last touched the slot, so a device changes once per call.
+        var touchedEpoch: UInt64 = 0
+
+        init(device: Device) {
+            self.device = device
+            self.sensorNames = device.sensors.map(\.name)
+            self.sensorIndex = Dictionary(uniqueKeysWithValues: device.sensors.enumerated().map { ($1.name, Int32($0)) })
+            self.values = Array(repeating: .nan, count: device.sensors.count)
+            self.times = Array(repeating: 0, count: device.sensors.count)
+        }
+
+        mutating func deriveState(now: Nanos, offlineAfter: Nanos) -> DeviceState {
+            if let hint { return hint }
+            if lastArrival == 0 || now - lastArrival > offlineAfter { return .offline }
+            var result = DeviceState.running
+            for (i, spec) in device.sensors.enumerated() {
+                let v = values[i]
+                if v.isNaN { continue }
+                if let high = spec.alarmHigh, v > high { return .alarm }
+                if let low = spec.alarmLow, v < low { return .alarm }
+                if v > spec.nominalMax || v < spec.nominalMin { result = .warning }
+            }
+            return result
+        }
+    }
+
+    struct State {
+        var slots: [Slot] = []
+        var index: [String: Int32] = [:]
+        var epoch: UInt64 = 0
+    }
+
+    public let options: Options
+    private let state = Mutex(State())
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    // MARK: Registry
+
+    /// Adds a device or replaces its definition. Values of sensors that keep their name survive.
+    @discardableResult
+    public func upsert(_ device: Device, now: Nanos) throws(TwinError) -> (device: Device, created: Bool, index: Int32) {
+        try device.validate()
+        return state.withLock { s in
+            if let i = s.index[device.id] {
+                let old = s.slots[Int(i)]
+                var updated = device
+                updated.createdAt = old.device.createdAt
+                updated.updatedAt = now
+                var slot = Slot(device: updated)
+                for (name, j) in slot.sensorIndex {
+                    if let k = old.sensorIndex[name] {
+                        slot.values[Int(j)] = old.values[Int(k)]
+                        slot.times[Int(j)] = old.times[Int(k)]
+                    }
+                }
+                slot.newest = old.newest
+                slot.version = old.version + 1
+                slot.hint = old.hint
+                slot.lastArrival = old.lastArrival
+                slot.state = slot.deriveState(now: now, offlineAfter: options.offlineAfter)
+                s.slots[Int(i)] = slot
+                return (updated, false, i)
+            }
+            var created = device
+            created.createdAt = now
+            created.updatedAt = now
+            let i = Int32(s.slots.count)
+            s.slots.append(Slot(device: created))
+            s.index[device.id] = i
+            return (created, true, i)
+        }
+    }
+
+    public var count: Int { state.withLock { $0.slots.count } }
+
+    public func index(of deviceID: String) -> Int32? { state.withLock { $0.index[deviceID] } }
+
+    public func device(_ id: String) -> Device? {
+        state.withLock { s in s.index[id].map { s.slots[Int($0)].device } }
+    }
+
+    public func device(at index: Int32) -> Device? {
+        state.withLock { s in Int(index) < s.slots.count ? s.slots[Int(index)].device : nil }
+    }
+
+    /// Devices matching a filter (empty sets match all), sorted by id.
+    public func devices(types: Set<String> = [], site: String = "", line: String = "") -> [Device] {
+        state.withLock { s in
+            s.slots.lazy.map(\.device).filter {
+                (types.isEmpty || types.contains($0.type)) && (site.isEmpty || $0.site == site)
+                    && (line.isEmpty || $0.line == line)
+            }
+        }.sorted { $0.id < $1.id }
+    }
+
+    /// Id and type of every device, by index: what stream filters need.
+    public func identities() -> [(id: String, type: String)] {
+        state.withLock { s in s.slots.map { ($0.device.id, $0.device.type) } }
+    }
+
+    // MARK: Readings
+
+    /// Validates a batch against the registry and the time limits and resolves it to samples.
+    /// All or nothing: the first bad reading throws `invalidArgument` naming its index and why.
+    public func resolve<C: Collection>(_ readings: C, now: Nanos, into samples: inout [Sample]) throws(TwinError)
+    where C.Element: ReadingConvertible {
+        if readings.count > options.maxBatch {
+            throw .invalidArgument("batch has \(readings.count) readings; at most \(options.maxBatch) are allowed per batch")
+        }
+        samples.removeAll(keepingCapacity: true)
+        samples.reserveCapacity(readings.count)
+        let earliest = now - options.lateWindow
+        let latest = now + options.maxFutureSkew
+        let failure: TwinError? = state.withLock { s in
+            var lastID = ""
+            var lastIndex: Int32 = -1
+            for (n, r) in readings.enumerated() {
+                let id = r.readingDeviceID
+                if lastIndex < 0 || id != lastID {
+                    guard let i = s.index[id] else {
+                        return .invalidArgument("reading \(n): unknown device '\(id.prefix(80))'; register it with UpsertDevice first")
+                    }
+                    lastIndex = i
+                    lastID = id
+                }
+                let slot = s.slots[Int(lastIndex)]
+                let sensorName = r.readingSensor
+                guard let sensor = slot.sensorIndex[sensorName] else {
+                    let known = slot.device.sensors.map(\.name).joined(separator: ", ")
+                    return .invalidArgument(
+                        "reading \(n): device '\(id)' has no sensor '\(sensorName.prefix(80))' (it has: \(known))")
+                }
+                let value = r.readingValue
+                guard value.isFinite else {
+                    return .invalidArgument("reading \(n) (\(id)/\(sensorName)): value \(value) is not a finite number")
+                }
+                guard let time = r.readingTime else {
+                    return .invalidArgument("reading \(n) (\(id)/\(sensorName)): time is required")
+                }
+                if time > latest {
+                    return .invalidArgument(
+                        "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(time - now)) in the future; at most \(DurationText.format(options.maxFutureSkew)) is allowed (check the gateway's clock)")
+                }
+                if time < earliest {
+                    return .invalidArgument(
+                        "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(now - time)) old; readings older than \(DurationText.format(options.lateWindow)) are not accepted")
+                }
+                samples.append(Sample(device: lastIndex, sensor: sensor, time: time, value: value))
+            }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    /// Applies resolved samples and status hints; returns the indices of devices that changed.
+    /// A sample older than the sensor's latest value is kept by the store but does not move the
+    /// live value back.
+    public func apply(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) -> [Int32] {
+        state.withLock { s in
+            s.epoch &+= 1
+            let epoch = s.epoch
+            var changed: [Int32] = []
+            func touch(_ d: Int, _ s: inout State) {
+                if s.slots[d].touchedEpoch != epoch {
+                    s.slots[d].touchedEpoch = epoch
+                    changed.append(Int32(d))
+                }
+            }
+            for sample in samples {
+                let d = Int(sample.device)
+                guard d < s.slots.count, Int(sample.sensor) < s.slots[d].values.count else { continue }
+                touch(d, &s)
+                s.slots[d].lastArrival = now
+                let k = Int(sample.sensor)
+                if sample.time >= s.slots[d].times[k] {
+                    s.slots[d].times[k] = sample.time
+                    s.slots[d].values[k] = sample.value
+                    if sample.time > s.slots[d].newest { s.slots[d].newest = sample.time }
+                }
+            }
+            // A status report is a sign of life too (a stopped machine's controller still talks).
+            for (device, hint) in hints where Int(device) < s.slots.count {
+                let d = Int(device)
+                if s.slots[d].lastArrival == 0 { touch(d, &s) }
+                s.slots[d].lastArrival = now
+                if s.slots[d].hint != hint {
+                    s.slots[d].hint = hint
+                    touch(d, &s)
+                }
+            }
+            for d in changed {
+                let i = Int(d)
+                s.slots[i].state = s.slots[i].deriveState(now: now, offlineAfter: options.offlineAfter)
+                s.slots[i].version &+= 1
+            }
+            return changed
+        }
+    }
+
+    /// Marks devices that stopped reporting as offline; returns the ones whose state changed.
+    public func sweep(now: Nanos) -> [Int32] {
+        state.withLock { s in
+            var changed: [Int32] = []
+            for i in s.slots.indices where s.slots[i].lastArrival != 0 && s.slots[i].state != .offline {
+                let st = s.slots[i].deriveState(now: now, offlineAfter: options.offlineAfter)
+                if st != s.slots[i].state {
+                    s.slots[i].state = st
+                    s.slots[i].version &+= 1
+                    changed.append(Int32(i))
+                }
+            }
+            return changed
+        }
+    }
+
+    /// The snapshot of one device; `nil` if unknown or it never reported.
+    public func snapshot(_ index: Int32) -> DeviceSnapshot? {
+        state.withLock { s in
+            guard Int(index) < s.slots.count, s.slots[Int(index)].lastArrival != 0 else { return nil }
+            return Self.snapshot(of: s.slots[Int(index)], index: index)
+        }
+    }
+
+    /// Snapshots of several devices at once (one lock), skipping those that never reported.
+    public func snapshots(_ indices: some Sequence<Int32>) -> [DeviceSnapshot] {
+        state.withLock { s in
+            indices.compactMap { i in
+                guard Int(i) < s.slots.count, s.slots[Int(i)].lastArrival != 0 else { return nil }
+                return Self.snapshot(of: s.slots[Int(i)], index: i)
+            }
+        }
+    }
+
+    private static func snapshot(of slot: Slot, index: Int32) -> DeviceSnapshot {
+        var values: [DeviceSnapshot.Value] = []
+        values.reserveCapacity(slot.values.count)
+        for k in slot.values.indices where !slot.values[k].isNaN {
+            values.append(.init(sensor: Int32(k), value: slot.values[k], time: slot.times[k]))
+        }
+        return DeviceSnapshot(
+            index: index, deviceID: slot.device.id, type: slot.device.type, state: slot.state,
+            time: slot.newest, values: values, version: slot.version, sensorNames: slot.sensorNames)
+    }
+}

@@ -1,0 +1,239 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import Proto
+import ServiceLifecycle
+import Synchronization
+import TwinCore
+import TwinEngines
+import TwinStore
+
+/// Everything `twind` needs to know to run; `twind` fills it from flags, environment and file.
+public struct DaemonConfiguration: Sendable {
+    /// Addresses to serve on; empty means the defaults (loopback TCP on the default port and the
+    /// Unix socket in the data directory).
+    public var listen: [NetworkAddress] = []
+    public var dataDirectory: String
+    /// Run the built-in simulator over the simulated devices.
+    public var simulator = true
+    /// Number of simulated devices in the default plant (ignored with a fleet file).
+    public var simulatedDevices = 12
+    public var seed: UInt64 = 1
+    /// Simulator reading interval.
+    public var interval: Nanos = 5 * Time.second
+    /// Simulate this much past before going live, so the plant starts with a history.
+    public var backfill: Nanos = 0
+    /// A JSON fleet file describing the plant instead of the default one.
+    public var fleetFile: String?
+    public var plant = LivePlant.Options()
+    /// Default StreamUpdates heartbeat interval.
+    public var heartbeat: Nanos = 5 * Time.second
+
+    public init(dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+    }
+
+    public var socketPath: String { dataDirectory + "/twind.sock" }
+
+    /// `$STATE_DIRECTORY` under systemd, else `$XDG_STATE_HOME/twin`, else `~/.local/state/twin`.
+    public static func defaultDataDirectory(environment: [String: String]) -> String {
+        Paths.defaultDataDirectory(environment: environment)
+    }
+
+    public var effectiveListen: [NetworkAddress] {
+        listen.isEmpty ? [.defaultTCP, .unix(path: socketPath)] : listen
+    }
+}
+
+/// Hooks the embedding process gets called at (twind uses them for systemd notifications).
+public struct DaemonHooks: Sendable {
+    public var ready: @Sendable ([NetworkAddress]) -> Void = { _ in }
+    public var stopping: @Sendable () -> Void = {}
+    public init() {}
+}
+
+/// Assembles store, engines and gRPC server from a configuration. `twind` and the tests call it.
+public func buildDaemon(
+    configuration: DaemonConfiguration, logger: Logger, hooks: DaemonHooks = DaemonHooks()
+) throws -> Daemon {
+    try Daemon(configuration: configuration, logger: logger, hooks: hooks)
+}
+
+/// The running daemon, as a swift-service-lifecycle `Service`: `run()` serves until graceful
+/// shutdown, then drains (health NOT_SERVING, streams end UNAVAILABLE, servers stop) within 5 s.
+public final class Daemon: Service, Sendable {
+    public let configuration: DaemonConfiguration
+    let plant: Plant
+    let health: HealthStatus
+    let simulator: SimulatorRunner?
+    let dataDirectory: DataDirectory
+    let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
+    let logger: Logger
+    let hooks: DaemonHooks
+    private let bound = Mutex<[NetworkAddress]?>(nil)
+
+    init(configuration: DaemonConfiguration, logger: Logger, hooks: DaemonHooks) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.hooks = hooks
+        dataDirectory = try DataDirectory(path: configuration.dataDirectory)
+        var options = configuration.plant
+        options.offlineAfter = max(options.offlineAfter, 3 * configuration.interval)
+        plant = Plant(options: options, heartbeat: configuration.heartbeat, logger: logger)
+
+        // The fleet: a fleet file, or the default simulated plant.
+        let now = Time.now()
+        let devices: [Device]
+        if let file = configuration.fleetFile {
+            devices = try FleetFile.load(path: file)
+        } else {
+            devices = configuration.simulator ? MachineCatalog.defaultPlant(count: configuration.simulatedDevices) : []
+        }
+        let registered = try plant.register(devices, now: now)
+        let simulated = registered.filter { $0.device.simulated }
+        if configuration.simulator && !simulated.isEmpty {
+            var options = Simulator.Options()
+            options.seed = configuration.seed
+            simulator = SimulatorRunner(
+                simulator: Simulator(devices: simulated, start: now - configuration.backfill, options: options),
+                interval: configuration.interval, logger: logger)
+        } else {
+            simulator = nil
+        }
+
+        health = HealthStatus(services: [
+            Twin_V1_TwinService.descriptor.fullyQualifiedService,
+            Twin_V1_AuthService.descriptor.fullyQualifiedService,
+            Twin_V1_ModelService.descriptor.fullyQualifiedService,
+            Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
+        ])
+        let services: [any RegistrableRPCService] = [
+            TwinService(plant: plant), AuthService(), ModelService(), HealthService(status: health),
+        ]
+        servers = try configuration.effectiveListen.map { address in
+            let socketAddress: GRPCNIOTransportCore.SocketAddress
+            switch address {
+            case .tcp(let host, let port):
+                socketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+            case .unix(let path):
+                try Self.clearStaleSocket(path)
+                socketAddress = .unixDomainSocket(path: path)
+            }
+            let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: .plaintext)
+            return (address, GRPCServer(transport: transport, services: services))
+        }
+        logger.info(
+            "plant ready",
+            metadata: [
+                "devices": "\(registered.count)", "simulated": "\(simulator == nil ? 0 : simulated.count)",
+                "data_dir": "\(configuration.dataDirectory)",
+            ])
+    }
+
+    /// A Unix socket file left by a daemon that died is removed; anything else there is an error.
+    static func clearStaleSocket(_ path: String) throws(TwinError) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        guard (st.st_mode & S_IFMT) == S_IFSOCK else {
+            throw .failedPrecondition("cannot listen on unix:\(path): a file that is not a socket is in the way")
+        }
+        unlink(path)
+    }
+
+    /// The addresses actually bound (port 0 resolved), once serving. Throws if binding failed.
+    public func listeningAddresses() async throws -> [NetworkAddress] {
+        if let known = bound.withLock({ $0 }) { return known }
+        var result: [NetworkAddress] = []
+        for (address, server) in servers {
+            do {
+                let actual = try await server.listeningAddress
+                if let v4 = actual?.ipv4 { result.append(.tcp(host: v4.host, port: v4.port)) }
+                else if let v6 = actual?.ipv6 { result.append(.tcp(host: v6.host, port: v6.port)) }
+                else { result.append(address) }
+            } catch {
+                throw TwinError.unavailable("cannot listen on \(address): \(Self.describe(error))")
+            }
+        }
+        bound.withLock { $0 = result }
+        return result
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let rpc = error as? RPCError {
+            if let cause = rpc.cause { return describe(cause) }
+            return rpc.message
+        }
+        if let runtime = error as? RuntimeError {
+            if let cause = runtime.cause { return describe(cause) }
+            return runtime.message
+        }
+        return String(describing: error)
+    }
+
+    public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (address, server) in servers {
+                group.addTask {
+                    do { try await server.serve() } catch {
+                        throw TwinError.unavailable("cannot listen on \(address): \(Self.describe(error))")
+                    }
+                }
+            }
+            let addresses = try await listeningAddresses()
+            for address in addresses { logger.notice("listening", metadata: ["address": "\(address)"]) }
+
+            let loops = Task { await self.runLoops() }
+            hooks.ready(addresses)
+            logger.notice("twind is serving")
+
+            do { try await gracefulShutdown() } catch {}
+            let started = ContinuousClock.now
+            logger.notice("shutting down: draining streams and calls")
+            hooks.stopping()
+            health.drain()
+            plant.bus.shutdown()
+            loops.cancel()
+            for (_, server) in servers { server.beginGracefulShutdown() }
+            await loops.value
+
+            // Calls get until 4.5 s after the signal to finish; then they are cut.
+            group.addTask {
+                try await Task.sleep(until: started + .milliseconds(4500), clock: .continuous)
+                throw DrainTimeout()
+            }
+            var remaining = servers.count
+            while remaining > 0 {
+                do {
+                    try await group.next()
+                    remaining -= 1
+                } catch is DrainTimeout {
+                    logger.warning("calls still open after 4.5 s; closing them")
+                    group.cancelAll()
+                } catch {
+                    remaining -= 1
+                }
+            }
+            group.cancelAll()
+            for case .unix(let path) in configuration.effectiveListen { unlink(path) }
+            logger.notice("stopped", metadata: ["drained_in": "\(ContinuousClock.now - started)"])
+        }
+    }
+
+    struct DrainTimeout: Error {}
+
+    /// The simulator and housekeeping (offline sweep, heartbeats), until cancelled.
+    func runLoops() async {
+        await withTaskGroup(of: Void.self) { group in
+            if let simulator {
+                group.addTask { await simulator.run(plant: self.plant, backfill: self.configuration.backfill) }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(250))
+                    self.plant.housekeeping(now: Time.now())
+                }
+            }
+        }
+    }
+}

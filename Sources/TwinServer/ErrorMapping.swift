@@ -1,0 +1,28 @@
+import GRPCCore
+import TwinCore
+
+/// The one table from domain errors to gRPC status codes.
+extension TwinError: RPCErrorConvertible {
+    public var rpcErrorCode: RPCError.Code {
+        switch code {
+        case .invalidArgument: .invalidArgument
+        case .notFound: .notFound
+        case .alreadyExists: .alreadyExists
+        case .failedPrecondition: .failedPrecondition
+        case .resourceExhausted: .resourceExhausted
+        case .unauthenticated: .unauthenticated
+        case .permissionDenied: .permissionDenied
+        case .unavailable: .unavailable
+        case .unimplemented: .unimplemented
+        case .dataLoss: .dataLoss
+        case .internal: .internalError
+        }
+    }
+
+    public var rpcErrorMessage: String { message }
+}
+
+/// The answer of an RPC whose capability is not built yet: UNIMPLEMENTED, never fake data.
+func notYetBuilt(_ method: String, _ capability: String) -> TwinError {
+    TwinError(.unimplemented, "\(method) is not available in this version of twind: \(capability) is not built yet")
+}

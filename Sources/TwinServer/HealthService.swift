@@ -1,0 +1,94 @@
+import GRPCCore
+import Proto
+import Synchronization
+
+/// Serving status per service name ("" is the whole server), watched by `grpc.health.v1.Health`.
+final class HealthStatus: Sendable {
+    typealias Status = Grpc_Health_V1_HealthCheckResponse.ServingStatus
+
+    struct State {
+        var statuses: [String: Status]
+        var watchers: [UInt64: (service: String, continuation: AsyncStream<Status>.Continuation)] = [:]
+        var nextID: UInt64 = 0
+        var final = false
+    }
+
+    private let state: Mutex<State>
+
+    init(services: [String]) {
+        var statuses: [String: Status] = ["": .serving]
+        for s in services { statuses[s] = .serving }
+        state = Mutex(State(statuses: statuses))
+    }
+
+    func status(of service: String) -> Status? { state.withLock { $0.statuses[service] } }
+
+    /// Sets every service NOT_SERVING, tells every watcher, and ends the watch streams (the
+    /// server is draining; a watcher must not hold shutdown up).
+    func drain() {
+        let watchers = state.withLock { s in
+            for key in s.statuses.keys { s.statuses[key] = .notServing }
+            s.final = true
+            defer { s.watchers.removeAll() }
+            return Array(s.watchers.values)
+        }
+        for w in watchers {
+            w.continuation.yield(.notServing)
+            w.continuation.finish()
+        }
+    }
+
+    /// A stream of the service's status: the current one first, then changes.
+    func watch(_ service: String) -> (AsyncStream<Status>, cancel: @Sendable () -> Void) {
+        let (stream, continuation) = AsyncStream.makeStream(of: Status.self, bufferingPolicy: .bufferingNewest(1))
+        let id: UInt64? = state.withLock { s in
+            continuation.yield(s.statuses[service] ?? .serviceUnknown)
+            if s.final { return nil }
+            let id = s.nextID
+            s.nextID += 1
+            s.watchers[id] = (service, continuation)
+            return id
+        }
+        guard let id else {
+            continuation.finish()
+            return (stream, {})
+        }
+        return (stream, { [self] in
+            let w = state.withLock { $0.watchers.removeValue(forKey: id) }
+            w?.continuation.finish()
+        })
+    }
+}
+
+/// The standard `grpc.health.v1.Health` service; open to everyone.
+struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
+    let status: HealthStatus
+
+    func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
+        guard let s = status.status(of: request.service) else {
+            throw RPCError(code: .notFound, message: "unknown service '\(request.service.prefix(100))'")
+        }
+        var response = Grpc_Health_V1_HealthCheckResponse()
+        response.status = s
+        return response
+    }
+
+    func watch(
+        request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
+        context: ServerContext
+    ) async throws {
+        let (updates, cancel) = status.watch(request.service)
+        try await withRPCCancellationHandler {
+            var last: HealthStatus.Status?
+            for await s in updates where s != last {
+                var message = Grpc_Health_V1_HealthCheckResponse()
+                message.status = s
+                try await response.write(message)
+                last = s
+            }
+        } onCancelRPC: {
+            cancel()
+        }
+        cancel()
+    }
+}

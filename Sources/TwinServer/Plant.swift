@@ -1,0 +1,59 @@
+import Logging
+import Synchronization
+import TwinCore
+import TwinEngines
+
+/// The running plant: registry and live state, the update bus, and the simulator (if any).
+/// Services and the simulator loop go through it so every change reaches the subscribers.
+final class Plant: Sendable {
+    let live: LivePlant
+    let bus = UpdateBus()
+    let heartbeat: Nanos
+    let logger: Logger
+
+    init(options: LivePlant.Options, heartbeat: Nanos, logger: Logger) {
+        self.live = LivePlant(options: options)
+        self.heartbeat = heartbeat
+        self.logger = logger
+    }
+
+    /// Adds or replaces a device and tells the bus.
+    @discardableResult
+    func upsert(_ device: Device, now: Nanos = Time.now()) throws(TwinError) -> (device: Device, created: Bool, index: Int32) {
+        if let existing = live.device(device.id), existing.simulated {
+            if existing.sensors != device.sensors {
+                throw .failedPrecondition(
+                    "device '\(device.id)' is simulated and its sensors are fixed by the simulator; run twind with --simulator off to define it yourself")
+            }
+        }
+        var device = device
+        device.simulated = live.device(device.id)?.simulated ?? device.simulated
+        let result = try live.upsert(device, now: now)
+        bus.registryChanged(identities: live.identities())
+        return result
+    }
+
+    /// Registers many devices at start-up (one bus notification).
+    func register(_ devices: [Device], now: Nanos = Time.now()) throws(TwinError) -> [(index: Int32, device: Device)] {
+        var result: [(index: Int32, device: Device)] = []
+        result.reserveCapacity(devices.count)
+        for device in devices {
+            let r = try live.upsert(device, now: now)
+            result.append((r.index, r.device))
+        }
+        bus.registryChanged(identities: live.identities())
+        return result
+    }
+
+    /// Applies samples (already durable) and status hints to the live state, then publishes.
+    func apply(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) {
+        let changed = live.apply(samples, hints: hints, now: now)
+        bus.publish(changed)
+    }
+
+    /// Periodic housekeeping: offline detection and heartbeats.
+    func housekeeping(now: Nanos) {
+        bus.publish(live.sweep(now: now))
+        bus.heartbeat(now: now)
+    }
+}

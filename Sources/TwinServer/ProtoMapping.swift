@@ -1,0 +1,112 @@
+import Proto
+import SwiftProtobuf
+import TwinCore
+import TwinEngines
+
+// Proto <-> domain conversions. Nothing else in the server builds proto messages by hand.
+
+extension Google_Protobuf_Timestamp {
+    init(nanos: Nanos) {
+        self.init()
+        seconds = nanos / Time.second
+        self.nanos = Int32(nanos % Time.second)
+        if self.nanos < 0 {
+            seconds -= 1
+            self.nanos += Int32(Time.second)
+        }
+    }
+
+    var nanosSinceEpoch: Nanos { seconds &* Time.second &+ Nanos(nanos) }
+}
+
+extension Google_Protobuf_Duration {
+    var totalNanos: Nanos { seconds &* Time.second &+ Nanos(nanos) }
+}
+
+extension Twin_V1_Reading: ReadingConvertible {
+    public var readingDeviceID: String { deviceID }
+    public var readingSensor: String { sensor }
+    public var readingTime: Nanos? { hasTime ? time.nanosSinceEpoch : nil }
+    public var readingValue: Double { value }
+}
+
+extension SensorSpec {
+    init(_ proto: Twin_V1_SensorSpec) {
+        self.init(
+            name: proto.name, unit: proto.unit, nominalMin: proto.nominalMin, nominalMax: proto.nominalMax,
+            alarmLow: proto.hasAlarmLow ? proto.alarmLow : nil, alarmHigh: proto.hasAlarmHigh ? proto.alarmHigh : nil,
+            description: proto.description_p)
+    }
+
+    var proto: Twin_V1_SensorSpec {
+        var p = Twin_V1_SensorSpec()
+        p.name = name
+        p.unit = unit
+        p.nominalMin = nominalMin
+        p.nominalMax = nominalMax
+        if let alarmLow { p.alarmLow = alarmLow }
+        if let alarmHigh { p.alarmHigh = alarmHigh }
+        p.description_p = description
+        return p
+    }
+}
+
+extension Device {
+    init(_ proto: Twin_V1_Device) {
+        self.init(
+            id: proto.id, name: proto.name, type: proto.type, site: proto.site, line: proto.line,
+            sensors: proto.sensors.map(SensorSpec.init), labels: proto.labels)
+    }
+
+    var proto: Twin_V1_Device {
+        var p = Twin_V1_Device()
+        p.id = id
+        p.name = name
+        p.type = type
+        p.site = site
+        p.line = line
+        p.sensors = sensors.map(\.proto)
+        p.labels = labels
+        p.simulated = simulated
+        if createdAt != 0 { p.createdAt = .init(nanos: createdAt) }
+        if updatedAt != 0 { p.updatedAt = .init(nanos: updatedAt) }
+        return p
+    }
+}
+
+extension DeviceState {
+    var proto: Twin_V1_DeviceState {
+        switch self {
+        case .running: .running
+        case .idle: .idle
+        case .warning: .warning
+        case .alarm: .alarm
+        case .failed: .failed
+        case .maintenance: .maintenance
+        case .offline: .offline
+        }
+    }
+}
+
+extension DeviceSnapshot {
+    /// The proto form; `sensors` limits the values to those names (empty: all).
+    func proto(only sensors: Set<String> = []) -> Twin_V1_DeviceSnapshot {
+        var p = Twin_V1_DeviceSnapshot()
+        p.deviceID = deviceID
+        p.type = type
+        p.state = state.proto
+        if time != 0 { p.time = .init(nanos: time) }
+        p.version = version
+        p.values.reserveCapacity(values.count)
+        for v in values where Int(v.sensor) < sensorNames.count {
+            let name = sensorNames[Int(v.sensor)]
+            if !sensors.isEmpty && !sensors.contains(name) { continue }
+            var sv = Twin_V1_SensorValue()
+            sv.sensor = name
+            sv.value = v.value
+            sv.time = .init(nanos: v.time)
+            p.values.append(sv)
+        }
+        return p
+    }
+}

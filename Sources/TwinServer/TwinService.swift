@@ -1,0 +1,200 @@
+import GRPCCore
+import Proto
+import SwiftProtobuf
+import TwinCore
+import TwinEngines
+
+/// `twin.v1.TwinService`: validates requests, calls the plant, maps results.
+struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
+    let plant: Plant
+
+    /// Devices per message in the initial snapshot of a stream (keeps messages well under 4 MiB).
+    static let snapshotChunk = 500
+
+    // MARK: Devices
+
+    func listDevices(request: Twin_V1_ListDevicesRequest, context: ServerContext) async throws -> Twin_V1_ListDevicesResponse {
+        if request.pageSize < 0 || request.pageSize > 10_000 {
+            throw TwinError.invalidArgument("page_size must be between 0 and 10000, got \(request.pageSize)")
+        }
+        let pageSize = request.pageSize == 0 ? 1_000 : Int(request.pageSize)
+        let all = plant.live.devices(types: Set(request.types), site: request.site, line: request.line)
+        let start = request.pageToken.isEmpty ? 0 : (all.firstIndex { $0.id > request.pageToken } ?? all.count)
+        let page = all[start..<min(all.count, start + pageSize)]
+        var response = Twin_V1_ListDevicesResponse()
+        response.devices = page.map(\.proto)
+        response.totalCount = Int32(all.count)
+        if start + pageSize < all.count, let last = page.last { response.nextPageToken = last.id }
+        return response
+    }
+
+    func getDevice(request: Twin_V1_GetDeviceRequest, context: ServerContext) async throws -> Twin_V1_GetDeviceResponse {
+        if request.deviceID.isEmpty { throw TwinError.invalidArgument("device_id is required") }
+        guard let index = plant.live.index(of: request.deviceID), let device = plant.live.device(at: index) else {
+            throw TwinError.notFound("device '\(request.deviceID.prefix(80))' not found")
+        }
+        var response = Twin_V1_GetDeviceResponse()
+        response.device = device.proto
+        if let snapshot = plant.live.snapshot(index) { response.snapshot = snapshot.proto() }
+        return response
+    }
+
+    func upsertDevice(request: Twin_V1_UpsertDeviceRequest, context: ServerContext) async throws -> Twin_V1_UpsertDeviceResponse {
+        guard request.hasDevice else { throw TwinError.invalidArgument("device is required") }
+        let result = try plant.upsert(Device(request.device))
+        plant.logger.info("device \(result.created ? "registered" : "updated")", metadata: ["device": "\(result.device.id)"])
+        var response = Twin_V1_UpsertDeviceResponse()
+        response.device = result.device.proto
+        response.created = result.created
+        return response
+    }
+
+    // MARK: Live updates
+
+    func streamUpdates(
+        request: Twin_V1_StreamUpdatesRequest, response: RPCWriter<Twin_V1_StreamUpdatesResponse>, context: ServerContext
+    ) async throws {
+        var heartbeat = plant.heartbeat
+        if request.hasHeartbeatInterval {
+            let h = request.heartbeatInterval.totalNanos
+            guard h >= Time.second && h <= Time.minute else {
+                throw TwinError.invalidArgument("heartbeat_interval must be between 1s and 60s, got \(DurationText.format(h))")
+            }
+            heartbeat = h
+        }
+        for id in request.deviceIds where plant.live.index(of: id) == nil {
+            throw TwinError.notFound("device '\(id.prefix(80))' not found")
+        }
+        let filter = UpdateBus.Filter(deviceIDs: Set(request.deviceIds), types: Set(request.types))
+        let sensors = Set(request.sensors)
+        let subscription = try plant.bus.subscribe(filter: filter, heartbeat: heartbeat, now: Time.now())
+        defer { plant.bus.unsubscribe(subscription) }
+
+        try await withRPCCancellationHandler {
+            // The state at subscribe time, then the marker, then changes.
+            let matching = plant.live.identities().enumerated()
+                .filter { filter.matches(id: $0.element.id, type: $0.element.type) }
+                .map { Int32($0.offset) }
+            var sent = 0
+            for start in stride(from: 0, to: matching.count, by: Self.snapshotChunk) {
+                let chunk = matching[start..<min(matching.count, start + Self.snapshotChunk)]
+                let snapshots = plant.live.snapshots(chunk)
+                if snapshots.isEmpty { continue }
+                try await response.write(Self.updates(snapshots.map { ($0, 0) }, sensors: sensors))
+                sent += snapshots.count
+            }
+            var done = Twin_V1_StreamUpdatesResponse()
+            done.syncComplete.deviceCount = UInt32(sent)
+            done.sentAt = .init(nanos: Time.now())
+            try await response.write(done)
+            subscription.sent(now: Time.now())
+
+            for await _ in subscription.wakeups {
+                switch subscription.take(now: Time.now()) {
+                case .updates(let taken):
+                    let skipped = Dictionary(uniqueKeysWithValues: taken.map { ($0.device, $0.skipped) })
+                    let snapshots = plant.live.snapshots(taken.map(\.device))
+                    for start in stride(from: 0, to: snapshots.count, by: Self.snapshotChunk) {
+                        let chunk = snapshots[start..<min(snapshots.count, start + Self.snapshotChunk)]
+                        try await response.write(Self.updates(chunk.map { ($0, skipped[$0.index] ?? 0) }, sensors: sensors))
+                    }
+                case .heartbeat(let skippedTotal):
+                    var beat = Twin_V1_StreamUpdatesResponse()
+                    beat.heartbeat.deviceCount = UInt32(matching.count)
+                    beat.heartbeat.skippedTotal = skippedTotal
+                    beat.sentAt = .init(nanos: Time.now())
+                    try await response.write(beat)
+                case .nothing:
+                    continue
+                }
+            }
+        } onCancelRPC: {
+            subscription.close(UpdateBus.CloseReason.cancelled)
+        }
+        if subscription.closeReason == UpdateBus.CloseReason.shuttingDown {
+            throw RPCError(code: .unavailable, message: "twind is shutting down; reconnect to another instance or retry later")
+        }
+    }
+
+    static func updates(_ items: [(DeviceSnapshot, UInt64)], sensors: Set<String>) -> Twin_V1_StreamUpdatesResponse {
+        var message = Twin_V1_StreamUpdatesResponse()
+        var batch = Twin_V1_DeviceUpdates()
+        batch.updates = items.map { snapshot, skipped in
+            var u = Twin_V1_DeviceUpdate()
+            u.snapshot = snapshot.proto(only: sensors)
+            u.skipped = skipped
+            return u
+        }
+        message.devices = batch
+        message.sentAt = .init(nanos: Time.now())
+        return message
+    }
+
+    // MARK: Ingest
+
+    func ingest(
+        request: RPCAsyncSequence<Twin_V1_IngestRequest, any Error>, context: ServerContext
+    ) async throws -> Twin_V1_IngestResponse {
+        var response = Twin_V1_IngestResponse()
+        var samples: [Sample] = []
+        var batch = 0
+        for try await message in request {
+            let now = Time.now()
+            do {
+                try plant.live.resolve(message.readings, now: now, into: &samples)
+            } catch {
+                throw TwinError.invalidArgument(
+                    "batch \(batch), \(error.message); this batch was rejected whole, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were accepted")
+            }
+            plant.apply(samples, now: now)
+            response.acceptedReadings += UInt64(samples.count)
+            response.acceptedBatches += 1
+            batch += 1
+        }
+        return response
+    }
+
+    // MARK: Not built yet (each names the capability that will bring it)
+
+    func getHistory(request: Twin_V1_GetHistoryRequest, context: ServerContext) async throws -> Twin_V1_GetHistoryResponse {
+        throw notYetBuilt("GetHistory", "the time-series store")
+    }
+
+    func getHealth(request: Twin_V1_GetHealthRequest, context: ServerContext) async throws -> Twin_V1_GetHealthResponse {
+        throw notYetBuilt("GetHealth", "the health engine")
+    }
+
+    func getPatterns(request: Twin_V1_GetPatternsRequest, context: ServerContext) async throws -> Twin_V1_GetPatternsResponse {
+        throw notYetBuilt("GetPatterns", "pattern and anomaly analysis")
+    }
+
+    func getPrediction(request: Twin_V1_GetPredictionRequest, context: ServerContext) async throws -> Twin_V1_GetPredictionResponse {
+        throw notYetBuilt("GetPrediction", "failure prediction")
+    }
+
+    func getRecommendations(
+        request: Twin_V1_GetRecommendationsRequest, context: ServerContext
+    ) async throws -> Twin_V1_GetRecommendationsResponse {
+        throw notYetBuilt("GetRecommendations", "the recommendation engine")
+    }
+
+    func listAlerts(request: Twin_V1_ListAlertsRequest, context: ServerContext) async throws -> Twin_V1_ListAlertsResponse {
+        throw notYetBuilt("ListAlerts", "alerting")
+    }
+
+    func ackAlert(request: Twin_V1_AckAlertRequest, context: ServerContext) async throws -> Twin_V1_AckAlertResponse {
+        throw notYetBuilt("AckAlert", "alerting")
+    }
+
+    func resolveAlert(request: Twin_V1_ResolveAlertRequest, context: ServerContext) async throws -> Twin_V1_ResolveAlertResponse {
+        throw notYetBuilt("ResolveAlert", "alerting")
+    }
+
+    func recordEvent(request: Twin_V1_RecordEventRequest, context: ServerContext) async throws -> Twin_V1_RecordEventResponse {
+        throw notYetBuilt("RecordEvent", "the event store")
+    }
+
+    func listEvents(request: Twin_V1_ListEventsRequest, context: ServerContext) async throws -> Twin_V1_ListEventsResponse {
+        throw notYetBuilt("ListEvents", "the event store")
+    }
+}

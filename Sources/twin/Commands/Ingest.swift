@@ -1,0 +1,233 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import Proto
+import SwiftProtobuf
+import Synchronization
+import TwinClient
+import TwinCore
+
+/// `twin ingest FILE.csv`: streams readings through Ingest in batches.
+struct Ingest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send readings from a CSV file (Ingest).",
+        discussion: """
+            Columns: device,sensor,time,value (a header line is optional). time is RFC 3339 \
+            (2026-11-29T06:30:00Z, fractions and offsets allowed) or Unix seconds. Readings go in \
+            batches over one stream; each batch is accepted whole or not at all. On a bad row twin \
+            stops, names the line, and says how many readings before it were accepted (exit 4).
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "CSV file, or - for standard input.") var file: String
+    @Option(help: "Readings per batch (1–100000).") var batchSize: Int = 5_000
+
+    func validate() throws {
+        if !(1...100_000).contains(batchSize) { throw ValidationError("--batch-size must be from 1 to 100000") }
+    }
+
+    /// A bad line found while reading the file.
+    struct BadLine: Error {
+        var line: Int
+        var reason: String
+    }
+
+    /// What the producer saw, shared with the response handler.
+    final class Progress: Sendable {
+        struct State {
+            var sent = 0
+            var badLine: BadLine?
+            /// First line number of every batch sent, to name lines in server errors.
+            var batchLines: [[Int32]] = []
+        }
+
+        let state = Mutex(State())
+    }
+
+    func run() async throws {
+        let address = try global.address()
+        let text: String
+        do {
+            if file == "-" {
+                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            } else {
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            }
+        } catch {
+            Terminal.err("twin: cannot read \(file): \(error.localizedDescription)")
+            throw ExitCode(TwinExitCode.invalidArgument)
+        }
+        let progress = Progress()
+        let showProgress = Terminal.stderrIsTTY
+        let totalBytes = max(1, text.utf8.count)
+        let batchSize = batchSize
+        let started = Date()
+
+        let result: Result<Twin_V1_IngestResponse, any Error> = await {
+            do {
+                return .success(try await TwinConnection.with(address) { client in
+                    let twin = Twin_V1_TwinService.Client(wrapping: client)
+                    let request = StreamingClientRequest<Twin_V1_IngestRequest> { writer in
+                        var batch = Twin_V1_IngestRequest()
+                        var lines: [Int32] = []
+                        var bytesDone = 0
+                        func flush() async throws {
+                            if batch.readings.isEmpty { return }
+                            try await writer.write(batch)
+                            let sent = progress.state.withLock { s in
+                                s.sent += batch.readings.count
+                                s.batchLines.append(lines)
+                                return s.sent
+                            }
+                            if showProgress { Self.drawProgress(sent: sent, fraction: Double(bytesDone) / Double(totalBytes), started: started) }
+                            batch.readings.removeAll(keepingCapacity: true)
+                            lines.removeAll(keepingCapacity: true)
+                        }
+                        var lineNumber = 0
+                        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                            lineNumber += 1
+                            bytesDone += line.utf8.count + 1
+                            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+                            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+                            if lineNumber == 1 && trimmed.lowercased().hasPrefix("device") { continue }
+                            switch CSVReading.parse(trimmed) {
+                            case .success(let reading):
+                                batch.readings.append(reading)
+                                lines.append(Int32(lineNumber))
+                                if batch.readings.count >= batchSize { try await flush() }
+                            case .failure(let reason):
+                                try await flush()
+                                progress.state.withLock { $0.badLine = BadLine(line: lineNumber, reason: reason.message) }
+                                return
+                            }
+                        }
+                        try await flush()
+                    }
+                    return try await twin.ingest(request: request)
+                })
+            } catch {
+                return .failure(error)
+            }
+        }()
+        if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        let elapsed = Date().timeIntervalSince(started)
+
+        switch result {
+        case .success(let response):
+            let bad = progress.state.withLock { $0.badLine }
+            let rate = elapsed > 0 ? Double(response.acceptedReadings) / elapsed : 0
+            let summary = "accepted \(response.acceptedReadings) readings in \(response.acceptedBatches) batches (\(Format.number(rate)) readings/s)"
+            if let bad {
+                Terminal.err("twin: \(file) line \(bad.line): \(bad.reason); stopped there, \(summary)")
+                throw ExitCode(TwinExitCode.invalidArgument)
+            }
+            if global.output == .json {
+                Terminal.out(Format.json(["accepted_readings": response.acceptedReadings, "accepted_batches": response.acceptedBatches]))
+            } else {
+                Terminal.out("ingest: \(summary)")
+            }
+        case .failure(let error):
+            if let rpc = error as? RPCError, rpc.code == .invalidArgument,
+               let line = progress.state.withLock({ Self.line(for: rpc.message, batches: $0.batchLines) }) {
+                Terminal.err("twin: \(file) line \(line): rejected by twind: \(rpc.message)")
+                throw ExitCode(TwinExitCode.invalidArgument)
+            }
+            throw fail(error, address: address)
+        }
+    }
+
+    /// Maps "batch B, reading R" in a server message to the CSV line it came from.
+    static func line(for message: String, batches: [[Int32]]) -> Int? {
+        func number(after key: String) -> Int? {
+            guard let range = message.range(of: key) else { return nil }
+            return Int(message[range.upperBound...].prefix { $0.isNumber })
+        }
+        guard let b = number(after: "batch "), let r = number(after: "reading "), b < batches.count, r < batches[b].count else {
+            return nil
+        }
+        return Int(batches[b][r])
+    }
+
+    static func drawProgress(sent: Int, fraction: Double, started: Date) {
+        let width = 30
+        let filled = Int(min(1, fraction) * Double(width))
+        let rate = Double(sent) / max(0.001, Date().timeIntervalSince(started))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(bar) \(Int(fraction * 100))%  \(sent) readings  \(Format.number(rate))/s".utf8))
+    }
+}
+
+/// One CSV row: `device,sensor,time,value`.
+enum CSVReading {
+    struct Failure: Error { var message: String }
+
+    static func parse(_ line: String) -> Result<Twin_V1_Reading, Failure> {
+        let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard fields.count == 4 else {
+            return .failure(Failure(message: "expected 4 columns (device,sensor,time,value), found \(fields.count)"))
+        }
+        guard let time = parseTime(fields[2]) else {
+            return .failure(Failure(message: "time '\(fields[2].prefix(40))' is not RFC 3339 (2026-11-29T06:30:00Z) or Unix seconds"))
+        }
+        guard let value = Double(fields[3]) else {
+            return .failure(Failure(message: "value '\(fields[3].prefix(40))' is not a number"))
+        }
+        var reading = Twin_V1_Reading()
+        reading.deviceID = fields[0]
+        reading.sensor = fields[1]
+        reading.time = Google_Protobuf_Timestamp(seconds: time / Time.second, nanos: Int32(time % Time.second))
+        reading.value = value
+        return .success(reading)
+    }
+
+    /// RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) or Unix seconds, as nanoseconds.
+    static func parseTime(_ text: String) -> Nanos? {
+        if let seconds = Double(text), !text.contains("-") || text.hasPrefix("-") {
+            return seconds.isFinite ? Nanos(seconds * 1e9) : nil
+        }
+        let b = Array(text.utf8)
+        func num(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= b.count else { return nil }
+            var v = 0
+            for i in from..<(from + count) {
+                guard b[i] >= 48 && b[i] <= 57 else { return nil }
+                v = v * 10 + Int(b[i] - 48)
+            }
+            return v
+        }
+        guard b.count >= 20, let y = num(0, 4), b[4] == 45, let mo = num(5, 2), b[7] == 45, let d = num(8, 2),
+              b[10] == 84 || b[10] == 116 || b[10] == 32, let h = num(11, 2), b[13] == 58, let mi = num(14, 2), b[16] == 58,
+              let s = num(17, 2), (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61
+        else { return nil }
+        var i = 19
+        var frac: Nanos = 0
+        if i < b.count && b[i] == 46 {
+            i += 1
+            var scale: Nanos = 100_000_000
+            while i < b.count, b[i] >= 48 && b[i] <= 57 {
+                frac += Nanos(b[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
+        }
+        var offset = 0
+        if i < b.count && (b[i] == 90 || b[i] == 122) {
+            i += 1
+        } else if i + 6 == b.count, b[i] == 43 || b[i] == 45, let oh = num(i + 1, 2), b[i + 3] == 58, let om = num(i + 4, 2) {
+            offset = (oh * 60 + om) * 60 * (b[i] == 43 ? 1 : -1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        let seconds = days * 86_400 + h * 3600 + mi * 60 + s - offset
+        return Nanos(seconds) * Time.second + frac
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import TwinClient
+import TwinCore
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("twind address: HOST:PORT or unix:PATH (TWIN_SERVER).", valueName: "addr"))
+    var server: String?
+
+    @Option(name: [.short, .long], help: "Output format: table or json (one JSON object per line).")
+    var output: OutputFormat = .table
+
+    func address() throws -> NetworkAddress {
+        do {
+            return try TwinConnection.resolve(flag: server, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
+    /// Runs `body` against the server; any failure becomes one line on stderr and its exit code.
+    func run<R: Sendable>(_ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        let address = try address()
+        do {
+            return try await TwinConnection.with(address, body)
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw fail(error, address: address)
+        }
+    }
+}
+
+/// Prints one line for an error and returns the exit to throw.
+func fail(_ error: any Error, address: NetworkAddress) -> ExitCode {
+    let (code, message) = TwinExitCode.describe(error, server: address)
+    Terminal.err("twin: \(message)")
+    return ExitCode(code)
+}
+
+/// Unbuffered output (print is buffered when piped, which would stall `twin watch | jq`).
+enum Terminal {
+    static func out(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+    static func raw(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
+    static func err(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    static var stdoutIsTTY: Bool { isatty(1) == 1 }
+    static var stderrIsTTY: Bool { isatty(2) == 1 }
+
+    static var width: Int {
+        var size = winsize()
+        if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+        return 120
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import TwinCore
+import TwinServer
+
+/// One configuration key, looked up in flags, then `TWIND_*` environment, then the config file.
+struct Settings {
+    let flags: [String: [String]]
+    let environment: [String: String]
+    let file: [String: Any]
+    let filePath: String?
+
+    /// Reads the config file named by `--config` or `TWIND_CONFIG`, if any.
+    init(flags: [String: [String]], environment: [String: String]) throws(ConfigError) {
+        self.flags = flags
+        self.environment = environment
+        let path = flags["config"]?.last ?? environment["TWIND_CONFIG"]
+        filePath = path
+        guard let path else {
+            file = [:]
+            return
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("config: cannot read config file \(path)")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ConfigError("config: \(path) is not a JSON object of settings")
+        }
+        let known = Set(Self.keys.map(\.name))
+        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ConfigError("config: \(path) has unknown key '\(unknown)' (known: \(Self.keys.map(\.name).joined(separator: ", ")))")
+        }
+        file = object
+    }
+
+    static func envName(_ key: String) -> String {
+        "TWIND_" + key.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// The values for a key and where they came from, or nil if it is not set anywhere.
+    func values(_ key: String) -> (values: [String], source: String)? {
+        if let v = flags[key], !v.isEmpty { return (v, "--\(key)") }
+        let env = Self.envName(key)
+        if let v = environment[env], !v.isEmpty {
+            return (v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }, env)
+        }
+        if let v = file[key], let path = filePath {
+            let source = "\(key) in \(path)"
+            switch v {
+            case let array as [Any]: return (array.map { "\($0)" }, source)
+            case let b as Bool: return ([b ? "on" : "off"], source)
+            default: return (["\(v)"], source)
+            }
+        }
+        return nil
+    }
+
+    func string(_ key: String) -> String? { values(key)?.values.last }
+
+    func parse<T>(_ key: String, expected: String, _ convert: (String) -> T?) throws(ConfigError) -> T? {
+        guard let (values, source) = values(key), let text = values.last else { return nil }
+        guard let value = convert(text) else {
+            throw ConfigError("config: invalid value '\(text)' for \(key) (from \(source)): expected \(expected)")
+        }
+        return value
+    }
+
+    func duration(_ key: String) throws(ConfigError) -> Nanos? {
+        try parse(key, expected: "a duration such as 500ms, 5s, 15m, 24h or 30d", DurationText.parse)
+    }
+
+    func int(_ key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        try parse(key, expected: "a whole number from \(range.lowerBound) to \(range.upperBound)") { Int($0).flatMap { range.contains($0) ? $0 : nil } }
+    }
+
+    func bool(_ key: String) throws(ConfigError) -> Bool? {
+        try parse(key, expected: "on or off") { text -> Bool? in
+            switch text.lowercased() {
+            case "on", "true", "yes", "1": true
+            case "off", "false", "no", "0": false
+            default: nil
+            }
+        }
+    }
+
+    /// Every key, with its help: the single place keys are declared and documented.
+    static let keys: [(name: String, help: String)] = [
+        ("config", "JSON config file with any of these keys (flags and environment override it)"),
+        ("listen", "address to serve on, repeatable: HOST:PORT (port 0 picks one) or unix:PATH (default 127.0.0.1:\(NetworkAddress.defaultPort) and unix:<data-dir>/twind.sock)"),
+        ("data-dir", "data directory (default $STATE_DIRECTORY under systemd, else ~/.local/state/twin)"),
+        ("simulator", "on|off: run the built-in plant simulator (default on)"),
+        ("devices", "number of simulated devices in the default plant (default 12; up to 100000)"),
+        ("seed", "simulator seed; the same seed gives the same plant (default 1)"),
+        ("interval", "simulator reading interval (default 5s)"),
+        ("backfill", "simulate this much past at start, e.g. 30d (default 0)"),
+        ("fleet", "JSON fleet file describing the plant instead of the default one"),
+        ("heartbeat", "default StreamUpdates heartbeat interval (default 5s)"),
+        ("max-future-skew", "reject readings further than this in the future (default 5m)"),
+        ("late-window", "reject readings older than this (default 7d)"),
+        ("log-level", "trace|debug|info|notice|warning|error|critical (default info)"),
+        ("log-format", "text|json (default text)"),
+    ]
+
+    /// Builds the daemon configuration; the first bad value stops with a line naming its key.
+    func daemonConfiguration() throws(ConfigError) -> DaemonConfiguration {
+        let dataDir = string("data-dir") ?? DaemonConfiguration.defaultDataDirectory(environment: environment)
+        var c = DaemonConfiguration(dataDirectory: dataDir)
+        if let (values, source) = values("listen") {
+            do {
+                c.listen = try values.map { text throws(TwinError) in try NetworkAddress.parse(text) }
+            } catch {
+                throw ConfigError("config: invalid listen (from \(source)): \(error.message)")
+            }
+        }
+        c.simulator = try bool("simulator") ?? true
+        c.simulatedDevices = try int("devices", range: 0...100_000) ?? 12
+        c.seed = try parse("seed", expected: "a whole number ≥ 0") { UInt64($0) } ?? 1
+        c.interval = try duration("interval") ?? 5 * Time.second
+        if c.interval < 100 * Time.millisecond {
+            throw ConfigError("config: invalid value for interval: at least 100ms is needed")
+        }
+        c.backfill = try duration("backfill") ?? 0
+        c.fleetFile = string("fleet")
+        c.heartbeat = try duration("heartbeat") ?? 5 * Time.second
+        if let skew = try duration("max-future-skew") { c.plant.maxFutureSkew = skew }
+        if let late = try duration("late-window") { c.plant.lateWindow = late }
+        return c
+    }
+}
+
+struct ConfigError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

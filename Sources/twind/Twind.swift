@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TwinCore
+import TwinServer
+
+/// `twind`: the twin daemon. Serves gRPC on TCP and a Unix socket, runs the simulated plant.
+@main
+struct Twind: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "twind",
+        abstract: "The twin daemon: a live digital twin of a plant, served over gRPC.",
+        discussion: """
+            Every setting can come from a flag, a TWIND_* environment variable (the key in upper \
+            case with '-' as '_', e.g. TWIND_DATA_DIR; lists comma-separated) or the JSON config \
+            file, in that order of precedence.
+
+            Keys:
+            \(Settings.keys.map { "  \($0.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \($0.help)" }.joined(separator: "\n"))
+
+            SIGTERM or SIGINT drains: health goes NOT_SERVING, streams end UNAVAILABLE, and twind \
+            exits 0 within 5 s. Under systemd (Type=notify) it reports READY=1 and STOPPING=1.
+            """)
+
+    @Option(help: "JSON config file (TWIND_CONFIG).") var config: String?
+    @Option(help: ArgumentHelp("Address to serve on, repeatable: HOST:PORT or unix:PATH (TWIND_LISTEN).", valueName: "addr"))
+    var listen: [String] = []
+    @Option(help: "Data directory (TWIND_DATA_DIR).") var dataDir: String?
+    @Option(help: ArgumentHelp("Run the built-in simulator: on|off (TWIND_SIMULATOR).", valueName: "on|off"))
+    var simulator: String?
+    @Option(help: "Simulated devices in the default plant (TWIND_DEVICES).") var devices: String?
+    @Option(help: "Simulator seed (TWIND_SEED).") var seed: String?
+    @Option(help: "Simulator reading interval, e.g. 5s (TWIND_INTERVAL).") var interval: String?
+    @Option(help: "Simulate this much past at start, e.g. 30d (TWIND_BACKFILL).") var backfill: String?
+    @Option(help: "JSON fleet file (TWIND_FLEET).") var fleet: String?
+    @Option(help: "Default StreamUpdates heartbeat, e.g. 5s (TWIND_HEARTBEAT).") var heartbeat: String?
+    @Option(help: "Reject readings further in the future, e.g. 5m (TWIND_MAX_FUTURE_SKEW).") var maxFutureSkew: String?
+    @Option(help: "Reject readings older than this, e.g. 7d (TWIND_LATE_WINDOW).") var lateWindow: String?
+    @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
+    @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
+
+    var flagValues: [String: [String]] {
+        var f: [String: [String]] = [:]
+        let single: [(String, String?)] = [
+            ("config", config), ("data-dir", dataDir), ("simulator", simulator), ("devices", devices),
+            ("seed", seed), ("interval", interval), ("backfill", backfill), ("fleet", fleet),
+            ("heartbeat", heartbeat), ("max-future-skew", maxFutureSkew), ("late-window", lateWindow),
+            ("log-level", logLevel), ("log-format", logFormat),
+        ]
+        for (key, value) in single { if let value { f[key] = [value] } }
+        if !listen.isEmpty { f["listen"] = listen }
+        return f
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let configuration: DaemonConfiguration
+        let logging: (level: Logger.Level, json: Bool)
+        do {
+            let settings = try Settings(flags: flagValues, environment: environment)
+            configuration = try settings.daemonConfiguration()
+            logging = (
+                try settings.parse("log-level", expected: "trace|debug|info|notice|warning|error|critical") { Logger.Level(rawValue: $0.lowercased()) } ?? .info,
+                try settings.parse("log-format", expected: "text or json") { ["text": false, "json": true][$0.lowercased()] } ?? false
+            )
+        } catch {
+            FileHandle.standardError.write(Data("twind: \(error.description)\n".utf8))
+            throw ExitCode(78)  // EX_CONFIG
+        }
+
+        let journald = environment["JOURNAL_STREAM"] != nil
+        LoggingSystem.bootstrap { label in
+            var handler = LineLogHandler(label: label, json: logging.json, journald: journald)
+            handler.logLevel = logging.level
+            return handler
+        }
+        let logger = Logger(label: "twind")
+
+        var hooks = DaemonHooks()
+        hooks.ready = { _ in SystemdNotifier.notify("READY=1\nSTATUS=serving") }
+        hooks.stopping = { SystemdNotifier.notify("STOPPING=1\nSTATUS=draining") }
+
+        let daemon: Daemon
+        do {
+            daemon = try buildDaemon(configuration: configuration, logger: logger, hooks: hooks)
+        } catch let error as TwinError {
+            logger.critical("cannot start: \(error.message)")
+            throw ExitCode(error.code == .invalidArgument ? 78 : 69)
+        }
+        let group = ServiceGroup(
+            services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("stopped on an error: \(Self.describe(error))")
+            throw ExitCode(69)  // EX_UNAVAILABLE
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? TwinError { return e.message }
+        return "\(error)"
+    }
+}
