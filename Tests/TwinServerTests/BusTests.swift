@@ -1,0 +1,52 @@
+import Testing
+import TwinCore
+@testable import TwinServer
+
+/// Conflation: a subscriber that does not read holds one entry per device, never a queue.
+@Suite struct BusTests {
+    @Test func slowSubscriberGetsLatestPerDeviceWithSkipCounts() throws {
+        let bus = UpdateBus()
+        bus.registryChanged(identities: [("a", "pump"), ("b", "fan"), ("c", "pump")])
+        let all = try bus.subscribe(filter: .init(), heartbeat: Time.minute, now: 0)
+        let pumps = try bus.subscribe(filter: .init(types: ["pump"]), heartbeat: Time.minute, now: 0)
+        for _ in 0..<1000 { bus.publish([0, 1, 2]) }
+        guard case .updates(let taken) = all.take(now: 1) else {
+            Issue.record("expected updates")
+            return
+        }
+        #expect(taken.map(\.device).sorted() == [0, 1, 2])
+        #expect(taken.allSatisfy { $0.skipped == 999 })
+        guard case .updates(let pumpUpdates) = pumps.take(now: 1) else {
+            Issue.record("expected updates")
+            return
+        }
+        #expect(pumpUpdates.map(\.device).sorted() == [0, 2])
+        guard case .nothing = all.take(now: 2) else {
+            Issue.record("nothing should be pending after a take")
+            return
+        }
+    }
+
+    @Test func shutdownClosesAndRefusesNewSubscribers() throws {
+        let bus = UpdateBus()
+        let sub = try bus.subscribe(filter: .init(), heartbeat: Time.minute, now: 0)
+        bus.shutdown()
+        #expect(sub.closeReason == .shuttingDown)
+        #expect(throws: TwinError.self) { try bus.subscribe(filter: .init(), heartbeat: Time.minute, now: 0) }
+    }
+
+    @Test func heartbeatIsDueAfterTheInterval() throws {
+        let bus = UpdateBus()
+        let sub = try bus.subscribe(filter: .init(), heartbeat: Time.second, now: 0)
+        bus.heartbeat(now: Time.second / 2)
+        guard case .nothing = sub.take(now: Time.second / 2) else {
+            Issue.record("no heartbeat before the interval")
+            return
+        }
+        bus.heartbeat(now: Time.second)
+        guard case .heartbeat = sub.take(now: Time.second) else {
+            Issue.record("heartbeat due")
+            return
+        }
+    }
+}

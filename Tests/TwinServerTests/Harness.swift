@@ -1,0 +1,89 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import Proto
+import ServiceLifecycle
+import TwinClient
+import TwinCore
+import TwinServer
+
+/// A real twind (the same builder twind uses) on an ephemeral loopback port with a temporary
+/// data directory.
+struct RunningDaemon {
+    let daemon: Daemon
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+    let address: NetworkAddress
+    let directory: String
+
+    static func start(_ configure: (inout DaemonConfiguration) -> Void = { _ in }) async throws -> RunningDaemon {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("twind-test-\(UUID().uuidString)").path
+        var configuration = DaemonConfiguration(dataDirectory: directory)
+        configuration.listen = [.tcp(host: "127.0.0.1", port: 0)]
+        configuration.interval = 100 * Time.millisecond
+        configure(&configuration)
+        var logger = Logger(label: "twind-test")
+        logger.logLevel = .error
+        let daemon = try buildDaemon(configuration: configuration, logger: logger)
+        let group = ServiceGroup(services: [daemon], logger: logger)
+        let task = Task { try await group.run() }
+        let address = try await daemon.listeningAddresses()[0]
+        return RunningDaemon(daemon: daemon, group: group, task: task, address: address, directory: directory)
+    }
+
+    /// Graceful shutdown, as SIGTERM does it; returns how long it took.
+    @discardableResult
+    func stop() async throws -> Duration {
+        let began = ContinuousClock.now
+        await group.triggerGracefulShutdown()
+        try await task.value
+        try? FileManager.default.removeItem(atPath: directory)
+        return ContinuousClock.now - began
+    }
+
+    func withTwin<R: Sendable>(_ body: (Twin_V1_TwinService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        try await TwinConnection.with(address) { client in try await body(Twin_V1_TwinService.Client(wrapping: client)) }
+    }
+}
+
+extension Twin_V1_Reading {
+    init(_ device: String, _ sensor: String, _ time: Nanos, _ value: Double) {
+        self.init()
+        deviceID = device
+        self.sensor = sensor
+        self.time = .init(seconds: time / Time.second, nanos: Int32(time % Time.second))
+        self.value = value
+    }
+}
+
+func gatewayDevice(_ id: String) -> Twin_V1_Device {
+    var d = Twin_V1_Device()
+    d.id = id
+    d.type = "press"
+    var force = Twin_V1_SensorSpec()
+    force.name = "force"
+    force.unit = "kN"
+    force.nominalMin = 0
+    force.nominalMax = 800
+    force.alarmHigh = 950
+    var temp = Twin_V1_SensorSpec()
+    temp.name = "oil_temp"
+    temp.unit = "°C"
+    temp.nominalMin = 10
+    temp.nominalMax = 70
+    d.sensors = [force, temp]
+    return d
+}
+
+/// Expects `body` to fail with `code`; returns the message.
+func expectRPCError(_ code: RPCError.Code, _ body: () async throws -> Void) async -> String? {
+    do {
+        try await body()
+        return nil
+    } catch let error as RPCError {
+        return error.code == code ? error.message : "wrong code \(error.code): \(error.message)"
+    } catch {
+        return "unexpected \(error)"
+    }
+}

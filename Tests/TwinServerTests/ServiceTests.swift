@@ -1,0 +1,267 @@
+import Foundation
+import GRPCCore
+import Proto
+import Testing
+import TwinClient
+import TwinCore
+import TwinServer
+
+@Suite(.timeLimit(.minutes(1))) struct ServiceTests {
+    @Test func listsTheDefaultPlantAndPages() async throws {
+        let d = try await RunningDaemon.start()
+        try await d.withTwin { twin in
+            let all = try await twin.listDevices(Twin_V1_ListDevicesRequest())
+            #expect(all.devices.count == 12)
+            #expect(all.totalCount == 12)
+            #expect(all.devices.map(\.id) == all.devices.map(\.id).sorted())
+            #expect(all.devices.allSatisfy { $0.simulated && !$0.sensors.isEmpty })
+
+            var request = Twin_V1_ListDevicesRequest()
+            request.pageSize = 5
+            var ids: [String] = []
+            repeat {
+                let page = try await twin.listDevices(request)
+                ids += page.devices.map(\.id)
+                request.pageToken = page.nextPageToken
+            } while !request.pageToken.isEmpty
+            #expect(ids == all.devices.map(\.id))
+
+            var pumps = Twin_V1_ListDevicesRequest()
+            pumps.types = ["pump"]
+            #expect(try await twin.listDevices(pumps).devices.allSatisfy { $0.type == "pump" })
+
+            var bad = Twin_V1_ListDevicesRequest()
+            bad.pageSize = -1
+            let message = await expectRPCError(.invalidArgument) { _ = try await twin.listDevices(bad) }
+            #expect(message?.contains("page_size") == true)
+        }
+        try await d.stop()
+    }
+
+    @Test func getDeviceNotFoundAndInvalid() async throws {
+        let d = try await RunningDaemon.start()
+        try await d.withTwin { twin in
+            var request = Twin_V1_GetDeviceRequest()
+            request.deviceID = "no-such-device"
+            let notFound = await expectRPCError(.notFound) { _ = try await twin.getDevice(request) }
+            #expect(notFound?.contains("no-such-device") == true)
+            let missing = await expectRPCError(.invalidArgument) { _ = try await twin.getDevice(Twin_V1_GetDeviceRequest()) }
+            #expect(missing?.contains("device_id is required") == true)
+        }
+        try await d.stop()
+    }
+
+    /// The initial snapshot, the marker, then live changes from the simulator.
+    @Test func streamSendsSnapshotThenSyncThenChanges() async throws {
+        let d = try await RunningDaemon.start()
+        try await d.withTwin { twin in
+            // Wait until every device has reported once, via the stream itself.
+            var request = Twin_V1_StreamUpdatesRequest()
+            request.types = ["pump"]
+            request.sensors = ["flow", "vibration"]
+            try await twin.streamUpdates(request) { response in
+                var snapshotDevices = Set<String>()
+                var synced = false
+                var liveUpdates = 0
+                for try await message in response.messages {
+                    switch message.update {
+                    case .devices(let batch):
+                        for u in batch.updates {
+                            #expect(u.snapshot.type == "pump")
+                            #expect(Set(u.snapshot.values.map(\.sensor)).isSubset(of: ["flow", "vibration"]))
+                            if synced { liveUpdates += 1 } else { snapshotDevices.insert(u.snapshot.deviceID) }
+                        }
+                    case .syncComplete(let sync):
+                        #expect(Int(sync.deviceCount) == snapshotDevices.count)
+                        synced = true
+                    default:
+                        break
+                    }
+                    if liveUpdates >= 6 { break }
+                }
+                #expect(synced)
+                #expect(liveUpdates >= 6)
+            }
+        }
+        try await d.stop()
+    }
+
+    @Test func streamRejectsUnknownDeviceAndBadHeartbeat() async throws {
+        let d = try await RunningDaemon.start()
+        try await d.withTwin { twin in
+            var request = Twin_V1_StreamUpdatesRequest()
+            request.deviceIds = ["ghost"]
+            let unknown = await expectRPCError(.notFound) {
+                try await twin.streamUpdates(request) { response in for try await _ in response.messages {} }
+            }
+            #expect(unknown?.contains("ghost") == true)
+            var beat = Twin_V1_StreamUpdatesRequest()
+            beat.heartbeatInterval = .init(seconds: 0, nanos: 1000)
+            let bad = await expectRPCError(.invalidArgument) {
+                try await twin.streamUpdates(beat) { response in for try await _ in response.messages {} }
+            }
+            #expect(bad?.contains("heartbeat_interval") == true)
+        }
+        try await d.stop()
+    }
+
+    /// A quiet plant still sends heartbeats, so a client can tell it from a dead link.
+    @Test func quietPlantSendsHeartbeats() async throws {
+        let d = try await RunningDaemon.start { $0.simulator = false }
+        try await d.withTwin { twin in
+            var request = Twin_V1_StreamUpdatesRequest()
+            request.heartbeatInterval = .init(seconds: 1, nanos: 0)
+            try await twin.streamUpdates(request) { response in
+                var beats = 0
+                for try await message in response.messages {
+                    if case .heartbeat = message.update { beats += 1 }
+                    if beats == 2 { break }
+                }
+                #expect(beats == 2)
+            }
+        }
+        try await d.stop()
+    }
+
+    /// Ingest: accepted batches reach the live state and the stream; a bad batch is rejected whole
+    /// with INVALID_ARGUMENT naming the batch, the reading and why.
+    @Test func ingestGoodAndBad() async throws {
+        let d = try await RunningDaemon.start { $0.simulator = false }
+        try await d.withTwin { twin in
+            var upsert = Twin_V1_UpsertDeviceRequest()
+            upsert.device = gatewayDevice("press-1")
+            let created = try await twin.upsertDevice(upsert)
+            #expect(created.created)
+            #expect(!created.device.simulated)
+
+            let now = Time.now()
+            let good = StreamingClientRequest<Twin_V1_IngestRequest> { writer in
+                for i in 0..<3 {
+                    var batch = Twin_V1_IngestRequest()
+                    batch.readings = (0..<100).map { Twin_V1_Reading("press-1", $0 % 2 == 0 ? "force" : "oil_temp", now - Nanos(300 - i * 100 - $0) * Time.millisecond, Double(i * 100 + $0)) }
+                    try await writer.write(batch)
+                }
+            }
+            let response = try await twin.ingest(request: good)
+            #expect(response.acceptedReadings == 300)
+            #expect(response.acceptedBatches == 3)
+
+            var get = Twin_V1_GetDeviceRequest()
+            get.deviceID = "press-1"
+            let device = try await twin.getDevice(get)
+            #expect(device.snapshot.values.first { $0.sensor == "force" }?.value == 298)
+            #expect(device.snapshot.state == .warning)  // oil_temp 299 °C is outside 10–70
+
+            let bad = StreamingClientRequest<Twin_V1_IngestRequest> { writer in
+                var first = Twin_V1_IngestRequest()
+                first.readings = [Twin_V1_Reading("press-1", "force", now, 1)]
+                try await writer.write(first)
+                var second = Twin_V1_IngestRequest()
+                second.readings = [Twin_V1_Reading("press-1", "force", now, 2), Twin_V1_Reading("press-1", "force", now, .nan)]
+                try await writer.write(second)
+            }
+            let message = await expectRPCError(.invalidArgument) { _ = try await twin.ingest(request: bad) }
+            #expect(message?.contains("batch 1, reading 1") == true)
+            #expect(message?.contains("not a finite number") == true)
+            // The first batch was accepted, the second not at all.
+            let after = try await twin.getDevice(get)
+            #expect(after.snapshot.values.first { $0.sensor == "force" }?.value == 1)
+
+            let unknown = StreamingClientRequest<Twin_V1_IngestRequest> { writer in
+                var batch = Twin_V1_IngestRequest()
+                batch.readings = [Twin_V1_Reading("press-1", "rpm", now, 1)]
+                try await writer.write(batch)
+            }
+            let unknownMessage = await expectRPCError(.invalidArgument) { _ = try await twin.ingest(request: unknown) }
+            #expect(unknownMessage?.contains("has no sensor 'rpm'") == true)
+        }
+        try await d.stop()
+    }
+
+    @Test func simulatedDeviceSensorsAreFixed() async throws {
+        let d = try await RunningDaemon.start()
+        try await d.withTwin { twin in
+            var upsert = Twin_V1_UpsertDeviceRequest()
+            var device = gatewayDevice("pump-001")
+            device.type = "pump"
+            upsert.device = device
+            let message = await expectRPCError(.failedPrecondition) { _ = try await twin.upsertDevice(upsert) }
+            #expect(message?.contains("simulated") == true)
+            upsert.device = Twin_V1_Device()
+            let invalid = await expectRPCError(.invalidArgument) { _ = try await twin.upsertDevice(upsert) }
+            #expect(invalid?.contains("device id is required") == true)
+        }
+        try await d.stop()
+    }
+
+    @Test func unbuiltRPCsAnswerUnimplemented() async throws {
+        let d = try await RunningDaemon.start()
+        try await TwinConnection.with(d.address) { client in
+            let twin = Twin_V1_TwinService.Client(wrapping: client)
+            let health = await expectRPCError(.unimplemented) { _ = try await twin.getHealth(Twin_V1_GetHealthRequest()) }
+            #expect(health?.contains("GetHealth") == true)
+            let auth = Twin_V1_AuthService.Client(wrapping: client)
+            var login = Twin_V1_LoginRequest()
+            login.username = "admin"
+            login.password = "secret"
+            let loginMessage = await expectRPCError(.unimplemented) { _ = try await auth.login(login) }
+            #expect(loginMessage?.contains("Login") == true)
+            #expect(loginMessage?.contains("secret") == false)
+            let models = Twin_V1_ModelService.Client(wrapping: client)
+            _ = await expectRPCError(.unimplemented) { _ = try await models.retrain(Twin_V1_RetrainRequest()) }
+        }
+        try await d.stop()
+    }
+
+    @Test func healthCheckKnowsTheServices() async throws {
+        let d = try await RunningDaemon.start()
+        try await TwinConnection.with(d.address) { client in
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            let server = try await health.check(Grpc_Health_V1_HealthCheckRequest()).status
+            #expect(server == .serving)
+            var request = Grpc_Health_V1_HealthCheckRequest()
+            request.service = "twin.v1.TwinService"
+            let service = try await health.check(request).status
+            #expect(service == .serving)
+            request.service = "nope.Service"
+            _ = await expectRPCError(.notFound) { _ = try await health.check(request) }
+        }
+        try await d.stop()
+    }
+
+    /// SIGTERM semantics: open streams end with UNAVAILABLE, health watchers see NOT_SERVING, and
+    /// the daemon stops well within 5 s.
+    @Test func gracefulShutdownEndsStreamsWithUnavailable() async throws {
+        let d = try await RunningDaemon.start()
+        let (synced, syncedContinuation) = AsyncStream.makeStream(of: Void.self)
+        let (watching, watchingContinuation) = AsyncStream.makeStream(of: Void.self)
+        async let streamOutcome: RPCError.Code? = TwinConnection.with(d.address) { client in
+            do {
+                try await Twin_V1_TwinService.Client(wrapping: client).streamUpdates(Twin_V1_StreamUpdatesRequest()) { response in
+                    for try await message in response.messages {
+                        if case .syncComplete = message.update { syncedContinuation.yield() }
+                    }
+                }
+                return nil
+            } catch let error as RPCError {
+                return error.code
+            }
+        }
+        async let watchStatuses: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = TwinConnection.with(d.address) { client in
+            try await Grpc_Health_V1_Health.Client(wrapping: client).watch(Grpc_Health_V1_HealthCheckRequest()) { response in
+                var seen: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = []
+                for try await message in response.messages {
+                    seen.append(message.status)
+                    watchingContinuation.yield()
+                }
+                return seen
+            }
+        }
+        for await _ in synced { break }
+        for await _ in watching { break }
+        let took = try await d.stop()
+        #expect(try await streamOutcome == .unavailable)
+        #expect(try await watchStatuses == [.serving, .notServing])
+        #expect(took < .seconds(5))
+    }
+}
