@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+/// twind and twin as a user runs them: real processes, real sockets, exit codes and output.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct CLITests {
+    @Test func watchPrintsNDJSONAndCountStops() async throws {
+        let d = try await TwindProcess.start()
+        let watch = try d.twin(["watch", "-o", "json", "--count", "20"])
+        #expect(await watch.wait() == 0)
+        let lines = watch.stdout.lines
+        #expect(lines.count == 20)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["device"] is String)
+            #expect(object?["state"] is String)
+            #expect((object?["values"] as? [String: Any])?.isEmpty == false)
+        }
+        #expect(await d.stop() == 0)
+    }
+
+    @Test func devicesAndDeviceAndNotFoundExitCode() async throws {
+        let d = try await TwindProcess.start()
+        let list = try d.twin(["devices"])
+        #expect(await list.wait() == 0)
+        #expect(list.stdout.text.contains("pump-001"))
+        #expect(list.stdout.lines.count == 13)  // header + 12 devices
+
+        let json = try d.twin(["devices", "-o", "json", "--type", "motor"])
+        #expect(await json.wait() == 0)
+        #expect(json.stdout.lines.allSatisfy { $0.contains("\"type\":\"motor\"") })
+
+        let missing = try d.twin(["device", "pump-999"])
+        #expect(await missing.wait() == 5)
+        #expect(missing.stderr.text.contains("pump-999"))
+        #expect(await d.stop() == 0)
+    }
+
+    @Test func ingestCSVGoodAndBadLine() async throws {
+        let d = try await TwindProcess.start(["--simulator", "off", "--fleet", try Self.fleetFile()])
+        let now = Int(Date().timeIntervalSince1970)
+        var csv = "device,sensor,time,value\n"
+        for i in 0..<2500 { csv += "press-7,force,\(now - 2500 + i),\(Double(i) * 0.5)\n" }
+        let good = try d.twin(["ingest", "-", "--batch-size", "1000"], stdin: Data(csv.utf8))
+        #expect(await good.wait() == 0)
+        #expect(good.stdout.text.contains("accepted 2500 readings in 3 batches"))
+
+        let badValue = "press-7,force,\(now),1\npress-7,force,\(now),abc\n"
+        let bad = try d.twin(["ingest", "-"], stdin: Data(badValue.utf8))
+        #expect(await bad.wait() == 4)
+        #expect(bad.stderr.text.contains("line 2"))
+        #expect(bad.stderr.text.contains("accepted 1 readings"))
+
+        // Rejected by the server: the CLI names the line the server's reading index points at.
+        let unknownSensor = "press-7,force,\(now),1\npress-7,force,\(now),2\npress-7,rpm,\(now),3\n"
+        let rejected = try d.twin(["ingest", "-"], stdin: Data(unknownSensor.utf8))
+        #expect(await rejected.wait() == 4)
+        #expect(rejected.stderr.text.contains("line 3"))
+        #expect(rejected.stderr.text.contains("no sensor 'rpm'"))
+        #expect(await d.stop() == 0)
+    }
+
+    @Test func unreachableDaemonIsOneClearLine() async throws {
+        let child = try Child("twin", ["devices", "--server", "127.0.0.1:1"])
+        #expect(await child.wait() == 3)
+        let err = child.stderr.text
+        #expect(err.contains("cannot reach twind"))
+        #expect(err.split(separator: "\n").count == 1)
+    }
+
+    /// SIGTERM while streams are open: the stream is told, twind exits 0 quickly.
+    @Test func sigtermWithOpenStreamsExitsCleanly() async throws {
+        let d = try await TwindProcess.start()
+        let watch = try d.twin(["watch", "-o", "json"])
+        _ = await watch.stdout.waitForLine { $0.contains("\"device\"") }
+        let began = ContinuousClock.now
+        #expect(await d.stop() == 0)
+        #expect(ContinuousClock.now - began < .seconds(5))
+        #expect(await watch.stderr.waitForLine { $0.contains("shutting down") } != nil)
+        watch.signal(SIGINT)
+        #expect(await watch.wait() == 0)
+    }
+
+    @Test func badConfigurationStopsWithOneLineNamingTheKey() async throws {
+        let child = try Child("twind", ["--data-dir", "/tmp/unused-\(UUID().uuidString)", "--interval", "fast"])
+        #expect(await child.wait() == 78)
+        #expect(child.stderr.text.contains("interval"))
+        #expect(child.stderr.text.contains("--interval"))
+        let env = try Child("twind", ["--data-dir", "/tmp/unused-\(UUID().uuidString)"], environment: ["TWIND_DEVICES": "many"])
+        #expect(await env.wait() == 78)
+        #expect(env.stderr.text.contains("TWIND_DEVICES"))
+    }
+
+    static func fleetFile() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString).json").path
+        let json = """
+            {"devices": [{"id": "press-7", "type": "press", "simulate": false,
+              "sensors": [{"name": "force", "unit": "kN", "nominal_min": 0, "nominal_max": 800}]}]}
+            """
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// The built `twind` and `twin` beside this test binary (swift test builds them too).
+enum Binaries {
+    static let directory: URL = {
+        var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+        if let exe = Bundle.main.executableURL { candidates.append(exe.deletingLastPathComponent()) }
+        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        for c in candidates {
+            var dir = c
+            for _ in 0..<4 {
+                if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("twind").path) { return dir }
+                dir = dir.deletingLastPathComponent()
+            }
+        }
+        return candidates[0]
+    }()
+
+    static func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
+}
+
+/// Collects a pipe's output as it arrives and lets a test wait (bounded) for a line.
+final class OutputLog: Sendable {
+    private let state = Mutex((text: "", closed: false))
+
+    init(_ pipe: Pipe) {
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let data = handle.availableData
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                state.withLock { $0.closed = true }
+            } else {
+                state.withLock { $0.text += String(decoding: data, as: UTF8.self) }
+            }
+        }
+    }
+
+    var text: String { state.withLock { $0.text } }
+    var lines: [String] { text.split(separator: "\n").map(String.init) }
+
+    /// Waits until a line satisfies `match` (returns it), the stream closes, or the deadline passes.
+    func waitForLine(timeout: Duration = .seconds(30), _ match: (String) -> Bool) async -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let line = lines.first(where: match) { return line }
+            if state.withLock({ $0.closed }) { return nil }
+            // Poll the condition with a deadline; the wait ends as soon as the line is there.
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return lines.first(where: match)
+    }
+}
+
+/// A child process with its stdout and stderr collected.
+final class Child: Sendable {
+    let process: Process
+    let stdout: OutputLog
+    let stderr: OutputLog
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: Data? = nil) throws {
+        let p = Process()
+        p.executableURL = Binaries.url(executable)
+        p.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["TWIN_SERVER"] = nil
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        let input = stdin.map { _ in Pipe() }
+        p.standardInput = input ?? FileHandle.nullDevice
+        stdout = OutputLog(out)
+        stderr = OutputLog(err)
+        process = p
+        try p.run()
+        if let input, let stdin {
+            // Written after start, off this thread: a pipe holds only 64 KiB until the child reads.
+            let writer = input.fileHandleForWriting
+            Thread.detachNewThread {
+                try? writer.write(contentsOf: stdin)
+                try? writer.close()
+            }
+        }
+    }
+
+    /// Waits for exit (bounded); returns the exit status, or nil if it did not exit in time.
+    func wait(timeout: Duration = .seconds(30)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning { return nil }
+        return process.terminationStatus
+    }
+
+    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+/// A real twind process on an ephemeral loopback port with a temporary data directory.
+struct TwindProcess {
+    let child: Child
+    let address: String
+    let directory: String
+
+    static func start(_ extra: [String] = []) async throws -> TwindProcess {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
+        let child = try Child("twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--interval", "200ms"] + extra)
+        guard let line = await child.stderr.waitForLine(timeout: .seconds(60), { $0.contains("listening") && $0.contains("127.0.0.1:") }),
+              let range = line.range(of: "127.0.0.1:")
+        else {
+            throw TestFailure("twind did not start: \(child.stderr.text)")
+        }
+        let port = line[range.upperBound...].prefix { $0.isNumber }
+        return TwindProcess(child: child, address: "127.0.0.1:\(port)", directory: dir)
+    }
+
+    func twin(_ arguments: [String], stdin: Data? = nil) throws -> Child {
+        try Child("twin", arguments + ["--server", address], stdin: stdin)
+    }
+
+    func stop() async -> Int32? {
+        child.signal(SIGTERM)
+        let status = await child.wait(timeout: .seconds(10))
+        try? FileManager.default.removeItem(atPath: directory)
+        return status
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
