@@ -129,11 +129,12 @@ struct IngestBench: AsyncParsableCommand {
             }
             batches.append(b)
         }
+        let prepared = batches
         let cpuBefore = daemon.cpuSeconds()
         let began = ContinuousClock.now
         let response = try await TwinConnection.with(daemon.address) { client in
             try await Twin_V1_TwinService.Client(wrapping: client).ingest(request: StreamingClientRequest { writer in
-                try await writer.write(contentsOf: batches)
+                try await writer.write(contentsOf: prepared)
             })
         }
         let elapsed = (ContinuousClock.now - began).seconds
@@ -169,9 +170,10 @@ struct FanoutBench: AsyncParsableCommand {
         let daemon = try await DaemonProcess.start(["--devices", "\(devices)", "--interval", interval])
         defer { daemon.stop() }
         let stats = LatencyStats()
-        let synced = Mutex(0)
+        let synced = Shared(0)
         let deadline = ContinuousClock.now + .seconds(seconds + 5)
-        let measureFrom = Mutex<Nanos>(Int64.max)
+        let measureFrom = Shared<Nanos>(Int64.max)
+        let subscribers = subscribers, connections = connections
         let perConnection = (subscribers + connections - 1) / connections
 
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -192,6 +194,7 @@ struct FanoutBench: AsyncParsableCommand {
                                         for try await update in response.messages {
                                             let now = Time.now()
                                             if update.kind == 2 { synced.withLock { $0 += 1 } }
+                                            stats.count(bytes: update.bytes)
                                             if update.kind == 1 && update.tickTime >= measureFrom.withLock({ $0 }) {
                                                 stats.add(latency: now - update.tickTime, devices: update.count)
                                             }
@@ -212,9 +215,14 @@ struct FanoutBench: AsyncParsableCommand {
             measureFrom.withLock { $0 = Time.now() + Time.second }
             try await Task.sleep(for: .seconds(1))
             let cpuBefore = daemon.cpuSeconds()
+            let selfBefore = DaemonProcess.cpuSeconds(pid: getpid())
+            let bytesBefore = stats.bytes
             let began = ContinuousClock.now
             try await Task.sleep(until: deadline - .seconds(1), clock: .continuous)
-            let cpu = (daemon.cpuSeconds() - cpuBefore) / (ContinuousClock.now - began).seconds
+            let window = (ContinuousClock.now - began).seconds
+            let cpu = (daemon.cpuSeconds() - cpuBefore) / window
+            let clientCPU = (DaemonProcess.cpuSeconds(pid: getpid()) - selfBefore) / window
+            let bytesPerSecond = Double(stats.bytes - bytesBefore) / window
             let rss = daemon.rssMB()
             let (p50, p99, max, updates, messages) = stats.summary()
             report("fanout", [
@@ -222,7 +230,9 @@ struct FanoutBench: AsyncParsableCommand {
                 ("devices", "\(devices) every \(interval)"),
                 ("device updates delivered", "\(updates) in \(messages) messages (\(String(format: "%.0f", Double(updates) / (ContinuousClock.now - began).seconds))/s)"),
                 ("delivery latency p50", ms(Double(p50) / 1e6)), ("p99", ms(Double(p99) / 1e6)), ("max", ms(Double(max) / 1e6)),
+                ("bytes delivered", String(format: "%.1f MB/s", bytesPerSecond / 1e6)),
                 ("twind CPU", String(format: "%.0f %% of one core", cpu * 100)),
+                ("load tool CPU", String(format: "%.0f %% of one core", clientCPU * 100)),
                 ("twind RSS", "\(rss) MB"),
             ])
             group.cancelAll()
@@ -233,6 +243,7 @@ struct FanoutBench: AsyncParsableCommand {
 /// Reads just enough of a StreamUpdatesResponse: which kind, how many device updates, and the
 /// time of the first snapshot (every snapshot in a simulator tick has the tick's time).
 struct ScannedUpdate: Sendable {
+    var bytes = 0
     var kind = 0
     var count = 0
     var tickTime: Nanos = 0
@@ -242,6 +253,7 @@ struct UpdateScanner: MessageDeserializer {
     func deserialize<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> ScannedUpdate {
         bytes.withUnsafeBytes { raw in
             var result = ScannedUpdate()
+            result.bytes = raw.count
             var p = ProtoCursor(raw, 0, raw.count)
             while let (field, wire) = p.tag() {
                 if wire == 2 {
@@ -344,8 +356,19 @@ struct ProtoCursor {
     }
 }
 
+/// A value shared between tasks.
+final class Shared<Value: Sendable>: Sendable {
+    private let m: Mutex<Value>
+    init(_ value: Value) { m = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { m.withLock { body(&$0) } }
+}
+
 final class LatencyStats: Sendable {
     private let state = Mutex((samples: [Int64](), updates: 0, messages: 0))
+    private let received = Mutex(0)
+
+    func count(bytes: Int) { received.withLock { $0 += bytes } }
+    var bytes: Int { received.withLock { $0 } }
 
     func add(latency: Nanos, devices: Int) {
         state.withLock {
@@ -359,6 +382,7 @@ final class LatencyStats: Sendable {
         state.withLock { s in
             let sorted = s.samples.sorted()
             guard !sorted.isEmpty else { return (0, 0, 0, 0, 0) }
+            FileHandle.standardError.write(Data("min latency \(Double(sorted.first!) / 1e6) ms, p10 \(Double(sorted[sorted.count / 10]) / 1e6) ms\n".utf8))
             return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, sorted.count * 99 / 100)], sorted.last!, s.updates, s.messages)
         }
     }
@@ -411,8 +435,10 @@ final class DaemonProcess: Sendable {
     }
 
     /// utime + stime of the process, in seconds.
-    func cpuSeconds() -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+    func cpuSeconds() -> Double { Self.cpuSeconds(pid: process.processIdentifier) }
+
+    static func cpuSeconds(pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")")
         else { return 0 }
         let fields = stat[stat.index(after: close)...].split(separator: " ")

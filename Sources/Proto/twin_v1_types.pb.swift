@@ -633,7 +633,8 @@ public nonisolated struct Twin_V1_SensorValue: Sendable {
   /// Latest value, in the sensor's unit.
   public var value: Double = 0
 
-  /// When that value was measured.
+  /// When that value was measured. Absent when it equals the enclosing DeviceSnapshot.time (the
+  /// common case: a device reports all its sensors at once), which keeps live streams small.
   public var time: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_time ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_time = newValue}

@@ -34,7 +34,9 @@ public enum TwinConnection {
                 target = .dns(host: host, port: port)
             }
         }
-        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+        // Large frames: a live-update batch arrives in a few frames instead of dozens.
+        let config = HTTP2ClientTransport.Posix.Config.defaults { $0.http2.maxFrameSize = 1 << 20 }
+        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext, config: config)
     }
 
     /// Runs `body` with a connected client and closes it afterwards.

@@ -296,6 +296,11 @@ public final class LivePlant: Sendable {
         }
     }
 
+    /// The devices among `indices` that have reported at least once.
+    public func reported(_ indices: [Int32]) -> [Int32] {
+        state.withLock { s in indices.filter { Int($0) < s.slots.count && s.slots[Int($0)].lastArrival != 0 } }
+    }
+
     /// Snapshots of several devices at once (one lock), skipping those that never reported.
     public func snapshots(_ indices: some Sequence<Int32>) -> [DeviceSnapshot] {
         state.withLock { s in

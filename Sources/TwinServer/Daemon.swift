@@ -109,7 +109,8 @@ public final class Daemon: Service, Sendable {
             Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
         ])
         let services: [any RegistrableRPCService] = [
-            TwinService(plant: plant), AuthService(), ModelService(), HealthService(status: health),
+            TwinService(plant: plant), UpdateStreamService(plant: plant), AuthService(), ModelService(),
+            HealthService(status: health),
         ]
         servers = try configuration.effectiveListen.map { address in
             let socketAddress: GRPCNIOTransportCore.SocketAddress
@@ -120,7 +121,12 @@ public final class Daemon: Service, Sendable {
                 try Self.clearStaleSocket(path)
                 socketAddress = .unixDomainSocket(path: path)
             }
-            let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: .plaintext)
+            // Large windows let a gateway stream Ingest batches without a round trip per 64 KiB.
+            let config = HTTP2ServerTransport.Posix.Config.defaults { config in
+                config.http2.targetWindowSize = 8 << 20
+                config.http2.maxFrameSize = 1 << 20
+            }
+            let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: .plaintext, config: config)
             return (address, GRPCServer(transport: transport, services: services))
         }
         logger.info(

@@ -8,6 +8,7 @@ import TwinEngines
 final class Plant: Sendable {
     let live: LivePlant
     let bus = UpdateBus()
+    let encoder = SnapshotEncoder()
     let heartbeat: Nanos
     let logger: Logger
 
@@ -30,6 +31,7 @@ final class Plant: Sendable {
         device.simulated = live.device(device.id)?.simulated ?? device.simulated
         let result = try live.upsert(device, now: now)
         bus.registryChanged(identities: live.identities())
+        publish([result.index])
         return result
     }
 
@@ -47,13 +49,19 @@ final class Plant: Sendable {
 
     /// Applies samples (already durable) and status hints to the live state, then publishes.
     func apply(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) {
-        let changed = live.apply(samples, hints: hints, now: now)
-        bus.publish(changed)
+        publish(live.apply(samples, hints: hints, now: now))
     }
 
     /// Periodic housekeeping: offline detection and heartbeats.
     func housekeeping(now: Nanos) {
-        bus.publish(live.sweep(now: now))
+        publish(live.sweep(now: now))
         bus.heartbeat(now: now)
+    }
+
+    /// Encodes the changed snapshots once for every subscriber, then tells the subscribers.
+    private func publish(_ changed: [Int32]) {
+        if changed.isEmpty { return }
+        encoder.refresh(live.snapshots(changed))
+        bus.publish(changed)
     }
 }

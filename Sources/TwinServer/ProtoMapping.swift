@@ -104,7 +104,7 @@ extension DeviceSnapshot {
             var sv = Twin_V1_SensorValue()
             sv.sensor = name
             sv.value = v.value
-            sv.time = .init(nanos: v.time)
+            if v.time != time { sv.time = .init(nanos: v.time) }
             p.values.append(sv)
         }
         return p

@@ -8,9 +8,6 @@ import TwinEngines
 struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let plant: Plant
 
-    /// Devices per message in the initial snapshot of a stream (keeps messages well under 4 MiB).
-    static let snapshotChunk = 500
-
     // MARK: Devices
 
     func listDevices(request: Twin_V1_ListDevicesRequest, context: ServerContext) async throws -> Twin_V1_ListDevicesResponse {
@@ -54,80 +51,11 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     func streamUpdates(
         request: Twin_V1_StreamUpdatesRequest, response: RPCWriter<Twin_V1_StreamUpdatesResponse>, context: ServerContext
     ) async throws {
-        var heartbeat = plant.heartbeat
-        if request.hasHeartbeatInterval {
-            let h = request.heartbeatInterval.totalNanos
-            guard h >= Time.second && h <= Time.minute else {
-                throw TwinError.invalidArgument("heartbeat_interval must be between 1s and 60s, got \(DurationText.format(h))")
-            }
-            heartbeat = h
+        // The daemon registers UpdateStreamService over this method so messages go out in their
+        // shared wire form; this path serves the same stream to anyone using TwinService alone.
+        try await UpdateStreamService(plant: plant).serve(request) { encoded in
+            try await response.write(Twin_V1_StreamUpdatesResponse(serializedBytes: encoded.bytes))
         }
-        for id in request.deviceIds where plant.live.index(of: id) == nil {
-            throw TwinError.notFound("device '\(id.prefix(80))' not found")
-        }
-        let filter = UpdateBus.Filter(deviceIDs: Set(request.deviceIds), types: Set(request.types))
-        let sensors = Set(request.sensors)
-        let subscription = try plant.bus.subscribe(filter: filter, heartbeat: heartbeat, now: Time.now())
-        defer { plant.bus.unsubscribe(subscription) }
-
-        try await withRPCCancellationHandler {
-            // The state at subscribe time, then the marker, then changes.
-            let matching = plant.live.identities().enumerated()
-                .filter { filter.matches(id: $0.element.id, type: $0.element.type) }
-                .map { Int32($0.offset) }
-            var sent = 0
-            for start in stride(from: 0, to: matching.count, by: Self.snapshotChunk) {
-                let chunk = matching[start..<min(matching.count, start + Self.snapshotChunk)]
-                let snapshots = plant.live.snapshots(chunk)
-                if snapshots.isEmpty { continue }
-                try await response.write(Self.updates(snapshots.map { ($0, 0) }, sensors: sensors))
-                sent += snapshots.count
-            }
-            var done = Twin_V1_StreamUpdatesResponse()
-            done.syncComplete.deviceCount = UInt32(sent)
-            done.sentAt = .init(nanos: Time.now())
-            try await response.write(done)
-            subscription.sent(now: Time.now())
-
-            for await _ in subscription.wakeups {
-                switch subscription.take(now: Time.now()) {
-                case .updates(let taken):
-                    let skipped = Dictionary(uniqueKeysWithValues: taken.map { ($0.device, $0.skipped) })
-                    let snapshots = plant.live.snapshots(taken.map(\.device))
-                    for start in stride(from: 0, to: snapshots.count, by: Self.snapshotChunk) {
-                        let chunk = snapshots[start..<min(snapshots.count, start + Self.snapshotChunk)]
-                        try await response.write(Self.updates(chunk.map { ($0, skipped[$0.index] ?? 0) }, sensors: sensors))
-                    }
-                case .heartbeat(let skippedTotal):
-                    var beat = Twin_V1_StreamUpdatesResponse()
-                    beat.heartbeat.deviceCount = UInt32(matching.count)
-                    beat.heartbeat.skippedTotal = skippedTotal
-                    beat.sentAt = .init(nanos: Time.now())
-                    try await response.write(beat)
-                case .nothing:
-                    continue
-                }
-            }
-        } onCancelRPC: {
-            subscription.close(UpdateBus.CloseReason.cancelled)
-        }
-        if subscription.closeReason == UpdateBus.CloseReason.shuttingDown {
-            throw RPCError(code: .unavailable, message: "twind is shutting down; reconnect to another instance or retry later")
-        }
-    }
-
-    static func updates(_ items: [(DeviceSnapshot, UInt64)], sensors: Set<String>) -> Twin_V1_StreamUpdatesResponse {
-        var message = Twin_V1_StreamUpdatesResponse()
-        var batch = Twin_V1_DeviceUpdates()
-        batch.updates = items.map { snapshot, skipped in
-            var u = Twin_V1_DeviceUpdate()
-            u.snapshot = snapshot.proto(only: sensors)
-            u.skipped = skipped
-            return u
-        }
-        message.devices = batch
-        message.sentAt = .init(nanos: Time.now())
-        return message
     }
 
     // MARK: Ingest

@@ -1,0 +1,85 @@
+import GRPCCore
+import GRPCProtobuf
+import Proto
+import TwinCore
+import TwinEngines
+
+/// `TwinService.StreamUpdates`, registered over the generated handler so that messages go out in
+/// wire form assembled from per-device encodings shared by every subscriber (`SnapshotEncoder`).
+/// Clients see an ordinary `StreamUpdatesResponse` stream.
+struct UpdateStreamService: RegistrableRPCService {
+    let plant: Plant
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.StreamUpdates.descriptor,
+            deserializer: ProtobufDeserializer<Twin_V1_StreamUpdatesRequest>(),
+            serializer: EncodedMessageSerializer()
+        ) { request, context in
+            let single = try await ServerRequest(stream: request)
+            return StreamingServerResponse(metadata: [:]) { writer in
+                try await self.serve(single.message) { try await writer.write($0) }
+                return [:]
+            }
+        }
+    }
+
+    /// The stream: the snapshot of every matching device, the sync marker, then changes as they
+    /// are published, or heartbeats. Ends when the client cancels, or with UNAVAILABLE when the
+    /// daemon shuts down.
+    func serve(_ request: Twin_V1_StreamUpdatesRequest, write: (EncodedMessage) async throws -> Void) async throws {
+        var heartbeat = plant.heartbeat
+        if request.hasHeartbeatInterval {
+            let h = request.heartbeatInterval.totalNanos
+            guard h >= Time.second && h <= Time.minute else {
+                throw TwinError.invalidArgument("heartbeat_interval must be between 1s and 60s, got \(DurationText.format(h))")
+            }
+            heartbeat = h
+        }
+        for id in request.deviceIds where plant.live.index(of: id) == nil {
+            throw TwinError.notFound("device '\(id.prefix(80))' not found")
+        }
+        let filter = UpdateBus.Filter(deviceIDs: Set(request.deviceIds), types: Set(request.types))
+        let sensors = Set(request.sensors)
+        let encoder = plant.encoder
+        let subscription = try plant.bus.subscribe(filter: filter, heartbeat: heartbeat, now: Time.now())
+        defer { plant.bus.unsubscribe(subscription) }
+
+        try await withRPCCancellationHandler {
+            let matching = plant.live.identities().enumerated()
+                .filter { filter.matches(id: $0.element.id, type: $0.element.type) }
+                .map { Int32($0.offset) }
+            let reported = plant.live.reported(matching)
+            for message in encoder.devicesMessages(reported.map { ($0, 0) }, sensors: sensors, live: plant.live, sentAt: Time.now()) {
+                try await write(message)
+            }
+            var done = Twin_V1_StreamUpdatesResponse()
+            done.syncComplete.deviceCount = UInt32(reported.count)
+            done.sentAt = .init(nanos: Time.now())
+            try await write(encoder.message(done))
+            subscription.sent(now: Time.now())
+
+            for await _ in subscription.wakeups {
+                switch subscription.take(now: Time.now()) {
+                case .updates(let taken):
+                    for message in encoder.devicesMessages(taken, sensors: sensors, live: plant.live, sentAt: Time.now()) {
+                        try await write(message)
+                    }
+                case .heartbeat(let skippedTotal):
+                    var beat = Twin_V1_StreamUpdatesResponse()
+                    beat.heartbeat.deviceCount = UInt32(matching.count)
+                    beat.heartbeat.skippedTotal = skippedTotal
+                    beat.sentAt = .init(nanos: Time.now())
+                    try await write(encoder.message(beat))
+                case .nothing:
+                    continue
+                }
+            }
+        } onCancelRPC: {
+            subscription.close(UpdateBus.CloseReason.cancelled)
+        }
+        if subscription.closeReason == UpdateBus.CloseReason.shuttingDown {
+            throw RPCError(code: .unavailable, message: "twind is shutting down; reconnect to another instance or retry later")
+        }
+    }
+}
