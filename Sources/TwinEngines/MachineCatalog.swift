@@ -5,6 +5,9 @@ public enum SensorRole: Sendable {
     case speed, flow, pressureOut, pressureIn, current, vibration, bearingTemp, windingTemp
     case processTemp, oilTemp, gearboxTemp, voltage, power, throughput, oilPressure
 
+    /// Quantities that cannot go below zero (a stopped machine's speed, a flow, a current).
+    var isNonNegative: Bool { !isTemperature }
+
     var isTemperature: Bool {
         switch self {
         case .bearingTemp, .windingTemp, .processTemp, .oilTemp, .gearboxTemp: true

@@ -273,7 +273,9 @@ public struct Simulator: Sendable {
                 if model.role == .vibration { value *= 1 + 0.25 * m.wear }
                 value = applyFault(faultKind, to: value, model: model, severity: severity, load: load, rng: &m.rng)
             }
-            value += model.noise * m.rng.normal()
+            // A stopped machine's sensors read near zero with a little noise, never below.
+            value += (running || model.role.isTemperature ? model.noise : model.noise * 0.1) * m.rng.normal()
+            if model.role.isNonNegative { value = max(0, value) }
 
             if let sf = m.sensorFault, sf.sensor == k {
                 switch sf.kind {

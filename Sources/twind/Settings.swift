@@ -25,9 +25,9 @@ struct Settings {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ConfigError("config: \(path) is not a JSON object of settings")
         }
-        let known = Set(Self.keys.map(\.name))
+        let known = Set(Self.keys)
         if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
-            throw ConfigError("config: \(path) has unknown key '\(unknown)' (known: \(Self.keys.map(\.name).joined(separator: ", ")))")
+            throw ConfigError("config: \(path) has unknown key '\(unknown)' (known: \(Self.keys.joined(separator: ", ")))")
         }
         file = object
     }
@@ -82,22 +82,11 @@ struct Settings {
         }
     }
 
-    /// Every key, with its help: the single place keys are declared and documented.
-    static let keys: [(name: String, help: String)] = [
-        ("config", "JSON config file with any of these keys (flags and environment override it)"),
-        ("listen", "address to serve on, repeatable: HOST:PORT (port 0 picks one) or unix:PATH (default 127.0.0.1:\(NetworkAddress.defaultPort) and unix:<data-dir>/twind.sock)"),
-        ("data-dir", "data directory (default $STATE_DIRECTORY under systemd, else ~/.local/state/twin)"),
-        ("simulator", "on|off: run the built-in plant simulator (default on)"),
-        ("devices", "number of simulated devices in the default plant (default 12; up to 100000)"),
-        ("seed", "simulator seed; the same seed gives the same plant (default 1)"),
-        ("interval", "simulator reading interval (default 5s)"),
-        ("backfill", "simulate this much past at start, e.g. 30d (default 0)"),
-        ("fleet", "JSON fleet file describing the plant instead of the default one"),
-        ("heartbeat", "default StreamUpdates heartbeat interval (default 5s)"),
-        ("max-future-skew", "reject readings further than this in the future (default 5m)"),
-        ("late-window", "reject readings older than this (default 7d)"),
-        ("log-level", "trace|debug|info|notice|warning|error|critical (default info)"),
-        ("log-format", "text|json (default text)"),
+    /// Every key the config file may hold; flags and environment variables carry the same names
+    /// (documented on the flags in Twind.swift).
+    static let keys = [
+        "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
+        "heartbeat", "max-future-skew", "late-window", "log-level", "log-format",
     ]
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.

@@ -12,12 +12,15 @@ struct Twind: AsyncParsableCommand {
         commandName: "twind",
         abstract: "The twin daemon: a live digital twin of a plant, served over gRPC.",
         discussion: """
-            Every setting can come from a flag, a TWIND_* environment variable (the key in upper \
-            case with '-' as '_', e.g. TWIND_DATA_DIR; lists comma-separated) or the JSON config \
-            file, in that order of precedence.
+            Every setting comes from a flag, else a TWIND_* environment variable (shown with each \
+            option; lists comma-separated), else the JSON config file (--config; keys are the \
+            option names, e.g. {"data-dir": "/srv/twin", "devices": 100, "listen": \
+            ["0.0.0.0:8946"]}), else its default. A bad value stops twind with one line naming \
+            the key (exit 78).
 
-            Keys:
-            \(Settings.keys.map { "  \($0.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \($0.help)" }.joined(separator: "\n"))
+            Defaults: listen 127.0.0.1:8946 and unix:<data-dir>/twind.sock; data-dir \
+            $STATE_DIRECTORY under systemd, else ~/.local/state/twin; 12 simulated devices \
+            every 5s, seed 1.
 
             SIGTERM or SIGINT drains: health goes NOT_SERVING, streams end UNAVAILABLE, and twind \
             exits 0 within 5 s. Under systemd (Type=notify) it reports READY=1 and STOPPING=1.
@@ -29,11 +32,11 @@ struct Twind: AsyncParsableCommand {
     @Option(help: "Data directory (TWIND_DATA_DIR).") var dataDir: String?
     @Option(help: ArgumentHelp("Run the built-in simulator: on|off (TWIND_SIMULATOR).", valueName: "on|off"))
     var simulator: String?
-    @Option(help: "Simulated devices in the default plant (TWIND_DEVICES).") var devices: String?
+    @Option(help: "Simulated devices in the default plant, up to 100000 (TWIND_DEVICES).") var devices: String?
     @Option(help: "Simulator seed (TWIND_SEED).") var seed: String?
     @Option(help: "Simulator reading interval, e.g. 5s (TWIND_INTERVAL).") var interval: String?
     @Option(help: "Simulate this much past at start, e.g. 30d (TWIND_BACKFILL).") var backfill: String?
-    @Option(help: "JSON fleet file (TWIND_FLEET).") var fleet: String?
+    @Option(help: "JSON fleet file describing the plant instead of the default one (TWIND_FLEET).") var fleet: String?
     @Option(help: "Default StreamUpdates heartbeat, e.g. 5s (TWIND_HEARTBEAT).") var heartbeat: String?
     @Option(help: "Reject readings further in the future, e.g. 5m (TWIND_MAX_FUTURE_SKEW).") var maxFutureSkew: String?
     @Option(help: "Reject readings older than this, e.g. 7d (TWIND_LATE_WINDOW).") var lateWindow: String?

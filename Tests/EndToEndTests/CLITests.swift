@@ -100,3 +100,37 @@ import Testing
         return path
     }
 }
+
+/// Under systemd (NOTIFY_SOCKET set) twind reports READY=1 once serving and STOPPING=1 on SIGTERM.
+@Suite(.timeLimit(.minutes(1))) struct SystemdNotifyTests {
+    @Test func readyThenStopping() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(getpid()).sock").path
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd); unlink(path) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        func receive() -> String {
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let n = recv(fd, &buffer, buffer.count, 0)
+            return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : ""
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-notify-\(UUID().uuidString)").path
+        let child = try Child("twind", ["--data-dir", dir, "--listen", "127.0.0.1:0"], environment: ["NOTIFY_SOCKET": path])
+        #expect(receive().contains("READY=1"))
+        child.signal(SIGTERM)
+        #expect(receive().contains("STOPPING=1"))
+        #expect(await child.wait() == 0)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
