@@ -130,6 +130,7 @@ struct IngestBench: AsyncParsableCommand {
             batches.append(b)
         }
         let prepared = batches
+        let selfBefore = DaemonProcess.cpuSeconds(pid: getpid())
         let cpuBefore = daemon.cpuSeconds()
         let began = ContinuousClock.now
         let response = try await TwinConnection.with(daemon.address) { client in
@@ -139,10 +140,12 @@ struct IngestBench: AsyncParsableCommand {
         }
         let elapsed = (ContinuousClock.now - began).seconds
         let cpu = (daemon.cpuSeconds() - cpuBefore) / elapsed
+        let clientCPU = (DaemonProcess.cpuSeconds(pid: getpid()) - selfBefore) / elapsed
         report("ingest", [
             ("readings", "\(response.acceptedReadings) in \(response.acceptedBatches) batches of \(batch)"),
             ("throughput", String(format: "%.0f points/s", Double(response.acceptedReadings) / elapsed)),
             ("twind CPU during ingest", String(format: "%.0f %% of one core", cpu * 100)),
+            ("load tool CPU", String(format: "%.0f %% of one core", clientCPU * 100)),
             ("durability", "live state only: the store is not built yet"),
         ])
     }

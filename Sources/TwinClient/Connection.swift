@@ -35,7 +35,7 @@ public enum TwinConnection {
             }
         }
         // Large frames: a live-update batch arrives in a few frames instead of dozens.
-        let config = HTTP2ClientTransport.Posix.Config.defaults { $0.http2.maxFrameSize = 1 << 20 }
+        let config = HTTP2ClientTransport.Posix.Config.defaults
         return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext, config: config)
     }
 

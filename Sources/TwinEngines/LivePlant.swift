@@ -58,10 +58,11 @@ public final class LivePlant: Sendable {
         public init() {}
     }
 
+    @usableFromInline
     struct Slot {
-        var device: Device
+        @usableFromInline var device: Device
         var sensorNames: [String]
-        var sensorIndex: [String: Int32]
+        @usableFromInline var sensorIndex: [String: Int32]
         var values: [Double]
         var times: [Nanos]
         var newest: Nanos = 0
@@ -96,14 +97,15 @@ public final class LivePlant: Sendable {
         }
     }
 
+    @usableFromInline
     struct State {
-        var slots: [Slot] = []
-        var index: [String: Int32] = [:]
+        @usableFromInline var slots: [Slot] = []
+        @usableFromInline var index: [String: Int32] = [:]
         var epoch: UInt64 = 0
     }
 
     public let options: Options
-    private let state = Mutex(State())
+    @usableFromInline let state = Mutex(State())
 
     public init(options: Options = Options()) {
         self.options = options
@@ -177,6 +179,7 @@ public final class LivePlant: Sendable {
 
     /// Validates a batch against the registry and the time limits and resolves it to samples.
     /// All or nothing: the first bad reading throws `invalidArgument` naming its index and why.
+    @inlinable
     public func resolve<C: Collection>(_ readings: C, now: Nanos, into samples: inout [Sample]) throws(TwinError)
     where C.Element: ReadingConvertible {
         if readings.count > options.maxBatch {
@@ -189,7 +192,9 @@ public final class LivePlant: Sendable {
         let failure: TwinError? = state.withLock { s in
             var lastID = ""
             var lastIndex: Int32 = -1
-            for (n, r) in readings.enumerated() {
+            var n = -1
+            for r in readings {
+                n += 1
                 let id = r.readingDeviceID
                 if lastIndex < 0 || id != lastID {
                     guard let i = s.index[id] else {
@@ -303,7 +308,8 @@ public final class LivePlant: Sendable {
 
     /// Snapshots of several devices at once (one lock), skipping those that never reported.
     public func snapshots(_ indices: some Sequence<Int32>) -> [DeviceSnapshot] {
-        state.withLock { s in
+        let indices = Array(indices)
+        return state.withLock { s in
             indices.compactMap { i in
                 guard Int(i) < s.slots.count, s.slots[Int(i)].lastArrival != 0 else { return nil }
                 return Self.snapshot(of: s.slots[Int(i)], index: i)
