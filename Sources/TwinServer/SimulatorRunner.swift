@@ -39,15 +39,24 @@ final class SimulatorRunner: Sendable {
             let began = ContinuousClock.now
             var t = next - (backfill / interval) * interval
             var count = 0
+            var events = 0
             while t < next && !Task.isCancelled {
-                count += state.withLock { s in
+                let (samples, happened) = state.withLock { s in
                     s.simulator.tick(at: t, into: &s.output)
-                    return s.output.samples.count
+                    return (s.output.samples.count, s.output.events.count)
                 }
+                count += samples
+                events += happened
                 t += interval
             }
+            // Until the store lands, backfill advances wear and faults; its readings and ground
+            // truth are not kept.
             logger.notice(
-                "backfill done", metadata: ["span": "\(DurationText.format(backfill))", "readings": "\(count)", "took": "\(ContinuousClock.now - began)"])
+                "backfill done",
+                metadata: [
+                    "span": "\(DurationText.format(backfill))", "readings": "\(count)", "ground_truth_events": "\(events)",
+                    "took": "\(ContinuousClock.now - began)", "kept": "no (no store yet)",
+                ])
         }
         while !Task.isCancelled {
             tick(at: next, plant: plant)
