@@ -1,9 +1,22 @@
 import Foundation
 import TwinCore
 import TwinEngines
+import Yams
 
-/// A fleet file: the plant's devices as JSON, instead of the default simulated plant.
+/// A fleet file: the plant's devices as YAML (`.yaml`/`.yml`) or JSON, instead of the default
+/// simulated plant. The same keys either way:
 ///
+/// ```yaml
+/// devices:
+///   - id: pump-101
+///     type: pump
+///     line: line-1
+///   - id: press-1
+///     type: press
+///     simulate: false
+///     sensors:
+///       - {name: force, unit: kN, nominal_min: 0, nominal_max: 800, alarm_high: 950}
+/// ```
 /// ```json
 /// {"devices": [
 ///   {"id": "pump-101", "type": "pump", "name": "Feed pump", "site": "plant-b", "line": "line-1",
@@ -38,15 +51,26 @@ enum FleetFile {
         var description: String?
     }
 
+    static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
     static func load(path: String) throws(TwinError) -> [Device] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .invalidArgument("fleet file \(path) cannot be read")
         }
         let file: File
         do {
-            let decoder = JSONDecoder()
-            decoder.keyDecodingStrategy = .convertFromSnakeCase
-            file = try decoder.decode(File.self, from: data)
+            if path.hasSuffix(".yaml") || path.hasSuffix(".yml") {
+                // YAML keys are snake_case like the JSON ones; map them onto the Swift names.
+                let tree = try Yams.load(yaml: String(decoding: data, as: UTF8.self))
+                let json = try JSONSerialization.data(withJSONObject: tree ?? [:])
+                file = try decoder.decode(File.self, from: json)
+            } else {
+                file = try decoder.decode(File.self, from: data)
+            }
         } catch {
             throw .invalidArgument("fleet file \(path) is not valid: \(error)")
         }

@@ -36,7 +36,7 @@ struct Twind: AsyncParsableCommand {
     @Option(help: "Simulator seed (TWIND_SEED).") var seed: String?
     @Option(help: "Simulator reading interval, e.g. 5s (TWIND_INTERVAL).") var interval: String?
     @Option(help: "Simulate this much past at start, e.g. 30d (TWIND_BACKFILL).") var backfill: String?
-    @Option(help: "JSON fleet file describing the plant instead of the default one (TWIND_FLEET).") var fleet: String?
+    @Option(help: "YAML or JSON fleet file describing the plant instead of the default one (TWIND_FLEET).") var fleet: String?
     @Option(help: "Default StreamUpdates heartbeat, e.g. 5s (TWIND_HEARTBEAT).") var heartbeat: String?
     @Option(help: "Reject readings further in the future, e.g. 5m (TWIND_MAX_FUTURE_SKEW).") var maxFutureSkew: String?
     @Option(help: "Reject readings older than this, e.g. 7d (TWIND_LATE_WINDOW).") var lateWindow: String?

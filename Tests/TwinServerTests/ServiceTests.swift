@@ -265,3 +265,45 @@ import TwinServer
         #expect(took < .seconds(5))
     }
 }
+
+/// A YAML fleet file describes a mixed plant: simulated machines by type, ingest-fed ones by sensors.
+@Suite struct FleetFileTests {
+    @Test func yamlFleetMixesSimulatedAndIngestFedDevices() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString).yaml").path
+        try """
+            devices:
+              - id: pump-101
+                type: pump
+                line: line-1
+              - id: press-1
+                type: press
+                simulate: false
+                sensors:
+                  - {name: force, unit: kN, nominal_min: 0, nominal_max: 800, alarm_high: 950}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let d = try await RunningDaemon.start { $0.fleetFile = path }
+        try await d.withTwin { twin in
+            let devices = try await twin.listDevices(Twin_V1_ListDevicesRequest()).devices
+            #expect(devices.map(\.id) == ["press-1", "pump-101"])
+            #expect(devices[0].simulated == false)
+            #expect(devices[0].sensors.first?.alarmHigh == 950)
+            #expect(devices[1].simulated && devices[1].sensors.count == 7)
+        }
+        try await d.stop()
+    }
+
+    @Test func badFleetFileStopsStartupNamingTheDevice() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString).yaml").path
+        try "devices:\n  - id: x-1\n    type: press\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try await RunningDaemon.start { $0.fleetFile = path }
+            Issue.record("a press with no sensors cannot be simulated; startup should fail")
+        } catch let error as TwinError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.contains("x-1"))
+            #expect(error.message.contains("no type 'press'"))
+        }
+    }
+}
