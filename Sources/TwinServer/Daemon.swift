@@ -29,6 +29,10 @@ public struct DaemonConfiguration: Sendable {
     public var plant = LivePlant.Options()
     /// Default StreamUpdates heartbeat interval.
     public var heartbeat: Nanos = 5 * Time.second
+    /// A file holding the master key(s); see `KeyRing` for the other sources.
+    public var keyFile: String?
+    /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
+    public var environment: [String: String] = [:]
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
@@ -68,6 +72,7 @@ public final class Daemon: Service, Sendable {
     let health: HealthStatus
     let simulator: SimulatorRunner?
     let dataDirectory: DataDirectory
+    let store: HealthDatabase
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
     let logger: Logger
     let hooks: DaemonHooks
@@ -78,9 +83,19 @@ public final class Daemon: Service, Sendable {
         self.logger = logger
         self.hooks = hooks
         dataDirectory = try DataDirectory(path: configuration.dataDirectory)
+        let keys = try KeyRing.load(
+            keyFile: configuration.keyFile, environment: configuration.environment, dataDirectory: configuration.dataDirectory)
+        if keys.generated {
+            logger.warning(
+                "created a master key beside the data; keep a copy elsewhere, and prefer --key-file or a systemd credential",
+                metadata: ["source": "\(keys.source)"])
+        } else {
+            logger.info("master key loaded", metadata: ["source": "\(keys.source)", "keys": "\(keys.keys.count)"])
+        }
+        store = try HealthDatabase(path: dataDirectory.file("health_data.db"), keys: keys)
         var options = configuration.plant
         options.offlineAfter = max(options.offlineAfter, 3 * configuration.interval)
-        plant = Plant(options: options, heartbeat: configuration.heartbeat, logger: logger)
+        plant = Plant(options: options, heartbeat: configuration.heartbeat, store: store, logger: logger)
 
         // The fleet: a fleet file, or the default simulated plant.
         let now = Time.now()
@@ -90,7 +105,12 @@ public final class Daemon: Service, Sendable {
         } else {
             devices = configuration.simulator ? MachineCatalog.defaultPlant(count: configuration.simulatedDevices) : []
         }
-        let registered = try plant.register(devices, now: now)
+        // Devices added with UpsertDevice were saved; they come back, except that a simulated
+        // device keeps the simulator's definition.
+        let simulatedIDs = Set(devices.filter(\.simulated).map(\.id))
+        let saved = try store.savedDevices().filter { !simulatedIDs.contains($0.id) }
+        let savedIDs = Set(saved.map(\.id))
+        let registered = try plant.register(devices.filter { !savedIDs.contains($0.id) } + saved, now: now)
         let simulated = registered.filter { $0.device.simulated }
         if configuration.simulator && !simulated.isEmpty {
             var options = Simulator.Options()
@@ -109,7 +129,7 @@ public final class Daemon: Service, Sendable {
             Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
         ])
         let services: [any RegistrableRPCService] = [
-            TwinService(plant: plant), UpdateStreamService(plant: plant), AuthService(), ModelService(),
+            TwinService(plant: plant, simulator: simulator), UpdateStreamService(plant: plant), AuthService(), ModelService(),
             HealthService(status: health),
         ]
         servers = try configuration.effectiveListen.map { address in
@@ -178,6 +198,9 @@ public final class Daemon: Service, Sendable {
     }
 
     public func run() async throws {
+        if let simulator, configuration.backfill > 0 {
+            simulator.backfill(span: configuration.backfill, plant: plant)
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (address, server) in servers {
                 group.addTask {
@@ -222,6 +245,8 @@ public final class Daemon: Service, Sendable {
             }
             group.cancelAll()
             for case .unix(let path) in configuration.effectiveListen { unlink(path) }
+            store.close()
+            dataDirectory.unlock()
             logger.notice("stopped", metadata: ["drained_in": "\(ContinuousClock.now - started)"])
         }
     }
@@ -232,7 +257,7 @@ public final class Daemon: Service, Sendable {
     func runLoops() async {
         await withTaskGroup(of: Void.self) { group in
             if let simulator {
-                group.addTask { await simulator.run(plant: self.plant, backfill: self.configuration.backfill) }
+                group.addTask { await simulator.run(plant: self.plant) }
             }
             group.addTask {
                 while !Task.isCancelled {

@@ -10,11 +10,13 @@ final class Plant: Sendable {
     let bus = UpdateBus()
     let encoder = SnapshotEncoder()
     let heartbeat: Nanos
+    let store: any PlantStore
     let logger: Logger
 
-    init(options: LivePlant.Options, heartbeat: Nanos, logger: Logger) {
+    init(options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, logger: Logger) {
         self.live = LivePlant(options: options)
         self.heartbeat = heartbeat
+        self.store = store
         self.logger = logger
     }
 
@@ -28,11 +30,22 @@ final class Plant: Sendable {
             }
         }
         var device = device
-        device.simulated = live.device(device.id)?.simulated ?? device.simulated
+        let existing = live.device(device.id)
+        device.simulated = existing?.simulated ?? device.simulated
+        try device.validate()
+        // Durable before it is acknowledged.
+        device.createdAt = existing?.createdAt ?? now
+        device.updatedAt = now
+        try store.saveDevice(device)
         let result = try live.upsert(device, now: now)
         bus.registryChanged(identities: live.identities())
         publish([result.index])
         return result
+    }
+
+    /// Records maintenance events durably (simulator ground truth or RecordEvent).
+    func record(_ events: [MaintenanceEvent]) throws(TwinError) -> [MaintenanceEvent] {
+        try store.appendEvents(events)
     }
 
     /// Registers many devices at start-up (one bus notification).

@@ -110,3 +110,53 @@ extension DeviceSnapshot {
         return p
     }
 }
+
+extension MaintenanceEvent.Kind {
+    init?(_ proto: Twin_V1_EventKind) {
+        switch proto {
+        case .failure: self = .failure
+        case .repair: self = .repair
+        case .inspection: self = .inspection
+        case .partReplaced: self = .partReplaced
+        case .faultOnset: self = .faultOnset
+        case .sensorServiced: self = .sensorServiced
+        case .maintenance: self = .maintenance
+        case .note: self = .note
+        default: return nil
+        }
+    }
+
+    var proto: Twin_V1_EventKind {
+        switch self {
+        case .failure: .failure
+        case .repair: .repair
+        case .inspection: .inspection
+        case .partReplaced: .partReplaced
+        case .faultOnset: .faultOnset
+        case .sensorServiced: .sensorServiced
+        case .maintenance: .maintenance
+        case .note: .note
+        }
+    }
+}
+
+extension MaintenanceEvent {
+    var proto: Twin_V1_Event {
+        var p = Twin_V1_Event()
+        p.id = id
+        p.deviceID = deviceID
+        p.kind = kind.proto
+        p.time = .init(nanos: time)
+        p.component = component
+        p.fault = fault
+        p.notes = notes
+        p.recordedBy = recordedBy
+        p.source = switch source {
+        case .operator: .operator
+        case .simulator: .simulator
+        case .import: .import
+        }
+        if let expectedFailureAt { p.expectedFailureAt = .init(nanos: expectedFailureAt) }
+        return p
+    }
+}

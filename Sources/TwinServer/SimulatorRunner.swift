@@ -24,40 +24,61 @@ final class SimulatorRunner: Sendable {
             return (s.output.samples, s.output.statuses, s.output.events)
         }
         plant.apply(samples, hints: statuses, now: Time.now())
-        for event in events {
-            logger.info(
-                "simulator ground truth: \(event.kind.rawValue)",
-                metadata: ["device": "\(event.deviceID)", "fault": "\(event.fault)", "component": "\(event.component)"])
-        }
+        store(events, plant: plant)
         return samples.count
     }
 
-    /// Runs until cancelled; first simulates `backfill` of past quickly.
-    func run(plant: Plant, backfill: Nanos) async {
-        var next = (Time.now() / interval) * interval
-        if backfill > 0 {
-            let began = ContinuousClock.now
-            var t = next - (backfill / interval) * interval
-            var count = 0
-            var events = 0
-            while t < next && !Task.isCancelled {
-                let (samples, happened) = state.withLock { s in
-                    s.simulator.tick(at: t, into: &s.output)
-                    return (s.output.samples.count, s.output.events.count)
-                }
-                count += samples
-                events += happened
-                t += interval
-            }
-            // Until the store lands, backfill advances wear and faults; its readings and ground
-            // truth are not kept.
-            logger.notice(
-                "backfill done",
-                metadata: [
-                    "span": "\(DurationText.format(backfill))", "readings": "\(count)", "ground_truth_events": "\(events)",
-                    "took": "\(ContinuousClock.now - began)", "kept": "no (no store yet)",
-                ])
+    /// Ground truth goes into the maintenance log, where training finds its labels.
+    func store(_ events: [MaintenanceEvent], plant: Plant) {
+        if events.isEmpty { return }
+        do {
+            _ = try plant.record(events)
+        } catch {
+            logger.error("cannot record simulator ground truth", metadata: ["events": "\(events.count)", "error": "\(error.message)"])
         }
+        for event in events {
+            logger.debug(
+                "simulator ground truth: \(event.kind.rawValue)",
+                metadata: ["device": "\(event.deviceID)", "fault": "\(event.fault)", "component": "\(event.component)"])
+        }
+    }
+
+    /// An operator's maintenance on a simulated device reaches the simulation (a repair clears
+    /// the fault). Returns false for devices the simulator does not drive.
+    func recordMaintenance(deviceID: String, kind: MaintenanceEvent.Kind, at time: Nanos) -> Bool {
+        state.withLock { $0.simulator.recordMaintenance(deviceID: deviceID, kind: kind, at: time) }
+    }
+
+    /// Simulates `span` of past up to now, quickly: wear and faults advance and the ground truth
+    /// is recorded. Start-up work, done before twind serves.
+    func backfill(span: Nanos, plant: Plant) {
+        let began = ContinuousClock.now
+        let end = (Time.now() / interval) * interval
+        var t = end - (span / interval) * interval
+        var count = 0
+        var events: [MaintenanceEvent] = []
+        while t < end {
+            let (samples, happened) = state.withLock { s in
+                s.simulator.tick(at: t, into: &s.output)
+                return (s.output.samples.count, s.output.events)
+            }
+            count += samples
+            events += happened
+            t += interval
+        }
+        store(events, plant: plant)
+        // Until the time-series store lands, backfill keeps its ground truth but not its readings.
+        logger.notice(
+            "backfill done",
+            metadata: [
+                "span": "\(DurationText.format(span))", "readings": "\(count)", "ground_truth_events": "\(events.count)",
+                "took": "\(ContinuousClock.now - began)", "readings_kept": "no (no time-series store yet)",
+            ])
+    }
+
+    /// Runs on the wall clock until cancelled.
+    func run(plant: Plant) async {
+        var next = (Time.now() / interval) * interval
         while !Task.isCancelled {
             tick(at: next, plant: plant)
             next += interval

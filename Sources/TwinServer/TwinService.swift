@@ -7,6 +7,7 @@ import TwinEngines
 /// `twin.v1.TwinService`: validates requests, calls the plant, maps results.
 struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let plant: Plant
+    var simulator: SimulatorRunner? = nil
 
     // MARK: Devices
 
@@ -119,10 +120,62 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func recordEvent(request: Twin_V1_RecordEventRequest, context: ServerContext) async throws -> Twin_V1_RecordEventResponse {
-        throw notYetBuilt("RecordEvent", "the event store")
+        guard request.hasEvent else { throw TwinError.invalidArgument("event is required") }
+        let e = request.event
+        if e.deviceID.isEmpty { throw TwinError.invalidArgument("event.device_id is required") }
+        guard plant.live.index(of: e.deviceID) != nil else {
+            throw TwinError.notFound("device '\(e.deviceID.prefix(80))' not found")
+        }
+        guard let kind = MaintenanceEvent.Kind(e.kind) else {
+            throw TwinError.invalidArgument("event.kind is required (failure, repair, inspection, part_replaced, fault_onset, sensor_serviced, maintenance or note)")
+        }
+        guard e.hasTime else { throw TwinError.invalidArgument("event.time is required: when it happened") }
+        let now = Time.now()
+        let time = e.time.nanosSinceEpoch
+        if time > now + plant.live.options.maxFutureSkew {
+            throw TwinError.invalidArgument("event.time is \(DurationText.format(time - now)) in the future")
+        }
+        for (field, text, limit) in [("component", e.component, 200), ("fault", e.fault, 200), ("notes", e.notes, 4000)]
+        where text.count > limit {
+            throw TwinError.invalidArgument("event.\(field) is longer than \(limit) characters")
+        }
+        let event = MaintenanceEvent(
+            deviceID: e.deviceID, kind: kind, time: time, component: e.component, fault: e.fault, notes: e.notes,
+            recordedBy: "peer \(context.remotePeer)", source: .operator,
+            expectedFailureAt: e.hasExpectedFailureAt ? e.expectedFailureAt.nanosSinceEpoch : nil)
+        let stored = try plant.record([event])
+        // Maintenance on a simulated machine happens in the simulation too.
+        if simulator?.recordMaintenance(deviceID: event.deviceID, kind: kind, at: time) == true {
+            plant.logger.info("simulated device serviced", metadata: ["device": "\(event.deviceID)", "kind": "\(kind.rawValue)"])
+        }
+        var response = Twin_V1_RecordEventResponse()
+        response.event = stored[0].proto
+        return response
     }
 
     func listEvents(request: Twin_V1_ListEventsRequest, context: ServerContext) async throws -> Twin_V1_ListEventsResponse {
-        throw notYetBuilt("ListEvents", "the event store")
+        if request.pageSize < 0 || request.pageSize > 10_000 {
+            throw TwinError.invalidArgument("page_size must be between 0 and 10000, got \(request.pageSize)")
+        }
+        var query = EventQuery()
+        query.deviceIDs = Set(request.deviceIds)
+        query.kinds = Set(try request.kinds.map { kind in
+            guard let k = MaintenanceEvent.Kind(kind) else { throw TwinError.invalidArgument("kinds: \(kind) is not an event kind") }
+            return k
+        })
+        if request.hasFrom { query.from = request.from.nanosSinceEpoch }
+        if request.hasTo { query.to = request.to.nanosSinceEpoch }
+        query.limit = request.pageSize == 0 ? 500 : Int(request.pageSize)
+        if !request.pageToken.isEmpty {
+            guard let before = Int64(request.pageToken) else {
+                throw TwinError.invalidArgument("page_token '\(request.pageToken.prefix(40))' is not one this server gave out")
+            }
+            query.before = before
+        }
+        let events = try plant.store.events(query)
+        var response = Twin_V1_ListEventsResponse()
+        response.events = events.map(\.proto)
+        if events.count == query.limit, let last = events.last { response.nextPageToken = last.id }
+        return response
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 import TwinCore
 
 /// The daemon's data directory: `users.db`, `health_data.db`, `models/`, the socket and the key.
@@ -11,7 +12,7 @@ import TwinCore
 /// never write the same files.
 public final class DataDirectory: Sendable {
     public let path: String
-    private let lockFD: Int32
+    private let lockFD: Mutex<Int32>
 
     /// Creates (0700) and locks the directory. Throws `failedPrecondition` if another process
     /// holds it, and `unavailable` if it cannot be created.
@@ -27,10 +28,18 @@ public final class DataDirectory: Sendable {
             close(fd)
             throw .failedPrecondition("data directory \(path) is in use by another twind (lock \(lockPath) is held)")
         }
-        lockFD = fd
+        lockFD = Mutex(fd)
     }
 
-    deinit { close(lockFD) }
+    /// Releases the lock (when the daemon has stopped); another daemon may then open the directory.
+    public func unlock() {
+        lockFD.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
+    }
+
+    deinit { unlock() }
 
     /// A file or folder inside the directory.
     public func file(_ name: String) -> String { path + "/" + name }

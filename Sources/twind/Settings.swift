@@ -86,7 +86,7 @@ struct Settings {
     /// (documented on the flags in Twind.swift).
     static let keys = [
         "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
-        "heartbeat", "max-future-skew", "late-window", "log-level", "log-format",
+        "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file",
     ]
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.
@@ -112,6 +112,8 @@ struct Settings {
         c.heartbeat = try duration("heartbeat") ?? 5 * Time.second
         if let skew = try duration("max-future-skew") { c.plant.maxFutureSkew = skew }
         if let late = try duration("late-window") { c.plant.lateWindow = late }
+        c.keyFile = string("key-file")
+        c.environment = environment
         return c
     }
 }

@@ -40,6 +40,8 @@ struct Twind: AsyncParsableCommand {
     @Option(help: "Default StreamUpdates heartbeat, e.g. 5s (TWIND_HEARTBEAT).") var heartbeat: String?
     @Option(help: "Reject readings further in the future, e.g. 5m (TWIND_MAX_FUTURE_SKEW).") var maxFutureSkew: String?
     @Option(help: "Reject readings older than this, e.g. 7d (TWIND_LATE_WINDOW).") var lateWindow: String?
+    @Option(help: "File with the master key(s), base64 one per line (TWIND_KEY_FILE); else $CREDENTIALS_DIRECTORY/twind.key, TWIND_KEY, or <data-dir>/twind.key, created on first start.")
+    var keyFile: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -49,7 +51,7 @@ struct Twind: AsyncParsableCommand {
             ("config", config), ("data-dir", dataDir), ("simulator", simulator), ("devices", devices),
             ("seed", seed), ("interval", interval), ("backfill", backfill), ("fleet", fleet),
             ("heartbeat", heartbeat), ("max-future-skew", maxFutureSkew), ("late-window", lateWindow),
-            ("log-level", logLevel), ("log-format", logFormat),
+            ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

@@ -29,16 +29,16 @@ struct RunningDaemon {
         let group = ServiceGroup(services: [daemon], logger: logger)
         let task = Task { try await group.run() }
         let address = try await daemon.listeningAddresses()[0]
-        return RunningDaemon(daemon: daemon, group: group, task: task, address: address, directory: directory)
+        return RunningDaemon(daemon: daemon, group: group, task: task, address: address, directory: configuration.dataDirectory)
     }
 
     /// Graceful shutdown, as SIGTERM does it; returns how long it took.
     @discardableResult
-    func stop() async throws -> Duration {
+    func stop(removing: Bool = true) async throws -> Duration {
         let began = ContinuousClock.now
         await group.triggerGracefulShutdown()
         try await task.value
-        try? FileManager.default.removeItem(atPath: directory)
+        if removing { try? FileManager.default.removeItem(atPath: directory) }
         return ContinuousClock.now - began
     }
 

@@ -1,0 +1,25 @@
+/// What the daemon needs from storage for the plant: device definitions and the maintenance log.
+/// `TwinStore` implements it on SQLite; a server-grade backend can implement it too.
+public protocol PlantStore: Sendable {
+    /// Saves (inserts or replaces) a device definition; durable when it returns.
+    func saveDevice(_ device: Device) throws(TwinError)
+    /// Every saved device definition.
+    func savedDevices() throws(TwinError) -> [Device]
+    /// Appends events (ids are assigned); durable when it returns. Returns them with their ids.
+    func appendEvents(_ events: [MaintenanceEvent]) throws(TwinError) -> [MaintenanceEvent]
+    /// Events matching a query, newest first.
+    func events(_ query: EventQuery) throws(TwinError) -> [MaintenanceEvent]
+}
+
+/// A filter over the maintenance log; empty sets match everything.
+public struct EventQuery: Sendable {
+    public var deviceIDs: Set<String> = []
+    public var kinds: Set<MaintenanceEvent.Kind> = []
+    public var from: Nanos?
+    public var to: Nanos?
+    public var limit = 500
+    /// Continue after this event id (paging, newest first).
+    public var before: Int64?
+
+    public init() {}
+}

@@ -1,0 +1,205 @@
+import Foundation
+import GRDB
+import TwinCore
+
+/// `health_data.db`: device definitions and the maintenance log (the labels prediction learns
+/// from), in SQLite through GRDB (WAL), with named append-only migrations.
+///
+/// Event details (component, fault, notes, who, source) are sealed with AES-256-GCM bound to the
+/// row (id, device, time, kind), so a detail block moved to another row fails to open; only what
+/// lookups need stays clear. The first start records a key check; a later start with a key that
+/// does not match is refused.
+public final class HealthDatabase: PlantStore {
+    let pool: DatabasePool
+    let sealer: Sealer
+    public let path: String
+
+    /// Opens (creating if needed) the database and checks the keys against it.
+    public init(path: String, keys: KeyRing) throws(TwinError) {
+        self.path = path
+        sealer = Sealer(purpose: "health_data", keys: Array(keys.keys.dropLast()), current: keys.current)
+        do {
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw .unavailable("cannot open \(path): \(error)")
+        }
+        try checkKeys(keys)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: devices, events, key checks") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+                CREATE TABLE devices (id TEXT PRIMARY KEY, definition BLOB NOT NULL);
+                CREATE TABLE events (
+                    id INTEGER PRIMARY KEY,
+                    device_id TEXT NOT NULL,
+                    time INTEGER NOT NULL,
+                    kind TEXT NOT NULL,
+                    details BLOB NOT NULL
+                );
+                CREATE INDEX events_by_device_time ON events (device_id, time);
+                CREATE INDEX events_by_time ON events (time);
+                """)
+        }
+        return migrator
+    }
+
+    static let keyCheckPlaintext = Array("twin key check v1".utf8)
+
+    /// Refuses a key set that does not match the data; records a check for a new current key.
+    func checkKeys(_ keys: KeyRing) throws(TwinError) {
+        do {
+            let checks = try pool.read { db in try Row.fetchAll(db, sql: "SELECT key, value FROM meta WHERE key LIKE 'keycheck:%'") }
+            let known = Set(keys.keys.map(\.id))
+            var matched = false
+            for row in checks {
+                let name: String = row["key"]
+                let blob: [UInt8] = Array(row["value"] as Data)
+                guard let id = UInt32(name.dropFirst("keycheck:".count)), known.contains(id) else { continue }
+                guard (try? sealer.open(blob, context: Array(name.utf8))) == Self.keyCheckPlaintext else {
+                    throw TwinError(.failedPrecondition, "the master key does not match this data directory (key check \(name) fails)")
+                }
+                matched = true
+            }
+            if !checks.isEmpty && !matched {
+                let ids = checks.map { String(($0["key"] as String).dropFirst("keycheck:".count)) }.joined(separator: ", ")
+                throw TwinError(
+                    .failedPrecondition,
+                    "the master key does not match this data directory: its data was sealed with key id \(ids), the key given has id \(keys.keys.map { String($0.id) }.joined(separator: ", "))")
+            }
+            let name = "keycheck:\(keys.current.id)"
+            if !checks.contains(where: { ($0["key"] as String) == name }) {
+                let blob = sealer.seal(Self.keyCheckPlaintext, context: Array(name.utf8))
+                try pool.write { db in try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?)", arguments: [name, Data(blob)]) }
+            }
+        } catch let error as TwinError {
+            throw error
+        } catch {
+            throw .unavailable("cannot check the keys of \(path): \(error)")
+        }
+    }
+
+    /// Closes the database (checkpointing the WAL) when the daemon stops.
+    public func close() {
+        try? pool.close()
+    }
+
+    // MARK: Devices
+
+    public func saveDevice(_ device: Device) throws(TwinError) {
+        do {
+            let definition = try JSONEncoder().encode(device)
+            try pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO devices (id, definition) VALUES (?, ?)", arguments: [device.id, definition])
+            }
+        } catch {
+            throw .unavailable("cannot save device '\(device.id)': \(error)")
+        }
+    }
+
+    public func savedDevices() throws(TwinError) -> [Device] {
+        do {
+            return try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT definition FROM devices ORDER BY id").map { row in
+                    try JSONDecoder().decode(Device.self, from: row["definition"] as Data)
+                }
+            }
+        } catch {
+            throw .dataLoss("cannot read saved devices from \(path): \(error)")
+        }
+    }
+
+    // MARK: Events
+
+    struct SealedDetails: Codable {
+        var component: String
+        var fault: String
+        var notes: String
+        var recordedBy: String
+        var source: MaintenanceEvent.Source
+        var expectedFailureAt: Nanos?
+    }
+
+    static func context(id: Int64, device: String, time: Nanos, kind: String) -> [UInt8] {
+        Array("health_data.db/events/\(id)/\(device)/\(time)/\(kind)".utf8)
+    }
+
+    public func appendEvents(_ events: [MaintenanceEvent]) throws(TwinError) -> [MaintenanceEvent] {
+        if events.isEmpty { return [] }
+        do {
+            return try pool.write { db in
+                var next = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) + 1 FROM events") ?? 1
+                let statement = try db.cachedStatement(sql: "INSERT INTO events (id, device_id, time, kind, details) VALUES (?, ?, ?, ?, ?)")
+                var stored: [MaintenanceEvent] = []
+                for var event in events {
+                    let details = SealedDetails(
+                        component: event.component, fault: event.fault, notes: event.notes, recordedBy: event.recordedBy,
+                        source: event.source, expectedFailureAt: event.expectedFailureAt)
+                    let plain = Array(try JSONEncoder().encode(details))
+                    let sealed = sealer.seal(plain, context: Self.context(id: next, device: event.deviceID, time: event.time, kind: event.kind.rawValue))
+                    try statement.execute(arguments: [next, event.deviceID, event.time, event.kind.rawValue, Data(sealed)])
+                    event.id = String(next)
+                    stored.append(event)
+                    next += 1
+                }
+                return stored
+            }
+        } catch {
+            throw .unavailable("cannot record events: \(error)")
+        }
+    }
+
+    public func events(_ query: EventQuery) throws(TwinError) -> [MaintenanceEvent] {
+        var clauses: [String] = []
+        var arguments: [any DatabaseValueConvertible] = []
+        if !query.deviceIDs.isEmpty {
+            clauses.append("device_id IN (\(query.deviceIDs.map { _ in "?" }.joined(separator: ",")))")
+            arguments += query.deviceIDs.sorted()
+        }
+        if !query.kinds.isEmpty {
+            clauses.append("kind IN (\(query.kinds.map { _ in "?" }.joined(separator: ",")))")
+            arguments += query.kinds.map(\.rawValue).sorted()
+        }
+        if let from = query.from { clauses.append("time >= ?"); arguments.append(from) }
+        if let to = query.to { clauses.append("time < ?"); arguments.append(to) }
+        if let before = query.before { clauses.append("id < ?"); arguments.append(before) }
+        let sql = "SELECT id, device_id, time, kind, details FROM events"
+            + (clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND "))
+            + " ORDER BY id DESC LIMIT \(max(1, query.limit))"
+        let rows: [Row]
+        do {
+            rows = try pool.read { db in try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)) }
+        } catch {
+            throw .unavailable("cannot read events: \(error)")
+        }
+        var result: [MaintenanceEvent] = []
+        result.reserveCapacity(rows.count)
+        for row in rows {
+            let id: Int64 = row["id"]
+            let device: String = row["device_id"]
+            let time: Int64 = row["time"]
+            let kindText: String = row["kind"]
+            let blob = Array(row["details"] as Data)
+            guard let kind = MaintenanceEvent.Kind(rawValue: kindText),
+                  let plain = try? sealer.open(blob, context: Self.context(id: id, device: device, time: time, kind: kindText)),
+                  let details = try? JSONDecoder().decode(SealedDetails.self, from: Data(plain))
+            else {
+                throw .dataLoss("event \(id) of device '\(device)' at \(time) cannot be opened: it was altered or moved, or needs another key")
+            }
+            result.append(MaintenanceEvent(
+                id: String(id), deviceID: device, kind: kind, time: time, component: details.component, fault: details.fault,
+                notes: details.notes, recordedBy: details.recordedBy, source: details.source,
+                expectedFailureAt: details.expectedFailureAt))
+        }
+        return result
+    }
+}
+
+extension TwinError {
+    public static func dataLoss(_ message: String) -> TwinError { .init(.dataLoss, message) }
+}
