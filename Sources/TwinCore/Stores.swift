@@ -18,8 +18,8 @@ public struct EventQuery: Sendable {
     public var from: Nanos?
     public var to: Nanos?
     public var limit = 500
-    /// Continue after this event id (paging, newest first).
-    public var before: Int64?
+    /// Continue after this (time, id) position (paging, newest first).
+    public var before: (time: Nanos, id: Int64)?
 
     public init() {}
 }

@@ -167,15 +167,16 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         if request.hasTo { query.to = request.to.nanosSinceEpoch }
         query.limit = request.pageSize == 0 ? 500 : Int(request.pageSize)
         if !request.pageToken.isEmpty {
-            guard let before = Int64(request.pageToken) else {
+            let parts = request.pageToken.split(separator: "_")
+            guard parts.count == 2, let time = Int64(parts[0]), let id = Int64(parts[1]) else {
                 throw TwinError.invalidArgument("page_token '\(request.pageToken.prefix(40))' is not one this server gave out")
             }
-            query.before = before
+            query.before = (time, id)
         }
         let events = try plant.store.events(query)
         var response = Twin_V1_ListEventsResponse()
         response.events = events.map(\.proto)
-        if events.count == query.limit, let last = events.last { response.nextPageToken = last.id }
+        if events.count == query.limit, let last = events.last { response.nextPageToken = "\(last.time)_\(last.id)" }
         return response
     }
 }

@@ -167,10 +167,13 @@ public final class HealthDatabase: PlantStore {
         }
         if let from = query.from { clauses.append("time >= ?"); arguments.append(from) }
         if let to = query.to { clauses.append("time < ?"); arguments.append(to) }
-        if let before = query.before { clauses.append("id < ?"); arguments.append(before) }
+        if let before = query.before {
+            clauses.append("(time < ? OR (time = ? AND id < ?))")
+            arguments += [before.time, before.time, before.id]
+        }
         let sql = "SELECT id, device_id, time, kind, details FROM events"
             + (clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND "))
-            + " ORDER BY id DESC LIMIT \(max(1, query.limit))"
+            + " ORDER BY time DESC, id DESC LIMIT \(max(1, query.limit))"
         let rows: [Row]
         do {
             rows = try pool.read { db in try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)) }

@@ -59,6 +59,8 @@ struct Twind: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Everything twind creates (databases, key, socket) is for its own user only.
+        umask(0o077)
         let environment = ProcessInfo.processInfo.environment
         let configuration: DaemonConfiguration
         let logging: (level: Logger.Level, json: Bool)

@@ -32,6 +32,14 @@ import Testing
         let missing = try d.twin(["device", "pump-999"])
         #expect(await missing.wait() == 5)
         #expect(missing.stderr.text.contains("pump-999"))
+
+        // The data directory and everything in it are for twind's user only.
+        let files = try FileManager.default.contentsOfDirectory(atPath: d.directory)
+        #expect(files.contains("health_data.db") && files.contains("twind.key"))
+        for name in files + ["."] {
+            let mode = (try FileManager.default.attributesOfItem(atPath: d.directory + "/" + name)[.posixPermissions] as? Int) ?? 0
+            #expect(mode & 0o077 == 0, "\(name) has mode \(String(mode, radix: 8))")
+        }
         #expect(await d.stop() == 0)
     }
 
