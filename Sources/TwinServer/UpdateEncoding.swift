@@ -167,12 +167,7 @@ final class SnapshotEncoder: Sendable {
 /// The few protobuf wire-format primitives the encoder needs.
 enum Wire {
     static func varint(_ value: UInt64, into out: inout [UInt8]) {
-        var v = value
-        while v >= 0x80 {
-            out.append(UInt8(v & 0x7f) | 0x80)
-            v >>= 7
-        }
-        out.append(UInt8(v))
+        Varint.append(value, to: &out)
     }
 
     /// A length-delimited field: tag, length, bytes.

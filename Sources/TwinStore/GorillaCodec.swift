@@ -172,12 +172,7 @@ public enum GorillaCodec {
     static func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
 
     static func varint(_ value: UInt64, into out: inout [UInt8]) {
-        var v = value
-        while v >= 0x80 {
-            out.append(UInt8(v & 0x7f) | 0x80)
-            v >>= 7
-        }
-        out.append(UInt8(v))
+        Varint.append(value, to: &out)
     }
 
     static func readVarint(_ bytes: [UInt8], _ position: inout Int) throws(DecodeError) -> UInt64 {
