@@ -100,9 +100,6 @@ public struct Simulator: Sendable {
         }
     }
 
-    /// Number of simulated devices.
-    public var deviceCount: Int { machines.count }
-
     // MARK: Ticking
 
     /// Advances every machine to `time` and writes what they report into `output` (cleared first).
