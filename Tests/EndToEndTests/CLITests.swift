@@ -142,3 +142,35 @@ import Testing
         try? FileManager.default.removeItem(atPath: dir)
     }
 }
+
+/// `twin watch` survives a daemon restart: it says it lost the daemon, reconnects, and goes on.
+@Suite(.timeLimit(.minutes(2))) struct WatchReconnectTests {
+    @Test func watchReconnectsAfterARestart() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-re-\(UUID().uuidString)").path
+        let socket = "unix:\(dir)/twind.sock"
+        func startDaemon() async throws -> Child {
+            let child = try Child("twind", ["--data-dir", dir, "--listen", socket, "--interval", "200ms"])
+            guard await child.stderr.waitForLine({ $0.contains("twind is serving") }) != nil else {
+                throw TestFailure("twind did not start: \(child.stderr.text)")
+            }
+            return child
+        }
+        let first = try await startDaemon()
+        let watch = try Child("twin", ["watch", "-o", "json", "--server", socket])
+        #expect(await watch.stdout.waitForLine { $0.contains("\"device\"") } != nil)
+
+        first.signal(SIGTERM)
+        #expect(await first.wait() == 0)
+        #expect(await watch.stderr.waitForLine { $0.contains("reconnecting") } != nil)
+        let linesBefore = watch.stdout.lines.count
+
+        let second = try await startDaemon()
+        // New updates arrive over the new connection.
+        #expect(await watch.stdout.waitForLine(timeout: .seconds(60)) { _ in watch.stdout.lines.count > linesBefore + 12 } != nil)
+        watch.signal(SIGINT)
+        #expect(await watch.wait() == 0)
+        second.signal(SIGTERM)
+        #expect(await second.wait() == 0)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
