@@ -23,15 +23,14 @@ final class Plant: Sendable {
     /// Adds or replaces a device and tells the bus.
     @discardableResult
     func upsert(_ device: Device, now: Nanos = Time.now()) throws(TwinError) -> (device: Device, created: Bool, index: Int32) {
-        if let existing = live.device(device.id), existing.simulated {
-            if existing.sensors != device.sensors {
-                throw .failedPrecondition(
-                    "device '\(device.id)' is simulated and its sensors are fixed by the simulator; run twind with --simulator off to define it yourself")
-            }
+        let existing = live.device(device.id)
+        if let existing, existing.simulated, existing.sensors != device.sensors {
+            throw .failedPrecondition(
+                "device '\(device.id)' is simulated and its sensors are fixed by the simulator; run twind with --simulator off to define it yourself")
         }
         var device = device
-        let existing = live.device(device.id)
         device.simulated = existing?.simulated ?? device.simulated
+        // Validated here so nothing invalid is saved (LivePlant checks again, cheaply).
         try device.validate()
         // Durable before it is acknowledged.
         device.createdAt = existing?.createdAt ?? now
