@@ -27,7 +27,7 @@ public enum TwinConnection {
         case .unix(let path):
             target = .unixDomainSocket(path: path)
         case .tcp(let host, let port):
-            if host.contains(":") { target = .ipv6(host: host, port: port) }
+            if host.contains(":") { target = .ipv6(address: host, port: port) }
             else if host.split(separator: ".").count == 4 && host.allSatisfy({ $0.isNumber || $0 == "." }) {
                 target = .ipv4(address: host, port: port)
             } else {

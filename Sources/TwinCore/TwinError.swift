@@ -3,7 +3,7 @@
 public struct TwinError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case invalidArgument, notFound, alreadyExists, failedPrecondition, resourceExhausted
-        case unauthenticated, permissionDenied, unavailable, unimplemented, dataLoss, `internal`
+        case unauthenticated, permissionDenied, unavailable, unimplemented, dataLoss, outOfRange, `internal`
     }
 
     public var code: Code
@@ -20,4 +20,5 @@ public struct TwinError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func notFound(_ message: String) -> TwinError { .init(.notFound, message) }
     public static func failedPrecondition(_ message: String) -> TwinError { .init(.failedPrecondition, message) }
     public static func unavailable(_ message: String) -> TwinError { .init(.unavailable, message) }
+    public static func internalError(_ message: String) -> TwinError { .init(.internal, message) }
 }

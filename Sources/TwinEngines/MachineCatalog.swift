@@ -8,6 +8,15 @@ public enum SensorRole: Sendable {
     /// Quantities that cannot go below zero (a stopped machine's speed, a flow, a current).
     var isNonNegative: Bool { !isTemperature }
 
+    /// The resolution real instruments report at, as decimal places (0.1 °C, 0.01 bar, 1 rpm).
+    var scale: Double {
+        switch self {
+        case .speed: 1
+        case .pressureOut, .pressureIn, .oilPressure, .vibration: 100
+        default: 10
+        }
+    }
+
     var isTemperature: Bool {
         switch self {
         case .bearingTemp, .windingTemp, .processTemp, .oilTemp, .gearboxTemp: true

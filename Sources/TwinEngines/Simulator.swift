@@ -292,6 +292,9 @@ public struct Simulator: Sendable {
                     if m.rng.unit() < 0.7 { continue }
                 }
             }
+            // Instruments report at a resolution (and the store compresses such values well).
+            let scale = model.role.scale
+            value = (value * scale).rounded() / scale
             output.samples.append(Sample(device: m.plantIndex, sensor: Int32(k), time: time, value: value))
         }
     }

@@ -31,6 +31,12 @@ public struct DaemonConfiguration: Sendable {
     public var heartbeat: Nanos = 5 * Time.second
     /// A file holding the master key(s); see `KeyRing` for the other sources.
     public var keyFile: String?
+    /// How hard commits are pushed to disk (see `HealthDatabase.Durability`).
+    public var durability: HealthDatabase.Durability = .full
+    /// Chunking and retention of sensor history.
+    public var history = SeriesStore.Options()
+    /// How often buffers are cut and retention runs.
+    public var maintenanceInterval: Nanos = Time.minute
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
     public var environment: [String: String] = [:]
 
@@ -92,10 +98,11 @@ public final class Daemon: Service, Sendable {
         } else {
             logger.info("master key loaded", metadata: ["source": "\(keys.source)", "keys": "\(keys.keys.count)"])
         }
-        store = try HealthDatabase(path: dataDirectory.file("health_data.db"), keys: keys)
+        store = try HealthDatabase(
+            path: dataDirectory.file("health_data.db"), keys: keys, durability: configuration.durability, series: configuration.history)
         var options = configuration.plant
         options.offlineAfter = max(options.offlineAfter, 3 * configuration.interval)
-        plant = Plant(options: options, heartbeat: configuration.heartbeat, store: store, logger: logger)
+        plant = Plant(options: options, heartbeat: configuration.heartbeat, store: store, history: store.series, logger: logger)
 
         // The fleet: a fleet file, or the default simulated plant.
         let now = Time.now()
@@ -199,7 +206,7 @@ public final class Daemon: Service, Sendable {
 
     public func run() async throws {
         if let simulator, configuration.backfill > 0 {
-            simulator.backfill(span: configuration.backfill, plant: plant)
+            try simulator.backfill(span: configuration.backfill, plant: plant)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (address, server) in servers {
@@ -253,6 +260,24 @@ public final class Daemon: Service, Sendable {
 
     struct DrainTimeout: Error {}
 
+    /// Cuts stale buffers and runs a slice of retention; logged when it did something.
+    func maintainStore() {
+        let began = ContinuousClock.now
+        do {
+            let report = try store.series.maintain()
+            if report != .init() {
+                logger.info(
+                    "store maintenance",
+                    metadata: [
+                        "buffers_cut": "\(report.cutStale)", "chunks_past_raw_retention": "\(report.rawExpired)",
+                        "chunks_deleted": "\(report.deleted)", "took": "\(ContinuousClock.now - began)",
+                    ])
+            }
+        } catch {
+            logger.error("store maintenance failed", metadata: ["error": "\(error.message)"])
+        }
+    }
+
     /// The simulator and housekeeping (offline sweep, heartbeats), until cancelled.
     func runLoops() async {
         await withTaskGroup(of: Void.self) { group in
@@ -263,6 +288,13 @@ public final class Daemon: Service, Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(250))
                     self.plant.housekeeping(now: Time.now())
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .nanoseconds(self.configuration.maintenanceInterval))
+                    if Task.isCancelled { return }
+                    self.maintainStore()
                 }
             }
         }

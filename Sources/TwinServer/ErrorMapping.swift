@@ -15,6 +15,7 @@ extension TwinError: RPCErrorConvertible {
         case .unavailable: .unavailable
         case .unimplemented: .unimplemented
         case .dataLoss: .dataLoss
+        case .outOfRange: .outOfRange
         case .internal: .internalError
         }
     }

@@ -11,12 +11,14 @@ final class Plant: Sendable {
     let encoder = SnapshotEncoder()
     let heartbeat: Nanos
     let store: any PlantStore
+    let history: any HistoryStore
     let logger: Logger
 
-    init(options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, logger: Logger) {
+    init(options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, history: any HistoryStore, logger: Logger) {
         self.live = LivePlant(options: options)
         self.heartbeat = heartbeat
         self.store = store
+        self.history = history
         self.logger = logger
     }
 
@@ -37,6 +39,7 @@ final class Plant: Sendable {
         device.updatedAt = now
         try store.saveDevice(device)
         let result = try live.upsert(device, now: now)
+        try history.bind(device: result.index, id: device.id, sensors: device.sensors.map(\.name))
         bus.registryChanged(identities: live.identities())
         publish([result.index])
         return result
@@ -53,10 +56,18 @@ final class Plant: Sendable {
         result.reserveCapacity(devices.count)
         for device in devices {
             let r = try live.upsert(device, now: now)
+            try history.bind(device: r.index, id: r.device.id, sensors: r.device.sensors.map(\.name))
             result.append((r.index, r.device))
         }
         bus.registryChanged(identities: live.identities())
         return result
+    }
+
+    /// Stores samples durably, then applies them to the live state; nothing reaches subscribers
+    /// (or is acknowledged) before it is stored.
+    func ingest(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) throws(TwinError) {
+        try history.append(samples)
+        apply(samples, hints: hints, now: now)
     }
 
     /// Applies samples (already durable) and status hints to the live state, then publishes.

@@ -23,7 +23,12 @@ final class SimulatorRunner: Sendable {
             s.simulator.tick(at: time, into: &s.output)
             return (s.output.samples, s.output.statuses, s.output.events)
         }
-        plant.apply(samples, hints: statuses, now: Time.now())
+        do {
+            try plant.ingest(samples, hints: statuses, now: Time.now())
+        } catch {
+            logger.error("cannot store simulated readings", metadata: ["readings": "\(samples.count)", "error": "\(error.message)"])
+            plant.apply(samples, hints: statuses, now: Time.now())
+        }
         store(events, plant: plant)
         return samples.count
     }
@@ -49,30 +54,39 @@ final class SimulatorRunner: Sendable {
         state.withLock { $0.simulator.recordMaintenance(deviceID: deviceID, kind: kind, at: time) }
     }
 
-    /// Simulates `span` of past up to now, quickly: wear and faults advance and the ground truth
-    /// is recorded. Start-up work, done before twind serves.
-    func backfill(span: Nanos, plant: Plant) {
+    /// Simulates `span` of past up to now, quickly: wear and faults advance, readings go into the
+    /// history and the ground truth into the maintenance log. Start-up work, done before twind
+    /// serves. With history already stored (a restart), the past is simulated but not stored again.
+    func backfill(span: Nanos, plant: Plant) throws(TwinError) {
         let began = ContinuousClock.now
+        let keep = !(try plant.history.hasReadings())
         let end = (Time.now() / interval) * interval
         var t = end - (span / interval) * interval
         var count = 0
         var events: [MaintenanceEvent] = []
+        var pending: [Sample] = []
         while t < end {
-            let (samples, happened) = state.withLock { s in
+            let happened = state.withLock { s in
                 s.simulator.tick(at: t, into: &s.output)
-                return (s.output.samples.count, s.output.events)
+                if keep { pending += s.output.samples }
+                count += s.output.samples.count
+                return s.output.events
             }
-            count += samples
+            if pending.count >= 50_000 {
+                try plant.history.append(pending)
+                pending.removeAll(keepingCapacity: true)
+            }
             events += happened
             t += interval
         }
-        store(events, plant: plant)
-        // Until the time-series store lands, backfill keeps its ground truth but not its readings.
+        try plant.history.append(pending)
+        if keep { store(events, plant: plant) }
         logger.notice(
             "backfill done",
             metadata: [
                 "span": "\(DurationText.format(span))", "readings": "\(count)", "ground_truth_events": "\(events.count)",
-                "took": "\(ContinuousClock.now - began)", "readings_kept": "no (no time-series store yet)",
+                "took": "\(ContinuousClock.now - began)",
+                "stored": "\(keep ? "yes" : "no: this data directory already has history")",
             ])
     }
 

@@ -75,7 +75,13 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 throw TwinError.invalidArgument(
                     "batch \(batch), \(error.message); this batch was rejected whole, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were accepted")
             }
-            plant.apply(samples, now: now)
+            do {
+                try plant.ingest(samples, now: now)
+            } catch {
+                plant.logger.error("cannot store an ingest batch", metadata: ["error": "\(error.message)"])
+                throw TwinError.unavailable(
+                    "batch \(batch) could not be stored (\(error.message)); it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were; send it again")
+            }
             response.acceptedReadings += UInt64(samples.count)
             response.acceptedBatches += 1
             batch += 1
@@ -86,7 +92,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     // MARK: Not built yet (each names the capability that will bring it)
 
     func getHistory(request: Twin_V1_GetHistoryRequest, context: ServerContext) async throws -> Twin_V1_GetHistoryResponse {
-        throw notYetBuilt("GetHistory", "the time-series store")
+        try HistoryRequest(request, plant: plant, now: Time.now()).answer()
     }
 
     func getHealth(request: Twin_V1_GetHealthRequest, context: ServerContext) async throws -> Twin_V1_GetHealthResponse {

@@ -1,17 +1,24 @@
 import TwinCore
 
 /// The Gorilla time-series compression (Pelkonen et al., VLDB 2015) for one (device, sensor)
-/// chunk: delta-of-delta timestamps and XOR-coded float64 values, bit-packed.
+/// chunk: delta-of-delta timestamps and XOR-coded float64 values, bit-packed, column after column.
 ///
 /// Timestamps are scaled first by the coarsest unit that divides all of them (1 s, 1 ms, 1 µs or
 /// 1 ns), so readings on a regular grid cost one bit each and a jittery millisecond gateway costs
 /// a few; any order, equal timestamps and huge gaps still round-trip exactly (the widest bucket
-/// holds any 64-bit delta-of-delta). Values round-trip bit for bit, NaN payloads included.
+/// holds any 64-bit delta-of-delta).
 ///
-/// Layout: magic+version byte, unit exponent byte, count (varint), first time (zigzag varint, in
-/// units), first value (8 bytes), then the bit stream.
+/// Values: real sensors report at a resolution (0.1 °C, 0.01 bar). When every value of a chunk is
+/// exactly `k / 10^d` for integers k and a d ≤ 6, the chunk stores the deltas of k in the same
+/// variable-width buckets (a noisy temperature at 0.1 °C costs about 8 bits a point instead of
+/// ~40 for XOR of full doubles); otherwise values are XOR-coded as in the paper. Either way they
+/// round-trip bit for bit, NaN payloads included.
+///
+/// Layout: format byte, unit exponent byte, value mode byte (0xff XOR, else d), count (varint),
+/// then the bit stream: the times column, then the values column.
 public enum GorillaCodec {
-    static let version: UInt8 = 0x47  // 'G', format 1
+    static let format: UInt8 = 0x48  // 'H', format 2 (columnar, decimal mode)
+    static let xorMode: UInt8 = 0xff
 
     public enum DecodeError: Error, Equatable {
         case truncated, badHeader, corrupt
@@ -20,51 +27,101 @@ public enum GorillaCodec {
     /// Encodes a chunk. `times` and `values` must have the same count.
     public static func encode(times: [Nanos], values: [Double]) -> [UInt8] {
         precondition(times.count == values.count, "times and values differ in count")
-        var out: [UInt8] = [version]
         let exponent = unitExponent(times)
-        out.append(UInt8(exponent))
-        varint(UInt64(times.count), into: &out)
-        guard let first = times.first else { return out }
-        let unit = pow1000(exponent)
-        varint(zigzag(first / unit), into: &out)
-        withUnsafeBytes(of: values[0].bitPattern.littleEndian) { out.append(contentsOf: $0) }
-
+        let decimals = Decimals.of(values)
+        var out: [UInt8] = [format, UInt8(exponent), decimals.map(UInt8.init) ?? xorMode]
+        Varint.append(UInt64(times.count), to: &out)
         var bits = BitWriter()
-        var previousTime = first / unit
+        bits.reserve(bytes: times.count * 2)
+        writeTimes(times, unit: pow1000(exponent), into: &bits)
+        if let decimals {
+            writeDecimals(values, decimals: decimals, into: &bits)
+        } else {
+            writeXOR(values, into: &bits)
+        }
+        out.append(contentsOf: bits.finished)
+        return out
+    }
+
+    /// Decodes a chunk written by `encode`.
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> (times: [Nanos], values: [Double]) {
+        guard bytes.count >= 4, bytes[0] == format, bytes[1] <= 3, bytes[2] <= 6 || bytes[2] == xorMode else {
+            throw .badHeader
+        }
+        var position = 3
+        let declared = try readVarint(bytes, &position)
+        // Every point takes at least two bits.
+        guard declared <= UInt64(bytes.count - position) * 4 else { throw .truncated }
+        let count = Int(declared)
+        var bits = BitReader(bytes: bytes, byteOffset: position)
+        let times = try readTimes(count, unit: pow1000(Int(bytes[1])), from: &bits)
+        let values = bytes[2] == xorMode ? try readXOR(count, from: &bits) : try readDecimals(count, decimals: Int(bytes[2]), from: &bits)
+        return (times, values)
+    }
+
+    // MARK: Columns
+
+    /// Delta-of-delta coded integers (the first one against 0).
+    static func writeTimes(_ times: [Nanos], unit: Int64, into bits: inout BitWriter) {
+        var previous: Int64 = 0
         var previousDelta: Int64 = 0
-        var previousValue = values[0].bitPattern
+        for t in times {
+            let scaled = t / unit
+            let delta = scaled &- previous
+            writeSigned(delta &- previousDelta, into: &bits)
+            previous = scaled
+            previousDelta = delta
+        }
+    }
+
+    static func readTimes(_ count: Int, unit: Int64, from bits: inout BitReader) throws(DecodeError) -> [Nanos] {
+        var times: [Nanos] = []
+        times.reserveCapacity(count)
+        var previous: Int64 = 0
+        var previousDelta: Int64 = 0
+        for _ in 0..<count {
+            previousDelta = previousDelta &+ (try readSigned(from: &bits))
+            previous = previous &+ previousDelta
+            times.append(previous &* unit)
+        }
+        return times
+    }
+
+    /// Values that are all `k / 10^d`: the deltas of k.
+    static func writeDecimals(_ values: [Double], decimals: Int, into bits: inout BitWriter) {
+        let scale = Decimals.powers[decimals]
+        var previous: Int64 = 0
+        for v in values {
+            let k = Int64((v * scale).rounded())
+            writeSigned(k &- previous, into: &bits)
+            previous = k
+        }
+    }
+
+    static func readDecimals(_ count: Int, decimals: Int, from bits: inout BitReader) throws(DecodeError) -> [Double] {
+        let scale = Decimals.powers[decimals]
+        var values: [Double] = []
+        values.reserveCapacity(count)
+        var k: Int64 = 0
+        for _ in 0..<count {
+            k = k &+ (try readSigned(from: &bits))
+            values.append(Double(k) / scale)
+        }
+        return values
+    }
+
+    /// Gorilla's XOR coding: a repeated value costs one bit; otherwise the meaningful bits of the
+    /// XOR with the previous value, reusing the previous leading/trailing-zero window when it fits.
+    static func writeXOR(_ values: [Double], into bits: inout BitWriter) {
+        guard let first = values.first else { return }
+        bits.write(first.bitPattern, count: 64)
+        var previous = first.bitPattern
         var leading = UInt64.max  // no window yet
         var trailing: UInt64 = 0
-        for i in 1..<times.count {
-            // Timestamps.
-            let t = times[i] / unit
-            let delta = t &- previousTime
-            let dod = delta &- previousDelta
-            previousTime = t
-            previousDelta = delta
-            if dod == 0 {
-                bits.write(0, count: 1)
-            } else if dod >= -63 && dod <= 64 {
-                bits.write(0b10, count: 2)
-                bits.write(UInt64(bitPattern: dod &+ 63), count: 7)
-            } else if dod >= -255 && dod <= 256 {
-                bits.write(0b110, count: 3)
-                bits.write(UInt64(bitPattern: dod &+ 255), count: 9)
-            } else if dod >= -2047 && dod <= 2048 {
-                bits.write(0b1110, count: 4)
-                bits.write(UInt64(bitPattern: dod &+ 2047), count: 12)
-            } else if dod >= Int64(Int32.min) && dod <= Int64(Int32.max) {
-                bits.write(0b11110, count: 5)
-                bits.write(UInt64(UInt32(bitPattern: Int32(dod))), count: 32)
-            } else {
-                bits.write(0b11111, count: 5)
-                bits.write(UInt64(bitPattern: dod), count: 64)
-            }
-
-            // Values.
-            let v = values[i].bitPattern
-            let xor = v ^ previousValue
-            previousValue = v
+        for value in values.dropFirst() {
+            let v = value.bitPattern
+            let xor = v ^ previous
+            previous = v
             if xor == 0 {
                 bits.write(0, count: 1)
                 continue
@@ -84,59 +141,20 @@ public enum GorillaCodec {
                 bits.write(xor >> tz, count: Int(meaningful))
             }
         }
-        out.append(contentsOf: bits.bytes)
-        return out
     }
 
-    /// Decodes a chunk written by `encode`.
-    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> (times: [Nanos], values: [Double]) {
-        guard bytes.count >= 3, bytes[0] == version, bytes[1] <= 3 else { throw .badHeader }
-        let unit = pow1000(Int(bytes[1]))
-        var position = 2
-        let declared = try readVarint(bytes, &position)
-        var times: [Nanos] = []
+    static func readXOR(_ count: Int, from bits: inout BitReader) throws(DecodeError) -> [Double] {
         var values: [Double] = []
-        guard declared > 0 else { return (times, values) }
-        // Every point after the first takes at least two bits.
-        guard declared <= UInt64(bytes.count) * 4 + 1 else { throw .truncated }
-        let count = Int(declared)
-        times.reserveCapacity(count)
+        guard count > 0 else { return values }
         values.reserveCapacity(count)
-        var previousTime = unzigzag(try readVarint(bytes, &position))
-        guard position + 8 <= bytes.count else { throw .truncated }
-        var raw: UInt64 = 0
-        for k in 0..<8 { raw |= UInt64(bytes[position + k]) << (8 * UInt64(k)) }
-        position += 8
-        var previousValue = raw
-        times.append(previousTime &* unit)
-        values.append(Double(bitPattern: previousValue))
-
-        var bits = BitReader(bytes: bytes, byteOffset: position)
-        var previousDelta: Int64 = 0
+        var previous = try bits.read(64)
+        values.append(Double(bitPattern: previous))
         var leading: UInt64 = 0
         var trailing: UInt64 = 0
         var windowSet = false
         for _ in 1..<count {
-            var dod: Int64
             if try bits.read(1) == 0 {
-                dod = 0
-            } else if try bits.read(1) == 0 {
-                dod = Int64(bitPattern: try bits.read(7)) - 63
-            } else if try bits.read(1) == 0 {
-                dod = Int64(bitPattern: try bits.read(9)) - 255
-            } else if try bits.read(1) == 0 {
-                dod = Int64(bitPattern: try bits.read(12)) - 2047
-            } else if try bits.read(1) == 0 {
-                dod = Int64(Int32(bitPattern: UInt32(try bits.read(32))))
-            } else {
-                dod = Int64(bitPattern: try bits.read(64))
-            }
-            previousDelta = previousDelta &+ dod
-            previousTime = previousTime &+ previousDelta
-            times.append(previousTime &* unit)
-
-            if try bits.read(1) == 0 {
-                values.append(Double(bitPattern: previousValue))
+                values.append(Double(bitPattern: previous))
                 continue
             }
             if try bits.read(1) == 1 {
@@ -148,13 +166,44 @@ public enum GorillaCodec {
             } else if !windowSet {
                 throw .corrupt  // a window reused before any was set
             }
-            let meaningful = Int(64 - leading - trailing)
-            let xor = try bits.read(meaningful) << trailing
-            previousValue ^= xor
-            values.append(Double(bitPattern: previousValue))
+            previous ^= try bits.read(Int(64 - leading - trailing)) << trailing
+            values.append(Double(bitPattern: previous))
         }
-        return (times, values)
+        return values
     }
+
+    /// Gorilla's variable-width buckets for a signed integer: 0 costs one bit, small magnitudes a
+    /// few, anything 69 at most.
+    @inline(__always)
+    static func writeSigned(_ x: Int64, into bits: inout BitWriter) {
+        if x == 0 {
+            bits.write(0, count: 1)
+        } else if x >= -63 && x <= 64 {
+            bits.write(0b10 << 7 | UInt64(bitPattern: x &+ 63), count: 9)
+        } else if x >= -255 && x <= 256 {
+            bits.write(0b110 << 9 | UInt64(bitPattern: x &+ 255), count: 12)
+        } else if x >= -2047 && x <= 2048 {
+            bits.write(0b1110 << 12 | UInt64(bitPattern: x &+ 2047), count: 16)
+        } else if x >= Int64(Int32.min) && x <= Int64(Int32.max) {
+            bits.write(0b11110, count: 5)
+            bits.write(UInt64(UInt32(bitPattern: Int32(x))), count: 32)
+        } else {
+            bits.write(0b11111, count: 5)
+            bits.write(UInt64(bitPattern: x), count: 64)
+        }
+    }
+
+    @inline(__always)
+    static func readSigned(from bits: inout BitReader) throws(DecodeError) -> Int64 {
+        if try bits.read(1) == 0 { return 0 }
+        if try bits.read(1) == 0 { return Int64(bitPattern: try bits.read(7)) - 63 }
+        if try bits.read(1) == 0 { return Int64(bitPattern: try bits.read(9)) - 255 }
+        if try bits.read(1) == 0 { return Int64(bitPattern: try bits.read(12)) - 2047 }
+        if try bits.read(1) == 0 { return Int64(Int32(bitPattern: UInt32(try bits.read(32)))) }
+        return Int64(bitPattern: try bits.read(64))
+    }
+
+    // MARK: Helpers
 
     /// The largest k in 0...3 such that every time is a multiple of 1000^k ns.
     static func unitExponent(_ times: [Nanos]) -> Int {
@@ -171,10 +220,6 @@ public enum GorillaCodec {
     static func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
     static func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
 
-    static func varint(_ value: UInt64, into out: inout [UInt8]) {
-        Varint.append(value, to: &out)
-    }
-
     static func readVarint(_ bytes: [UInt8], _ position: inout Int) throws(DecodeError) -> UInt64 {
         var value: UInt64 = 0
         var shift: UInt64 = 0
@@ -189,26 +234,68 @@ public enum GorillaCodec {
     }
 }
 
+/// Finds the decimal resolution of a column of values.
+public enum Decimals {
+    static let powers: [Double] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
+    static let limit = Double(1 << 50)
+
+    /// The smallest d ≤ 6 such that every value is exactly `Double(k) / 10^d` for an integer k
+    /// (bit for bit, so -0.0, NaN and infinities never qualify); nil when there is none.
+    public static func of(_ values: [Double]) -> Int? {
+        var d = 0
+        for v in values {
+            while !fits(v, d) {
+                d += 1
+                if d == powers.count { return nil }
+            }
+        }
+        return d
+    }
+
+    @inline(__always)
+    static func fits(_ v: Double, _ d: Int) -> Bool {
+        let scaled = (v * powers[d]).rounded()
+        guard abs(scaled) < limit else { return false }
+        // Through the integer, as the decoder goes (so -0.0 does not qualify).
+        return (Double(Int64(scaled)) / powers[d]).bitPattern == v.bitPattern
+    }
+
+    /// Rounds `value` to `d` decimals the way the codec stores it.
+    public static func round(_ value: Double, decimals d: Int) -> Double {
+        (value * powers[d]).rounded() / powers[d]
+    }
+}
+
 /// Appends bits most-significant first.
 struct BitWriter {
     private(set) var bytes: [UInt8] = []
-    private var used = 8  // bits used in the last byte
+    private var accumulator: UInt64 = 0
+    private var pending = 0  // bits in the accumulator (< 8 after each write)
+
+    mutating func reserve(bytes count: Int) { bytes.reserveCapacity(count) }
 
     /// Writes the low `count` bits of `value` (0...64).
+    @inline(__always)
     mutating func write(_ value: UInt64, count: Int) {
-        var remaining = count
-        while remaining > 0 {
-            if used == 8 {
-                bytes.append(0)
-                used = 0
-            }
-            let take = min(8 - used, remaining)
-            let shift = remaining - take
-            let chunk = UInt8(truncatingIfNeeded: (value >> UInt64(shift)) & ((1 << UInt64(take)) - 1))
-            bytes[bytes.count - 1] |= chunk << UInt8(8 - used - take)
-            used += take
-            remaining -= take
+        if count > 56 {
+            write(value >> 32, count: count - 32)
+            write(value & 0xffff_ffff, count: 32)
+            return
         }
+        let masked = count == 0 ? 0 : value & (UInt64.max >> UInt64(64 - count))
+        accumulator = accumulator << UInt64(count) | masked
+        pending += count
+        while pending >= 8 {
+            pending -= 8
+            bytes.append(UInt8(truncatingIfNeeded: accumulator >> UInt64(pending)))
+        }
+    }
+
+    /// The bits written, the last byte padded with zeros.
+    var finished: [UInt8] {
+        var out = bytes
+        if pending > 0 { out.append(UInt8(truncatingIfNeeded: accumulator << UInt64(8 - pending))) }
+        return out
     }
 }
 
@@ -222,6 +309,7 @@ struct BitReader {
         self.bit = byteOffset * 8
     }
 
+    @inline(__always)
     mutating func read(_ count: Int) throws(GorillaCodec.DecodeError) -> UInt64 {
         guard bit + count <= bytes.count * 8 else { throw .truncated }
         var value: UInt64 = 0

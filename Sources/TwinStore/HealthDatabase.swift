@@ -13,20 +13,34 @@ public final class HealthDatabase: PlantStore {
     let pool: DatabasePool
     let sealer: Sealer
     public let path: String
+    /// Sensor history (chunks and head) in the same database.
+    public let series: SeriesStore
+
+    /// How hard a commit is pushed to disk. `.full` (the default) survives power loss; `.normal`
+    /// survives a crash of twind but may lose the last commits if the machine loses power.
+    public enum Durability: String, Sendable {
+        case full, normal
+    }
 
     /// Opens (creating if needed) the database and checks the keys against it.
-    public init(path: String, keys: KeyRing) throws(TwinError) {
+    public init(
+        path: String, keys: KeyRing, durability: Durability = .full, series options: SeriesStore.Options = .init()
+    ) throws(TwinError) {
         self.path = path
         sealer = Sealer(purpose: "health_data", keys: Array(keys.keys.dropLast()), current: keys.current)
         do {
             var configuration = Configuration()
             configuration.busyMode = .timeout(5)
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            }
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
         } catch {
             throw .unavailable("cannot open \(path): \(error)")
         }
-        try checkKeys(keys)
+        try Self.checkKeys(keys, pool: pool, sealer: sealer, path: path)
+        series = try SeriesStore(pool: pool, sealer: sealer, options: options)
     }
 
     static var migrator: DatabaseMigrator {
@@ -46,13 +60,36 @@ public final class HealthDatabase: PlantStore {
                 CREATE INDEX events_by_time ON events (time);
                 """)
         }
+        migrator.registerMigration("v2: time series") { db in
+            try db.execute(sql: """
+                CREATE TABLE series (
+                    id INTEGER PRIMARY KEY,
+                    device_id TEXT NOT NULL,
+                    sensor TEXT NOT NULL,
+                    flushed_head INTEGER NOT NULL DEFAULT 0,
+                    UNIQUE (device_id, sensor)
+                );
+                CREATE TABLE chunks (
+                    id INTEGER PRIMARY KEY,
+                    series_id INTEGER NOT NULL,
+                    start INTEGER NOT NULL,
+                    end INTEGER NOT NULL,
+                    count INTEGER NOT NULL,
+                    raw INTEGER NOT NULL,
+                    data BLOB NOT NULL
+                );
+                CREATE INDEX chunks_by_series_end ON chunks (series_id, end);
+                CREATE INDEX chunks_by_end ON chunks (end);
+                CREATE TABLE head (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+                """)
+        }
         return migrator
     }
 
     static let keyCheckPlaintext = Array("twin key check v1".utf8)
 
     /// Refuses a key set that does not match the data; records a check for a new current key.
-    func checkKeys(_ keys: KeyRing) throws(TwinError) {
+    static func checkKeys(_ keys: KeyRing, pool: DatabasePool, sealer: Sealer, path: String) throws(TwinError) {
         do {
             let checks = try pool.read { db in try Row.fetchAll(db, sql: "SELECT key, value FROM meta WHERE key LIKE 'keycheck:%'") }
             let known = Set(keys.keys.map(\.id))
@@ -61,7 +98,7 @@ public final class HealthDatabase: PlantStore {
                 let name: String = row["key"]
                 let blob: [UInt8] = Array(row["value"] as Data)
                 guard let id = UInt32(name.dropFirst("keycheck:".count)), known.contains(id) else { continue }
-                guard (try? sealer.open(blob, context: Array(name.utf8))) == Self.keyCheckPlaintext else {
+                guard (try? sealer.open(blob, context: Array(name.utf8))) == keyCheckPlaintext else {
                     throw TwinError(.failedPrecondition, "the master key does not match this data directory (key check \(name) fails)")
                 }
                 matched = true
@@ -74,7 +111,7 @@ public final class HealthDatabase: PlantStore {
             }
             let name = "keycheck:\(keys.current.id)"
             if !checks.contains(where: { ($0["key"] as String) == name }) {
-                let blob = sealer.seal(Self.keyCheckPlaintext, context: Array(name.utf8))
+                let blob = sealer.seal(keyCheckPlaintext, context: Array(name.utf8))
                 try pool.write { db in try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?)", arguments: [name, Data(blob)]) }
             }
         } catch let error as TwinError {

@@ -46,7 +46,7 @@ import TwinCore
         let bytes = GorillaCodec.encode(times: [1, 2, 3, 4, 5], values: [1, 2, 3, 4, 5])
         #expect(throws: GorillaCodec.DecodeError.self) { try GorillaCodec.decode(Array(bytes.prefix(bytes.count - 2))) }
         #expect(throws: GorillaCodec.DecodeError.badHeader) { try GorillaCodec.decode([0, 0, 0]) }
-        #expect(throws: GorillaCodec.DecodeError.self) { try GorillaCodec.decode([0x47, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]) }
+        #expect(throws: GorillaCodec.DecodeError.self) { try GorillaCodec.decode([0x48, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]) }
     }
 }
 

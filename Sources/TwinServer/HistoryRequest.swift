@@ -1,0 +1,103 @@
+import Proto
+import SwiftProtobuf
+import TwinCore
+
+/// `GetHistory`: checks the request against the device, picks the step, asks the store.
+struct HistoryRequest {
+    let device: Device
+    let query: HistoryQuery
+    let aggregate: Twin_V1_Aggregate
+    let plant: Plant
+
+    /// At most this many buckets per sensor in one answer.
+    static let maxBuckets = 100_000
+
+    /// Steps `max_points` chooses from: the smallest that gives few enough buckets.
+    static let niceSteps: [Nanos] = [1, 2, 5, 10, 15, 30].map { $0 * Time.second }
+        + [1, 2, 5, 10, 15, 30].map { $0 * Time.minute } + [1, 2, 3, 6, 12].map { $0 * Time.hour }
+        + [1, 2, 7, 14, 28].map { $0 * Time.day }
+
+    init(_ request: Twin_V1_GetHistoryRequest, plant: Plant, now: Nanos) throws(TwinError) {
+        if request.deviceID.isEmpty { throw .invalidArgument("device_id is required") }
+        guard let device = plant.live.device(request.deviceID) else {
+            throw .notFound("device '\(request.deviceID.prefix(80))' not found")
+        }
+        let known = device.sensors.map(\.name)
+        for sensor in request.sensors where !known.contains(sensor) {
+            throw .invalidArgument("device '\(device.id)' has no sensor '\(sensor.prefix(80))'; its sensors are \(known.joined(separator: ", "))")
+        }
+        let to = request.hasTo ? request.to.nanosSinceEpoch : now
+        let from = request.hasFrom ? request.from.nanosSinceEpoch : to - Time.day
+        if from >= to {
+            throw .invalidArgument("from (\(Time.iso(from))) must be before to (\(Time.iso(to)))")
+        }
+        if request.hasStep && request.step.totalNanos < 0 { throw .invalidArgument("step must not be negative") }
+        if request.maxPoints < 0 { throw .invalidArgument("max_points must not be negative, got \(request.maxPoints)") }
+        var step = request.hasStep ? request.step.totalNanos : 0
+        if step == 0 && request.maxPoints > 0 {
+            let wanted = (to - from + Nanos(request.maxPoints) - 1) / Nanos(request.maxPoints)
+            step = Self.niceSteps.first { $0 >= wanted } ?? ((wanted + Time.day - 1) / Time.day * Time.day)
+        }
+        if step > 0 && (to - from) / step > Nanos(Self.maxBuckets) {
+            throw .invalidArgument(
+                "a step of \(DurationText.format(step)) over that range gives more than \(Self.maxBuckets) buckets; use a larger step or max_points")
+        }
+        switch request.aggregate {
+        case .unspecified, .mean, .min, .max, .last, .count: break
+        case .UNRECOGNIZED(let n): throw .invalidArgument("aggregate \(n) is not one this server knows")
+        }
+        self.device = device
+        self.plant = plant
+        aggregate = request.aggregate
+        query = HistoryQuery(deviceID: device.id, sensors: request.sensors.isEmpty ? known : request.sensors, from: from, to: to, step: step)
+    }
+
+    func answer() throws(TwinError) -> Twin_V1_GetHistoryResponse {
+        let series = try plant.history.history(query)
+        var response = Twin_V1_GetHistoryResponse()
+        response.deviceID = device.id
+        if query.step > 0 { response.step = .init(nanos: query.step) }
+        let units = Dictionary(device.sensors.map { ($0.name, $0.unit) }, uniquingKeysWith: { a, _ in a })
+        response.series = series.map { s in
+            var out = Twin_V1_SensorSeries()
+            out.sensor = s.sensor
+            out.unit = units[s.sensor] ?? ""
+            if query.step > 0 {
+                out.points = s.buckets.map { b in
+                    var p = Twin_V1_HistoryPoint()
+                    p.time = .init(nanos: b.start)
+                    p.min = b.min
+                    p.max = b.max
+                    p.mean = b.mean
+                    p.count = UInt64(b.count)
+                    p.last = b.last
+                    switch aggregate {
+                    case .min: p.value = b.min
+                    case .max: p.value = b.max
+                    case .last: p.value = b.last
+                    case .count: p.value = Double(b.count)
+                    default: p.value = b.mean
+                    }
+                    return p
+                }
+            } else {
+                out.points = zip(s.times, s.values).map { t, v in
+                    var p = Twin_V1_HistoryPoint()
+                    p.time = .init(nanos: t)
+                    p.value = v
+                    return p
+                }
+            }
+            return out
+        }
+        return response
+    }
+}
+
+extension Google_Protobuf_Duration {
+    init(nanos: Nanos) {
+        self.init()
+        seconds = nanos / Time.second
+        self.nanos = Int32(nanos % Time.second)
+    }
+}

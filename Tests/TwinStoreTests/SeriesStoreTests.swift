@@ -1,0 +1,220 @@
+import Foundation
+import GRDB
+import Testing
+import TwinCore
+@testable import TwinStore
+
+/// A temporary health_data.db with one key, reopened at will.
+struct TestDatabase {
+    let dir: String
+    let key = MasterKey.generate()
+    var options = SeriesStore.Options()
+
+    init(chunkPoints: Int = 50) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("series-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        options.chunkPoints = chunkPoints
+    }
+
+    var path: String { dir + "/health_data.db" }
+
+    func open(key: MasterKey? = nil) throws -> HealthDatabase {
+        let db = try HealthDatabase(path: path, keys: KeyRing(keys: [key ?? self.key], source: "test", generated: false), durability: .normal, series: options)
+        try db.series.bind(device: 0, id: "pump-001", sensors: ["flow", "bearing_temp"])
+        try db.series.bind(device: 1, id: "fan-002", sensors: ["speed"])
+        return db
+    }
+}
+
+let t0: Nanos = 1_789_995_600 * Time.second  // 2026-09-21T13:00:00Z, on a whole hour
+
+/// A noisy reading at the resolution real instruments report (0.1).
+func reading(_ i: Int, sensor: Int32 = 0, device: Int32 = 0) -> Sample {
+    let value = (10 * (50 + 10 * sin(Double(i) / 30) + Double((i * 7919) % 13) / 10)).rounded() / 10
+    return Sample(device: device, sensor: sensor, time: t0 + Nanos(i) * 5 * Time.second, value: value)
+}
+
+func all(_ db: HealthDatabase, _ sensor: String = "flow", device: String = "pump-001", step: Nanos = 0,
+         from: Nanos = t0 - Time.day, to: Nanos = t0 + 30 * Time.day) throws -> SeriesHistory {
+    try db.series.history(HistoryQuery(deviceID: device, sensors: [sensor], from: from, to: to, step: step))[0]
+}
+
+@Suite struct SeriesStoreTests {
+    @Test func readingsComeBackExactlyAcrossChunksHeadAndRestarts() throws {
+        let test = try TestDatabase(chunkPoints: 50)
+        let samples = (0..<1_234).map { reading($0) } + (0..<300).map { reading($0, sensor: 1) }
+        var db = try test.open()
+        for batch in stride(from: 0, to: samples.count, by: 37) {
+            try db.series.append(Array(samples[batch..<min(samples.count, batch + 37)]))
+        }
+        func check(_ db: HealthDatabase) throws {
+            let flow = try all(db)
+            #expect(flow.times == (0..<1_234).map { reading($0).time })
+            #expect(flow.values == (0..<1_234).map { reading($0).value })
+            #expect(try all(db, "bearing_temp").times.count == 300)
+            #expect(try all(db, "speed", device: "fan-002").times.isEmpty)
+        }
+        try check(db)
+        // The unchunked tail is replayed from the head; chunked readings are not replayed twice.
+        db.close()
+        db = try test.open()
+        try check(db)
+        // Appending after a restart continues cleanly.
+        try db.series.append((1_234..<1_300).map { reading($0) })
+        db.close()
+        db = try test.open()
+        #expect(try all(db).times.count == 1_300)
+        let report = try db.series.verify()
+        #expect(report.problems.isEmpty)
+        #expect(report.readings + 1_300 + 300 - report.readings >= 0)
+    }
+
+    @Test func lateAndOutOfOrderReadingsLandInPlace() throws {
+        let test = try TestDatabase(chunkPoints: 40)
+        let db = try test.open()
+        var order = Array(0..<500)
+        var rng = SystemRandomNumberGenerator()
+        order.shuffle(using: &rng)
+        for batch in stride(from: 0, to: 500, by: 25) {
+            try db.series.append(order[batch..<batch + 25].map { reading($0) })
+        }
+        // A late batch for an hour already chunked, including a duplicate timestamp.
+        try db.series.append([Sample(device: 0, sensor: 0, time: t0 + 3 * Time.second, value: 99.5)])
+        let flow = try all(db)
+        #expect(flow.times.count == 501)
+        #expect(flow.times == flow.times.sorted())
+        #expect(flow.values.contains(99.5))
+        #expect(flow.times[1] == t0 + 3 * Time.second)
+    }
+
+    /// Buckets computed by brute force from the raw readings.
+    func reference(_ samples: [Sample], step: Nanos, from: Nanos, to: Nanos) -> [Bucket] {
+        var buckets: [Nanos: Bucket] = [:]
+        for s in samples where s.time >= from && s.time < to {
+            let start = Rollup.floorDiv(s.time, step) * step
+            buckets[start, default: Bucket(start: start, count: 0, min: 0, max: 0, sum: 0, last: 0, lastTime: .min)].add(time: s.time, value: s.value)
+        }
+        return buckets.values.sorted { $0.start < $1.start }
+    }
+
+    @Test func downsampledHistoryMatchesABruteForceReference() throws {
+        let test = try TestDatabase(chunkPoints: 100)
+        let db = try test.open()
+        // Three days at 5 s with a gap, plus late readings sent afterwards.
+        var samples = (0..<52_000).filter { !(20_000..<21_000).contains($0) }.map { reading($0) }
+        let late = (20_000..<20_050).map { reading($0) }
+        for batch in stride(from: 0, to: samples.count, by: 1_000) {
+            try db.series.append(Array(samples[batch..<min(samples.count, batch + 1_000)]))
+        }
+        try db.series.append(late)
+        samples += late
+        // Edges off the minute grid: the buckets there must still be exact.
+        for (from, to) in [
+            (t0 + 2 * Time.hour + 17 * Time.second, t0 + 60 * Time.hour - 23 * Time.second),
+            (t0 + 2 * Time.hour, t0 + 60 * Time.hour),
+        ] { for step in [Time.minute, 15 * Time.minute, Time.hour, 6 * Time.hour, 7 * Time.second * 13] {
+            let got = try all(db, step: step, from: from, to: to).buckets
+            let want = reference(samples, step: step, from: from, to: to)
+            #expect(got.count == want.count, "step \(step)")
+            for (g, w) in zip(got, want) {
+                #expect(g.start == w.start && g.count == w.count && g.min == w.min && g.max == w.max && g.last == w.last)
+                #expect(abs(g.sum - w.sum) < 1e-6 * max(1, abs(w.sum)))
+            }
+        } }
+    }
+
+    @Test func retentionKeepsRollupsAfterRawExpiresAndNeverLosesTheHead() throws {
+        var test = try TestDatabase(chunkPoints: 60)
+        test.options.rawRetention = 2 * Time.day
+        test.options.rollupRetention = 10 * Time.day
+        test.options.retentionBatch = 7
+        let db = try test.open()
+        let samples = (0..<6_000).map { reading($0) }  // ~8.3 h
+        try db.series.append(samples)
+        let before = try all(db, step: Time.hour).buckets
+        // Three days on: raw points past 2 d go, a few chunks per pass; roll-ups stay.
+        var passes = 0
+        while try db.series.maintain(now: t0 + 3 * Time.day).rawExpired > 0 { passes += 1 }
+        #expect(passes >= 10)
+        #expect(try all(db).times.isEmpty)
+        #expect(try all(db, step: Time.hour).buckets == before)
+        // Eleven days on: everything goes.
+        while try db.series.maintain(now: t0 + 11 * Time.day).deleted > 0 {}
+        #expect(try all(db, step: Time.hour).buckets.isEmpty)
+        #expect(try db.series.verify().problems.isEmpty)
+    }
+
+    @Test func aStaleBufferIsCutAndTheHeadEmptied() throws {
+        let test = try TestDatabase(chunkPoints: 1_000)
+        let db = try test.open()
+        try db.series.append((0..<10).map { reading($0) })
+        #expect(try db.series.maintain(now: Time.now() + 2 * Time.hour).cutStale == 1)
+        #expect(try db.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM head") } == 0)
+        #expect(try all(db).times.count == 10)
+    }
+
+    @Test func tamperedOrSwappedChunksAreDataLossNamingTheSeries() throws {
+        let test = try TestDatabase(chunkPoints: 20)
+        let db = try test.open()
+        try db.series.append((0..<100).map { reading($0) } + (0..<100).map { reading($0, sensor: 1) })
+        // Flip one bit in the first chunk of flow.
+        try db.pool.write { db in
+            let row = try Row.fetchOne(db, sql: "SELECT id, data FROM chunks WHERE series_id = 1 ORDER BY start LIMIT 1")!
+            var data = Array(row["data"] as Data)
+            data[data.count / 2] ^= 0x10
+            try db.execute(sql: "UPDATE chunks SET data = ? WHERE id = ?", arguments: [Data(data), row["id"] as Int64])
+        }
+        let error = try #require(throws: TwinError.self) { try all(db) }
+        #expect(error.code == .dataLoss)
+        #expect(error.message.contains("pump-001/flow"))
+        // Everything else still reads.
+        #expect(try all(db, "bearing_temp").times.count == 100)
+        #expect(try all(db, from: t0 + 50 * 5 * Time.second).times.count == 50)
+        // Swap two intact chunks of bearing_temp: both fail to open.
+        try db.pool.write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT id, data FROM chunks WHERE series_id = 2 ORDER BY start LIMIT 2")
+            try db.execute(sql: "UPDATE chunks SET data = ? WHERE id = ?", arguments: [rows[1]["data"] as Data, rows[0]["id"] as Int64])
+            try db.execute(sql: "UPDATE chunks SET data = ? WHERE id = ?", arguments: [rows[0]["data"] as Data, rows[1]["id"] as Int64])
+        }
+        #expect(throws: TwinError.self) { try all(db, "bearing_temp") }
+        let report = try db.series.verify()
+        #expect(report.problems.count == 3)
+        #expect(report.problems.allSatisfy { $0.contains("pump-001/") })
+    }
+
+    @Test func aDifferentKeyIsRefusedWithOneClearLine() throws {
+        let test = try TestDatabase()
+        try test.open().series.append((0..<10).map { reading($0) })
+        let error = try #require(throws: TwinError.self) { try test.open(key: MasterKey.generate()) }
+        #expect(error.code == .failedPrecondition)
+        #expect(error.message.contains("does not match this data directory"))
+    }
+
+    @Test func aDatabaseFromThePreviousSchemaIsMigratedKeepingItsData() throws {
+        let test = try TestDatabase()
+        do {
+            let pool = try DatabasePool(path: test.path)
+            try HealthDatabase.migrator.migrate(pool, upTo: "v1: devices, events, key checks")
+            try pool.write { try $0.execute(sql: "INSERT INTO devices (id, definition) VALUES ('x', x'7b7d')") }
+            try pool.close()
+        }
+        let db = try test.open()
+        #expect(try db.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM devices") } == 1)
+        try db.series.append((0..<10).map { reading($0) })
+        #expect(try all(db).times.count == 10)
+    }
+
+    @Test func rollupsEncodeCompactlyAndRoundTrip() throws {
+        let times = (0..<600).map { reading($0).time }
+        let values = (0..<600).map { reading($0).value }
+        let buckets = Rollup.buckets(times: times, values: values, width: Time.minute, decimals: Decimals.of(values))
+        #expect(buckets.count == 50)
+        #expect(try Rollup.decode(Rollup.encode(buckets)) == buckets)
+        #expect(Rollup.encode(buckets).count < 50 * 12)
+        let chunk = GorillaCodec.encode(times: times, values: values)
+        #expect(chunk.count < 600 * 2)  // decimal mode: well under 2 bytes a reading
+        #expect(Decimals.of([0.1, 0.25, 3]) == 2)
+        #expect(Decimals.of([-0.0]) == nil)
+        #expect(Decimals.of([.pi]) == nil)
+    }
+}
