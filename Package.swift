@@ -100,7 +100,8 @@ let package = Package(
         .executableTarget(
             name: "TwinBench",
             dependencies: [
-                "Proto", "TwinClient", "TwinCore", "TwinEngines",
+                "Proto", "TwinClient", "TwinCore", "TwinEngines", "TwinStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),

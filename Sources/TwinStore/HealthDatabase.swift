@@ -121,6 +121,13 @@ public final class HealthDatabase: PlantStore {
         }
     }
 
+    /// Moves the WAL into the database file (for measuring its size, or before a copy).
+    public func checkpoint() throws(TwinError) {
+        do { try pool.writeWithoutTransaction { try $0.checkpoint(.truncate) } } catch {
+            throw .unavailable("cannot checkpoint \(path): \(error)")
+        }
+    }
+
     /// Closes the database (checkpointing the WAL) when the daemon stops.
     public func close() {
         try? pool.close()

@@ -28,6 +28,13 @@ public final class SeriesStore: HistoryStore {
         public var rollupRetention: Nanos = 730 * Time.day
         /// Chunks handled per retention step.
         public var retentionBatch = 2_000
+        /// Compaction merges a series' small chunks into chunks of up to this many readings
+        /// (6 h at a 5 s interval), once it has `compactAfter` new ones: long queries then open
+        /// few chunks, and the per-chunk overhead shrinks.
+        public var compactPoints = 4_320
+        public var compactAfter = 8
+        /// Series compacted per maintenance pass.
+        public var compactBatch = 1_000
 
         public init() {}
     }
@@ -52,6 +59,8 @@ public final class SeriesStore: HistoryStore {
         var nextHead: Int64 = 1
         var nextChunk: Int64 = 1
         var stagedCounts: [Int32] = []
+        /// Per series: chunks cut since its last compaction.
+        var freshChunks: [Int] = []
     }
 
     /// A chunk row about to be written.
@@ -229,7 +238,9 @@ public final class SeriesStore: HistoryStore {
 
     /// Writes a head block (if any) and chunks in one transaction, records how far each cut series
     /// has taken in the head, and drops head blocks no buffer needs any more.
-    private func write(_ s: inout State, head: (id: Int64, plain: [UInt8])?, chunks: [NewChunk], flushedHead: Int64) throws(TwinError) {
+    private func write(
+        _ s: inout State, head: (id: Int64, plain: [UInt8])?, chunks: [NewChunk], flushedHead: Int64?, retiring: [Int64] = []
+    ) throws(TwinError) {
         var sealed: [(id: Int64, chunk: NewChunk, block: [UInt8])] = []
         sealed.reserveCapacity(chunks.count)
         var nextChunk = s.nextChunk
@@ -258,9 +269,12 @@ public final class SeriesStore: HistoryStore {
                 for (id, chunk, block) in sealed {
                     let seriesID = s.series[chunk.series].id
                     try insert.execute(arguments: [id, seriesID, chunk.start, chunk.end, chunk.count, Data(block)])
-                    try flushed.execute(arguments: [flushedHead, seriesID])
+                    if let flushedHead { try flushed.execute(arguments: [flushedHead, seriesID]) }
                 }
-                if !chunks.isEmpty {
+                if !retiring.isEmpty {
+                    try db.execute(sql: "DELETE FROM chunks WHERE id IN (\(retiring.map(String.init).joined(separator: ",")))")
+                }
+                if !chunks.isEmpty && flushedHead != nil {
                     try db.cachedStatement(sql: "DELETE FROM head WHERE id < ?").execute(arguments: [oldestNeeded])
                 }
             }
@@ -268,6 +282,8 @@ public final class SeriesStore: HistoryStore {
             throw .unavailable("cannot store readings: \(error)")
         }
         s.nextChunk = nextChunk
+        if s.freshChunks.count < s.series.count { s.freshChunks.append(contentsOf: repeatElement(0, count: s.series.count - s.freshChunks.count)) }
+        for chunk in chunks { s.freshChunks[chunk.series] += 1 }
     }
 
     /// Sorts a series' readings and splits them into chunks of `size` to `2 × size - 1` readings
@@ -332,6 +348,9 @@ public final class SeriesStore: HistoryStore {
     /// What one maintenance pass did.
     public struct MaintenanceReport: Sendable, Equatable {
         public var cutStale = 0
+        /// Chunks merged away by compaction, and the chunks they became.
+        public var compactedFrom = 0
+        public var compactedInto = 0
         public var rawExpired = 0
         public var deleted = 0
         public init() {}
@@ -354,10 +373,75 @@ public final class SeriesStore: HistoryStore {
             }
             report.cutStale = stale.count
         }
+        (report.compactedFrom, report.compactedInto) = try compact()
         let (expired, deleted) = try expire(now: now)
         report.rawExpired = expired
         report.deleted = deleted
         return report
+    }
+
+    /// Merges the small chunks of series that have gathered `compactAfter` new ones, up to
+    /// `compactBatch` series a pass. Each series is one transaction under the store lock, so a
+    /// query sees either the old chunks or the merged one.
+    func compact() throws(TwinError) -> (Int, Int) {
+        let candidates = state.withLock { s in
+            s.freshChunks.indices.filter { s.freshChunks[$0] >= options.compactAfter }.prefix(options.compactBatch)
+        }
+        var from = 0
+        var into = 0
+        for i in candidates {
+            try state.withLock { s throws(TwinError) in
+                let series = s.series[i]
+                let rows: [StoredChunk]
+                do {
+                    rows = try pool.read { db in
+                        try Row.fetchAll(
+                            db, sql: "SELECT id, start, end, count, raw, data FROM chunks WHERE series_id = ? AND raw = 1 AND count < ? ORDER BY start",
+                            arguments: [series.id, options.compactPoints / 2]
+                        ).map { StoredChunk(id: $0["id"], start: $0["start"], end: $0["end"], count: $0["count"], raw: $0["raw"], block: Array($0["data"] as Data)) }
+                    }
+                } catch {
+                    throw .unavailable("cannot read chunks to compact: \(error)")
+                }
+                // Greedy groups of at least two chunks, up to compactPoints readings.
+                var groups: [[StoredChunk]] = []
+                var current: [StoredChunk] = []
+                var points = 0
+                for row in rows {
+                    // One that does not open is left alone (twind verify reports it).
+                    guard (try? open(row, of: series)) != nil else { continue }
+                    if points + row.count > options.compactPoints {
+                        if current.count > 1 { groups.append(current) }
+                        current = []
+                        points = 0
+                    }
+                    current.append(row)
+                    points += row.count
+                }
+                if current.count > 1 { groups.append(current) }
+                var merged: [NewChunk] = []
+                var retired: [Int64] = []
+                for group in groups {
+                    var times: [Nanos] = []
+                    var values: [Double] = []
+                    for row in group {
+                        guard let sections = try? open(row, of: series), let (t, v) = try? GorillaCodec.decode(Array(sections.raw)) else { continue }
+                        times += t
+                        values += v
+                        retired.append(row.id)
+                    }
+                    let pieces = (times.count + options.compactPoints - 1) / options.compactPoints
+                    merged += Self.makeChunks(series: i, times: times, values: values, size: max(1, times.count / max(1, pieces)))
+                }
+                s.freshChunks[i] = 0
+                if merged.isEmpty { return }
+                try write(&s, head: nil, chunks: merged, flushedHead: nil, retiring: retired)
+                s.freshChunks[i] = 0
+                from += retired.count
+                into += merged.count
+            }
+        }
+        return (from, into)
     }
 
     /// Strips raw points from chunks past the raw period (keeping their roll-ups) and deletes

@@ -1,0 +1,182 @@
+import ArgumentParser
+import Foundation
+import GRDB
+import TwinCore
+import TwinEngines
+import TwinStore
+
+// MARK: - Time-series store against a naive baseline (in process)
+
+struct StoreBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "Store ingest, bytes per point and GetHistory latency, against one sealed row per reading.",
+        discussion: """
+            Simulates the default plant (12 machines, a reading per sensor every 5 s) for --days and \
+            appends it to the store in batches of --batch, then queries it. The baseline stores the \
+            first --baseline-days the seed design's way (a row per reading, each value sealed on its \
+            own, indexed by series and time); its per-point figures are compared with the store's.
+            """)
+    @Option var days = 30
+    @Option var baselineDays = 1
+    @Option var batch = 1_000
+    @Option(help: "full or normal") var durability = "full"
+
+    func run() async throws { try measure() }
+
+    /// Synchronous on purpose: the store's API is, and GRDB's async overloads would get in the way.
+    func measure() throws {
+        let durability = HealthDatabase.Durability(rawValue: self.durability) ?? .full
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-bench-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keys = try KeyRing.load(keyFile: nil, environment: [:], dataDirectory: dir)
+        let end = (Time.now() / Time.hour) * Time.hour
+        let start = end - Nanos(days) * Time.day
+
+        // The store.
+        let store = try HealthDatabase(path: dir + "/health_data.db", keys: keys, durability: durability)
+        let plant = LivePlant()
+        let fleet = MachineCatalog.defaultPlant(count: 12)
+        var registered: [(Int32, Device)] = []
+        for d in fleet {
+            let index = try plant.upsert(d, now: start).index
+            try store.series.bind(device: index, id: d.id, sensors: d.sensors.map(\.name))
+            registered.append((index, d))
+        }
+        var sim = Simulator(devices: registered, start: start)
+        var output = Simulator.Output()
+        var pending: [Sample] = []
+        var appendTime = Duration.zero
+        var total = 0
+        var t = start
+        while t < end {
+            sim.tick(at: t, into: &output)
+            pending += output.samples
+            while pending.count >= batch {
+                let slice = Array(pending.prefix(batch))
+                pending.removeFirst(batch)
+                let began = ContinuousClock.now
+                try store.series.append(slice)
+                appendTime += ContinuousClock.now - began
+                total += slice.count
+            }
+            t += 5 * Time.second
+            // Compaction runs as twind runs it (every minute); here every simulated 10 minutes,
+            // and its time counts as ingest time.
+            if (t - start) % (10 * Time.minute) == 0 {
+                let began = ContinuousClock.now
+                _ = try store.series.maintain(now: Time.now())
+                appendTime += ContinuousClock.now - began
+            }
+        }
+        _ = try store.series.maintain(now: Time.now() + 2 * Time.hour)  // cut what is left in buffers
+        try store.checkpoint()
+        let storeBytes = Self.size(dir + "/health_data.db") + Self.size(dir + "/health_data.db-wal")
+        let storeRate = Double(total) / appendTime.seconds
+
+        // GetHistory: 24 h raw of one sensor, 30 d in 1,000 buckets or fewer (1 h steps).
+        func time(_ runs: Int, _ body: () throws -> Int) rethrows -> (Double, Int) {
+            var costs: [Double] = []
+            var n = 0
+            for _ in 0..<runs {
+                let began = ContinuousClock.now
+                n = try body()
+                costs.append((ContinuousClock.now - began).milliseconds)
+            }
+            return (percentile(costs, 0.5), n)
+        }
+        let device = fleet[0].id
+        let sensor = fleet[0].sensors[0].name
+        let (raw24, rawPoints) = try time(50) {
+            try store.series.history(HistoryQuery(deviceID: device, sensors: [sensor], from: end - Time.day, to: end, step: 0))[0].times.count
+        }
+        let span = Nanos(days) * Time.day
+        let step = ((span / 1_000 + Time.hour - 1) / Time.hour) * Time.hour
+        let (down, buckets) = try time(50) {
+            try store.series.history(HistoryQuery(deviceID: device, sensors: [sensor], from: start, to: end, step: step))[0].buckets.count
+        }
+        let (down1m, buckets1m) = try time(20) {
+            try store.series.history(HistoryQuery(deviceID: device, sensors: [sensor], from: start, to: end, step: 45 * Time.minute))[0].buckets.count
+        }
+        store.close()
+
+        // The baseline: one sealed row per reading.
+        let baselineDir = dir + "/baseline"
+        try FileManager.default.createDirectory(atPath: baselineDir, withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")") }
+        let pool = try DatabasePool(path: baselineDir + "/readings.db", configuration: configuration)
+        try pool.write { db in
+            try db.execute(sql: """
+                CREATE TABLE readings (id INTEGER PRIMARY KEY, series INTEGER NOT NULL, time INTEGER NOT NULL, value BLOB NOT NULL);
+                CREATE INDEX readings_by_series_time ON readings (series, time);
+                """)
+        }
+        let sealer = Sealer(purpose: "baseline", keys: [], current: keys.current)
+        var baseSim = Simulator(devices: registered, start: start)
+        var baseTime = Duration.zero
+        var baseTotal = 0
+        pending.removeAll()
+        t = start
+        let baseEnd = start + Nanos(baselineDays) * Time.day
+        var nextID: Int64 = 1
+        while t < baseEnd {
+            baseSim.tick(at: t, into: &output)
+            pending += output.samples
+            while pending.count >= batch {
+                let slice = Array(pending.prefix(batch))
+                pending.removeFirst(batch)
+                let began = ContinuousClock.now
+                try pool.write { db in
+                    let statement = try db.cachedStatement(sql: "INSERT INTO readings (id, series, time, value) VALUES (?, ?, ?, ?)")
+                    for s in slice {
+                        let series = Int64(s.device) << 8 | Int64(s.sensor)
+                        let sealed = sealer.seal(withUnsafeBytes(of: s.value.bitPattern) { Array($0) }, context: Array("readings/\(nextID)/\(series)/\(s.time)".utf8))
+                        try statement.execute(arguments: [nextID, series, s.time, Data(sealed)])
+                        nextID += 1
+                    }
+                }
+                baseTime += ContinuousClock.now - began
+                baseTotal += slice.count
+            }
+            t += 5 * Time.second
+        }
+        try pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+        let baseBytes = Self.size(baselineDir + "/readings.db") + Self.size(baselineDir + "/readings.db-wal")
+        let baseRate = Double(baseTotal) / baseTime.seconds
+        let (baseRaw24, _) = try time(20) {
+            try pool.read { db in
+                var n = 0
+                let rows = try Row.fetchCursor(
+                    db, sql: "SELECT id, series, time, value FROM readings WHERE series = ? AND time >= ? AND time < ?",
+                    arguments: [Int64(registered[0].0) << 8, start, start + Time.day])
+                while let row = try rows.next() {
+                    let id: Int64 = row[0], series: Int64 = row[1], time: Int64 = row[2]
+                    _ = try sealer.open(Array(row[3] as Data), context: Array("readings/\(id)/\(series)/\(time)".utf8))
+                    n += 1
+                }
+                return n
+            }
+        }
+        try pool.close()
+
+        let storeBPP = Double(storeBytes) / Double(total)
+        let baseBPP = Double(baseBytes) / Double(baseTotal)
+        report("store (\(durability.rawValue) durability, batches of \(batch))", [
+            ("", "store                         baseline (row per reading)"),
+            ("readings", pad("\(total) (\(days) d, 12 machines)") + "\(baseTotal) (\(baselineDays) d)"),
+            ("ingest (incl. compaction)", pad(String(format: "%.0f points/s", storeRate)) + String(format: "%.0f points/s   → %.1f× better", baseRate, storeRate / baseRate)),
+            ("bytes/point on disk", pad(String(format: "%.2f (%.1f MB)", storeBPP, Double(storeBytes) / 1e6)) + String(format: "%.1f   → %.1f× smaller", baseBPP, baseBPP / storeBPP)),
+            ("24 h of one sensor, raw", pad("\(ms(raw24)) (\(rawPoints) points)") + ms(baseRaw24)),
+            ("\(days) d in ≤ 1000 buckets", "\(ms(down)) (\(buckets) buckets of \(DurationText.format(step)), 1 h roll-ups)"),
+            ("\(days) d in 45 min buckets", "\(ms(down1m)) (\(buckets1m) buckets, 1 min roll-ups)"),
+        ])
+    }
+
+    func pad(_ text: String) -> String { text.padding(toLength: 30, withPad: " ", startingAt: 0) }
+
+    static func size(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? 0
+    }
+}
