@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "twind",
             dependencies: [
-                "TwinServer",
+                "TwinServer", "TwinStore", "TwinCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

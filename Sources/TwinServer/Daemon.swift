@@ -79,6 +79,7 @@ public final class Daemon: Service, Sendable {
     let simulator: SimulatorRunner?
     let dataDirectory: DataDirectory
     let store: HealthDatabase
+    let users: UsersDatabase
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
     let logger: Logger
     let hooks: DaemonHooks
@@ -98,6 +99,7 @@ public final class Daemon: Service, Sendable {
         } else {
             logger.info("master key loaded", metadata: ["source": "\(keys.source)", "keys": "\(keys.keys.count)"])
         }
+        users = try UsersDatabase(path: dataDirectory.file("users.db"), keys: keys, durability: configuration.durability)
         store = try HealthDatabase(
             path: dataDirectory.file("health_data.db"), keys: keys, durability: configuration.durability, series: configuration.history)
         var options = configuration.plant
@@ -253,6 +255,7 @@ public final class Daemon: Service, Sendable {
             group.cancelAll()
             for case .unix(let path) in configuration.effectiveListen { unlink(path) }
             store.close()
+            users.close()
             dataDirectory.unlock()
             logger.notice("stopped", metadata: ["drained_in": "\(ContinuousClock.now - started)"])
         }

@@ -46,7 +46,7 @@ public final class DataDirectory: Sendable {
 
     /// Creates `path` and its parents; the last component gets mode 0700, and an existing
     /// directory that others can read is tightened to 0700.
-    static func makeDirectory(_ path: String) throws(TwinError) {
+    public static func makeDirectory(_ path: String) throws(TwinError) {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             current += "/" + part

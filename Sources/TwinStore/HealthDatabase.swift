@@ -16,30 +16,12 @@ public final class HealthDatabase: PlantStore {
     /// Sensor history (chunks and head) in the same database.
     public let series: SeriesStore
 
-    /// How hard a commit is pushed to disk. `.full` (the default) survives power loss; `.normal`
-    /// survives a crash of twind but may lose the last commits if the machine loses power.
-    public enum Durability: String, Sendable {
-        case full, normal
-    }
-
     /// Opens (creating if needed) the database and checks the keys against it.
     public init(
         path: String, keys: KeyRing, durability: Durability = .full, series options: SeriesStore.Options = .init()
     ) throws(TwinError) {
         self.path = path
-        sealer = Sealer(purpose: "health_data", keys: Array(keys.keys.dropLast()), current: keys.current)
-        do {
-            var configuration = Configuration()
-            configuration.busyMode = .timeout(5)
-            configuration.prepareDatabase { db in
-                try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-            }
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
-        } catch {
-            throw .unavailable("cannot open \(path): \(error)")
-        }
-        try Self.checkKeys(keys, pool: pool, sealer: sealer, path: path)
+        (pool, sealer) = try SealedDatabase.open(path: path, purpose: "health_data", keys: keys, durability: durability, migrator: Self.migrator)
         series = try SeriesStore(pool: pool, sealer: sealer, options: options)
     }
 
@@ -86,44 +68,9 @@ public final class HealthDatabase: PlantStore {
         return migrator
     }
 
-    static let keyCheckPlaintext = Array("twin key check v1".utf8)
-
-    /// Refuses a key set that does not match the data; records a check for a new current key.
-    static func checkKeys(_ keys: KeyRing, pool: DatabasePool, sealer: Sealer, path: String) throws(TwinError) {
-        do {
-            let checks = try pool.read { db in try Row.fetchAll(db, sql: "SELECT key, value FROM meta WHERE key LIKE 'keycheck:%'") }
-            let known = Set(keys.keys.map(\.id))
-            var matched = false
-            for row in checks {
-                let name: String = row["key"]
-                let blob: [UInt8] = Array(row["value"] as Data)
-                guard let id = UInt32(name.dropFirst("keycheck:".count)), known.contains(id) else { continue }
-                guard (try? sealer.open(blob, context: Array(name.utf8))) == keyCheckPlaintext else {
-                    throw TwinError(.failedPrecondition, "the master key does not match this data directory (key check \(name) fails)")
-                }
-                matched = true
-            }
-            if !checks.isEmpty && !matched {
-                let ids = checks.map { String(($0["key"] as String).dropFirst("keycheck:".count)) }.joined(separator: ", ")
-                throw TwinError(
-                    .failedPrecondition,
-                    "the master key does not match this data directory: its data was sealed with key id \(ids), the key given has id \(keys.keys.map { String($0.id) }.joined(separator: ", "))")
-            }
-            let name = "keycheck:\(keys.current.id)"
-            if !checks.contains(where: { ($0["key"] as String) == name }) {
-                let blob = sealer.seal(keyCheckPlaintext, context: Array(name.utf8))
-                try pool.write { db in try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?)", arguments: [name, Data(blob)]) }
-            }
-        } catch let error as TwinError {
-            throw error
-        } catch {
-            throw .unavailable("cannot check the keys of \(path): \(error)")
-        }
-    }
-
     /// Moves the WAL into the database file (for measuring its size, or before a copy).
     public func checkpoint() throws(TwinError) {
-        do { try pool.writeWithoutTransaction { try $0.checkpoint(.truncate) } } catch {
+        do { _ = try pool.writeWithoutTransaction { try $0.checkpoint(.truncate) } } catch {
             throw .unavailable("cannot checkpoint \(path): \(error)")
         }
     }

@@ -19,12 +19,14 @@ public struct KeyRing: Sendable {
     public let source: String
     /// True when this start created the key file beside the data (the log should warn).
     public let generated: Bool
+    /// The key file the keys were read from, when they came from one twind may rewrite.
+    public var path: String? = nil
 
     public var current: MasterKey { keys[keys.count - 1] }
 
     public static func load(keyFile: String?, environment: [String: String], dataDirectory: String) throws(TwinError) -> KeyRing {
         if let path = keyFile ?? environment["TWIND_KEY_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            return KeyRing(keys: try read(path, what: "key file \(path)"), source: "key file \(path)", generated: false)
+            return KeyRing(keys: try read(path, what: "key file \(path)"), source: "key file \(path)", generated: false, path: path)
         }
         if let credentials = environment["CREDENTIALS_DIRECTORY"], !credentials.isEmpty,
            access(credentials + "/twind.key", R_OK) == 0 {
@@ -37,11 +39,11 @@ public struct KeyRing: Sendable {
         }
         let path = dataDirectory + "/twind.key"
         if access(path, F_OK) == 0 {
-            return KeyRing(keys: try read(path, what: "key file \(path)"), source: "key file \(path)", generated: false)
+            return KeyRing(keys: try read(path, what: "key file \(path)"), source: "key file \(path)", generated: false, path: path)
         }
         let key = MasterKey.generate()
         try create(path, contents: key.base64 + "\n")
-        return KeyRing(keys: [key], source: "key file \(path) (generated)", generated: true)
+        return KeyRing(keys: [key], source: "key file \(path) (generated)", generated: true, path: path)
     }
 
     /// Parses a key file's contents: base64 lines, or 32 raw bytes.
@@ -75,7 +77,7 @@ public struct KeyRing: Sendable {
         return try parse(Array(data), what: what)
     }
 
-    static func create(_ path: String, contents: String) throws(TwinError) {
+    public static func create(_ path: String, contents: String) throws(TwinError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .unavailable("cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

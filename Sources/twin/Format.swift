@@ -47,6 +47,11 @@ enum Format {
         return (try? message.jsonString(options: options)) ?? "{}"
     }
 
+    /// A CSV field (RFC 4180 quoting when needed).
+    static func csv(_ field: String) -> String {
+        field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
+    }
+
     /// A plain table: columns padded to the widest cell, the last column free.
     static func table(_ header: [String], _ rows: [[String]]) -> String {
         var widths = header.map(\.count)

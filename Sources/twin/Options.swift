@@ -1,12 +1,15 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import TwinClient
 import TwinCore
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-    case table, json
+    case table, json, csv
 }
 
 /// Options every command takes.
@@ -14,7 +17,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: ArgumentHelp("twind address: HOST:PORT or unix:PATH (TWIN_SERVER).", valueName: "addr"))
     var server: String?
 
-    @Option(name: [.short, .long], help: "Output format: table or json (one JSON object per line).")
+    @Option(name: [.short, .long], help: "Output format: table, json (one JSON object per line) or csv (history, devices).")
     var output: OutputFormat = .table
 
     func address() throws -> NetworkAddress {
@@ -47,9 +50,24 @@ func fail(_ error: any Error, address: NetworkAddress) -> ExitCode {
 
 /// Unbuffered output (print is buffered when piped, which would stall `twin watch | jq`).
 enum Terminal {
-    static func out(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
-    static func raw(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
-    static func err(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    static func out(_ line: String) { write(1, line + "\n") }
+    static func raw(_ text: String) { write(1, text) }
+    static func err(_ line: String) { write(2, line + "\n") }
+
+    /// Writes everything; a closed pipe (`twin history … | head`) ends twin quietly, as for any
+    /// Unix filter.
+    static func write(_ fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                exit(errno == EPIPE ? 0 : 1)
+            }
+            offset += n
+        }
+    }
     static var stdoutIsTTY: Bool { isatty(1) == 1 }
     static var stderrIsTTY: Bool { isatty(2) == 1 }
 

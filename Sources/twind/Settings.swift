@@ -1,6 +1,7 @@
 import Foundation
 import TwinCore
 import TwinServer
+import TwinStore
 
 /// One configuration key, looked up in flags, then `TWIND_*` environment, then the config file.
 struct Settings {
@@ -86,7 +87,8 @@ struct Settings {
     /// (documented on the flags in Twind.swift).
     static let keys = [
         "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
-        "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file",
+        "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file", "durability",
+        "raw-retention", "rollup-retention",
     ]
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.
@@ -113,6 +115,12 @@ struct Settings {
         if let skew = try duration("max-future-skew") { c.plant.maxFutureSkew = skew }
         if let late = try duration("late-window") { c.plant.lateWindow = late }
         c.keyFile = string("key-file")
+        c.durability = try parse("durability", expected: "full or normal") { Durability(rawValue: $0.lowercased()) } ?? .full
+        if let raw = try duration("raw-retention") { c.history.rawRetention = raw }
+        if let rollups = try duration("rollup-retention") { c.history.rollupRetention = rollups }
+        if c.history.rawRetention < Time.hour || c.history.rollupRetention < c.history.rawRetention {
+            throw ConfigError("config: invalid retention: raw-retention must be at least 1h and rollup-retention at least raw-retention")
+        }
         c.environment = environment
         return c
     }

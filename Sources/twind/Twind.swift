@@ -5,12 +5,21 @@ import ServiceLifecycle
 import TwinCore
 import TwinServer
 
-/// `twind`: the twin daemon. Serves gRPC on TCP and a Unix socket, runs the simulated plant.
+/// `twind`: the twin daemon, and the operator's store commands.
 @main
 struct Twind: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "twind",
         abstract: "The twin daemon: a live digital twin of a plant, served over gRPC.",
+        discussion: "Without a subcommand, twind serves (twind serve --help lists its settings).",
+        subcommands: [Serve.self, Verify.self, Backup.self, Restore.self, Keys.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// `twind serve`: serves gRPC on TCP and a Unix socket, runs the simulated plant.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the plant over gRPC (the default).",
         discussion: """
             Every setting comes from a flag, else a TWIND_* environment variable (shown with each \
             option; lists comma-separated), else the JSON config file (--config; keys are the \
@@ -42,6 +51,9 @@ struct Twind: AsyncParsableCommand {
     @Option(help: "Reject readings older than this, e.g. 7d (TWIND_LATE_WINDOW).") var lateWindow: String?
     @Option(help: "File with the master key(s), base64 one per line (TWIND_KEY_FILE); else $CREDENTIALS_DIRECTORY/twind.key, TWIND_KEY, or <data-dir>/twind.key, created on first start.")
     var keyFile: String?
+    @Option(help: "full|normal: full survives power loss, normal only a crash of twind (TWIND_DURABILITY).") var durability: String?
+    @Option(help: "Keep raw readings this long, e.g. 90d (TWIND_RAW_RETENTION).") var rawRetention: String?
+    @Option(help: "Keep 1-minute and 1-hour roll-ups this long, e.g. 730d (TWIND_ROLLUP_RETENTION).") var rollupRetention: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -51,7 +63,8 @@ struct Twind: AsyncParsableCommand {
             ("config", config), ("data-dir", dataDir), ("simulator", simulator), ("devices", devices),
             ("seed", seed), ("interval", interval), ("backfill", backfill), ("fleet", fleet),
             ("heartbeat", heartbeat), ("max-future-skew", maxFutureSkew), ("late-window", lateWindow),
-            ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile),
+            ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile), ("durability", durability),
+            ("raw-retention", rawRetention), ("rollup-retention", rollupRetention),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

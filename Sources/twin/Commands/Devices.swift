@@ -30,6 +30,9 @@ struct Devices: AsyncParsableCommand {
         switch global.output {
         case .json:
             for d in devices { Terminal.out(Format.protoJSON(d)) }
+        case .csv:
+            Terminal.out("id,type,name,site,line,sensors")
+            for d in devices { Terminal.out([d.id, d.type, d.name, d.site, d.line, d.sensors.map(\.name).joined(separator: " ")].map(Format.csv).joined(separator: ",")) }
         case .table:
             Terminal.out(Format.table(
                 ["ID", "TYPE", "NAME", "SITE", "LINE", "SENSORS"],

@@ -1,0 +1,198 @@
+import Foundation
+import GRDB
+import TwinCore
+
+/// How hard a commit is pushed to disk. `.full` (the default) survives power loss; `.normal`
+/// survives a crash of twind but may lose the last commits if the machine loses power.
+public enum Durability: String, Sendable, CaseIterable {
+    case full, normal
+}
+
+extension HealthDatabase {
+    public typealias Durability = TwinStore.Durability
+}
+
+/// What `users.db` and `health_data.db` share: a GRDB pool in WAL mode, named append-only
+/// migrations, a sealer for the database's purpose, and a key check that refuses a master key
+/// that does not match the data.
+enum SealedDatabase {
+    static let keyCheckPlaintext = Array("twin key check v1".utf8)
+
+    static func open(
+        path: String, purpose: String, keys: KeyRing, durability: Durability, migrator: DatabaseMigrator
+    ) throws(TwinError) -> (DatabasePool, Sealer) {
+        let sealer = Sealer(purpose: purpose, keys: Array(keys.keys.dropLast()), current: keys.current)
+        let pool: DatabasePool
+        do {
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            }
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try migrator.migrate(pool)
+        } catch {
+            throw .unavailable("cannot open \(path): \(error)")
+        }
+        try checkKeys(keys, pool: pool, sealer: sealer, path: path)
+        return (pool, sealer)
+    }
+
+    /// Refuses a key set that does not match the data; records a check for a new current key.
+    static func checkKeys(_ keys: KeyRing, pool: DatabasePool, sealer: Sealer, path: String) throws(TwinError) {
+        do {
+            let checks = try pool.read { db in try Row.fetchAll(db, sql: "SELECT key, value FROM meta WHERE key LIKE 'keycheck:%'") }
+            let known = Set(keys.keys.map(\.id))
+            var matched = false
+            for row in checks {
+                let name: String = row["key"]
+                let blob: [UInt8] = Array(row["value"] as Data)
+                guard let id = UInt32(name.dropFirst("keycheck:".count)), known.contains(id) else { continue }
+                guard (try? sealer.open(blob, context: Array(name.utf8))) == keyCheckPlaintext else {
+                    throw TwinError(.failedPrecondition, "the master key does not match this data directory (key check \(name) of \(path) fails)")
+                }
+                matched = true
+            }
+            if !checks.isEmpty && !matched {
+                let ids = checks.map { String(($0["key"] as String).dropFirst("keycheck:".count)) }.joined(separator: ", ")
+                throw TwinError(
+                    .failedPrecondition,
+                    "the master key does not match this data directory: \(path) was sealed with key id \(ids), the key given has id \(keys.keys.map { String($0.id) }.joined(separator: ", "))")
+            }
+            let name = "keycheck:\(keys.current.id)"
+            if !checks.contains(where: { ($0["key"] as String) == name }) {
+                let blob = sealer.seal(keyCheckPlaintext, context: Array(name.utf8))
+                try pool.write { db in try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?)", arguments: [name, Data(blob)]) }
+            }
+        } catch let error as TwinError {
+            throw error
+        } catch {
+            throw .unavailable("cannot check the keys of \(path): \(error)")
+        }
+    }
+
+    /// The key ids a database's key checks name (to tell which key a backup needs).
+    static func keyIDs(_ db: Database) throws -> [UInt32] {
+        try String.fetchAll(db, sql: "SELECT key FROM meta WHERE key LIKE 'keycheck:%'").compactMap { UInt32($0.dropFirst("keycheck:".count)) }
+    }
+}
+
+/// `users.db`: identity and the audit log. Audit entries (who, from where, what) are sealed
+/// and bound to their row; only the id, time and kind stay clear for lookups.
+public final class UsersDatabase: Sendable {
+    let pool: DatabasePool
+    let sealer: Sealer
+    public let path: String
+
+    public init(path: String, keys: KeyRing, durability: Durability = .full) throws(TwinError) {
+        self.path = path
+        (pool, sealer) = try SealedDatabase.open(path: path, purpose: "users", keys: keys, durability: durability, migrator: Self.migrator)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: users, audit, key checks") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+                CREATE TABLE users (
+                    id INTEGER PRIMARY KEY,
+                    username TEXT NOT NULL UNIQUE,
+                    role TEXT NOT NULL,
+                    disabled INTEGER NOT NULL DEFAULT 0,
+                    created_at INTEGER NOT NULL,
+                    last_login_at INTEGER,
+                    password_hash TEXT NOT NULL,
+                    details BLOB NOT NULL
+                );
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY,
+                    time INTEGER NOT NULL,
+                    kind TEXT NOT NULL,
+                    details BLOB NOT NULL
+                );
+                CREATE INDEX audit_by_time ON audit (time);
+                """)
+        }
+        return migrator
+    }
+
+    /// One audit entry.
+    public struct AuditEntry: Sendable, Codable, Equatable {
+        public var id: Int64 = 0
+        public var time: Nanos
+        /// e.g. "login.ok", "login.failed", "keys.rotated".
+        public var kind: String
+        public var actor: String
+        public var peer: String
+        public var detail: String
+
+        public init(time: Nanos, kind: String, actor: String, peer: String, detail: String) {
+            self.time = time
+            self.kind = kind
+            self.actor = actor
+            self.peer = peer
+            self.detail = detail
+        }
+    }
+
+    static func context(id: Int64, time: Nanos, kind: String) -> [UInt8] { Array("users.db/audit/\(id)/\(time)/\(kind)".utf8) }
+
+    struct SealedAudit: Codable {
+        var actor: String
+        var peer: String
+        var detail: String
+    }
+
+    @discardableResult
+    public func audit(_ entry: AuditEntry) throws(TwinError) -> Int64 {
+        do {
+            return try pool.write { db in
+                let id = (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM audit") ?? 0) + 1
+                let plain = Array(try JSONEncoder().encode(SealedAudit(actor: entry.actor, peer: entry.peer, detail: entry.detail)))
+                let sealed = sealer.seal(plain, context: Self.context(id: id, time: entry.time, kind: entry.kind))
+                try db.execute(sql: "INSERT INTO audit (id, time, kind, details) VALUES (?, ?, ?, ?)", arguments: [id, entry.time, entry.kind, Data(sealed)])
+                return id
+            }
+        } catch {
+            throw .unavailable("cannot write the audit log: \(error)")
+        }
+    }
+
+    /// Audit entries, newest first.
+    public func auditEntries(limit: Int = 100) throws(TwinError) -> [AuditEntry] {
+        let rows: [Row]
+        do {
+            rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT id, time, kind, details FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]) }
+        } catch {
+            throw .unavailable("cannot read the audit log: \(error)")
+        }
+        var result: [AuditEntry] = []
+        for row in rows {
+            let id: Int64 = row["id"], time: Int64 = row["time"], kind: String = row["kind"]
+            guard let plain = try? sealer.open(Array(row["details"] as Data), context: Self.context(id: id, time: time, kind: kind)),
+                  let details = try? JSONDecoder().decode(SealedAudit.self, from: Data(plain))
+            else {
+                throw .dataLoss("audit entry \(id) (\(kind) at \(Time.iso(time))) cannot be opened: it was altered or moved")
+            }
+            var entry = AuditEntry(time: time, kind: kind, actor: details.actor, peer: details.peer, detail: details.detail)
+            entry.id = id
+            result.append(entry)
+        }
+        return result
+    }
+
+    /// Opens every sealed value; returns the problems found.
+    public func verify() throws(TwinError) -> (checked: Int, problems: [String]) {
+        let count: Int
+        do { count = try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM audit") } ?? 0 } catch {
+            throw .unavailable("cannot read \(path): \(error)")
+        }
+        var problems: [String] = []
+        do { _ = try auditEntries(limit: max(1, count)) } catch { problems.append(error.message) }
+        return (count, problems)
+    }
+
+    public func close() {
+        try? pool.close()
+    }
+}

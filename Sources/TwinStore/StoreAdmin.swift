@@ -1,0 +1,163 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import GRDB
+import TwinCore
+
+/// The operator's store commands behind `twind verify`, `twind backup`, `twind restore` and
+/// `twind keys rotate`.
+public enum StoreAdmin {
+    public static let databases = ["health_data.db", "users.db"]
+
+    // MARK: Verify
+
+    public struct VerifyReport: Sendable {
+        public var lines: [String] = []
+        public var problems: [String] = []
+    }
+
+    /// Opens every sealed block of both databases with the keys and reports what fails. Safe while
+    /// twind runs (it reads consistent snapshots).
+    public static func verify(dataDirectory: String, keys: KeyRing) throws(TwinError) -> VerifyReport {
+        var report = VerifyReport()
+        let healthPath = dataDirectory + "/health_data.db"
+        guard access(healthPath, F_OK) == 0 else { throw .notFound("\(healthPath) does not exist: no store to verify") }
+        let health = try HealthDatabase(path: healthPath, keys: keys, durability: .normal)
+        defer { health.close() }
+        let series = try health.series.verify()
+        report.lines.append("health_data.db: \(series.chunks) chunks holding \(series.readings) raw readings, \(series.headBlocks) head blocks")
+        report.problems += series.problems
+        let events = try health.verifyEvents()
+        report.lines.append("health_data.db: \(events.checked) events")
+        report.problems += events.problems
+        let usersPath = dataDirectory + "/users.db"
+        if access(usersPath, F_OK) == 0 {
+            let users = try UsersDatabase(path: usersPath, keys: keys, durability: .normal)
+            defer { users.close() }
+            let audit = try users.verify()
+            report.lines.append("users.db: \(audit.checked) audit entries")
+            report.problems += audit.problems
+        }
+        return report
+    }
+
+    // MARK: Backup and restore
+
+    /// Copies both databases into `destination` (a new or empty directory) with SQLite's online
+    /// backup, so the copy is consistent while twind keeps writing. The copy stays sealed: it is
+    /// useless without the master key, which is not copied.
+    @discardableResult
+    public static func backup(dataDirectory: String, to destination: String) throws(TwinError) -> [String] {
+        try DataDirectory.makeDirectory(destination)
+        var written: [String] = []
+        for name in databases {
+            let source = dataDirectory + "/" + name
+            guard access(source, F_OK) == 0 else { continue }
+            let target = destination + "/" + name
+            if access(target, F_OK) == 0 { throw .failedPrecondition("\(target) exists; back up into a new or empty directory") }
+            do {
+                let from = try DatabasePool(path: source)
+                let to = try DatabaseQueue(path: target)
+                try from.backup(to: to)
+                try to.close()
+                try from.close()
+            } catch {
+                throw .unavailable("cannot back up \(source) to \(target): \(error)")
+            }
+            written.append(target)
+        }
+        if written.isEmpty { throw .notFound("\(dataDirectory) holds no databases to back up") }
+        return written
+    }
+
+    /// Replaces the databases of a stopped twind's data directory with a backup, after checking
+    /// that the backup opens with `keys`. The replaced files are kept beside, renamed
+    /// `*.before-restore-<time>`.
+    @discardableResult
+    public static func restore(dataDirectory: String, from source: String, keys: KeyRing) throws(TwinError) -> [String] {
+        let directory = try DataDirectory(path: dataDirectory)  // refuses while twind runs
+        defer { directory.unlock() }
+        let names = databases.filter { access(source + "/" + $0, F_OK) == 0 }
+        guard names.contains("health_data.db") else { throw .notFound("\(source) holds no health_data.db: not a twind backup") }
+        let stamp = String(Time.now() / Time.second)
+        var restored: [String] = []
+        for name in names {
+            // Checked on a scratch copy first: the right key, a schema this twind can migrate.
+            let scratch = dataDirectory + "/" + name + ".restoring"
+            for suffix in ["", "-wal", "-shm"] { unlink(scratch + suffix) }
+            do {
+                let from = try DatabaseQueue(path: source + "/" + name)
+                let to = try DatabaseQueue(path: scratch)
+                try from.backup(to: to)
+                try to.close()
+                try from.close()
+            } catch {
+                throw .unavailable("cannot copy \(source)/\(name): \(error)")
+            }
+            do {
+                if name == "health_data.db" {
+                    try HealthDatabase(path: scratch, keys: keys, durability: .full).close()
+                } else {
+                    try UsersDatabase(path: scratch, keys: keys, durability: .full).close()
+                }
+            } catch {
+                for suffix in ["", "-wal", "-shm"] { unlink(scratch + suffix) }
+                throw TwinError(error.code, "the backup's \(name) cannot be restored: \(error.message)")
+            }
+            let target = dataDirectory + "/" + name
+            for suffix in ["", "-wal", "-shm"] where access(target + suffix, F_OK) == 0 {
+                rename(target + suffix, target + suffix + ".before-restore-" + stamp)
+            }
+            for suffix in ["-wal", "-shm"] { unlink(scratch + suffix) }
+            guard rename(scratch, target) == 0 else {
+                throw .unavailable("cannot move the restored \(name) into place: \(String(cString: strerror(errno)))")
+            }
+            restored.append(target)
+        }
+        return restored
+    }
+
+    // MARK: Keys
+
+    /// Appends a new master key to the key file twind reads (the newest seals new data once twind
+    /// restarts; older ones keep opening old data). With the key in `TWIND_KEY` or a systemd
+    /// credential, which twind cannot change, `output` names a new key file to write (old keys
+    /// and the new one) for the operator to install. Returns the file written and the new key id.
+    public static func rotate(keyFile: String?, environment: [String: String], dataDirectory: String, output: String?) throws(TwinError) -> (path: String, keyID: UInt32, keys: Int) {
+        let ring = try KeyRing.load(keyFile: keyFile, environment: environment, dataDirectory: dataDirectory)
+        let new = MasterKey.generate()
+        let text = "# twin master keys, oldest first; the last one seals new data\n" + (ring.keys + [new]).map(\.base64).joined(separator: "\n") + "\n"
+        if let output {
+            try KeyRing.create(output, contents: text)
+            return (output, new.id, ring.keys.count + 1)
+        }
+        guard let path = ring.path else {
+            throw .failedPrecondition(
+                "the master key comes from \(ring.source), which twind cannot change; run twind keys rotate --output FILE and install FILE there (e.g. as the twind.key credential)")
+        }
+        let temporary = path + ".rotating"
+        unlink(temporary)
+        try KeyRing.create(temporary, contents: text)
+        guard rename(temporary, path) == 0 else {
+            throw .unavailable("cannot replace \(path): \(String(cString: strerror(errno)))")
+        }
+        return (path, new.id, ring.keys.count + 1)
+    }
+}
+
+extension HealthDatabase {
+    /// Opens every event's sealed details.
+    func verifyEvents() throws(TwinError) -> (checked: Int, problems: [String]) {
+        var query = EventQuery()
+        query.limit = Int.max / 2
+        do {
+            return (try events(query).count, [])
+        } catch {
+            if error.code == .dataLoss { return (0, [error.message]) }
+            throw error
+        }
+    }
+}
