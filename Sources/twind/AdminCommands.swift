@@ -23,8 +23,16 @@ struct StoreOptions: ParsableArguments {
         }
     }
 
+    /// The master keys, as twind serve finds them, but never a newly generated one.
     func keys(_ c: DaemonConfiguration) throws -> KeyRing {
-        guard access(c.dataDirectory, F_OK) == 0 else { fail("no data directory at \(c.dataDirectory)", code: 66) }
+        let env = c.environment
+        let credential = env["CREDENTIALS_DIRECTORY"].map { access($0 + "/twind.key", R_OK) == 0 } ?? false
+        if c.keyFile == nil && (env["TWIND_KEY_FILE"] ?? "").isEmpty && !credential && (env["TWIND_KEY"] ?? "").isEmpty
+            && access(c.dataDirectory + "/twind.key", F_OK) != 0 {
+            fail(
+                "no master key for \(c.dataDirectory): put the key the data was sealed with in \(c.dataDirectory)/twind.key (mode 0600), or pass --key-file",
+                code: 66)
+        }
         return try attempt { () throws(TwinError) in try KeyRing.load(keyFile: c.keyFile, environment: c.environment, dataDirectory: c.dataDirectory) }
     }
 }

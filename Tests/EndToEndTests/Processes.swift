@@ -107,8 +107,8 @@ struct TwindProcess {
     let address: String
     let directory: String
 
-    static func start(_ extra: [String] = []) async throws -> TwindProcess {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
+    static func start(_ extra: [String] = [], directory: String? = nil) async throws -> TwindProcess {
+        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
         let child = try Child("twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--interval", "200ms"] + extra)
         guard let line = await child.stderr.waitForLine(timeout: .seconds(60), { $0.contains("listening") && $0.contains("127.0.0.1:") }),
               let range = line.range(of: "127.0.0.1:")
@@ -123,10 +123,10 @@ struct TwindProcess {
         try Child("twin", arguments + ["--server", address], stdin: stdin)
     }
 
-    func stop() async -> Int32? {
+    func stop(removing: Bool = true) async -> Int32? {
         child.signal(SIGTERM)
         let status = await child.wait(timeout: .seconds(10))
-        try? FileManager.default.removeItem(atPath: directory)
+        if removing { try? FileManager.default.removeItem(atPath: directory) }
         return status
     }
 }
