@@ -26,9 +26,13 @@ public enum GorillaCodec {
 
     /// Encodes a chunk. `times` and `values` must have the same count.
     public static func encode(times: [Nanos], values: [Double]) -> [UInt8] {
+        encode(times: times, values: values, decimals: Decimals.of(values))
+    }
+
+    /// Encodes a chunk whose values' decimal resolution is known (`Decimals.of(values)`).
+    static func encode(times: [Nanos], values: [Double], decimals: Int?) -> [UInt8] {
         precondition(times.count == values.count, "times and values differ in count")
         let exponent = unitExponent(times)
-        let decimals = Decimals.of(values)
         var out: [UInt8] = [format, UInt8(exponent), decimals.map(UInt8.init) ?? xorMode]
         Varint.append(UInt64(times.count), to: &out)
         var bits = BitWriter()
@@ -100,17 +104,24 @@ public enum GorillaCodec {
             deltas.append(zigzag(k &- previous))
             previous = k
         }
-        // The cost of parameter p is Σ (u >> p) + 1 + p (escapes aside): pick the least.
+        // The cost of parameter p is Σ (u >> p) + 1 + p, or the escape's 88 bits. For roughly
+        // geometric deltas the best p is near log2 of their mean: try it and its neighbours.
+        var total: Double = 0
+        for u in deltas { total += Double(u) }
+        let mean = deltas.isEmpty ? 0 : total / Double(deltas.count)
+        let guess = mean < 1 ? 0 : min(29, 63 - UInt64(mean).leadingZeroBitCount)
         var best = 0
         var bestCost = UInt64.max
-        for p in 0..<32 {
+        for p in max(0, guess - 1)...(guess + 2) {
             var cost: UInt64 = 0
-            for u in deltas { cost &+= min(u >> UInt64(p), riceEscape) + 1 + UInt64(p) }
+            for u in deltas {
+                let q = u >> UInt64(p)
+                cost &+= q < riceEscape ? q + 1 + UInt64(p) : riceEscape + 64
+            }
             if cost < bestCost {
                 bestCost = cost
                 best = p
             }
-            if deltas.allSatisfy({ $0 >> UInt64(p) == 0 }) { break }
         }
         bits.write(UInt64(best), count: 5)
         for u in deltas { writeRice(u, parameter: best, into: &bits) }

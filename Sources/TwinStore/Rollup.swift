@@ -15,15 +15,33 @@ public enum Rollup {
         let scale = decimals.map { Decimals.powers[$0] } ?? 1
         var order = Array(times.indices)
         if !isSorted(times) { order.sort { times[$0] < times[$1] } }
+        var current = Bucket(start: .min, count: 0, min: 0, max: 0, sum: 0, last: 0, lastTime: .min)
+        var exact: Int64 = 0
         for i in order {
             let t = times[i]
-            let start = floorDiv(t, width) * width
-            if result.last?.start != start {
-                result.append(Bucket(start: start, count: 0, min: .infinity, max: -.infinity, sum: 0, last: 0, lastTime: .min))
-                sums.append(0)
+            let v = values[i]
+            if t >= current.start &+ width || current.count == 0 {
+                if current.count > 0 {
+                    result.append(current)
+                    sums.append(exact)
+                }
+                current = Bucket(start: floorDiv(t, width) * width, time: t, value: v)
+                exact = 0
+            } else {
+                current.count += 1
+                if v < current.min { current.min = v }
+                if v > current.max { current.max = v }
+                current.sum += v
+                if t >= current.lastTime {
+                    current.last = v
+                    current.lastTime = t
+                }
             }
-            result[result.count - 1].add(time: t, value: values[i])
-            if decimals != nil { sums[sums.count - 1] += Int64((values[i] * scale).rounded()) }
+            if decimals != nil { exact += Int64((v * scale).rounded()) }
+        }
+        if current.count > 0 {
+            result.append(current)
+            sums.append(exact)
         }
         if decimals != nil {
             for k in result.indices { result[k].sum = Double(sums[k]) / scale }

@@ -306,7 +306,7 @@ public final class SeriesStore: HistoryStore {
     /// Encodes a chunk's plaintext (readings in time order): raw points, then 1-minute and 1-hour roll-ups.
     static func makeChunk(series: Int, times: [Nanos], values: [Double]) -> NewChunk {
         let decimals = Decimals.of(values)
-        let raw = GorillaCodec.encode(times: times, values: values)
+        let raw = GorillaCodec.encode(times: times, values: values, decimals: decimals)
         let minute = Rollup.encode(Rollup.buckets(times: times, values: values, width: Time.minute, decimals: decimals))
         let hour = Rollup.encode(Rollup.buckets(times: times, values: values, width: Time.hour, decimals: decimals))
         var plain: [UInt8] = []
@@ -403,33 +403,29 @@ public final class SeriesStore: HistoryStore {
                 } catch {
                     throw .unavailable("cannot read chunks to compact: \(error)")
                 }
-                // Greedy groups of at least two chunks, up to compactPoints readings.
-                var groups: [[StoredChunk]] = []
-                var current: [StoredChunk] = []
+                // Greedy groups of at least two chunks, up to compactPoints readings. A chunk that
+                // does not open or decode is left alone (twind verify reports it).
+                typealias Opened = (id: Int64, times: [Nanos], values: [Double])
+                var groups: [[Opened]] = []
+                var current: [Opened] = []
                 var points = 0
                 for row in rows {
-                    // One that does not open is left alone (twind verify reports it).
-                    guard (try? open(row, of: series)) != nil else { continue }
+                    guard let sections = try? open(row, of: series), let (t, v) = try? GorillaCodec.decode(Array(sections.raw)) else { continue }
                     if points + row.count > options.compactPoints {
                         if current.count > 1 { groups.append(current) }
                         current = []
                         points = 0
                     }
-                    current.append(row)
+                    current.append((row.id, t, v))
                     points += row.count
                 }
                 if current.count > 1 { groups.append(current) }
                 var merged: [NewChunk] = []
                 var retired: [Int64] = []
                 for group in groups {
-                    var times: [Nanos] = []
-                    var values: [Double] = []
-                    for row in group {
-                        guard let sections = try? open(row, of: series), let (t, v) = try? GorillaCodec.decode(Array(sections.raw)) else { continue }
-                        times += t
-                        values += v
-                        retired.append(row.id)
-                    }
+                    let times = group.flatMap(\.times)
+                    let values = group.flatMap(\.values)
+                    retired += group.map(\.id)
                     let pieces = (times.count + options.compactPoints - 1) / options.compactPoints
                     merged += Self.makeChunks(series: i, times: times, values: values, size: max(1, times.count / max(1, pieces)))
                 }
