@@ -43,8 +43,7 @@ public final class SeriesStore: HistoryStore {
         let id: Int64
         let deviceID: String
         let sensor: String
-        var times: [Nanos] = []
-        var values: [Double] = []
+        var buffer = PackedBuffer()
         /// The head block holding the oldest buffered reading; 0 when the buffer is empty.
         var firstHead: Int64 = 0
         var firstArrival: Nanos = 0
@@ -110,12 +109,11 @@ public final class SeriesStore: HistoryStore {
                         guard series >= 1 && series <= s.series.count else { throw .dataLoss("head block \(head) names unknown series \(series)") }
                         let i = Int(series - 1)
                         if head <= flushed[i] { return }
-                        if s.series[i].times.isEmpty {
+                        if s.series[i].buffer.isEmpty {
                             s.series[i].firstHead = head
                             s.series[i].firstArrival = now
                         }
-                        s.series[i].times.append(time)
-                        s.series[i].values.append(value)
+                        s.series[i].buffer.append(time: time, value: value)
                     }
                 }
             }
@@ -181,7 +179,7 @@ public final class SeriesStore: HistoryStore {
             }
             let head = s.nextHead
             var cut: [Int] = []
-            for i in touched where s.series[i].times.count + Int(s.stagedCounts[i]) >= options.chunkPoints {
+            for i in touched where s.series[i].buffer.count + Int(s.stagedCounts[i]) >= options.chunkPoints {
                 cut.append(i)
             }
             for t in touched { s.stagedCounts[t] = 0 }
@@ -209,7 +207,8 @@ public final class SeriesStore: HistoryStore {
                 }
                 for i in cut {
                     let e = extra[i]!
-                    chunks += Self.makeChunks(series: i, times: s.series[i].times + e.times, values: s.series[i].values + e.values, size: options.chunkPoints)
+                    let buffered = s.series[i].buffer.unpacked()
+                    chunks += Self.makeChunks(series: i, times: buffered.times + e.times, values: buffered.values + e.values, size: options.chunkPoints)
                 }
             }
             try write(&s, head: (head, plain), chunks: chunks, flushedHead: head)
@@ -218,20 +217,16 @@ public final class SeriesStore: HistoryStore {
             s.nextHead += 1
             let cutSet = Set(cut)
             for i in cut {
-                s.series[i].times.removeAll(keepingCapacity: true)
-                s.series[i].values.removeAll(keepingCapacity: true)
+                s.series[i].buffer.removeAll()
                 s.series[i].firstHead = 0
             }
             for (k, sample) in samples.enumerated() where cut.isEmpty || !cutSet.contains(seriesOf[k]) {
                 let i = seriesOf[k]
-                if s.series[i].times.isEmpty {
+                if s.series[i].buffer.isEmpty {
                     s.series[i].firstHead = head
                     s.series[i].firstArrival = now
-                    s.series[i].times.reserveCapacity(options.chunkPoints)
-                    s.series[i].values.reserveCapacity(options.chunkPoints)
                 }
-                s.series[i].times.append(sample.time)
-                s.series[i].values.append(sample.value)
+                s.series[i].buffer.append(time: sample.time, value: sample.value)
             }
         }
     }
@@ -362,13 +357,15 @@ public final class SeriesStore: HistoryStore {
     public func maintain(now: Nanos = Time.now()) throws(TwinError) -> MaintenanceReport {
         var report = MaintenanceReport()
         try state.withLock { s throws(TwinError) in
-            let stale = s.series.indices.filter { !s.series[$0].times.isEmpty && s.series[$0].firstArrival <= now - options.maxBufferAge }
+            let stale = s.series.indices.filter { !s.series[$0].buffer.isEmpty && s.series[$0].firstArrival <= now - options.maxBufferAge }
             if stale.isEmpty { return }
-            let chunks = stale.flatMap { Self.makeChunks(series: $0, times: s.series[$0].times, values: s.series[$0].values, size: options.chunkPoints) }
+            let chunks = stale.flatMap { i in
+                let buffered = s.series[i].buffer.unpacked()
+                return Self.makeChunks(series: i, times: buffered.times, values: buffered.values, size: options.chunkPoints)
+            }
             try write(&s, head: nil, chunks: chunks, flushedHead: s.nextHead - 1)
             for i in stale {
-                s.series[i].times.removeAll()
-                s.series[i].values.removeAll()
+                s.series[i].buffer.removeAll()
                 s.series[i].firstHead = 0
             }
             report.cutStale = stale.count
@@ -572,7 +569,8 @@ public final class SeriesStore: HistoryStore {
             }
             if times.count > query.maxRawPoints { throw Self.tooMany(series, query) }
         }
-        for (t, v) in zip(series.times, series.values) where t >= query.from && t < query.to {
+        let buffered = series.buffer.unpacked()
+        for (t, v) in zip(buffered.times, buffered.values) where t >= query.from && t < query.to {
             times.append(t)
             values.append(v)
         }
@@ -640,7 +638,8 @@ public final class SeriesStore: HistoryStore {
                 for (time, value) in zip(t, v) { if let k = slot(time) { out[k].add(time: time, value: value) } }
             }
         }
-        for (time, value) in zip(series.times, series.values) { if let k = slot(time) { out[k].add(time: time, value: value) } }
+        let buffered = series.buffer.unpacked()
+        for (time, value) in zip(buffered.times, buffered.values) { if let k = slot(time) { out[k].add(time: time, value: value) } }
         return out.filter { $0.count > 0 }
     }
 

@@ -249,3 +249,22 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         #expect(Decimals.of([.pi]) == nil)
     }
 }
+
+@Suite struct PackedBufferTests {
+    @Test func readingsRoundTripExactlyWhateverTheirResolution() {
+        var buffer = PackedBuffer()
+        let times: [Nanos] = [10, 20, 30, 25, 1_000_000_000_000, -5, 40, 50, 60]
+        let values: [Double] = [71, 71.5, 71.25, .nan, -0.0, 1e300, 0.000001, 3.14159265, 72]
+        for (t, v) in zip(times, values) { buffer.append(time: t, value: v) }
+        let unpacked = buffer.unpacked()
+        #expect(unpacked.times == times)
+        #expect(unpacked.values.map(\.bitPattern) == values.map(\.bitPattern))
+    }
+
+    @Test func regularReadingsAtAResolutionTakeAFewBytes() {
+        var buffer = PackedBuffer()
+        for i in 0..<240 { buffer.append(time: t0 + Nanos(i) * 5 * Time.second, value: reading(i).value) }
+        #expect(buffer.count == 240)
+        #expect(buffer.byteCount < 240 * 4)
+    }
+}
