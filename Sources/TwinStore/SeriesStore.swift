@@ -208,7 +208,7 @@ public final class SeriesStore: HistoryStore {
                 for i in cut {
                     let e = extra[i]!
                     let buffered = s.series[i].buffer.unpacked()
-                    chunks += Self.makeChunks(series: i, times: buffered.times + e.times, values: buffered.values + e.values, size: options.chunkPoints)
+                    chunks += Self.makeChunks(series: i, times: buffered.times + e.times, values: buffered.values + e.values, size: options.chunkPoints, rollups: false)
                 }
             }
             try write(&s, head: (head, plain), chunks: chunks, flushedHead: head)
@@ -283,7 +283,7 @@ public final class SeriesStore: HistoryStore {
 
     /// Sorts a series' readings and splits them into chunks of `size` to `2 × size - 1` readings
     /// (fewer only if there are fewer).
-    static func makeChunks(series: Int, times: [Nanos], values: [Double], size: Int) -> [NewChunk] {
+    static func makeChunks(series: Int, times: [Nanos], values: [Double], size: Int, rollups: Bool) -> [NewChunk] {
         var times = times
         var values = values
         if !Rollup.isSorted(times) {
@@ -294,16 +294,29 @@ public final class SeriesStore: HistoryStore {
         let pieces = max(1, times.count / size)
         return (0..<pieces).map { k in
             let range = (times.count * k / pieces)..<(times.count * (k + 1) / pieces)
-            return makeChunk(series: series, times: Array(times[range]), values: Array(values[range]))
+            return makeChunk(series: series, times: Array(times[range]), values: Array(values[range]), rollups: rollups)
         }
     }
 
     /// Encodes a chunk's plaintext (readings in time order): raw points, then 1-minute and 1-hour roll-ups.
-    static func makeChunk(series: Int, times: [Nanos], values: [Double]) -> NewChunk {
+    ///
+    /// Fresh chunks cut from buffers leave the roll-ups out (empty sections): compaction merges
+    /// them soon and computes the roll-ups once for the merged chunk; a query reads such a chunk's
+    /// raw points, and retention computes its roll-ups before dropping them.
+    static func makeChunk(series: Int, times: [Nanos], values: [Double], rollups: Bool) -> NewChunk {
         let decimals = Decimals.of(values)
         let raw = GorillaCodec.encode(times: times, values: values, decimals: decimals)
-        let minute = Rollup.encode(Rollup.buckets(times: times, values: values, width: Time.minute, decimals: decimals))
-        let hour = Rollup.encode(Rollup.buckets(times: times, values: values, width: Time.hour, decimals: decimals))
+        let (minute, hour) = rollups ? Self.rollups(times: times, values: values, decimals: decimals) : ([], [])
+        return NewChunk(series: series, start: times.first!, end: times.last!, count: times.count, plain: Self.plain(raw: raw, minute: minute, hour: hour))
+    }
+
+    static func rollups(times: [Nanos], values: [Double], decimals: Int?) -> (minute: [UInt8], hour: [UInt8]) {
+        (Rollup.encode(Rollup.buckets(times: times, values: values, width: Time.minute, decimals: decimals)),
+         Rollup.encode(Rollup.buckets(times: times, values: values, width: Time.hour, decimals: decimals)))
+    }
+
+    /// A chunk's plaintext: raw points, 1-minute roll-ups, 1-hour roll-ups (each may be empty).
+    static func plain(raw: [UInt8], minute: [UInt8], hour: [UInt8]) -> [UInt8] {
         var plain: [UInt8] = []
         plain.reserveCapacity(raw.count + minute.count + hour.count + 8)
         Varint.append(UInt64(raw.count), to: &plain)
@@ -311,7 +324,7 @@ public final class SeriesStore: HistoryStore {
         Varint.append(UInt64(minute.count), to: &plain)
         plain += minute
         plain += hour
-        return NewChunk(series: series, start: times.first!, end: times.last!, count: times.count, plain: plain)
+        return plain
     }
 
     static func headContext(_ id: Int64) -> [UInt8] { Array("health_data.db/head/\(id)".utf8) }
@@ -361,7 +374,7 @@ public final class SeriesStore: HistoryStore {
             if stale.isEmpty { return }
             let chunks = stale.flatMap { i in
                 let buffered = s.series[i].buffer.unpacked()
-                return Self.makeChunks(series: i, times: buffered.times, values: buffered.values, size: options.chunkPoints)
+                return Self.makeChunks(series: i, times: buffered.times, values: buffered.values, size: options.chunkPoints, rollups: false)
             }
             try write(&s, head: nil, chunks: chunks, flushedHead: s.nextHead - 1)
             for i in stale {
@@ -424,7 +437,7 @@ public final class SeriesStore: HistoryStore {
                     let values = group.flatMap(\.values)
                     retired += group.map(\.id)
                     let pieces = (times.count + options.compactPoints - 1) / options.compactPoints
-                    merged += Self.makeChunks(series: i, times: times, values: values, size: max(1, times.count / max(1, pieces)))
+                    merged += Self.makeChunks(series: i, times: times, values: values, size: max(1, times.count / max(1, pieces)), rollups: true)
                 }
                 s.freshChunks[i] = 0
                 if merged.isEmpty { return }
@@ -462,10 +475,14 @@ public final class SeriesStore: HistoryStore {
                     guard let plain = try? sealer.open(Array(row["data"] as Data), context: Self.chunkContext(id: id, series: meta, start: start, end: end, count: count, raw: true)),
                           let sections = try? Self.sections(plain)
                     else { continue }
-                    var stripped: [UInt8] = [0]
-                    Varint.append(UInt64(sections.minute.count), to: &stripped)
-                    stripped += sections.minute
-                    stripped += sections.hour
+                    var minute = Array(sections.minute)
+                    var hour = Array(sections.hour)
+                    if minute.isEmpty {
+                        // A chunk never compacted: its roll-ups are made now, before the raw points go.
+                        guard let (t, v) = try? GorillaCodec.decode(Array(sections.raw)) else { continue }
+                        (minute, hour) = Self.rollups(times: t, values: v, decimals: Decimals.of(v))
+                    }
+                    let stripped = Self.plain(raw: [], minute: minute, hour: hour)
                     let block = sealer.seal(stripped, context: Self.chunkContext(id: id, series: meta, start: start, end: end, count: count, raw: false))
                     try update.execute(arguments: [Data(block), id])
                 }
@@ -622,6 +639,7 @@ public final class SeriesStore: HistoryStore {
                 let cutsTo = query.to % width != 0 && chunk.end >= Rollup.floorDiv(query.to, width) * width
                 if cutsFrom || cutsTo { useLevel = nil }
             }
+            if chunk.raw && sections.minute.isEmpty { useLevel = nil }  // no roll-ups yet
             if !chunk.raw && useLevel == nil { useLevel = 0 }
             if let useLevel {
                 guard let buckets = try? Rollup.decode(Array(useLevel == 0 ? sections.minute : sections.hour)) else {
@@ -678,8 +696,10 @@ public final class SeriesStore: HistoryStore {
                             guard decoded.times.count == chunk.count else { throw TwinError.dataLoss("chunk \(chunk.id) of \(s.deviceID)/\(s.sensor) holds \(decoded.times.count) readings, its row says \(chunk.count)") }
                             report.readings += chunk.count
                         }
-                        _ = try Rollup.decode(Array(sections.minute))
-                        _ = try Rollup.decode(Array(sections.hour))
+                        if !sections.minute.isEmpty {  // fresh chunks have none yet
+                            _ = try Rollup.decode(Array(sections.minute))
+                            _ = try Rollup.decode(Array(sections.hour))
+                        }
                     } catch let error as TwinError {
                         report.problems.append(error.message)
                     } catch {
