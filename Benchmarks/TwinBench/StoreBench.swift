@@ -44,32 +44,11 @@ struct StoreBench: AsyncParsableCommand {
             try store.series.bind(device: index, id: d.id, sensors: d.sensors.map(\.name))
             registered.append((index, d))
         }
-        var sim = Simulator(devices: registered, start: start)
-        var output = Simulator.Output()
-        var pending: [Sample] = []
-        var appendTime = Duration.zero
-        var total = 0
-        var t = start
-        while t < end {
-            sim.tick(at: t, into: &output)
-            pending += output.samples
-            while pending.count >= batch {
-                let slice = Array(pending.prefix(batch))
-                pending.removeFirst(batch)
-                let began = ContinuousClock.now
-                try store.series.append(slice)
-                appendTime += ContinuousClock.now - began
-                total += slice.count
-            }
-            t += 5 * Time.second
-            // Compaction runs as twind runs it (every minute); here every simulated 10 minutes,
-            // and its time counts as ingest time.
-            if (t - start) % (10 * Time.minute) == 0 {
-                let began = ContinuousClock.now
-                _ = try store.series.maintain(now: Time.now())
-                appendTime += ContinuousClock.now - began
-            }
-        }
+        // Compaction runs as twind runs it (every minute); here every simulated 10 minutes, and
+        // its time counts as ingest time.
+        let (total, appendTime) = try Self.feed(
+            registered, from: start, to: end, batch: batch, between: { _ = try store.series.maintain(now: Time.now()) },
+            append: { try store.series.append($0) })
         _ = try store.series.maintain(now: Time.now() + 2 * Time.hour)  // cut what is left in buffers
         try store.checkpoint()
         let storeBytes = Self.size(dir + "/health_data.db") + Self.size(dir + "/health_data.db-wal")
@@ -114,33 +93,17 @@ struct StoreBench: AsyncParsableCommand {
                 """)
         }
         let sealer = Sealer(purpose: "baseline", keys: [], current: keys.current)
-        var baseSim = Simulator(devices: registered, start: start)
-        var baseTime = Duration.zero
-        var baseTotal = 0
-        pending.removeAll()
-        t = start
-        let baseEnd = start + Nanos(baselineDays) * Time.day
         var nextID: Int64 = 1
-        while t < baseEnd {
-            baseSim.tick(at: t, into: &output)
-            pending += output.samples
-            while pending.count >= batch {
-                let slice = Array(pending.prefix(batch))
-                pending.removeFirst(batch)
-                let began = ContinuousClock.now
-                try pool.write { db in
-                    let statement = try db.cachedStatement(sql: "INSERT INTO readings (id, series, time, value) VALUES (?, ?, ?, ?)")
-                    for s in slice {
-                        let series = Int64(s.device) << 8 | Int64(s.sensor)
-                        let sealed = sealer.seal(withUnsafeBytes(of: s.value.bitPattern) { Array($0) }, context: Array("readings/\(nextID)/\(series)/\(s.time)".utf8))
-                        try statement.execute(arguments: [nextID, series, s.time, Data(sealed)])
-                        nextID += 1
-                    }
+        let (baseTotal, baseTime) = try Self.feed(registered, from: start, to: start + Nanos(baselineDays) * Time.day, batch: batch) { slice in
+            try pool.write { db in
+                let statement = try db.cachedStatement(sql: "INSERT INTO readings (id, series, time, value) VALUES (?, ?, ?, ?)")
+                for s in slice {
+                    let series = Int64(s.device) << 8 | Int64(s.sensor)
+                    let sealed = sealer.seal(withUnsafeBytes(of: s.value.bitPattern) { Array($0) }, context: Array("readings/\(nextID)/\(series)/\(s.time)".utf8))
+                    try statement.execute(arguments: [nextID, series, s.time, Data(sealed)])
+                    nextID += 1
                 }
-                baseTime += ContinuousClock.now - began
-                baseTotal += slice.count
             }
-            t += 5 * Time.second
         }
         try pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
         let baseBytes = Self.size(baselineDir + "/readings.db") + Self.size(baselineDir + "/readings.db-wal")
@@ -172,6 +135,39 @@ struct StoreBench: AsyncParsableCommand {
             ("\(days) d in ≤ 1000 buckets", "\(ms(down)) (\(buckets) buckets of \(DurationText.format(step)), 1 h roll-ups)"),
             ("\(days) d in 45 min buckets", "\(ms(down1m)) (\(buckets1m) buckets, 1 min roll-ups)"),
         ])
+    }
+
+    /// Simulates the plant over [from, to) at 5 s and hands its readings to `append` in batches;
+    /// `between` runs every simulated 10 minutes. Returns the readings and the time spent in both.
+    static func feed(
+        _ registered: [(Int32, Device)], from start: Nanos, to end: Nanos, batch: Int,
+        between: () throws -> Void = {}, append: ([Sample]) throws -> Void
+    ) throws -> (Int, Duration) {
+        var sim = Simulator(devices: registered, start: start)
+        var output = Simulator.Output()
+        var pending: [Sample] = []
+        var spent = Duration.zero
+        var total = 0
+        var t = start
+        while t < end {
+            sim.tick(at: t, into: &output)
+            pending += output.samples
+            while pending.count >= batch {
+                let slice = Array(pending.prefix(batch))
+                pending.removeFirst(batch)
+                let began = ContinuousClock.now
+                try append(slice)
+                spent += ContinuousClock.now - began
+                total += slice.count
+            }
+            t += 5 * Time.second
+            if (t - start) % (10 * Time.minute) == 0 {
+                let began = ContinuousClock.now
+                try between()
+                spent += ContinuousClock.now - began
+            }
+        }
+        return (total, spent)
     }
 
     func pad(_ text: String) -> String { text.padding(toLength: 30, withPad: " ", startingAt: 0) }

@@ -58,15 +58,7 @@ public enum StoreAdmin {
             guard access(source, F_OK) == 0 else { continue }
             let target = destination + "/" + name
             if access(target, F_OK) == 0 { throw .failedPrecondition("\(target) exists; back up into a new or empty directory") }
-            do {
-                let from = try DatabasePool(path: source)
-                let to = try DatabaseQueue(path: target)
-                try from.backup(to: to)
-                try to.close()
-                try from.close()
-            } catch {
-                throw .unavailable("cannot back up \(source) to \(target): \(error)")
-            }
+            try copy(source, to: target)
             written.append(target)
         }
         if written.isEmpty { throw .notFound("\(dataDirectory) holds no databases to back up") }
@@ -88,15 +80,7 @@ public enum StoreAdmin {
             // Checked on a scratch copy first: the right key, a schema this twind can migrate.
             let scratch = dataDirectory + "/" + name + ".restoring"
             for suffix in ["", "-wal", "-shm"] { unlink(scratch + suffix) }
-            do {
-                let from = try DatabaseQueue(path: source + "/" + name)
-                let to = try DatabaseQueue(path: scratch)
-                try from.backup(to: to)
-                try to.close()
-                try from.close()
-            } catch {
-                throw .unavailable("cannot copy \(source)/\(name): \(error)")
-            }
+            try copy(source + "/" + name, to: scratch)
             do {
                 if name == "health_data.db" {
                     try HealthDatabase(path: scratch, keys: keys, durability: .full).close()
@@ -118,6 +102,19 @@ public enum StoreAdmin {
             restored.append(target)
         }
         return restored
+    }
+
+    /// A consistent copy of a database with SQLite's online backup (safe while twind writes it).
+    static func copy(_ source: String, to target: String) throws(TwinError) {
+        do {
+            let from = try DatabaseQueue(path: source)
+            let to = try DatabaseQueue(path: target)
+            try from.backup(to: to)
+            try to.close()
+            try from.close()
+        } catch {
+            throw .unavailable("cannot copy \(source) to \(target): \(error)")
+        }
     }
 
     // MARK: Keys
