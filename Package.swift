@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", exact: "5.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
     ],
@@ -39,11 +40,13 @@ let package = Package(
         ),
         // Domain types; no I/O.
         .target(name: "TwinCore", swiftSettings: swiftSettings),
-        // Storage: the data directory, databases, encryption.
+        // Argon2id password hashing from Debian's libargon2 (scripts/bootstrap installs it).
+        .systemLibrary(name: "CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
+        // Storage: the data directory, databases, encryption, password hashes.
         .target(
             name: "TwinStore",
             dependencies: [
-                "TwinCore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift"),
+                "TwinCore", "CArgon2", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),
