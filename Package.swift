@@ -61,6 +61,7 @@ let package = Package(
             name: "TwinServer",
             dependencies: [
                 "Proto", "TwinCore", "TwinStore", "TwinEngines",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -119,7 +120,8 @@ let package = Package(
         .testTarget(
             name: "TwinServerTests",
             dependencies: [
-                "TwinServer", "Proto", "TwinClient",
+                "TwinServer", "Proto", "TwinClient", "TwinStore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),

@@ -35,6 +35,10 @@ public struct DaemonConfiguration: Sendable {
     public var durability: HealthDatabase.Durability = .full
     /// Chunking and retention of sensor history.
     public var history = SeriesStore.Options()
+    /// Argon2id cost for new password hashes (older, cheaper hashes are upgraded at login).
+    public var passwordHasher = PasswordHasher.standard
+    public var accessTokenLifetime: Nanos = 15 * Time.minute
+    public var refreshTokenLifetime: Nanos = 30 * Time.day
     /// How often buffers are cut and retention runs.
     public var maintenanceInterval: Nanos = Time.minute
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
@@ -66,8 +70,8 @@ public struct DaemonHooks: Sendable {
 /// Assembles store, engines and gRPC server from a configuration. `twind` and the tests call it.
 public func buildDaemon(
     configuration: DaemonConfiguration, logger: Logger, hooks: DaemonHooks = DaemonHooks()
-) throws -> Daemon {
-    try Daemon(configuration: configuration, logger: logger, hooks: hooks)
+) async throws -> Daemon {
+    try await Daemon(configuration: configuration, logger: logger, hooks: hooks)
 }
 
 /// The running daemon, as a swift-service-lifecycle `Service`: `run()` serves until graceful
@@ -80,12 +84,13 @@ public final class Daemon: Service, Sendable {
     let dataDirectory: DataDirectory
     let store: HealthDatabase
     let users: UsersDatabase
+    let identity: Identity
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
     let logger: Logger
     let hooks: DaemonHooks
     private let bound = Mutex<[NetworkAddress]?>(nil)
 
-    init(configuration: DaemonConfiguration, logger: Logger, hooks: DaemonHooks) throws {
+    init(configuration: DaemonConfiguration, logger: Logger, hooks: DaemonHooks) async throws {
         self.configuration = configuration
         self.logger = logger
         self.hooks = hooks
@@ -100,6 +105,10 @@ public final class Daemon: Service, Sendable {
             logger.info("master key loaded", metadata: ["source": "\(keys.source)", "keys": "\(keys.keys.count)"])
         }
         users = try UsersDatabase(path: dataDirectory.file("users.db"), keys: keys, durability: configuration.durability)
+        identity = try await Identity(
+            users: users, hasher: configuration.passwordHasher, accessTTL: configuration.accessTokenLifetime,
+            refreshTTL: configuration.refreshTokenLifetime, logger: logger)
+        try identity.bootstrapAdmin(dataDirectory: configuration.dataDirectory, environment: configuration.environment)
         store = try HealthDatabase(
             path: dataDirectory.file("health_data.db"), keys: keys, durability: configuration.durability, series: configuration.history)
         var options = configuration.plant
@@ -138,9 +147,10 @@ public final class Daemon: Service, Sendable {
             Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
         ])
         let services: [any RegistrableRPCService] = [
-            TwinService(plant: plant, simulator: simulator), UpdateStreamService(plant: plant), AuthService(), ModelService(),
+            TwinService(plant: plant, simulator: simulator), UpdateStreamService(plant: plant), AuthService(identity: identity), ModelService(),
             HealthService(status: health),
         ]
+        let interceptors: [any ServerInterceptor] = [AuthInterceptor(identity: identity)]
         servers = try configuration.effectiveListen.map { address in
             let socketAddress: GRPCNIOTransportCore.SocketAddress
             switch address {
@@ -156,7 +166,7 @@ public final class Daemon: Service, Sendable {
                 config.http2.maxFrameSize = 1 << 20
             }
             let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: .plaintext, config: config)
-            return (address, GRPCServer(transport: transport, services: services))
+            return (address, GRPCServer(transport: transport, services: services, interceptors: interceptors))
         }
         logger.info(
             "plant ready",

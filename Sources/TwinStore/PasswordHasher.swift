@@ -5,7 +5,7 @@ import TwinCore
 /// Argon2id password hashes (libargon2), in the standard encoded form
 /// `$argon2id$v=19$m=…,t=…,p=…$salt$hash`, which carries its parameters: a hash made with a lower
 /// cost than the configured one is recognised (`needsRehash`) and replaced at the next login.
-public struct PasswordHasher: Sendable {
+public struct PasswordHasher: Sendable, Equatable {
     /// Iterations, memory in KiB, lanes.
     public var iterations: UInt32
     public var memoryKiB: UInt32

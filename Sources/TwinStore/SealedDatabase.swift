@@ -113,6 +113,7 @@ public final class UsersDatabase: Sendable {
                 CREATE INDEX audit_by_time ON audit (time);
                 """)
         }
+        registerIdentityMigration(&migrator)
         return migrator
     }
 

@@ -103,7 +103,7 @@ struct Serve: AsyncParsableCommand {
 
         let daemon: Daemon
         do {
-            daemon = try buildDaemon(configuration: configuration, logger: logger, hooks: hooks)
+            daemon = try await buildDaemon(configuration: configuration, logger: logger, hooks: hooks)
         } catch let error as TwinError {
             logger.critical("cannot start: \(error.message)")
             throw ExitCode(error.code == .invalidArgument ? 78 : 69)

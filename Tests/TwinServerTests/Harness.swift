@@ -22,10 +22,11 @@ struct RunningDaemon {
         var configuration = DaemonConfiguration(dataDirectory: directory)
         configuration.listen = [.tcp(host: "127.0.0.1", port: 0)]
         configuration.interval = 100 * Time.millisecond
+        configuration.passwordHasher = .testing
         configure(&configuration)
         var logger = Logger(label: "twind-test")
         logger.logLevel = .error
-        let daemon = try buildDaemon(configuration: configuration, logger: logger)
+        let daemon = try await buildDaemon(configuration: configuration, logger: logger)
         let group = ServiceGroup(services: [daemon], logger: logger)
         let task = Task { try await group.run() }
         let address = try await daemon.listeningAddresses()[0]

@@ -201,12 +201,12 @@ import TwinServer
             let health = await expectRPCError(.unimplemented) { _ = try await twin.getHealth(Twin_V1_GetHealthRequest()) }
             #expect(health?.contains("GetHealth") == true)
             let auth = Twin_V1_AuthService.Client(wrapping: client)
-            var login = Twin_V1_LoginRequest()
-            login.username = "admin"
-            login.password = "secret"
-            let loginMessage = await expectRPCError(.unimplemented) { _ = try await auth.login(login) }
-            #expect(loginMessage?.contains("Login") == true)
-            #expect(loginMessage?.contains("secret") == false)
+            var create = Twin_V1_CreateUserRequest()
+            create.username = "ops"
+            create.password = "secret-password-1"
+            let createMessage = await expectRPCError(.unimplemented) { _ = try await auth.createUser(create) }
+            #expect(createMessage?.contains("CreateUser") == true)
+            #expect(createMessage?.contains("secret") == false)
             let models = Twin_V1_ModelService.Client(wrapping: client)
             _ = await expectRPCError(.unimplemented) { _ = try await models.retrain(Twin_V1_RetrainRequest()) }
         }

@@ -1,0 +1,289 @@
+import Crypto
+import Foundation
+import GRPCCore
+import JWTKit
+import Logging
+import Synchronization
+import TwinCore
+import TwinStore
+
+/// The claims of an access token. Issuer, audience and expiry are checked at verification.
+struct AccessClaims: JWTPayload {
+    var sub: SubjectClaim
+    var role: String
+    var exp: ExpirationClaim
+    var iat: IssuedAtClaim
+    var jti: IDClaim
+    var iss: IssuerClaim
+    var aud: AudienceClaim
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
+        guard iss.value == Identity.issuer else { throw JWTError.claimVerificationFailure(failedClaim: iss, reason: "wrong issuer") }
+        try aud.verifyIntendedAudience(includes: Identity.audience)
+    }
+}
+
+/// Who is calling: from a verified access token.
+public struct Principal: Sendable, Equatable {
+    public var username: String
+    public var role: User.Role
+    public var expiresAt: Nanos
+    public var tokenID: String
+
+    /// The caller of the RPC being served, set by `AuthInterceptor`.
+    @TaskLocal static var current: Principal?
+}
+
+/// A session's tokens, as Login and Refresh return them.
+struct Session {
+    var accessToken: String
+    var accessExpiresAt: Nanos
+    var refreshToken: String
+    var refreshExpiresAt: Nanos
+    var user: User
+}
+
+/// Users, passwords and tokens: Login checks an Argon2id hash and issues a short-lived HS256 JWT
+/// (signing key sealed in users.db, algorithm pinned at verification) plus a single-use refresh
+/// token stored as a hash; using a refresh token twice revokes its family.
+public final class Identity: Sendable {
+    static let issuer = "twind"
+    static let audience = "twin"
+    static let algorithm = "HS256"
+    static let failureMessage = "wrong username or password"
+
+    let users: UsersDatabase
+    let hasher: PasswordHasher
+    let keys: JWTKeyCollection
+    let signingKID: String
+    let accessTTL: Nanos
+    let refreshTTL: Nanos
+    let logger: Logger
+    /// A hash nobody's password matches, verified for unknown users so they take as long.
+    let decoyHash: String
+    let throttle = LoginThrottle()
+    /// A one-off `PasswordHasher.standard.hash` of a random string nobody knows.
+    static let standardDecoy = "$argon2id$v=19$m=65536,t=3,p=1$3NMZuZ1nbjMTNOWOit1uxQ$MOG+APaEDA3djtSMVBHmtP/5/Qwb2RlaXZPAo1BqsuE"
+
+    init(users: UsersDatabase, hasher: PasswordHasher, accessTTL: Nanos, refreshTTL: Nanos, logger: Logger) async throws {
+        self.users = users
+        self.hasher = hasher
+        self.accessTTL = accessTTL
+        self.refreshTTL = refreshTTL
+        self.logger = logger
+        let collection = JWTKeyCollection()
+        let stored = try users.signingKeys()
+        for (id, key) in stored {
+            await collection.add(hmac: HMACKey(key: SymmetricKey(data: key)), digestAlgorithm: .sha256, kid: JWKIdentifier(string: "k\(id)"))
+        }
+        keys = collection
+        signingKID = "k\(stored.last!.id)"
+        // With the standard cost, a hash made once with it (of a random string) serves; other
+        // costs (tests) make theirs now.
+        decoyHash = hasher == .standard ? Self.standardDecoy : try hasher.hash(UUID().uuidString)
+    }
+
+    /// With no users, creates `admin` with a password from `TWIND_ADMIN_PASSWORD`, else a random
+    /// one written once to `<data>/initial-admin-password` (0600). Never logs the password.
+    func bootstrapAdmin(dataDirectory: String, environment: [String: String]) throws(TwinError) {
+        guard try users.userCount() == 0 else { return }
+        let given = environment["TWIND_ADMIN_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+        let password = given ?? Self.randomPassword()
+        try users.createUser(username: "admin", role: .admin, passwordHash: try hasher.hash(password))
+        if given != nil {
+            logger.notice("created user admin with the password from TWIND_ADMIN_PASSWORD")
+        } else {
+            let path = dataDirectory + "/initial-admin-password"
+            unlink(path)
+            try KeyRing.create(path, contents: password + "\n")
+            logger.notice("created user admin; its password is in a file readable by twind's user only: log in and change it, then delete the file", metadata: ["file": "\(path)"])
+        }
+        try users.audit(.init(time: Time.now(), kind: "user.created", actor: "twind", peer: "local", detail: "admin (first start)"))
+    }
+
+    static func randomPassword() -> String {
+        let alphabet = Array("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var rng = SystemRandomNumberGenerator()
+        return String((0..<20).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })
+    }
+
+    // MARK: Login, refresh, logout
+
+    func login(username: String, password: String, peer: String) async throws(TwinError) -> Session {
+        let address = Self.address(of: peer)
+        try throttle.check(username: username, address: address, now: Time.now())
+        let user = try users.user(named: username)
+        // Unknown users verify against a decoy, so both take the same time and give the same answer.
+        let matches = PasswordHasher.verify(password, against: user?.passwordHash ?? decoyHash)
+        guard let user, matches, !user.disabled else {
+            throttle.failed(username: username, address: address, now: Time.now())
+            try? users.audit(.init(time: Time.now(), kind: "login.failed", actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
+            throw .init(.unauthenticated, Self.failureMessage)
+        }
+        throttle.succeeded(username: username, address: address)
+        let now = Time.now()
+        let rehash = hasher.needsRehash(user.passwordHash) ? try? hasher.hash(password) : nil
+        try users.recordLogin(userID: user.id, at: now, newHash: rehash)
+        try? users.audit(.init(time: now, kind: "login.ok", actor: username, peer: peer, detail: rehash == nil ? "" : "password rehashed with stronger parameters"))
+        var session = try await issue(for: user, family: UUID().uuidString, now: now)
+        session.user.lastLoginAt = now
+        return session
+    }
+
+    func refresh(token: String, peer: String) async throws(TwinError) -> Session {
+        let now = Time.now()
+        switch try users.useRefreshToken(token, now: now) {
+        case .invalid:
+            throw .init(.unauthenticated, "the refresh token is not valid (expired, revoked or unknown); log in again")
+        case .reused(let userID):
+            let name = (try? users.user(id: userID))??.username ?? "#\(userID)"
+            logger.warning("a used refresh token was presented again; its session is revoked", metadata: ["user": "\(name)", "peer": "\(peer)"])
+            try? users.audit(.init(time: now, kind: "token.family_revoked", actor: name, peer: peer, detail: "refresh token reused"))
+            throw .init(.unauthenticated, "this refresh token was already used, so its session has been revoked; log in again")
+        case .valid(let userID, let family):
+            guard let user = try users.user(id: userID), !user.disabled else {
+                throw .init(.unauthenticated, "the account is disabled or gone; log in again")
+            }
+            return try await issue(for: user, family: family, now: now)
+        }
+    }
+
+    func logout(token: String, principal: Principal?) throws(TwinError) {
+        if !token.isEmpty {
+            guard try users.revokeRefreshFamily(of: token) else { throw .invalidArgument("that refresh token is not known") }
+        } else if let principal, let user = try users.user(named: principal.username) {
+            try users.revokeRefreshTokens(userID: user.id)
+        } else {
+            throw .init(.unauthenticated, "log in first, or pass the refresh token to revoke")
+        }
+    }
+
+    func issue(for user: User, family: String, now: Nanos) async throws(TwinError) -> Session {
+        let claims = AccessClaims(
+            sub: .init(value: user.username), role: user.role.rawValue,
+            exp: .init(value: Date(timeIntervalSince1970: Double(now + accessTTL) / 1e9)),
+            iat: .init(value: Date(timeIntervalSince1970: Double(now) / 1e9)), jti: .init(value: UUID().uuidString),
+            iss: .init(value: Self.issuer), aud: .init(value: [Self.audience]))
+        let access: String
+        do {
+            access = try await keys.sign(claims, kid: JWKIdentifier(string: signingKID))
+        } catch {
+            throw .internalError("cannot sign an access token: \(error)")
+        }
+        let refresh = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        try users.storeRefreshToken(refresh, family: family, userID: user.id, expiresAt: now + refreshTTL)
+        return Session(accessToken: access, accessExpiresAt: now + accessTTL, refreshToken: refresh, refreshExpiresAt: now + refreshTTL, user: user)
+    }
+
+    // MARK: Verifying access tokens
+
+    /// Verifies `authorization: Bearer <jwt>`: signature with the pinned algorithm, issuer,
+    /// audience, expiry.
+    func authenticate(bearer token: String) async throws(TwinError) -> Principal {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let header = Self.base64URL(parts[0]),
+              let fields = try? JSONSerialization.jsonObject(with: header) as? [String: Any]
+        else { throw .init(.unauthenticated, "the access token is malformed; log in again") }
+        guard fields["alg"] as? String == Self.algorithm else {
+            throw .init(.unauthenticated, "the access token is not signed the way twind signs; log in again")
+        }
+        let claims: AccessClaims
+        do {
+            claims = try await keys.verify(token, as: AccessClaims.self)
+        } catch let error as JWTError where error.errorType == .claimVerificationFailure && (error.failedClaim is ExpirationClaim) {
+            throw .init(.unauthenticated, "the access token has expired; refresh it or log in again")
+        } catch {
+            throw .init(.unauthenticated, "the access token is not valid; log in again")
+        }
+        guard let role = User.Role(rawValue: claims.role) else { throw .init(.unauthenticated, "the access token names an unknown role") }
+        return Principal(username: claims.sub.value, role: role, expiresAt: Nanos(claims.exp.value.timeIntervalSince1970 * 1e9), tokenID: claims.jti.value)
+    }
+
+    static func base64URL(_ text: Substring) -> Data? {
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s)
+    }
+
+    /// The address part of a gRPC peer ("ipv4:127.0.0.1:5000" → "127.0.0.1").
+    static func address(of peer: String) -> String {
+        let parts = peer.split(separator: ":")
+        if parts.first == "ipv4", parts.count >= 3 { return String(parts[1]) }
+        if parts.first == "ipv6", parts.count >= 3 { return parts.dropFirst().dropLast().joined(separator: ":") }
+        return peer
+    }
+}
+
+/// Failed logins per account and per client address: after 5 failures within 15 minutes, each
+/// further attempt must wait (1 s, doubling, at most 15 min) and gets RESOURCE_EXHAUSTED with the
+/// time to wait. A success clears the account's and the address's count.
+final class LoginThrottle: Sendable {
+    struct Record { var failures = 0; var last: Nanos = 0 }
+    private let state = Mutex<[String: Record]>([:])
+    static let free = 5
+    static let window = 15 * Time.minute
+
+    static func lockout(_ failures: Int) -> Nanos {
+        failures < free ? 0 : min(Time.second << min(20, Nanos(failures - free)), 15 * Time.minute)
+    }
+
+    func check(username: String, address: String, now: Nanos) throws(TwinError) {
+        let wait = state.withLock { s in
+            ["user:" + username, "addr:" + address].map { key -> Nanos in
+                guard let r = s[key], now - r.last < Self.window else { return 0 }
+                return max(0, r.last + Self.lockout(r.failures) - now)
+            }.max() ?? 0
+        }
+        if wait > 0 {
+            throw .init(.resourceExhausted, "too many failed logins for this account or address; try again in \(max(1, wait / Time.second)) s")
+        }
+    }
+
+    func failed(username: String, address: String, now: Nanos) {
+        state.withLock { s in
+            for key in ["user:" + username, "addr:" + address] {
+                var r = s[key] ?? Record()
+                if now - r.last >= Self.window { r.failures = 0 }
+                r.failures += 1
+                r.last = now
+                s[key] = r
+            }
+        }
+    }
+
+    func succeeded(username: String, address: String) {
+        state.withLock { s in
+            s["user:" + username] = nil
+            s["addr:" + address] = nil
+        }
+    }
+}
+
+/// Reads `authorization: Bearer …` on every call and, when present and valid, makes the caller
+/// known to the handler (`Principal.current`); an invalid token is refused with UNAUTHENTICATED.
+struct AuthInterceptor: ServerInterceptor {
+    let identity: Identity
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        guard let value = request.metadata[stringValues: "authorization"].first(where: { _ in true }) else {
+            return try await next(request, context)
+        }
+        guard value.lowercased().hasPrefix("bearer ") else {
+            throw TwinError(.unauthenticated, "the authorization header must be 'Bearer <token>'")
+        }
+        let principal = try await identity.authenticate(bearer: String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+        var response = try await Principal.$current.withValue(principal) { try await next(request, context) }
+        // The handler's body may run after this returns: it sees the caller too.
+        if case .success(var contents) = response.accepted {
+            let producer = contents.producer
+            contents.producer = { writer in try await Principal.$current.withValue(principal) { try await producer(writer) } }
+            response.accepted = .success(contents)
+        }
+        return response
+    }
+}

@@ -1,0 +1,233 @@
+import Crypto
+import Foundation
+import GRDB
+import TwinCore
+
+/// A user of twind, as `users.db` keeps it (the e-mail sealed, the password as an Argon2id hash).
+public struct User: Sendable, Equatable {
+    public enum Role: String, Sendable, CaseIterable, Comparable {
+        case viewer, `operator`, admin
+
+        public static func < (a: Role, b: Role) -> Bool { a.rank < b.rank }
+        var rank: Int { Self.allCases.firstIndex(of: self)! }
+    }
+
+    public var id: Int64
+    public var username: String
+    public var role: Role
+    public var disabled: Bool
+    public var createdAt: Nanos
+    public var lastLoginAt: Nanos?
+    public var passwordHash: String
+    public var email: String
+}
+
+/// What a refresh token's use found.
+public enum RefreshOutcome: Sendable, Equatable {
+    /// The token was valid and is now used; its family continues with a new token.
+    case valid(userID: Int64, family: String)
+    /// The token had been used already: its whole family is now revoked.
+    case reused(userID: Int64)
+    /// Unknown, expired or revoked.
+    case invalid
+}
+
+extension UsersDatabase {
+    static func registerIdentityMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v2: refresh tokens, signing keys") { db in
+            try db.execute(sql: """
+                CREATE TABLE refresh_tokens (
+                    id INTEGER PRIMARY KEY,
+                    token_hash BLOB NOT NULL UNIQUE,
+                    family TEXT NOT NULL,
+                    user_id INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    used INTEGER NOT NULL DEFAULT 0,
+                    revoked INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family);
+                CREATE TABLE signing_keys (id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL, key BLOB NOT NULL);
+                """)
+        }
+    }
+
+    struct SealedUser: Codable {
+        var email: String
+    }
+
+    static func userContext(id: Int64, username: String) -> [UInt8] { Array("users.db/users/\(id)/\(username)".utf8) }
+
+    public func userCount() throws(TwinError) -> Int {
+        do { return try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM users") } ?? 0 } catch {
+            throw .unavailable("cannot read users: \(error)")
+        }
+    }
+
+    /// Creates a user; `alreadyExists` if the name is taken.
+    @discardableResult
+    public func createUser(username: String, role: User.Role, passwordHash: String, email: String = "", now: Nanos = Time.now()) throws(TwinError) -> User {
+        do {
+            return try pool.write { db in
+                if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM users WHERE username = ?)", arguments: [username]) == true {
+                    throw TwinError(.alreadyExists, "user '\(username)' already exists")
+                }
+                let id = (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM users") ?? 0) + 1
+                let details = sealer.seal(Array(try JSONEncoder().encode(SealedUser(email: email))), context: Self.userContext(id: id, username: username))
+                try db.execute(
+                    sql: "INSERT INTO users (id, username, role, disabled, created_at, password_hash, details) VALUES (?, ?, ?, 0, ?, ?, ?)",
+                    arguments: [id, username, role.rawValue, now, passwordHash, Data(details)])
+                return User(id: id, username: username, role: role, disabled: false, createdAt: now, lastLoginAt: nil, passwordHash: passwordHash, email: email)
+            }
+        } catch let error as TwinError {
+            throw error
+        } catch {
+            throw .unavailable("cannot create user '\(username)': \(error)")
+        }
+    }
+
+    public func user(named username: String) throws(TwinError) -> User? {
+        try users(where: "username = ?", [username]).first
+    }
+
+    public func user(id: Int64) throws(TwinError) -> User? {
+        try users(where: "id = ?", [id]).first
+    }
+
+    public func allUsers() throws(TwinError) -> [User] {
+        try users(where: "1", [])
+    }
+
+    func users(where clause: String, _ arguments: [any DatabaseValueConvertible]) throws(TwinError) -> [User] {
+        let rows: [Row]
+        do {
+            rows = try pool.read { db in
+                try Row.fetchAll(
+                    db, sql: "SELECT id, username, role, disabled, created_at, last_login_at, password_hash, details FROM users WHERE \(clause) ORDER BY username",
+                    arguments: StatementArguments(arguments))
+            }
+        } catch {
+            throw .unavailable("cannot read users: \(error)")
+        }
+        var result: [User] = []
+        for row in rows {
+            let id: Int64 = row["id"], username: String = row["username"]
+            guard let role = User.Role(rawValue: row["role"]),
+                  let plain = try? sealer.open(Array(row["details"] as Data), context: Self.userContext(id: id, username: username)),
+                  let details = try? JSONDecoder().decode(SealedUser.self, from: Data(plain))
+            else {
+                throw .dataLoss("the record of user '\(username)' cannot be opened: it was altered or moved")
+            }
+            result.append(User(
+                id: id, username: username, role: role, disabled: row["disabled"], createdAt: row["created_at"],
+                lastLoginAt: row["last_login_at"], passwordHash: row["password_hash"], email: details.email))
+        }
+        return result
+    }
+
+    /// Records a successful login, replacing the hash when it was rehashed with stronger parameters.
+    public func recordLogin(userID: Int64, at time: Nanos, newHash: String?) throws(TwinError) {
+        do {
+            try pool.write { db in
+                if let newHash {
+                    try db.execute(sql: "UPDATE users SET last_login_at = ?, password_hash = ? WHERE id = ?", arguments: [time, newHash, userID])
+                } else {
+                    try db.execute(sql: "UPDATE users SET last_login_at = ? WHERE id = ?", arguments: [time, userID])
+                }
+            }
+        } catch {
+            throw .unavailable("cannot record the login: \(error)")
+        }
+    }
+
+    // MARK: Refresh tokens (stored as SHA-256 hashes; the token itself is shown once)
+
+    static func tokenHash(_ token: String) -> Data { Data(SHA256.hash(data: Array(token.utf8))) }
+
+    public func storeRefreshToken(_ token: String, family: String, userID: Int64, expiresAt: Nanos) throws(TwinError) {
+        do {
+            try pool.write { db in
+                try db.execute(
+                    sql: "INSERT INTO refresh_tokens (token_hash, family, user_id, expires_at) VALUES (?, ?, ?, ?)",
+                    arguments: [Self.tokenHash(token), family, userID, expiresAt])
+            }
+        } catch {
+            throw .unavailable("cannot store a refresh token: \(error)")
+        }
+    }
+
+    /// Uses a refresh token once. A second use revokes its whole family (it was stolen, or the
+    /// client misbehaves: either way nobody keeps a session from it).
+    public func useRefreshToken(_ token: String, now: Nanos) throws(TwinError) -> RefreshOutcome {
+        do {
+            return try pool.write { db in
+                guard let row = try Row.fetchOne(
+                    db, sql: "SELECT id, family, user_id, expires_at, used, revoked FROM refresh_tokens WHERE token_hash = ?",
+                    arguments: [Self.tokenHash(token)])
+                else { return .invalid }
+                let family: String = row["family"], userID: Int64 = row["user_id"]
+                if row["used"] as Bool {
+                    try db.execute(sql: "UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", arguments: [family])
+                    return .reused(userID: userID)
+                }
+                if row["revoked"] as Bool || (row["expires_at"] as Int64) <= now { return .invalid }
+                try db.execute(sql: "UPDATE refresh_tokens SET used = 1 WHERE id = ?", arguments: [row["id"] as Int64])
+                return .valid(userID: userID, family: family)
+            }
+        } catch {
+            throw .unavailable("cannot check a refresh token: \(error)")
+        }
+    }
+
+    /// Revokes the family of a refresh token (logout); returns false for an unknown token.
+    @discardableResult
+    public func revokeRefreshFamily(of token: String) throws(TwinError) -> Bool {
+        do {
+            return try pool.write { db in
+                guard let family = try String.fetchOne(db, sql: "SELECT family FROM refresh_tokens WHERE token_hash = ?", arguments: [Self.tokenHash(token)]) else {
+                    return false
+                }
+                try db.execute(sql: "UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", arguments: [family])
+                return true
+            }
+        } catch {
+            throw .unavailable("cannot revoke a refresh token: \(error)")
+        }
+    }
+
+    /// Revokes every refresh token of a user.
+    public func revokeRefreshTokens(userID: Int64) throws(TwinError) {
+        do {
+            try pool.write { db in try db.execute(sql: "UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?", arguments: [userID]) }
+        } catch {
+            throw .unavailable("cannot revoke refresh tokens: \(error)")
+        }
+    }
+
+    // MARK: Signing keys (sealed; the newest signs)
+
+    /// The token signing keys, oldest first, creating the first one if there is none.
+    public func signingKeys(now: Nanos = Time.now()) throws(TwinError) -> [(id: Int64, key: [UInt8])] {
+        func context(_ id: Int64) -> [UInt8] { Array("users.db/signing_keys/\(id)".utf8) }
+        do {
+            return try pool.write { db in
+                var rows = try Row.fetchAll(db, sql: "SELECT id, key FROM signing_keys ORDER BY id")
+                if rows.isEmpty {
+                    let key = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+                    try db.execute(sql: "INSERT INTO signing_keys (id, created_at, key) VALUES (1, ?, ?)", arguments: [now, Data(sealer.seal(key, context: context(1)))])
+                    rows = try Row.fetchAll(db, sql: "SELECT id, key FROM signing_keys ORDER BY id")
+                }
+                return try rows.map { row in
+                    let id: Int64 = row["id"]
+                    guard let key = try? sealer.open(Array(row["key"] as Data), context: context(id)) else {
+                        throw TwinError.dataLoss("token signing key \(id) in \(path) cannot be opened")
+                    }
+                    return (id, key)
+                }
+            }
+        } catch let error as TwinError {
+            throw error
+        } catch {
+            throw .unavailable("cannot read the token signing keys: \(error)")
+        }
+    }
+}
