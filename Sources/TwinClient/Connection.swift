@@ -39,11 +39,13 @@ public enum TwinConnection {
         return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext, config: config)
     }
 
-    /// Runs `body` with a connected client and closes it afterwards.
+    /// Runs `body` with a connected client and closes it afterwards. With `credentials`, every
+    /// call carries the session's access token (refreshed when due).
     public static func with<R: Sendable>(
-        _ address: NetworkAddress, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R
+        _ address: NetworkAddress, credentials: Credentials? = nil, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R
     ) async throws -> R {
-        try await withGRPCClient(transport: try transport(for: address)) { client in
+        let interceptors: [any ClientInterceptor] = credentials.map { [BearerInterceptor(credentials: $0)] } ?? []
+        return try await withGRPCClient(transport: try transport(for: address), interceptors: interceptors) { client in
             try await body(client)
         }
     }
@@ -82,9 +84,14 @@ public enum TwinExitCode {
             if rpc.code == .unavailable && (rpc.message.contains("connect") || rpc.message.contains("Connect") || rpc.cause != nil) {
                 return (unavailable, "cannot reach twind at \(server): is it running? (start it with `twind`, or pass --server)")
             }
+            if rpc.code == .unauthenticated && !rpc.message.contains("twin login") && !rpc.message.hasPrefix("wrong username") {
+                return (unauthenticated, "\(rpc.message) (run twin login)")
+            }
             return (code(for: rpc.code), "\(rpc.code): \(rpc.message)")
         }
-        if let e = error as? TwinError { return (e.code == .invalidArgument ? usage : failure, e.message) }
+        if let e = error as? TwinError {
+            return (e.code == .invalidArgument ? usage : e.code == .unauthenticated ? unauthenticated : failure, e.message)
+        }
         if let e = error as? RuntimeError { return (failure, e.message) }
         return (failure, "\(error)")
     }

@@ -32,6 +32,16 @@ enum Format {
         }
     }
 
+    static func role(_ r: Twin_V1_Role) -> String {
+        switch r {
+        case .viewer: "viewer"
+        case .operator: "operator"
+        case .admin: "admin"
+        case .gateway: "gateway"
+        default: "unknown"
+        }
+    }
+
     static func stateKey(_ s: Twin_V1_DeviceState) -> String { state(s).lowercased() }
 
     /// A JSON value as text (strings escaped).

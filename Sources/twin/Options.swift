@@ -32,7 +32,7 @@ struct GlobalOptions: ParsableArguments {
     func run<R: Sendable>(_ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
         let address = try address()
         do {
-            return try await TwinConnection.with(address, body)
+            return try await TwinConnection.with(address, credentials: Credentials(server: address), body)
         } catch let exit as ExitCode {
             throw exit
         } catch {

@@ -88,7 +88,7 @@ struct Settings {
     static let keys = [
         "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
         "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file", "durability",
-        "raw-retention", "rollup-retention",
+        "raw-retention", "rollup-retention", "access-token-lifetime",
     ]
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.
@@ -120,6 +120,12 @@ struct Settings {
         if let rollups = try duration("rollup-retention") { c.history.rollupRetention = rollups }
         if c.history.rawRetention < Time.hour || c.history.rollupRetention < c.history.rawRetention {
             throw ConfigError("config: invalid retention: raw-retention must be at least 1h and rollup-retention at least raw-retention")
+        }
+        if let lifetime = try duration("access-token-lifetime") {
+            guard lifetime >= 10 * Time.second && lifetime <= Time.day else {
+                throw ConfigError("config: invalid value for access-token-lifetime: from 10s to 24h")
+            }
+            c.accessTokenLifetime = lifetime
         }
         c.environment = environment
         return c

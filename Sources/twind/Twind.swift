@@ -54,6 +54,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "full|normal: full survives power loss, normal only a crash of twind (TWIND_DURABILITY).") var durability: String?
     @Option(help: "Keep raw readings this long, e.g. 90d (TWIND_RAW_RETENTION).") var rawRetention: String?
     @Option(help: "Keep 1-minute and 1-hour roll-ups this long, e.g. 730d (TWIND_ROLLUP_RETENTION).") var rollupRetention: String?
+    @Option(help: "Lifetime of access tokens, e.g. 15m (TWIND_ACCESS_TOKEN_LIFETIME).") var accessTokenLifetime: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -64,7 +65,7 @@ struct Serve: AsyncParsableCommand {
             ("seed", seed), ("interval", interval), ("backfill", backfill), ("fleet", fleet),
             ("heartbeat", heartbeat), ("max-future-skew", maxFutureSkew), ("late-window", lateWindow),
             ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile), ("durability", durability),
-            ("raw-retention", rawRetention), ("rollup-retention", rollupRetention),
+            ("raw-retention", rawRetention), ("rollup-retention", rollupRetention), ("access-token-lifetime", accessTokenLifetime),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

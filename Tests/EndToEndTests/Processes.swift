@@ -119,8 +119,8 @@ struct TwindProcess {
         return TwindProcess(child: child, address: "127.0.0.1:\(port)", directory: dir)
     }
 
-    func twin(_ arguments: [String], stdin: Data? = nil) throws -> Child {
-        try Child("twin", arguments + ["--server", address], stdin: stdin)
+    func twin(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Child {
+        try Child("twin", arguments + ["--server", address], environment: environment, stdin: stdin)
     }
 
     func stop(removing: Bool = true) async -> Int32? {
