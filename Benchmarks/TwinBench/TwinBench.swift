@@ -17,7 +17,7 @@ struct TwinBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "twin-bench",
         abstract: "Measure twin's performance targets (release builds only).",
-        subcommands: [SimulatorBench.self, StoreBench.self, FanoutBench.self, IngestBench.self, PlantBench.self, All.self])
+        subcommands: [SimulatorBench.self, StoreBench.self, AuthBench.self, FanoutBench.self, IngestBench.self, PlantBench.self, All.self])
 }
 
 struct All: AsyncParsableCommand {
@@ -27,6 +27,7 @@ struct All: AsyncParsableCommand {
         try await SimulatorBench.parse(["--devices", "10000"]).run()
         try await PlantBench.parse(["--devices", "10000", "--seconds", "30"]).run()
         try await StoreBench.parse([]).run()
+        try await AuthBench.parse([]).run()
         try await IngestBench.parse([]).run()
         try await FanoutBench.parse(["--subscribers", "1000", "--devices", "1000", "--seconds", "20"]).run()
     }
