@@ -160,10 +160,12 @@ public final class UsersDatabase: Sendable {
     }
 
     /// Audit entries, newest first.
-    public func auditEntries(limit: Int = 100) throws(TwinError) -> [AuditEntry] {
+    public func auditEntries(limit: Int = 100, since: Nanos = .min) throws(TwinError) -> [AuditEntry] {
         let rows: [Row]
         do {
-            rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT id, time, kind, details FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]) }
+            rows = try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, time, kind, details FROM audit WHERE time >= ? ORDER BY id DESC LIMIT ?", arguments: [since, limit])
+            }
         } catch {
             throw .unavailable("cannot read the audit log: \(error)")
         }

@@ -35,10 +35,18 @@ import Testing
         // Refreshed silently: the saved tokens were rotated.
         #expect(try String(contentsOfFile: sessions, encoding: .utf8) != before)
 
+        // The audit log shows the failed and the good login, to an admin.
+        let audit = try d.twin(["audit", "-o", "json"], environment: env)
+        #expect(await audit.wait() == 0)
+        #expect(audit.stdout.text.contains("login.failed") && audit.stdout.text.contains("login.ok"))
+        #expect(!audit.stdout.text.contains("nope"))
+
         let logout = try d.twin(["logout"], environment: env)
         #expect(await logout.wait() == 0)
         let after = try d.twin(["whoami"], environment: env)
         #expect(await after.wait() == 6)
+        let anonymousAudit = try d.twin(["audit"], environment: env)
+        #expect(await anonymousAudit.wait() == 6)
 
         // Nothing secret in the log: not the password, not a token.
         #expect(await d.stop(removing: false) == 0)
