@@ -135,7 +135,8 @@ struct IngestBench: AsyncParsableCommand {
         let selfBefore = DaemonProcess.cpuSeconds(pid: getpid())
         let cpuBefore = daemon.cpuSeconds()
         let began = ContinuousClock.now
-        let response = try await TwinConnection.with(daemon.address) { client in
+        let token = try await daemon.token()
+        let response = try await TwinConnection.with(daemon.address, bearer: token) { client in
             try await Twin_V1_TwinService.Client(wrapping: client).ingest(request: StreamingClientRequest { writer in
                 try await writer.write(contentsOf: prepared)
             })
@@ -181,12 +182,13 @@ struct FanoutBench: AsyncParsableCommand {
         let subscribers = subscribers, connections = connections
         let perConnection = (subscribers + connections - 1) / connections
 
+        let token = try await daemon.token()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for c in 0..<connections {
                 let count = min(perConnection, subscribers - c * perConnection)
                 if count <= 0 { continue }
                 group.addTask {
-                    try await TwinConnection.with(daemon.address) { client in
+                    try await TwinConnection.with(daemon.address, bearer: token) { client in
                         try await withThrowingTaskGroup(of: Void.self) { streams in
                             for _ in 0..<count {
                                 streams.addTask {
@@ -413,6 +415,7 @@ final class DaemonProcess: Sendable {
         let p = Process()
         p.executableURL = exe
         p.arguments = ["--data-dir", dir, "--listen", "127.0.0.1:0", "--log-level", "notice"] + arguments
+        p.environment = ProcessInfo.processInfo.environment.merging(["TWIND_ADMIN_PASSWORD": adminPassword]) { _, new in new }
         let err = Pipe()
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
@@ -432,6 +435,18 @@ final class DaemonProcess: Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         return DaemonProcess(process: p, address: .tcp(host: "127.0.0.1", port: Int(found.withLock { $0 }!)!), directory: dir)
+    }
+
+    /// The admin password the benchmark's daemons start with.
+    static let adminPassword = "bench-admin-password"
+    var adminPassword: String { Self.adminPassword }
+
+    /// An admin access token.
+    func token() async throws -> String {
+        var login = Twin_V1_LoginRequest()
+        login.username = "admin"
+        login.password = adminPassword
+        return try await TwinConnection.with(address) { try await Twin_V1_AuthService.Client(wrapping: $0).login(login).accessToken }
     }
 
     func stop() {

@@ -41,10 +41,13 @@ public enum TwinConnection {
 
     /// Runs `body` with a connected client and closes it afterwards. With `credentials`, every
     /// call carries the session's access token (refreshed when due).
+    /// `bearer` sends one fixed access token instead (programs that log in themselves).
     public static func with<R: Sendable>(
-        _ address: NetworkAddress, credentials: Credentials? = nil, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R
+        _ address: NetworkAddress, credentials: Credentials? = nil, bearer: String? = nil,
+        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R
     ) async throws -> R {
-        let interceptors: [any ClientInterceptor] = credentials.map { [BearerInterceptor(credentials: $0)] } ?? []
+        var interceptors: [any ClientInterceptor] = credentials.map { [BearerInterceptor(credentials: $0)] } ?? []
+        if let bearer { interceptors.append(BearerInterceptor(token: bearer)) }
         return try await withGRPCClient(transport: try transport(for: address), interceptors: interceptors) { client in
             try await body(client)
         }

@@ -106,10 +106,18 @@ public actor Credentials {
 
 /// Sends `authorization: Bearer <token>` on every call when logged in.
 public struct BearerInterceptor: ClientInterceptor {
-    let credentials: Credentials
+    let credentials: Credentials?
+    let token: String?
 
     public init(credentials: Credentials) {
         self.credentials = credentials
+        token = nil
+    }
+
+    /// A fixed token.
+    public init(token: String) {
+        credentials = nil
+        self.token = token
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
@@ -117,7 +125,9 @@ public struct BearerInterceptor: ClientInterceptor {
         next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
     ) async throws -> StreamingClientResponse<Output> {
         var request = request
-        if let token = try await credentials.accessToken() {
+        var token = self.token
+        if token == nil, let credentials { token = try await credentials.accessToken() }
+        if let token {
             request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
         }
         return try await next(request, context)

@@ -261,8 +261,9 @@ final class LoginThrottle: Sendable {
     }
 }
 
-/// Reads `authorization: Bearer …` on every call and, when present and valid, makes the caller
-/// known to the handler (`Principal.current`); an invalid token is refused with UNAUTHENTICATED.
+/// Every call: reads `authorization: Bearer <token>`, verifies it, applies the access table,
+/// and makes the caller known to the handler (`Principal.current`). A stream ends with
+/// UNAUTHENTICATED when its token expires.
 struct AuthInterceptor: ServerInterceptor {
     let identity: Identity
 
@@ -270,18 +271,34 @@ struct AuthInterceptor: ServerInterceptor {
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        guard let value = request.metadata[stringValues: "authorization"].first(where: { _ in true }) else {
-            return try await next(request, context)
+        var principal: Principal?
+        if let value = request.metadata[stringValues: "authorization"].first(where: { _ in true }) {
+            guard value.lowercased().hasPrefix("bearer ") else {
+                throw TwinError(.unauthenticated, "the authorization header must be 'Bearer <token>'")
+            }
+            principal = try await identity.authenticate(bearer: String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces))
         }
-        guard value.lowercased().hasPrefix("bearer ") else {
-            throw TwinError(.unauthenticated, "the authorization header must be 'Bearer <token>'")
-        }
-        let principal = try await identity.authenticate(bearer: String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+        try AccessTable.check(context.descriptor, principal: principal)
+        guard let principal else { return try await next(request, context) }
         var response = try await Principal.$current.withValue(principal) { try await next(request, context) }
-        // The handler's body may run after this returns: it sees the caller too.
+        // The handler's body runs after this returns: it sees the caller too, and is cut off
+        // when the token expires.
         if case .success(var contents) = response.accepted {
             let producer = contents.producer
-            contents.producer = { writer in try await Principal.$current.withValue(principal) { try await producer(writer) } }
+            contents.producer = { writer in
+                try await Principal.$current.withValue(principal) {
+                    try await withThrowingTaskGroup(of: Metadata.self) { group in
+                        group.addTask { try await producer(writer) }
+                        group.addTask {
+                            let remaining = principal.expiresAt - Time.now()
+                            if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
+                            throw TwinError(.unauthenticated, "the access token expired; refresh it (twin does so by itself) and call again")
+                        }
+                        defer { group.cancelAll() }
+                        return try await group.next()!
+                    }
+                }
+            }
             response.accepted = .success(contents)
         }
         return response

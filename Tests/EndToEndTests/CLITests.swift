@@ -149,14 +149,16 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-re-\(UUID().uuidString)").path
         let socket = "unix:\(dir)/twind.sock"
         func startDaemon() async throws -> Child {
-            let child = try Child("twind", ["--data-dir", dir, "--listen", socket, "--interval", "200ms"])
+            let child = try Child(
+                "twind", ["--data-dir", dir, "--listen", socket, "--interval", "200ms"], environment: ["TWIND_ADMIN_PASSWORD": adminPassword])
             guard await child.stderr.waitForLine({ $0.contains("twind is serving") }) != nil else {
                 throw TestFailure("twind did not start: \(child.stderr.text)")
             }
             return child
         }
         let first = try await startDaemon()
-        let watch = try Child("twin", ["watch", "-o", "json", "--server", socket])
+        try await loginAsAdmin(server: socket, directory: dir)
+        let watch = try Child("twin", ["watch", "-o", "json", "--server", socket], environment: ["XDG_CONFIG_HOME": configHome(for: dir)])
         #expect(await watch.stdout.waitForLine { $0.contains("\"device\"") } != nil)
 
         first.signal(SIGTERM)
@@ -172,5 +174,6 @@ import Testing
         second.signal(SIGTERM)
         #expect(await second.wait() == 0)
         try? FileManager.default.removeItem(atPath: dir)
+        try? FileManager.default.removeItem(atPath: configHome(for: dir))
     }
 }

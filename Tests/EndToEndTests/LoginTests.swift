@@ -8,7 +8,7 @@ import Testing
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("twin-config-\(UUID().uuidString)").path
         let env = ["XDG_CONFIG_HOME": config]
         // Access tokens live 15 s, so every command below has to refresh its session first.
-        let d = try await TwindProcess.start(["--access-token-lifetime", "15s"])
+        let d = try await TwindProcess.start(["--access-token-lifetime", "15s"], login: false)
         let password = try String(contentsOfFile: d.directory + "/initial-admin-password", encoding: .utf8)
 
         let anonymous = try d.twin(["whoami"], environment: env)
@@ -34,6 +34,16 @@ import Testing
         }
         // Refreshed silently: the saved tokens were rotated.
         #expect(try String(contentsOfFile: sessions, encoding: .utf8) != before)
+
+        // A watch outlives its 15 s token (1,300 updates at 60 a second): twind ends the stream,
+        // twin refreshes and goes on.
+        let watch = try d.twin(["watch", "-o", "json"], environment: env)
+        #expect(await watch.stdout.waitForLine { $0.contains("\"device\"") } != nil)
+        let seen = watch.stdout.lines.count
+        #expect(await watch.stdout.waitForLine(timeout: .seconds(60)) { _ in watch.stdout.lines.count > seen + 1_300 } != nil)
+        watch.signal(SIGINT)
+        #expect(await watch.wait() == 0)
+        #expect(!watch.stderr.text.contains("unauthenticated"))
 
         // The audit log shows the failed and the good login, to an admin.
         let audit = try d.twin(["audit", "-o", "json"], environment: env)

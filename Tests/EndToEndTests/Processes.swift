@@ -1,4 +1,6 @@
 import Foundation
+import Proto
+import TwinClient
 import Synchronization
 import Testing
 
@@ -101,32 +103,69 @@ final class Child: Sendable {
     deinit { if process.isRunning { process.terminate() } }
 }
 
-/// A real twind process on an ephemeral loopback port with a temporary data directory.
+/// The admin password the end-to-end daemons are started with (TWIND_ADMIN_PASSWORD).
+let adminPassword = "e2e-admin-password"
+
+/// Where `twin` keeps its sessions for a data directory's daemon (XDG_CONFIG_HOME), so a
+/// restarted daemon finds its clients still logged in.
+func configHome(for directory: String) -> String { directory + "-config" }
+
+/// Logs `twin` in as admin to `server`, with the sessions of `directory`'s daemon.
+func loginAsAdmin(server: String, directory: String) async throws {
+    let login = try Child(
+        "twin", ["login", "--user", "admin", "--password-stdin", "--server", server],
+        environment: ["XDG_CONFIG_HOME": configHome(for: directory)], stdin: Data((adminPassword + "\n").utf8))
+    guard await login.wait() == 0 else { throw TestFailure("twin login failed: \(login.stderr.text)") }
+}
+
+/// A real twind process on an ephemeral loopback port with a temporary data directory; `twin`
+/// run through it is logged in as admin unless `login` is false.
 struct TwindProcess {
     let child: Child
     let address: String
     let directory: String
 
-    static func start(_ extra: [String] = [], directory: String? = nil) async throws -> TwindProcess {
+    static func start(_ extra: [String] = [], directory: String? = nil, login: Bool = true) async throws -> TwindProcess {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
-        let child = try Child("twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--interval", "200ms"] + extra)
+        let child = try Child(
+            "twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--interval", "200ms"] + extra,
+            environment: login ? ["TWIND_ADMIN_PASSWORD": adminPassword] : [:])
         guard let line = await child.stderr.waitForLine(timeout: .seconds(60), { $0.contains("listening") && $0.contains("127.0.0.1:") }),
               let range = line.range(of: "127.0.0.1:")
         else {
             throw TestFailure("twind did not start: \(child.stderr.text)")
         }
         let port = line[range.upperBound...].prefix { $0.isNumber }
-        return TwindProcess(child: child, address: "127.0.0.1:\(port)", directory: dir)
+        let process = TwindProcess(child: child, address: "127.0.0.1:\(port)", directory: dir)
+        if login { try await loginAsAdmin(server: process.address, directory: dir) }
+        return process
     }
 
+    /// Runs twin against this daemon (logged in as admin unless `environment` says otherwise).
     func twin(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Child {
-        try Child("twin", arguments + ["--server", address], environment: environment, stdin: stdin)
+        var env = ["XDG_CONFIG_HOME": configHome(for: directory)]
+        env.merge(environment) { _, new in new }
+        return try Child("twin", arguments + ["--server", address], environment: env, stdin: stdin)
+    }
+
+    /// An admin access token, for tests that speak gRPC themselves.
+    func token() async throws -> String {
+        let parts = address.split(separator: ":")
+        var login = Twin_V1_LoginRequest()
+        login.username = "admin"
+        login.password = adminPassword
+        return try await TwinConnection.with(.tcp(host: String(parts[0]), port: Int(parts[1])!)) {
+            try await Twin_V1_AuthService.Client(wrapping: $0).login(login).accessToken
+        }
     }
 
     func stop(removing: Bool = true) async -> Int32? {
         child.signal(SIGTERM)
         let status = await child.wait(timeout: .seconds(10))
-        if removing { try? FileManager.default.removeItem(atPath: directory) }
+        if removing {
+            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: configHome(for: directory))
+        }
         return status
     }
 }

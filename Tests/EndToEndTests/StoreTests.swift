@@ -18,9 +18,9 @@ import TwinCore
         return r
     }
 
-    static func history(_ address: String, from: Nanos, to: Nanos) async throws -> [Nanos] {
+    static func history(_ address: String, token: String, from: Nanos, to: Nanos) async throws -> [Nanos] {
         let parts = address.split(separator: ":")
-        return try await TwinConnection.with(.tcp(host: String(parts[0]), port: Int(parts[1])!)) { client in
+        return try await TwinConnection.with(.tcp(host: String(parts[0]), port: Int(parts[1])!), bearer: token) { client in
             var request = Twin_V1_GetHistoryRequest()
             request.deviceID = "press-7"
             request.sensors = ["force"]
@@ -43,8 +43,9 @@ import TwinCore
         let acked = Mutex(0)
         let parts = d.address.split(separator: ":")
         let address = NetworkAddress.tcp(host: String(parts[0]), port: Int(parts[1])!)
+        let token = try await d.token()
         do {
-            try await TwinConnection.with(address) { client in
+            try await TwinConnection.with(address, bearer: token) { client in
                 let twin = Twin_V1_TwinService.Client(wrapping: client)
                 for batch in 0..<1_000 {
                     var request = Twin_V1_IngestRequest()
@@ -66,7 +67,7 @@ import TwinCore
         #expect(acknowledged >= killAfter * perBatch)
 
         let again = try await TwindProcess.start(["--simulator", "off", "--fleet", fleet], directory: d.directory)
-        let times = try await Self.history(again.address, from: base, to: base + Time.hour)
+        let times = try await Self.history(again.address, token: try await again.token(), from: base, to: base + Time.hour)
         let stored = Set(times)
         let missing = (0..<acknowledged).filter { !stored.contains(base + Nanos($0) * 10 * Time.millisecond) }
         #expect(missing.isEmpty, "\(missing.count) acknowledged readings lost, first \(missing.prefix(5))")

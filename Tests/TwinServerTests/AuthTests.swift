@@ -26,7 +26,7 @@ import TwinStore
     func bearer(_ token: String) -> Metadata { ["authorization": "Bearer \(token)"] }
 
     @Test func firstStartCreatesAnAdminWhosePasswordIsInAPrivateFile() async throws {
-        let d = try await RunningDaemon.start()
+        let d = try await RunningDaemon.start { $0.environment["TWIND_ADMIN_PASSWORD"] = nil }
         let file = d.directory + "/initial-admin-password"
         let mode = try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int
         #expect(mode == 0o600)
@@ -50,7 +50,10 @@ import TwinStore
         }
         // A restart keeps the admin and does not write a new password.
         try await d.stop(removing: false)
-        let again = try await RunningDaemon.start { $0.dataDirectory = d.directory }
+        let again = try await RunningDaemon.start {
+            $0.dataDirectory = d.directory
+            $0.environment["TWIND_ADMIN_PASSWORD"] = nil
+        }
         #expect(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) == password)
         try await again.stop()
     }
@@ -129,7 +132,8 @@ import TwinStore
         }
         // A bad token is refused on any RPC, not only WhoAmI.
         let forged = cases[0].1
-        try await d.withTwin { twin in
+        try await TwinConnection.with(d.address) { client in
+            let twin = Twin_V1_TwinService.Client(wrapping: client)
             #expect(await expectRPCError(.unauthenticated) {
                 _ = try await twin.listDevices(Twin_V1_ListDevicesRequest(), metadata: bearer(forged))
             } != nil)

@@ -16,6 +16,10 @@ struct RunningDaemon {
     let task: Task<Void, any Error>
     let address: NetworkAddress
     let directory: String
+    /// An admin's access token (logged in at start), for tests that are not about access.
+    var token: String? = nil
+
+    static let adminPassword = "test-admin-password"
 
     static func start(_ configure: (inout DaemonConfiguration) -> Void = { _ in }) async throws -> RunningDaemon {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("twind-test-\(UUID().uuidString)").path
@@ -23,6 +27,7 @@ struct RunningDaemon {
         configuration.listen = [.tcp(host: "127.0.0.1", port: 0)]
         configuration.interval = 100 * Time.millisecond
         configuration.passwordHasher = .testing
+        configuration.environment["TWIND_ADMIN_PASSWORD"] = adminPassword
         configure(&configuration)
         var logger = Logger(label: "twind-test")
         logger.logLevel = .error
@@ -30,7 +35,23 @@ struct RunningDaemon {
         let group = ServiceGroup(services: [daemon], logger: logger)
         let task = Task { try await group.run() }
         let address = try await daemon.listeningAddresses()[0]
-        return RunningDaemon(daemon: daemon, group: group, task: task, address: address, directory: configuration.dataDirectory)
+        var running = RunningDaemon(daemon: daemon, group: group, task: task, address: address, directory: configuration.dataDirectory)
+        // Log in as admin with the password this start set (or the one the first start wrote).
+        let file = configuration.dataDirectory + "/initial-admin-password"
+        let password = configuration.environment["TWIND_ADMIN_PASSWORD"]
+            ?? (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let password {
+            var login = Twin_V1_LoginRequest()
+            login.username = "admin"
+            login.password = password
+            running.token = try? await TwinConnection.with(address) { try await Twin_V1_AuthService.Client(wrapping: $0).login(login).accessToken }
+        }
+        return running
+    }
+
+    /// A client that sends the admin's token.
+    func connect<R: Sendable>(_ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        try await TwinConnection.with(address, bearer: token, body)
     }
 
     /// Graceful shutdown, as SIGTERM does it; returns how long it took.
@@ -44,7 +65,7 @@ struct RunningDaemon {
     }
 
     func withTwin<R: Sendable>(_ body: (Twin_V1_TwinService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
-        try await TwinConnection.with(address) { client in try await body(Twin_V1_TwinService.Client(wrapping: client)) }
+        try await connect { client in try await body(Twin_V1_TwinService.Client(wrapping: client)) }
     }
 }
 

@@ -196,7 +196,7 @@ import TwinServer
 
     @Test func unbuiltRPCsAnswerUnimplemented() async throws {
         let d = try await RunningDaemon.start()
-        try await TwinConnection.with(d.address) { client in
+        try await d.connect { client in
             let twin = Twin_V1_TwinService.Client(wrapping: client)
             let health = await expectRPCError(.unimplemented) { _ = try await twin.getHealth(Twin_V1_GetHealthRequest()) }
             #expect(health?.contains("GetHealth") == true)
@@ -215,7 +215,7 @@ import TwinServer
 
     @Test func healthCheckKnowsTheServices() async throws {
         let d = try await RunningDaemon.start()
-        try await TwinConnection.with(d.address) { client in
+        try await d.connect { client in
             let health = Grpc_Health_V1_Health.Client(wrapping: client)
             let server = try await health.check(Grpc_Health_V1_HealthCheckRequest()).status
             #expect(server == .serving)
@@ -235,7 +235,7 @@ import TwinServer
         let d = try await RunningDaemon.start()
         let (synced, syncedContinuation) = AsyncStream.makeStream(of: Void.self)
         let (watching, watchingContinuation) = AsyncStream.makeStream(of: Void.self)
-        async let streamOutcome: RPCError.Code? = TwinConnection.with(d.address) { client in
+        async let streamOutcome: RPCError.Code? = d.connect { client in
             do {
                 try await Twin_V1_TwinService.Client(wrapping: client).streamUpdates(Twin_V1_StreamUpdatesRequest()) { response in
                     for try await message in response.messages {
@@ -247,7 +247,7 @@ import TwinServer
                 return error.code
             }
         }
-        async let watchStatuses: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = TwinConnection.with(d.address) { client in
+        async let watchStatuses: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = d.connect { client in
             try await Grpc_Health_V1_Health.Client(wrapping: client).watch(Grpc_Health_V1_HealthCheckRequest()) { response in
                 var seen: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = []
                 for try await message in response.messages {

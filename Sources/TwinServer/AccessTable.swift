@@ -1,0 +1,51 @@
+import GRPCCore
+import Proto
+import TwinCore
+import TwinStore
+
+/// Who may call what: the least role for each RPC. Anything not listed is refused (fail closed);
+/// a test checks that every method of every service is listed.
+enum AccessTable {
+    enum Rule: Equatable {
+        /// No token needed (health checks, logging in).
+        case open
+        case role(User.Role)
+    }
+
+    static let rules: [String: Rule] = {
+        var r: [String: Rule] = [:]
+        func set(_ service: String, _ rule: Rule, _ methods: String...) {
+            for m in methods { r["\(service)/\(m)"] = rule }
+        }
+        set("grpc.health.v1.Health", .open, "Check", "Watch", "List")
+        set("twin.v1.AuthService", .open, "Login", "Refresh", "Logout")
+        set("twin.v1.AuthService", .role(.viewer), "WhoAmI", "ChangePassword")
+        set("twin.v1.AuthService", .role(.admin),
+            "CreateUser", "ListUsers", "UpdateUser", "DeleteUser", "UnlockUser", "CreateApiKey", "ListApiKeys", "RevokeApiKey",
+            "ListAuditEvents")
+        set("twin.v1.TwinService", .role(.viewer),
+            "ListDevices", "GetDevice", "StreamUpdates", "GetHistory", "GetHealth", "GetPatterns", "GetPrediction",
+            "GetRecommendations", "ListAlerts", "ListEvents")
+        set("twin.v1.TwinService", .role(.operator), "Ingest", "AckAlert", "ResolveAlert", "RecordEvent")
+        set("twin.v1.TwinService", .role(.admin), "UpsertDevice")
+        set("twin.v1.ModelService", .role(.viewer), "GetTrainingJob", "ListModels")
+        set("twin.v1.ModelService", .role(.admin), "Retrain", "ActivateModel")
+        return r
+    }()
+
+    /// Refuses a call its caller may not make: UNAUTHENTICATED without a (valid) token,
+    /// PERMISSION_DENIED with too little role.
+    static func check(_ method: MethodDescriptor, principal: Principal?) throws(TwinError) {
+        let name = method.fullyQualifiedMethod
+        guard let rule = rules[name] else {
+            throw .init(.permissionDenied, "\(name) is not in twind's access table")
+        }
+        guard case .role(let least) = rule else { return }
+        guard let principal else {
+            throw .init(.unauthenticated, "\(method.method) needs you to log in: send 'authorization: Bearer <access token>' (twin login)")
+        }
+        guard principal.role >= least else {
+            throw .init(.permissionDenied, "\(method.method) needs the \(least.rawValue) role; \(principal.username) is \(principal.role.rawValue)")
+        }
+    }
+}

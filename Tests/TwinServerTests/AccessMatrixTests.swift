@@ -1,0 +1,81 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Proto
+import Testing
+import TwinClient
+import TwinCore
+@testable import TwinServer
+import TwinStore
+
+/// Every RPC of every service, called with no token and as each role: the access table decides,
+/// and it covers every method there is.
+@Suite(.timeLimit(.minutes(1))) struct AccessMatrixTests {
+    static let services: [[MethodDescriptor]] = [
+        Twin_V1_TwinService.Method.descriptors, Twin_V1_AuthService.Method.descriptors,
+        Twin_V1_ModelService.Method.descriptors, Grpc_Health_V1_Health.Method.descriptors,
+    ]
+
+    struct RawBytes: MessageSerializer, MessageDeserializer {
+        func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+        func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+            serializedMessageBytes.withUnsafeBytes { Array($0) }
+        }
+    }
+
+    /// Calls `method` with an empty message; nil if the call got past the access check, else the
+    /// access error's code.
+    func gate(_ method: MethodDescriptor, address: NetworkAddress, token: String?) async throws -> RPCError.Code? {
+        try await TwinConnection.with(address, bearer: token) { client in
+            do {
+                return try await client.bidirectionalStreaming(
+                    request: StreamingClientRequest(of: [UInt8].self) { writer in try await writer.write([]) },
+                    descriptor: method, serializer: RawBytes(), deserializer: RawBytes(), options: .defaults
+                ) { response -> RPCError.Code? in
+                    switch response.accepted {
+                    case .success: return nil
+                    case .failure(let error): return error.message.hasPrefix("\(method.method) needs") || error.message.contains("access table") ? error.code : nil
+                    }
+                }
+            } catch let error as RPCError {
+                return error.message.hasPrefix("\(method.method) needs") ? error.code : nil
+            }
+        }
+    }
+
+    @Test func everyRPCIsInTheTableAndEachRoleGetsExactlyItsPart() async throws {
+        let all = Self.services.flatMap { $0 }
+        for method in all {
+            #expect(AccessTable.rules[method.fullyQualifiedMethod] != nil, "\(method.fullyQualifiedMethod) is not in the access table")
+        }
+        let d = try await RunningDaemon.start { $0.simulator = false }
+        // A viewer and an operator, made the way user management will make them.
+        let ring = try KeyRing.load(keyFile: nil, environment: [:], dataDirectory: d.directory)
+        let users = try UsersDatabase(path: d.directory + "/users.db", keys: ring)
+        var tokens: [User.Role: String] = [.admin: try #require(d.token)]
+        for role in [User.Role.viewer, .operator] {
+            try users.createUser(username: role.rawValue + "1", role: role, passwordHash: try PasswordHasher.testing.hash("password-\(role)"))
+            var login = Twin_V1_LoginRequest()
+            login.username = role.rawValue + "1"
+            login.password = "password-\(role)"
+            tokens[role] = try await TwinConnection.with(d.address) { try await Twin_V1_AuthService.Client(wrapping: $0).login(login).accessToken }
+        }
+        users.close()
+
+        for method in all {
+            let rule = AccessTable.rules[method.fullyQualifiedMethod]!
+            let anonymous = try await gate(method, address: d.address, token: nil)
+            for role in User.Role.allCases {
+                let got = try await gate(method, address: d.address, token: tokens[role])
+                switch rule {
+                case .open:
+                    #expect(got == nil, "\(method.method) as \(role)")
+                case .role(let least):
+                    #expect(got == (role >= least ? nil : .permissionDenied), "\(method.method) as \(role)")
+                }
+            }
+            #expect(anonymous == (rule == .open ? nil : .unauthenticated), "\(method.method) without a token")
+        }
+        try await d.stop()
+    }
+}
