@@ -104,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "TwinBench",
             dependencies: [
-                "Proto", "TwinClient", "TwinCore", "TwinEngines", "TwinStore",
+                "Proto", "TwinClient", "TwinCore", "TwinEngines", "TwinStore", "TwinServer",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

@@ -5,6 +5,7 @@ import Proto
 import TwinClient
 import TwinCore
 import TwinStore
+@_spi(Benchmarks) import TwinServer
 
 // MARK: - Login cost and per-call token verification
 
@@ -29,6 +30,11 @@ struct AuthBench: AsyncParsableCommand {
             _ = PasswordHasher.verify("benchmark-password", against: hash)
             hashCosts.append((ContinuousClock.now - began).milliseconds)
         }
+
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("auth-bench-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let inProcess = try await TokenVerificationBenchmark.run(directory: scratch, iterations: 2_000)
+        try? FileManager.default.removeItem(atPath: scratch)
 
         let daemon = try await DaemonProcess.start(["--simulator", "off"])
         defer { daemon.stop() }
@@ -64,9 +70,12 @@ struct AuthBench: AsyncParsableCommand {
         report("auth", [
             ("Argon2id verify (t=3, m=64 MiB)", ms(percentile(hashCosts, 0.5))),
             ("Login RPC p50 / max", "\(ms(percentile(loginCosts, 0.5))) / \(ms(loginCosts.max() ?? 0))"),
+            ("in process: Login (hash + tokens)", ms(inProcess.login.milliseconds)),
+            ("in process: token check, first use", String(format: "%.1f µs", inProcess.firstCheck.milliseconds * 1000)),
+            ("in process: token check + role, cached", String(format: "%.2f µs", inProcess.cachedCheck.milliseconds * 1000)),
             ("unary call without token", String(format: "%.1f µs", plain)),
             ("unary call with token", String(format: "%.1f µs", bearer)),
-            ("token verification per call", String(format: "%.1f µs", bearer - plain)),
+            ("difference over gRPC (noisy)", String(format: "%.1f µs", bearer - plain)),
         ])
     }
 }

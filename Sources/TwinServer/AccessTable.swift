@@ -33,6 +33,9 @@ enum AccessTable {
         return r
     }()
 
+    /// Streams that may outlive a token: they are ended when it expires.
+    static let longLived: Set<String> = ["twin.v1.TwinService/StreamUpdates", "twin.v1.TwinService/Ingest"]
+
     /// Refuses a call its caller may not make: UNAUTHENTICATED without a (valid) token,
     /// PERMISSION_DENIED with too little role.
     static func check(_ method: MethodDescriptor, principal: Principal?) throws(TwinError) {
