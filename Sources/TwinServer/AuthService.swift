@@ -4,8 +4,8 @@ import SwiftProtobuf
 import TwinCore
 import TwinStore
 
-/// `twin.v1.AuthService`: Login, Refresh, Logout and WhoAmI work; user and API-key management
-/// and the audit listing answer UNIMPLEMENTED until they are built.
+/// `twin.v1.AuthService`: sessions, users and the audit log; API keys answer UNIMPLEMENTED until
+/// they are built.
 struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     let identity: Identity
 
@@ -50,12 +50,54 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
         return response
     }
 
-    func changePassword(request: Twin_V1_ChangePasswordRequest, context: ServerContext) async throws -> Twin_V1_ChangePasswordResponse { throw notYetBuilt("ChangePassword", "user management") }
-    func createUser(request: Twin_V1_CreateUserRequest, context: ServerContext) async throws -> Twin_V1_CreateUserResponse { throw notYetBuilt("CreateUser", "user management") }
-    func listUsers(request: Twin_V1_ListUsersRequest, context: ServerContext) async throws -> Twin_V1_ListUsersResponse { throw notYetBuilt("ListUsers", "user management") }
-    func updateUser(request: Twin_V1_UpdateUserRequest, context: ServerContext) async throws -> Twin_V1_UpdateUserResponse { throw notYetBuilt("UpdateUser", "user management") }
-    func deleteUser(request: Twin_V1_DeleteUserRequest, context: ServerContext) async throws -> Twin_V1_DeleteUserResponse { throw notYetBuilt("DeleteUser", "user management") }
-    func unlockUser(request: Twin_V1_UnlockUserRequest, context: ServerContext) async throws -> Twin_V1_UnlockUserResponse { throw notYetBuilt("UnlockUser", "user management") }
+    func changePassword(request: Twin_V1_ChangePasswordRequest, context: ServerContext) async throws -> Twin_V1_ChangePasswordResponse {
+        guard let caller = Principal.current else { throw TwinError(.unauthenticated, "log in first (twin login)") }
+        try identity.changePassword(username: request.username, old: request.oldPassword, new: request.newPassword, by: caller, peer: context.remotePeer)
+        return Twin_V1_ChangePasswordResponse()
+    }
+
+    static func role(_ proto: Twin_V1_Role, field: String) throws(TwinError) -> User.Role {
+        guard let role = User.Role(proto: proto.rawValue) else {
+            throw .invalidArgument("\(field) must be ROLE_VIEWER, ROLE_OPERATOR or ROLE_ADMIN (gateways get API keys)")
+        }
+        return role
+    }
+
+    func createUser(request: Twin_V1_CreateUserRequest, context: ServerContext) async throws -> Twin_V1_CreateUserResponse {
+        let user = try identity.createUser(
+            username: request.username, password: request.password, role: try Self.role(request.role, field: "role"), email: request.email,
+            by: Principal.current, peer: context.remotePeer)
+        var response = Twin_V1_CreateUserResponse()
+        response.user = user.proto
+        return response
+    }
+
+    func listUsers(request: Twin_V1_ListUsersRequest, context: ServerContext) async throws -> Twin_V1_ListUsersResponse {
+        var response = Twin_V1_ListUsersResponse()
+        response.users = try identity.users.allUsers().map(\.proto)
+        return response
+    }
+
+    func updateUser(request: Twin_V1_UpdateUserRequest, context: ServerContext) async throws -> Twin_V1_UpdateUserResponse {
+        let role = request.role == .unspecified ? nil : try Self.role(request.role, field: "role")
+        let user = try identity.updateUser(
+            username: request.username, role: role, disabled: request.hasDisabled ? request.disabled : nil,
+            email: request.hasEmail ? request.email : nil, by: Principal.current, peer: context.remotePeer)
+        var response = Twin_V1_UpdateUserResponse()
+        response.user = user.proto
+        return response
+    }
+
+    func deleteUser(request: Twin_V1_DeleteUserRequest, context: ServerContext) async throws -> Twin_V1_DeleteUserResponse {
+        try identity.deleteUser(username: request.username, by: Principal.current, peer: context.remotePeer)
+        return Twin_V1_DeleteUserResponse()
+    }
+
+    func unlockUser(request: Twin_V1_UnlockUserRequest, context: ServerContext) async throws -> Twin_V1_UnlockUserResponse {
+        try identity.unlock(username: request.username, by: Principal.current, peer: context.remotePeer)
+        return Twin_V1_UnlockUserResponse()
+    }
+
     func createApiKey(request: Twin_V1_CreateApiKeyRequest, context: ServerContext) async throws -> Twin_V1_CreateApiKeyResponse { throw notYetBuilt("CreateApiKey", "API keys") }
     func listApiKeys(request: Twin_V1_ListApiKeysRequest, context: ServerContext) async throws -> Twin_V1_ListApiKeysResponse { throw notYetBuilt("ListApiKeys", "API keys") }
     func revokeApiKey(request: Twin_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Twin_V1_RevokeApiKeyResponse { throw notYetBuilt("RevokeApiKey", "API keys") }

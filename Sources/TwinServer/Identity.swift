@@ -30,6 +30,7 @@ public struct Principal: Sendable, Equatable {
     public var username: String
     public var role: User.Role
     public var expiresAt: Nanos
+    public var issuedAt: Nanos = 0
     public var tokenID: String
 
     /// The caller of the RPC being served, set by `AuthInterceptor`.
@@ -180,6 +181,14 @@ public final class Identity: Sendable {
 
     // MARK: Verifying access tokens
 
+    /// Per user, tokens issued before this time are refused (disabled, deleted, role or
+    /// password changed): the change takes effect on the next call, not at the token's expiry.
+    let notBefore = Mutex<[String: Nanos]>([:])
+
+    func invalidateTokens(of username: String) {
+        notBefore.withLock { $0[username] = Time.now() }
+    }
+
     /// Tokens already verified, until they expire: a client sends the same token on every call
     /// for 15 minutes, and a dictionary lookup is far cheaper than an HMAC and a JSON parse.
     let verified = Mutex<[String: Principal]>([:])
@@ -189,16 +198,24 @@ public final class Identity: Sendable {
     func authenticate(bearer token: String) async throws(TwinError) -> Principal {
         let now = Time.now()
         if let known = verified.withLock({ $0[token] }) {
+            try checkNotRevoked(known)
             if known.expiresAt > now { return known }
             _ = verified.withLock { $0.removeValue(forKey: token) }
             throw .init(.unauthenticated, "the access token has expired; refresh it or log in again")
         }
         let principal = try await verify(bearer: token)
+        try checkNotRevoked(principal)
         verified.withLock { cache in
             if cache.count >= Self.cacheLimit { cache = cache.filter { $0.value.expiresAt > now } }
             if cache.count < Self.cacheLimit { cache[token] = principal }
         }
         return principal
+    }
+
+    func checkNotRevoked(_ principal: Principal) throws(TwinError) {
+        if let cutoff = notBefore.withLock({ $0[principal.username] }), principal.issuedAt <= cutoff {
+            throw .init(.unauthenticated, "this session was ended by an account change (role, password, disabled); log in again")
+        }
     }
 
     /// Checks a token: signature with the pinned algorithm, issuer, audience, expiry.
@@ -219,7 +236,9 @@ public final class Identity: Sendable {
             throw .init(.unauthenticated, "the access token is not valid; log in again")
         }
         guard let role = User.Role(rawValue: claims.role) else { throw .init(.unauthenticated, "the access token names an unknown role") }
-        return Principal(username: claims.sub.value, role: role, expiresAt: Nanos(claims.exp.value.timeIntervalSince1970 * 1e9), tokenID: claims.jti.value)
+        return Principal(
+            username: claims.sub.value, role: role, expiresAt: Nanos(claims.exp.value.timeIntervalSince1970 * 1e9),
+            issuedAt: Nanos(claims.iat.value.timeIntervalSince1970 * 1e9), tokenID: claims.jti.value)
     }
 
     static func base64URL(_ text: Substring) -> Data? {

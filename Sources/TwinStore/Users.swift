@@ -139,6 +139,45 @@ extension UsersDatabase {
         }
     }
 
+    /// Changes a user's role, disabled flag or e-mail (nil: unchanged); returns the user after.
+    public func updateUser(_ user: User, role: User.Role?, disabled: Bool?, email: String?) throws(TwinError) -> User {
+        var updated = user
+        if let role { updated.role = role }
+        if let disabled { updated.disabled = disabled }
+        if let email { updated.email = email }
+        do {
+            try pool.write { db in
+                let details = sealer.seal(Array(try JSONEncoder().encode(SealedUser(email: updated.email))), context: Self.userContext(id: user.id, username: user.username))
+                try db.execute(
+                    sql: "UPDATE users SET role = ?, disabled = ?, details = ? WHERE id = ?",
+                    arguments: [updated.role.rawValue, updated.disabled, Data(details), user.id])
+            }
+        } catch {
+            throw .unavailable("cannot update user '\(user.username)': \(error)")
+        }
+        return updated
+    }
+
+    public func setPasswordHash(userID: Int64, _ hash: String) throws(TwinError) {
+        do {
+            try pool.write { db in try db.execute(sql: "UPDATE users SET password_hash = ? WHERE id = ?", arguments: [hash, userID]) }
+        } catch {
+            throw .unavailable("cannot change the password: \(error)")
+        }
+    }
+
+    /// Deletes a user and their refresh tokens.
+    public func deleteUser(id: Int64) throws(TwinError) {
+        do {
+            try pool.write { db in
+                try db.execute(sql: "DELETE FROM refresh_tokens WHERE user_id = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [id])
+            }
+        } catch {
+            throw .unavailable("cannot delete the user: \(error)")
+        }
+    }
+
     // MARK: Refresh tokens (stored as SHA-256 hashes; the token itself is shown once)
 
     static func tokenHash(_ token: String) -> Data { Data(SHA256.hash(data: Array(token.utf8))) }

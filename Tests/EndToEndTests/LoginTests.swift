@@ -45,6 +45,18 @@ import Testing
         #expect(await watch.wait() == 0)
         #expect(!watch.stderr.text.contains("unauthenticated"))
 
+        // Users: an admin adds an operator, lists, changes the role, disables.
+        let add = try d.twin(["users", "add", "ops", "--role", "operator", "--password-stdin"], stdin: Data("operator-password-1\n".utf8), environment: env)
+        #expect(await add.wait() == 0)
+        let list = try d.twin(["users"], environment: env)
+        #expect(await list.wait() == 0)
+        #expect(list.stdout.lines.contains { $0.hasPrefix("ops ") && $0.contains("operator") && $0.contains("enabled") })
+        let setRole = try d.twin(["users", "set-role", "ops", "viewer"], environment: env)
+        #expect(await setRole.wait() == 0)
+        let disable = try d.twin(["users", "disable", "ops"], environment: env)
+        #expect(await disable.wait() == 0)
+        #expect(disable.stderr.text.contains("ops: viewer, disabled"))
+
         // The audit log shows the failed and the good login, to an admin.
         let audit = try d.twin(["audit", "-o", "json"], environment: env)
         #expect(await audit.wait() == 0)

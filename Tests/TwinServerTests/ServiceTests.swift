@@ -201,12 +201,10 @@ import TwinServer
             let health = await expectRPCError(.unimplemented) { _ = try await twin.getHealth(Twin_V1_GetHealthRequest()) }
             #expect(health?.contains("GetHealth") == true)
             let auth = Twin_V1_AuthService.Client(wrapping: client)
-            var create = Twin_V1_CreateUserRequest()
-            create.username = "ops"
-            create.password = "secret-password-1"
-            let createMessage = await expectRPCError(.unimplemented) { _ = try await auth.createUser(create) }
-            #expect(createMessage?.contains("CreateUser") == true)
-            #expect(createMessage?.contains("secret") == false)
+            var create = Twin_V1_CreateApiKeyRequest()
+            create.name = "gateway line 2"
+            let createMessage = await expectRPCError(.unimplemented) { _ = try await auth.createApiKey(create) }
+            #expect(createMessage?.contains("CreateApiKey") == true)
             let models = Twin_V1_ModelService.Client(wrapping: client)
             _ = await expectRPCError(.unimplemented) { _ = try await models.retrain(Twin_V1_RetrainRequest()) }
         }
