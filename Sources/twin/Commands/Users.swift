@@ -67,6 +67,15 @@ struct Users: AsyncParsableCommand {
         }
     }
 
+    /// Sends one request and says `done` on stderr.
+    static func send<Request: Sendable, Response: Sendable>(
+        _ global: GlobalOptions, _ request: Request, done: String,
+        _ rpc: @escaping @Sendable (Twin_V1_AuthService.Client<HTTP2ClientTransport.Posix>, Request) async throws -> Response
+    ) async throws {
+        _ = try await call(global) { try await rpc($0, request) }
+        Terminal.err(done)
+    }
+
     static func update(_ global: GlobalOptions, _ username: String, _ change: (inout Twin_V1_UpdateUserRequest) -> Void) async throws {
         var request = Twin_V1_UpdateUserRequest()
         request.username = username
@@ -126,9 +135,7 @@ struct Users: AsyncParsableCommand {
         func run() async throws {
             var request = Twin_V1_DeleteUserRequest()
             request.username = username
-            let message = request
-            _ = try await call(global) { try await $0.deleteUser(message) }
-            Terminal.err("deleted \(username)")
+            try await send(global, request, done: "deleted \(username)") { try await $0.deleteUser($1) }
         }
     }
 
@@ -139,9 +146,7 @@ struct Users: AsyncParsableCommand {
         func run() async throws {
             var request = Twin_V1_UnlockUserRequest()
             request.username = username
-            let message = request
-            _ = try await call(global) { try await $0.unlockUser(message) }
-            Terminal.err("unlocked \(username)")
+            try await send(global, request, done: "unlocked \(username)") { try await $0.unlockUser($1) }
         }
     }
 }
