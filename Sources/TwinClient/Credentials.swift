@@ -45,16 +45,7 @@ public enum SessionFile {
     public static func save(_ sessions: [String: SavedSession], _ path: String = path()) throws {
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let data = try JSONEncoder().encode(sessions)
-        let temporary = path + ".\(getpid()).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw TwinError.unavailable("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        guard written == data.count, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw TwinError.unavailable("cannot write \(path)")
-        }
+        try PrivateFile.replace(path, with: Array(try JSONEncoder().encode(sessions)))
     }
 }
 

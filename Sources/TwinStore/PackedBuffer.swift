@@ -21,16 +21,17 @@ struct PackedBuffer: Sendable {
 
     mutating func append(time: Nanos, value: Double) {
         if count == 0, let d = Decimals.of([value]) { decimals = max(decimals, d) }
-        var d = decimals
-        while d < 6 && !Decimals.fits(value, d) { d += 1 }
-        if d != decimals && Decimals.fits(value, d) {
+        // The common case costs one check: the value is on the buffer's grid.
+        var onGrid = Decimals.fits(value, decimals)
+        if !onGrid, let d = (decimals + 1..<Decimals.powers.count).first(where: { Decimals.fits(value, $0) }) {
             repack(decimals: d)
+            onGrid = true
         }
         let delta = time &- lastTime
         Varint.append(GorillaCodec.zigzag(delta &- lastDelta), to: &bytes)
         lastDelta = delta
         lastTime = time
-        if Decimals.fits(value, decimals) {
+        if onGrid {
             let k = Int64((value * Decimals.powers[decimals]).rounded())
             Varint.append(GorillaCodec.zigzag(k &- lastK) << 1, to: &bytes)
             lastK = k

@@ -564,7 +564,7 @@ public final class SeriesStore: HistoryStore {
         let context = Self.chunkContext(id: chunk.id, series: series, start: chunk.start, end: chunk.end, count: chunk.count, raw: chunk.raw)
         guard let plain = try? sealer.open(chunk.block, context: context), let sections = try? Self.sections(plain) else {
             throw .dataLoss(
-                "the history of \(series.deviceID)/\(series.sensor) from \(Self.iso(chunk.start)) to \(Self.iso(chunk.end)) (chunk \(chunk.id), \(chunk.count) readings) cannot be read: it was altered or is corrupt; run twind verify")
+                "the history of \(Self.span(series, chunk)) (chunk \(chunk.id), \(chunk.count) readings) cannot be read: it was altered or is corrupt; run twind verify")
         }
         return sections
     }
@@ -576,7 +576,7 @@ public final class SeriesStore: HistoryStore {
             let sections = try open(chunk, of: series)
             if !chunk.raw { continue }  // past the raw retention: roll-ups only
             guard let (t, v) = try? GorillaCodec.decode(Array(sections.raw)) else {
-                throw .dataLoss("the history of \(series.deviceID)/\(series.sensor) from \(Self.iso(chunk.start)) to \(Self.iso(chunk.end)) does not decode; run twind verify")
+                throw .dataLoss("the history of \(Self.span(series, chunk)) does not decode; run twind verify")
             }
             let lower = Self.lowerBound(t, query.from)
             let upper = Self.lowerBound(t, query.to)
@@ -643,7 +643,7 @@ public final class SeriesStore: HistoryStore {
             if !chunk.raw && useLevel == nil { useLevel = 0 }
             if let useLevel {
                 guard let buckets = try? Rollup.decode(Array(useLevel == 0 ? sections.minute : sections.hour)) else {
-                    throw .dataLoss("the roll-ups of \(series.deviceID)/\(series.sensor) from \(Self.iso(chunk.start)) to \(Self.iso(chunk.end)) do not decode; run twind verify")
+                    throw .dataLoss("the roll-ups of \(Self.span(series, chunk)) do not decode; run twind verify")
                 }
                 // A bucket starting before an off-grid `from` comes from a chunk wholly inside the
                 // range (edge chunks use raw points), so it counts in the first query bucket.
@@ -651,7 +651,7 @@ public final class SeriesStore: HistoryStore {
                 for b in buckets { if let k = slot(inside ? max(b.start, query.from) : b.start) { out[k].merge(b) } }
             } else {
                 guard let (t, v) = try? GorillaCodec.decode(Array(sections.raw)) else {
-                    throw .dataLoss("the history of \(series.deviceID)/\(series.sensor) from \(Self.iso(chunk.start)) to \(Self.iso(chunk.end)) does not decode; run twind verify")
+                    throw .dataLoss("the history of \(Self.span(series, chunk)) does not decode; run twind verify")
                 }
                 for (time, value) in zip(t, v) { if let k = slot(time) { out[k].add(time: time, value: value) } }
             }
@@ -661,7 +661,10 @@ public final class SeriesStore: HistoryStore {
         return out.filter { $0.count > 0 }
     }
 
-    static func iso(_ t: Nanos) -> String { Time.iso(t) }
+    /// "pump-001/flow from <start> to <end>", for messages about a damaged chunk.
+    static func span(_ series: Series, _ chunk: StoredChunk) -> String {
+        "\(series.deviceID)/\(series.sensor) from \(Time.iso(chunk.start)) to \(Time.iso(chunk.end))"
+    }
 
     // MARK: Verification
 
@@ -703,7 +706,7 @@ public final class SeriesStore: HistoryStore {
                     } catch let error as TwinError {
                         report.problems.append(error.message)
                     } catch {
-                        report.problems.append("chunk \(chunk.id) of \(s.deviceID)/\(s.sensor) from \(Self.iso(chunk.start)) to \(Self.iso(chunk.end)) does not decode")
+                        report.problems.append("chunk \(chunk.id) of \(Self.span(s, chunk)) does not decode")
                     }
                 }
                 for row in try Row.fetchAll(db, sql: "SELECT id, data FROM head ORDER BY id") {

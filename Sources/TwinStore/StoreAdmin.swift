@@ -122,26 +122,22 @@ public enum StoreAdmin {
     /// Appends a new master key to the key file twind reads (the newest seals new data once twind
     /// restarts; older ones keep opening old data). With the key in `TWIND_KEY` or a systemd
     /// credential, which twind cannot change, `output` names a new key file to write (old keys
-    /// and the new one) for the operator to install. Returns the file written and the new key id.
-    public static func rotate(keyFile: String?, environment: [String: String], dataDirectory: String, output: String?) throws(TwinError) -> (path: String, keyID: UInt32, keys: Int) {
+    /// and the new one) for the operator to install. Returns the file written, the new key id and
+    /// the keys as they now are.
+    public static func rotate(keyFile: String?, environment: [String: String], dataDirectory: String, output: String?) throws(TwinError) -> (path: String, keyID: UInt32, ring: KeyRing) {
         let ring = try KeyRing.load(keyFile: keyFile, environment: environment, dataDirectory: dataDirectory)
         let new = MasterKey.generate()
         let text = "# twin master keys, oldest first; the last one seals new data\n" + (ring.keys + [new]).map(\.base64).joined(separator: "\n") + "\n"
         if let output {
             try KeyRing.create(output, contents: text)
-            return (output, new.id, ring.keys.count + 1)
+            return (output, new.id, KeyRing(keys: ring.keys + [new], source: "key file \(output)", generated: false, path: output))
         }
         guard let path = ring.path else {
             throw .failedPrecondition(
                 "the master key comes from \(ring.source), which twind cannot change; run twind keys rotate --output FILE and install FILE there (e.g. as the twind.key credential)")
         }
-        let temporary = path + ".rotating"
-        unlink(temporary)
-        try KeyRing.create(temporary, contents: text)
-        guard rename(temporary, path) == 0 else {
-            throw .unavailable("cannot replace \(path): \(String(cString: strerror(errno)))")
-        }
-        return (path, new.id, ring.keys.count + 1)
+        try PrivateFile.replace(path, with: Array(text.utf8))
+        return (path, new.id, KeyRing(keys: ring.keys + [new], source: ring.source, generated: false, path: path))
     }
 }
 

@@ -140,12 +140,11 @@ struct Keys: ParsableCommand {
             let result = try attempt { () throws(TwinError) in
                 try StoreAdmin.rotate(keyFile: c.keyFile, environment: c.environment, dataDirectory: c.dataDirectory, output: output)
             }
-            if output == nil, let keys = try? KeyRing.load(keyFile: c.keyFile, environment: c.environment, dataDirectory: c.dataDirectory),
-               let users = try? UsersDatabase(path: c.dataDirectory + "/users.db", keys: keys) {
+            if output == nil, let users = try? UsersDatabase(path: c.dataDirectory + "/users.db", keys: result.ring) {
                 _ = try? users.audit(.init(time: Time.now(), kind: "keys.rotated", actor: NSUserName(), peer: "local", detail: "new key id \(result.keyID)"))
                 users.close()
             }
-            say("added key id \(result.keyID) to \(result.path) (\(result.keys) keys); restart twind to seal new data with it")
+            say("added key id \(result.keyID) to \(result.path) (\(result.ring.keys.count) keys); restart twind to seal new data with it")
         }
     }
 }
