@@ -20,8 +20,8 @@ public enum TwinConnection {
         return .defaultTCP
     }
 
-    /// The transport for an address.
-    public static func transport(for address: NetworkAddress) throws -> HTTP2ClientTransport.Posix {
+    /// The transport for an address: TLS when `tls` is given (TCP only; a Unix socket is local).
+    public static func transport(for address: NetworkAddress, tls: ClientTLS? = nil) throws -> HTTP2ClientTransport.Posix {
         let target: any ResolvableTarget
         switch address {
         case .unix(let path):
@@ -36,21 +36,43 @@ public enum TwinConnection {
         }
         // Large frames: a live-update batch arrives in a few frames instead of dozens.
         let config = HTTP2ClientTransport.Posix.Config.defaults
-        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext, config: config)
+        var security = HTTP2ClientTransport.Posix.TransportSecurity.plaintext
+        if let tls, case .tcp = address {
+            security = .tls { config in
+                if let ca = tls.ca { config.trustRoots = .certificates([.file(path: ca, format: .pem)]) }
+                if let cert = tls.certificate { config.certificateChain = [.file(path: cert, format: .pem)] }
+                if let key = tls.privateKey { config.privateKey = .file(path: key, format: .pem) }
+            }
+        }
+        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
     }
 
     /// Runs `body` with a connected client and closes it afterwards. With `credentials`, every
     /// call carries the session's access token (refreshed when due).
     /// `bearer` sends one fixed access token instead (programs that log in themselves).
     public static func with<R: Sendable>(
-        _ address: NetworkAddress, credentials: Credentials? = nil, bearer: String? = nil,
+        _ address: NetworkAddress, tls: ClientTLS? = nil, credentials: Credentials? = nil, bearer: String? = nil,
         _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R
     ) async throws -> R {
         var interceptors: [any ClientInterceptor] = credentials.map { [BearerInterceptor(credentials: $0)] } ?? []
         if let bearer { interceptors.append(BearerInterceptor(token: bearer)) }
-        return try await withGRPCClient(transport: try transport(for: address), interceptors: interceptors) { client in
+        return try await withGRPCClient(transport: try transport(for: address, tls: tls), interceptors: interceptors) { client in
             try await body(client)
         }
+    }
+}
+
+/// How a client secures a TCP connection: the CA that signed twind's certificate (nil: the
+/// system's trust store), and a client certificate + key when twind asks for one.
+public struct ClientTLS: Sendable, Equatable {
+    public var ca: String?
+    public var certificate: String?
+    public var privateKey: String?
+
+    public init(ca: String? = nil, certificate: String? = nil, privateKey: String? = nil) {
+        self.ca = ca
+        self.certificate = certificate
+        self.privateKey = privateKey
     }
 }
 
@@ -81,11 +103,23 @@ public enum TwinExitCode {
         }
     }
 
+    /// The gist of a TLS failure from its error's description.
+    static func tlsReason(_ cause: String) -> String {
+        for hint in ["CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "unknown ca", "certificate required", "bad certificate", "handshake"] {
+            if cause.range(of: hint, options: .caseInsensitive) != nil { return hint.lowercased() }
+        }
+        return "handshake failed"
+    }
+
     /// One line a person can act on, for any error a command meets.
     public static func describe(_ error: any Error, server: NetworkAddress) -> (code: Int32, message: String) {
         if let rpc = error as? RPCError {
             if rpc.code == .unavailable && (rpc.message.contains("connect") || rpc.message.contains("Connect") || rpc.cause != nil) {
-                return (unavailable, "cannot reach twind at \(server): is it running? (start it with `twind`, or pass --server)")
+                let cause = rpc.cause.map { String(reflecting: $0) } ?? ""
+                if ["SSL", "handshake", "certificate", "Certificate"].contains(where: cause.contains) {
+                    return (unavailable, "no TLS connection with twind at \(server): its certificate or ours was refused (\(Self.tlsReason(cause))); check --ca (the CA that signed twind's certificate) and --cert/--key")
+                }
+                return (unavailable, "cannot reach twind at \(server): is it running? (start it with `twind`, or pass --server; if it serves TLS, pass --ca)")
             }
             if rpc.code == .unauthenticated && !rpc.message.contains("twin login") && !rpc.message.hasPrefix("wrong username") {
                 return (unauthenticated, "\(rpc.message) (run twin login)")

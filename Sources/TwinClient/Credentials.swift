@@ -53,11 +53,13 @@ public enum SessionFile {
 /// (and saving the rotated refresh token) shortly before it expires.
 public actor Credentials {
     public let server: NetworkAddress
+    let tls: ClientTLS?
     let path: String
     public private(set) var session: SavedSession?
 
-    public init(server: NetworkAddress, path: String = SessionFile.path()) {
+    public init(server: NetworkAddress, tls: ClientTLS? = nil, path: String = SessionFile.path()) {
         self.server = server
+        self.tls = tls
         self.path = path
         session = SessionFile.load(path)[server.description]
     }
@@ -81,7 +83,7 @@ public actor Credentials {
         request.refreshToken = current.refreshToken
         let response: Twin_V1_RefreshResponse
         do {
-            response = try await TwinConnection.with(server) { try await Twin_V1_AuthService.Client(wrapping: $0).refresh(request) }
+            response = try await TwinConnection.with(server, tls: tls) { try await Twin_V1_AuthService.Client(wrapping: $0).refresh(request) }
         } catch let error as RPCError where error.code == .unauthenticated {
             try? store(nil)
             throw TwinError(.unauthenticated, "your session with \(server) ended (\(error.message)); run twin login")

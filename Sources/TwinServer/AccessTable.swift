@@ -33,6 +33,9 @@ enum AccessTable {
         return r
     }()
 
+    /// What an API key (role gateway) may call besides the open calls: pushing data, nothing else.
+    static let gatewayMethods: Set<String> = ["twin.v1.TwinService/Ingest"]
+
     /// Streams that may outlive a token: they are ended when it expires.
     static let longLived: Set<String> = ["twin.v1.TwinService/StreamUpdates", "twin.v1.TwinService/Ingest"]
 
@@ -46,6 +49,12 @@ enum AccessTable {
         guard case .role(let least) = rule else { return }
         guard let principal else {
             throw .init(.unauthenticated, "\(method.method) needs you to log in: send 'authorization: Bearer <access token>' (twin login)")
+        }
+        if principal.role == .gateway {
+            guard gatewayMethods.contains(name) else {
+                throw .init(.permissionDenied, "\(method.method) needs a person's login: a gateway API key may only call Ingest")
+            }
+            return
         }
         guard principal.role >= least else {
             throw .init(.permissionDenied, "\(method.method) needs the \(least.rawValue) role; \(principal.username) is \(principal.role.rawValue)")

@@ -4,8 +4,7 @@ import SwiftProtobuf
 import TwinCore
 import TwinStore
 
-/// `twin.v1.AuthService`: sessions, users and the audit log; API keys answer UNIMPLEMENTED until
-/// they are built.
+/// `twin.v1.AuthService`: sessions, users, API keys and the audit log.
 struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     let identity: Identity
 
@@ -57,7 +56,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     }
 
     static func role(_ proto: Twin_V1_Role, field: String) throws(TwinError) -> User.Role {
-        guard let role = User.Role(proto: proto.rawValue) else {
+        guard let role = User.Role(proto: proto.rawValue), role != .gateway else {
             throw .invalidArgument("\(field) must be ROLE_VIEWER, ROLE_OPERATOR or ROLE_ADMIN (gateways get API keys)")
         }
         return role
@@ -98,9 +97,28 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
         return Twin_V1_UnlockUserResponse()
     }
 
-    func createApiKey(request: Twin_V1_CreateApiKeyRequest, context: ServerContext) async throws -> Twin_V1_CreateApiKeyResponse { throw notYetBuilt("CreateApiKey", "API keys") }
-    func listApiKeys(request: Twin_V1_ListApiKeysRequest, context: ServerContext) async throws -> Twin_V1_ListApiKeysResponse { throw notYetBuilt("ListApiKeys", "API keys") }
-    func revokeApiKey(request: Twin_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Twin_V1_RevokeApiKeyResponse { throw notYetBuilt("RevokeApiKey", "API keys") }
+    func createApiKey(request: Twin_V1_CreateApiKeyRequest, context: ServerContext) async throws -> Twin_V1_CreateApiKeyResponse {
+        let role = request.role == .unspecified ? .gateway : User.Role(proto: request.role.rawValue)
+        guard let role else { throw TwinError.invalidArgument("role must be ROLE_GATEWAY (or unspecified)") }
+        let (key, secret) = try identity.createApiKey(name: request.name, role: role, by: Principal.current, peer: context.remotePeer)
+        var response = Twin_V1_CreateApiKeyResponse()
+        response.key = key.proto
+        response.secret = secret
+        return response
+    }
+
+    func listApiKeys(request: Twin_V1_ListApiKeysRequest, context: ServerContext) async throws -> Twin_V1_ListApiKeysResponse {
+        var response = Twin_V1_ListApiKeysResponse()
+        response.keys = try identity.users.apiKeys().map(\.key.proto)
+        return response
+    }
+
+    func revokeApiKey(request: Twin_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Twin_V1_RevokeApiKeyResponse {
+        try identity.revokeApiKey(id: request.id, by: Principal.current, peer: context.remotePeer)
+        return Twin_V1_RevokeApiKeyResponse()
+    }
+
+
     func listAuditEvents(request: Twin_V1_ListAuditEventsRequest, context: ServerContext) async throws -> Twin_V1_ListAuditEventsResponse {
         if request.limit < 0 || request.limit > 10_000 { throw TwinError.invalidArgument("limit must be from 0 to 10000, got \(request.limit)") }
         let entries = try identity.users.auditEntries(
@@ -119,6 +137,19 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     }
 }
 
+extension ApiKey {
+    var proto: Twin_V1_ApiKey {
+        var k = Twin_V1_ApiKey()
+        k.id = id
+        k.name = name
+        k.role = role == .gateway ? .gateway : .unspecified
+        k.createdAt = .init(nanos: createdAt)
+        if let lastUsedAt { k.lastUsedAt = .init(nanos: lastUsedAt) }
+        k.revoked = revokedAt != nil
+        return k
+    }
+}
+
 extension User {
     var proto: Twin_V1_User {
         var u = Twin_V1_User()
@@ -127,6 +158,7 @@ extension User {
         case .viewer: .viewer
         case .operator: .operator
         case .admin: .admin
+        case .gateway: .gateway
         }
         u.disabled = disabled
         u.createdAt = .init(nanos: createdAt)

@@ -41,6 +41,8 @@ public struct DaemonConfiguration: Sendable {
     public var refreshTokenLifetime: Nanos = 30 * Time.day
     /// How often buffers are cut and retention runs.
     public var maintenanceInterval: Nanos = Time.minute
+    /// TLS on the TCP listeners (the Unix socket stays plaintext: only local users reach it).
+    public var tls: ServerTLS?
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
     public var environment: [String: String] = [:]
 
@@ -57,6 +59,28 @@ public struct DaemonConfiguration: Sendable {
 
     public var effectiveListen: [NetworkAddress] {
         listen.isEmpty ? [.defaultTCP, .unix(path: socketPath)] : listen
+    }
+}
+
+/// twind's certificate and key (PEM files) and, to require client certificates, the CA that signs them.
+public struct ServerTLS: Sendable {
+    public var certificate: String
+    public var privateKey: String
+    public var clientCA: String?
+
+    public init(certificate: String, privateKey: String, clientCA: String? = nil) {
+        self.certificate = certificate
+        self.privateKey = privateKey
+        self.clientCA = clientCA
+    }
+
+    var transportSecurity: HTTP2ServerTransport.Posix.TransportSecurity {
+        .tls(certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: privateKey, format: .pem)) { config in
+            if let clientCA {
+                config.clientCertificateVerification = .noHostnameVerification
+                config.trustRoots = .certificates([.file(path: clientCA, format: .pem)])
+            }
+        }
     }
 }
 
@@ -153,9 +177,15 @@ public final class Daemon: Service, Sendable {
         let interceptors: [any ServerInterceptor] = [AuthInterceptor(identity: identity)]
         servers = try configuration.effectiveListen.map { address in
             let socketAddress: GRPCNIOTransportCore.SocketAddress
+            var security = HTTP2ServerTransport.Posix.TransportSecurity.plaintext
             switch address {
             case .tcp(let host, let port):
                 socketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+                if let tls = configuration.tls {
+                    security = tls.transportSecurity
+                } else if !["127.0.0.1", "::1", "localhost"].contains(host) {
+                    logger.warning("serving plaintext gRPC beyond loopback: passwords and tokens cross the network unencrypted; set --tls-cert and --tls-key", metadata: ["address": "\(address)"])
+                }
             case .unix(let path):
                 try Self.clearStaleSocket(path)
                 socketAddress = .unixDomainSocket(path: path)
@@ -165,7 +195,7 @@ public final class Daemon: Service, Sendable {
                 config.http2.targetWindowSize = 8 << 20
                 config.http2.maxFrameSize = 1 << 20
             }
-            let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: .plaintext, config: config)
+            let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: security, config: config)
             return (address, GRPCServer(transport: transport, services: services, interceptors: interceptors))
         }
         logger.info(

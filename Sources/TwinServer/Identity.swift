@@ -32,6 +32,8 @@ public struct Principal: Sendable, Equatable {
     public var expiresAt: Nanos
     public var issuedAt: Nanos = 0
     public var tokenID: String
+    /// Set when the caller presented an API key rather than an access token.
+    public var apiKeyID: String? = nil
 
     /// The caller of the RPC being served, set by `AuthInterceptor`.
     @TaskLocal static var current: Principal?
@@ -84,6 +86,9 @@ public final class Identity: Sendable {
         // With the standard cost, a hash made once with it (of a random string) serves; other
         // costs (tests) make theirs now.
         decoyHash = hasher == .standard ? Self.standardDecoy : try hasher.hash(UUID().uuidString)
+        let cutoffs = try users.sessionCutoffs()
+        notBefore.withLock { $0 = cutoffs }
+        try loadApiKeys()
     }
 
     /// With no users, creates `admin` with a password from `TWIND_ADMIN_PASSWORD`, else a random
@@ -185,9 +190,16 @@ public final class Identity: Sendable {
     /// password changed): the change takes effect on the next call, not at the token's expiry.
     let notBefore = Mutex<[String: Nanos]>([:])
 
-    func invalidateTokens(of username: String) {
-        notBefore.withLock { $0[username] = Time.now() }
+    /// Ends a user's sessions: kept in users.db, so a restart does not bring them back.
+    func invalidateTokens(of user: User) {
+        let now = Time.now()
+        notBefore.withLock { $0[user.username] = now }
+        try? users.endSessions(userID: user.id, before: now)
     }
+
+    /// API keys by the hash of their secret (revoked ones are dropped), loaded at start.
+    let apiKeys = Mutex<[Data: ApiKeyUse]>([:])
+    struct ApiKeyUse { var key: ApiKey; var lastRecorded: Nanos }
 
     /// Tokens already verified, until they expire: a client sends the same token on every call
     /// for 15 minutes, and a dictionary lookup is far cheaper than an HMAC and a JSON parse.
@@ -196,6 +208,7 @@ public final class Identity: Sendable {
 
     /// Verifies `authorization: Bearer <jwt>` (once per token; see `verified`).
     func authenticate(bearer token: String) async throws(TwinError) -> Principal {
+        if token.hasPrefix(Self.apiKeyPrefix) { return try authenticate(apiKey: token) }
         let now = Time.now()
         if let known = verified.withLock({ $0[token] }) {
             try checkNotRevoked(known)
@@ -205,6 +218,11 @@ public final class Identity: Sendable {
         }
         let principal = try await verify(bearer: token)
         try checkNotRevoked(principal)
+        // First sight of this token: the account must still exist, be enabled and have that role
+        // (catches changes made before a restart, and deleted users).
+        guard let user = try users.user(named: principal.username), !user.disabled, user.role == principal.role else {
+            throw .init(.unauthenticated, "this session was ended by an account change (role, password, disabled, deleted); log in again")
+        }
         verified.withLock { cache in
             if cache.count >= Self.cacheLimit { cache = cache.filter { $0.value.expiresAt > now } }
             if cache.count < Self.cacheLimit { cache[token] = principal }
@@ -333,6 +351,8 @@ struct AuthInterceptor: ServerInterceptor {
                     try await withThrowingTaskGroup(of: Metadata.self) { group in
                         group.addTask { try await producer(writer) }
                         group.addTask {
+                            // API keys do not expire: the stream runs until either side ends it.
+                            if principal.apiKeyID != nil { try await Task.sleep(for: .seconds(365 * 86_400 * 100)) }
                             let remaining = principal.expiresAt - Time.now()
                             if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
                             throw TwinError(.unauthenticated, "the access token expired; refresh it (twin does so by itself) and call again")

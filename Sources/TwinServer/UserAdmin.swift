@@ -47,7 +47,7 @@ extension Identity {
         let updated = try users.updateUser(user, role: role, disabled: disabled, email: email)
         if updated.role != user.role || updated.disabled != user.disabled {
             // Tokens carry the role: sessions end and the user logs in again.
-            invalidateTokens(of: username)
+            invalidateTokens(of: user)
             try users.revokeRefreshTokens(userID: user.id)
         }
         var changes: [String] = []
@@ -62,7 +62,7 @@ extension Identity {
         let user = try existing(username)
         try keepAnAdmin(changing: user, to: nil, disabled: nil, deleting: true)
         try users.deleteUser(id: user.id)
-        invalidateTokens(of: username)
+        invalidateTokens(of: user)
         try? users.audit(.init(time: Time.now(), kind: "user.deleted", actor: actor?.username ?? "", peer: peer, detail: username))
     }
 
@@ -80,7 +80,7 @@ extension Identity {
         try Self.validatePassword(new)
         try users.setPasswordHash(userID: user.id, try hasher.hash(new))
         // Other sessions end; the caller logs in again with the new password.
-        invalidateTokens(of: target)
+        invalidateTokens(of: user)
         try users.revokeRefreshTokens(userID: user.id)
         try? users.audit(.init(time: Time.now(), kind: "user.password_changed", actor: actor.username, peer: peer, detail: target))
     }
@@ -105,6 +105,7 @@ extension User.Role {
         case 1: self = .viewer
         case 2: self = .operator
         case 3: self = .admin
+        case 4: self = .gateway
         default: return nil
         }
     }

@@ -114,6 +114,7 @@ public final class UsersDatabase: Sendable {
                 """)
         }
         registerIdentityMigration(&migrator)
+        registerAccessMigration(&migrator)
         return migrator
     }
 

@@ -6,10 +6,16 @@ import TwinCore
 /// A user of twind, as `users.db` keeps it (the e-mail sealed, the password as an Argon2id hash).
 public struct User: Sendable, Equatable {
     public enum Role: String, Sendable, CaseIterable, Comparable {
+        /// Programs that push data with an API key: below viewer (they read nothing); the access
+        /// table names the few calls they may make.
+        case gateway
         case viewer, `operator`, admin
 
         public static func < (a: Role, b: Role) -> Bool { a.rank < b.rank }
         var rank: Int { Self.allCases.firstIndex(of: self)! }
+
+        /// The roles a person (a user account) can have.
+        public static let people: [Role] = [.viewer, .operator, .admin]
     }
 
     public var id: Int64
@@ -244,9 +250,28 @@ extension UsersDatabase {
 
     // MARK: Signing keys (sealed; the newest signs)
 
+    static func signingKeyContext(_ id: Int64) -> [UInt8] { Array("users.db/signing_keys/\(id)".utf8) }
+
+    /// Adds a token signing key (the newest signs from twind's next start; the older ones still
+    /// verify tokens already handed out). Keeps the newest three. Returns the new key's id.
+    @discardableResult
+    public func addSigningKey(now: Nanos = Time.now()) throws(TwinError) -> Int64 {
+        do {
+            return try pool.write { db in
+                let id = (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM signing_keys") ?? 0) + 1
+                let key = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+                try db.execute(sql: "INSERT INTO signing_keys (id, created_at, key) VALUES (?, ?, ?)", arguments: [id, now, Data(sealer.seal(key, context: Self.signingKeyContext(id)))])
+                try db.execute(sql: "DELETE FROM signing_keys WHERE id <= ?", arguments: [id - 3])
+                return id
+            }
+        } catch {
+            throw .unavailable("cannot add a token signing key: \(error)")
+        }
+    }
+
     /// The token signing keys, oldest first, creating the first one if there is none.
     public func signingKeys(now: Nanos = Time.now()) throws(TwinError) -> [(id: Int64, key: [UInt8])] {
-        func context(_ id: Int64) -> [UInt8] { Array("users.db/signing_keys/\(id)".utf8) }
+        let context = Self.signingKeyContext
         do {
             return try pool.write { db in
                 var rows = try Row.fetchAll(db, sql: "SELECT id, key FROM signing_keys ORDER BY id")

@@ -20,6 +20,45 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: [.short, .long], help: "Output format: table, json (one JSON object per line) or csv (history, devices).")
     var output: OutputFormat = .table
 
+    @Option(help: ArgumentHelp("Use TLS, trusting the CA certificate in this PEM file (TWIN_CA).", valueName: "file"))
+    var ca: String?
+
+    @Flag(help: "Use TLS with the system's trust store (implied by --ca, --cert).")
+    var tls = false
+
+    @Option(help: ArgumentHelp("Client certificate (PEM) for a twind that asks for one (TWIN_CERT).", valueName: "file"))
+    var cert: String?
+
+    @Option(help: ArgumentHelp("Private key (PEM) of the client certificate (TWIN_KEY).", valueName: "file"))
+    var key: String?
+
+    /// TLS settings from flags, else `TWIN_CA`/`TWIN_CERT`/`TWIN_KEY`; nil for plaintext.
+    func clientTLS() throws -> ClientTLS? {
+        let env = ProcessInfo.processInfo.environment
+        func pick(_ flag: String?, _ name: String) -> String? { flag ?? env[name].flatMap { $0.isEmpty ? nil : $0 } }
+        let tls = ClientTLS(ca: pick(ca, "TWIN_CA"), certificate: pick(cert, "TWIN_CERT"), privateKey: pick(key, "TWIN_KEY"))
+        for path in [tls.ca, tls.certificate, tls.privateKey].compactMap({ $0 }) where access(path, R_OK) != 0 {
+            throw ValidationError("cannot read \(path)")
+        }
+        if (tls.certificate == nil) != (tls.privateKey == nil) { throw ValidationError("--cert and --key go together") }
+        return self.tls || tls != ClientTLS() ? tls : nil
+    }
+
+    /// An API key from `TWIN_API_KEY` (gateways): sent instead of the logged-in session.
+    var apiKey: String? { ProcessInfo.processInfo.environment["TWIN_API_KEY"].flatMap { $0.isEmpty ? nil : $0 } }
+
+    /// The logged-in session for `address` (nil when an API key is used instead).
+    func credentials(_ address: NetworkAddress) throws -> Credentials? {
+        apiKey == nil ? Credentials(server: address, tls: try clientTLS()) : nil
+    }
+
+    /// Connects to `address` with the TLS settings and the session or API key.
+    func connect<R: Sendable>(
+        _ address: NetworkAddress, credentials: Credentials?, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R
+    ) async throws -> R {
+        try await TwinConnection.with(address, tls: try clientTLS(), credentials: credentials, bearer: apiKey, body)
+    }
+
     func address() throws -> NetworkAddress {
         do {
             return try TwinConnection.resolve(flag: server, environment: ProcessInfo.processInfo.environment)
@@ -32,7 +71,7 @@ struct GlobalOptions: ParsableArguments {
     func run<R: Sendable>(_ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
         let address = try address()
         do {
-            return try await TwinConnection.with(address, credentials: Credentials(server: address), body)
+            return try await connect(address, credentials: try credentials(address), body)
         } catch let exit as ExitCode {
             throw exit
         } catch {

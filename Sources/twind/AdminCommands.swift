@@ -120,13 +120,14 @@ struct Restore: ParsableCommand {
 }
 
 struct Keys: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage the master keys.", subcommands: [Rotate.self])
+    static let configuration = CommandConfiguration(abstract: "Manage the master keys and the token signing keys.", subcommands: [Rotate.self])
 
     struct Rotate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Add a new master key; twind seals new data with it after its next start.",
+            abstract: "Add a new master key and a new token signing key; twind uses them after its next start.",
             discussion: """
-                The key file keeps the old keys, so data sealed with them stays readable. With the \
+                The key file keeps the old keys, so data sealed with them stays readable; the \
+                previous two token signing keys stay too, so tokens already handed out keep working. With the \
                 key in TWIND_KEY or a systemd credential, pass --output FILE and install FILE there. \
                 The rotation is recorded in the audit log. No key is ever printed.
                 """)
@@ -140,11 +141,14 @@ struct Keys: ParsableCommand {
             let result = try attempt { () throws(TwinError) in
                 try StoreAdmin.rotate(keyFile: c.keyFile, environment: c.environment, dataDirectory: c.dataDirectory, output: output)
             }
-            if output == nil, let users = try? UsersDatabase(path: c.dataDirectory + "/users.db", keys: result.ring) {
-                _ = try? users.audit(.init(time: Time.now(), kind: "keys.rotated", actor: NSUserName(), peer: "local", detail: "new key id \(result.keyID)"))
+            var signing = ""
+            if let users = try? UsersDatabase(path: c.dataDirectory + "/users.db", keys: result.ring) {
+                let signingID = try attempt { () throws(TwinError) in try users.addSigningKey() }
+                signing = " and token signing key k\(signingID) to users.db"
+                _ = try? users.audit(.init(time: Time.now(), kind: "keys.rotated", actor: NSUserName(), peer: "local", detail: "new key id \(result.keyID), signing key k\(signingID)"))
                 users.close()
             }
-            say("added key id \(result.keyID) to \(result.path) (\(result.ring.keys.count) keys); restart twind to seal new data with it")
+            say("added key id \(result.keyID) to \(result.path) (\(result.ring.keys.count) keys)\(signing); restart twind to seal new data and sign new tokens with them")
         }
     }
 }

@@ -88,7 +88,7 @@ struct Settings {
     static let keys = [
         "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
         "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file", "durability",
-        "raw-retention", "rollup-retention", "access-token-lifetime",
+        "raw-retention", "rollup-retention", "access-token-lifetime", "tls-cert", "tls-key", "tls-client-ca",
     ]
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.
@@ -126,6 +126,20 @@ struct Settings {
                 throw ConfigError("config: invalid value for access-token-lifetime: from 10s to 24h")
             }
             c.accessTokenLifetime = lifetime
+        }
+        let tls = (string("tls-cert"), string("tls-key"), string("tls-client-ca"))
+        switch tls {
+        case (nil, nil, nil):
+            break
+        case (let cert?, let key?, let ca):
+            for (name, path) in [("tls-cert", cert), ("tls-key", key), ("tls-client-ca", ca)] {
+                if let path, access(path, R_OK) != 0 {
+                    throw ConfigError("config: invalid \(name): cannot read \(path) (\(String(cString: strerror(errno))))")
+                }
+            }
+            c.tls = .init(certificate: cert, privateKey: key, clientCA: ca)
+        default:
+            throw ConfigError("config: invalid TLS settings: tls-cert and tls-key go together (and tls-client-ca needs them)")
         }
         c.environment = environment
         return c

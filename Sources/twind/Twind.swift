@@ -55,6 +55,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Keep raw readings this long, e.g. 90d (TWIND_RAW_RETENTION).") var rawRetention: String?
     @Option(help: "Keep 1-minute and 1-hour roll-ups this long, e.g. 730d (TWIND_ROLLUP_RETENTION).") var rollupRetention: String?
     @Option(help: "Lifetime of access tokens, e.g. 15m (TWIND_ACCESS_TOKEN_LIFETIME).") var accessTokenLifetime: String?
+    @Option(help: "PEM certificate chain: serve TCP with TLS (TWIND_TLS_CERT). The Unix socket stays plain.") var tlsCert: String?
+    @Option(help: "PEM private key of --tls-cert (TWIND_TLS_KEY).") var tlsKey: String?
+    @Option(help: "PEM CA certificates: require clients to present a certificate they signed (TWIND_TLS_CLIENT_CA).") var tlsClientCa: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -66,6 +69,7 @@ struct Serve: AsyncParsableCommand {
             ("heartbeat", heartbeat), ("max-future-skew", maxFutureSkew), ("late-window", lateWindow),
             ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile), ("durability", durability),
             ("raw-retention", rawRetention), ("rollup-retention", rollupRetention), ("access-token-lifetime", accessTokenLifetime),
+            ("tls-cert", tlsCert), ("tls-key", tlsKey), ("tls-client-ca", tlsClientCa),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

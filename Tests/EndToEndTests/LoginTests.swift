@@ -1,5 +1,7 @@
 import Foundation
+import Proto
 import Testing
+import TwinClient
 
 /// The bootstrap flow as an operator meets it: the first admin password, twin login, a session
 /// that refreshes itself, logout; and no secret in twind's log.
@@ -78,5 +80,63 @@ import Testing
         #expect(!log.contains("eyJ"))  // the start of every JWT
         try? FileManager.default.removeItem(atPath: d.directory)
         try? FileManager.default.removeItem(atPath: config)
+    }
+}
+
+/// A gateway's life through the CLI: an admin makes a key, the gateway ingests with it and can do
+/// nothing else, the admin revokes it. And `twind keys rotate` adds a signing key without
+/// ending the sessions already handed out.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct GatewayKeyTests {
+    @Test func apiKeyThroughTheCLI() async throws {
+        let d = try await TwindProcess.start(["--simulator", "off", "--fleet", try CLITests.fleetFile()])
+        let create = try d.twin(["apikeys", "create", "line 2 gateway"])
+        #expect(await create.wait() == 0)
+        let secret = create.stdout.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(secret.hasPrefix("twk_") && !secret.contains("\n"))
+        #expect(create.stderr.text.contains("shown only now"))
+
+        // The gateway is nobody's session: only TWIN_API_KEY, and a config dir of its own.
+        let gateway = ["TWIN_API_KEY": secret, "XDG_CONFIG_HOME": d.directory + "-gateway"]
+        let now = Int(Date().timeIntervalSince1970)
+        let ingest = try d.twin(["ingest", "-"], stdin: Data("press-7,force,\(now),12.5\n".utf8), environment: gateway)
+        #expect(await ingest.wait() == 0)
+        let read = try d.twin(["devices"], environment: gateway)
+        #expect(await read.wait() == 7)
+        #expect(read.stderr.text.contains("may only call Ingest"))
+
+        let list = try d.twin(["apikeys", "list"])
+        #expect(await list.wait() == 0)
+        let id = String(secret.dropFirst(4).prefix(12))
+        #expect(list.stdout.lines.contains { $0.hasPrefix(id) && $0.contains("line 2 gateway") && $0.contains("active") })
+        #expect(!list.stdout.text.contains(secret))
+        let revoke = try d.twin(["apikeys", "revoke", id])
+        #expect(await revoke.wait() == 0)
+        let after = try d.twin(["ingest", "-"], stdin: Data("press-7,force,\(now + 1),13\n".utf8), environment: gateway)
+        #expect(await after.wait() == 6)
+        let before = try await d.token()
+        #expect(await d.stop(removing: false) == 0)
+        #expect(!d.child.stderr.text.contains(secret))
+        try? FileManager.default.removeItem(atPath: d.directory + "-gateway")
+
+        // Rotation: a new signing key for new tokens; the session from before still works.
+        let rotate = try Child("twind", ["keys", "rotate", "--data-dir", d.directory])
+        #expect(await rotate.wait() == 0)
+        #expect(rotate.stdout.text.contains("token signing key k2"))
+        let again = try await TwindProcess.start(["--simulator", "off", "--fleet", try CLITests.fleetFile()], directory: d.directory, login: false)
+        let parts = again.address.split(separator: ":")
+        let me = try await TwinConnection.with(.tcp(host: String(parts[0]), port: Int(parts[1])!), bearer: before) {
+            try await Twin_V1_AuthService.Client(wrapping: $0).whoAmI(Twin_V1_WhoAmIRequest())
+        }
+        #expect(me.user.username == "admin")
+        let token = try await again.token()
+        let header = try JSONSerialization.jsonObject(with: base64URL(token.split(separator: ".")[0])) as? [String: Any]
+        #expect(header?["kid"] as? String == "k2")
+        #expect(await again.stop() == 0)
+    }
+
+    func base64URL(_ text: Substring) -> Data {
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s) ?? Data()
     }
 }

@@ -111,9 +111,9 @@ let adminPassword = "e2e-admin-password"
 func configHome(for directory: String) -> String { directory + "-config" }
 
 /// Logs `twin` in as admin to `server`, with the sessions of `directory`'s daemon.
-func loginAsAdmin(server: String, directory: String) async throws {
+func loginAsAdmin(server: String, directory: String, clientArguments: [String] = []) async throws {
     let login = try Child(
-        "twin", ["login", "--user", "admin", "--password-stdin", "--server", server],
+        "twin", ["login", "--user", "admin", "--password-stdin", "--server", server] + clientArguments,
         environment: ["XDG_CONFIG_HOME": configHome(for: directory)], stdin: Data((adminPassword + "\n").utf8))
     guard await login.wait() == 0 else { throw TestFailure("twin login failed: \(login.stderr.text)") }
 }
@@ -125,7 +125,8 @@ struct TwindProcess {
     let address: String
     let directory: String
 
-    static func start(_ extra: [String] = [], directory: String? = nil, login: Bool = true) async throws -> TwindProcess {
+    /// `clientArguments` go to the `twin login` that logs in as admin (e.g. `--ca FILE`).
+    static func start(_ extra: [String] = [], directory: String? = nil, login: Bool = true, clientArguments: [String] = []) async throws -> TwindProcess {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
         let child = try Child(
             "twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--interval", "200ms"] + extra,
@@ -137,7 +138,7 @@ struct TwindProcess {
         }
         let port = line[range.upperBound...].prefix { $0.isNumber }
         let process = TwindProcess(child: child, address: "127.0.0.1:\(port)", directory: dir)
-        if login { try await loginAsAdmin(server: process.address, directory: dir) }
+        if login { try await loginAsAdmin(server: process.address, directory: dir, clientArguments: clientArguments) }
         return process
     }
 

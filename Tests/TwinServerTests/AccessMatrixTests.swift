@@ -61,6 +61,10 @@ import TwinStore
             tokens[role] = try await TwinConnection.with(d.address) { try await Twin_V1_AuthService.Client(wrapping: $0).login(login).accessToken }
         }
         users.close()
+        // A gateway: an API key made through CreateApiKey.
+        var create = Twin_V1_CreateApiKeyRequest()
+        create.name = "matrix gateway"
+        tokens[.gateway] = try await TwinConnection.with(d.address, bearer: d.token) { try await Twin_V1_AuthService.Client(wrapping: $0).createApiKey(create).secret }
 
         for method in all {
             let rule = AccessTable.rules[method.fullyQualifiedMethod]!
@@ -70,6 +74,9 @@ import TwinStore
                 switch rule {
                 case .open:
                     #expect(got == nil, "\(method.method) as \(role)")
+                case .role where role == .gateway:
+                    let allowed = method.fullyQualifiedMethod == "twin.v1.TwinService/Ingest"
+                    #expect(got == (allowed ? nil : .permissionDenied), "\(method.method) as gateway")
                 case .role(let least):
                     #expect(got == (role >= least ? nil : .permissionDenied), "\(method.method) as \(role)")
                 }

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
@@ -98,14 +99,17 @@ func gatewayDevice(_ id: String) -> Twin_V1_Device {
     return d
 }
 
-/// Expects `body` to fail with `code`; returns the message.
-func expectRPCError(_ code: RPCError.Code, _ body: () async throws -> Void) async -> String? {
+/// Expects `body` to fail with `code`; returns the message, or nil (and records the issue) when
+/// it succeeded or failed otherwise.
+func expectRPCError(_ code: RPCError.Code, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async -> String? {
     do {
         try await body()
-        return nil
+        Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
     } catch let error as RPCError {
-        return error.code == code ? error.message : "wrong code \(error.code): \(error.message)"
+        if error.code == code { return error.message }
+        Issue.record("expected \(code), got \(error.code): \(error.message)", sourceLocation: sourceLocation)
     } catch {
-        return "unexpected \(error)"
+        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
     }
+    return nil
 }

@@ -200,11 +200,6 @@ import TwinServer
             let twin = Twin_V1_TwinService.Client(wrapping: client)
             let health = await expectRPCError(.unimplemented) { _ = try await twin.getHealth(Twin_V1_GetHealthRequest()) }
             #expect(health?.contains("GetHealth") == true)
-            let auth = Twin_V1_AuthService.Client(wrapping: client)
-            var create = Twin_V1_CreateApiKeyRequest()
-            create.name = "gateway line 2"
-            let createMessage = await expectRPCError(.unimplemented) { _ = try await auth.createApiKey(create) }
-            #expect(createMessage?.contains("CreateApiKey") == true)
             let models = Twin_V1_ModelService.Client(wrapping: client)
             _ = await expectRPCError(.unimplemented) { _ = try await models.retrain(Twin_V1_RetrainRequest()) }
         }

@@ -46,7 +46,7 @@ struct Ingest: AsyncParsableCommand {
 
     func run() async throws {
         let address = try global.address()
-        let credentials = Credentials(server: address)
+        let credentials = try global.credentials(address)
         let text: String
         do {
             if file == "-" {
@@ -66,7 +66,7 @@ struct Ingest: AsyncParsableCommand {
 
         let result: Result<Twin_V1_IngestResponse, any Error> = await {
             do {
-                return .success(try await TwinConnection.with(address, credentials: credentials) { client in
+                return .success(try await global.connect(address, credentials: credentials) { client in
                     let twin = Twin_V1_TwinService.Client(wrapping: client)
                     let request = StreamingClientRequest<Twin_V1_IngestRequest> { writer in
                         var batch = Twin_V1_IngestRequest()

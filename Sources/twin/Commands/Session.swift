@@ -39,7 +39,7 @@ struct Login: AsyncParsableCommand {
         request.username = username
         request.password = password
         let response = try await global.run { client in try await Twin_V1_AuthService.Client(wrapping: client).login(request) }
-        let credentials = Credentials(server: address)
+        let credentials = Credentials(server: address, tls: try global.clientTLS())
         try await credentials.store(SavedSession(
             username: response.user.username, role: Format.role(response.user.role), accessToken: response.accessToken,
             accessExpiresAt: Double(response.accessTokenExpiresAt.seconds), refreshToken: response.refreshToken,
@@ -76,7 +76,7 @@ struct Logout: AsyncParsableCommand {
 
     func run() async throws {
         let address = try global.address()
-        let credentials = Credentials(server: address)
+        let credentials = Credentials(server: address, tls: try global.clientTLS())
         guard let session = await credentials.session else {
             Terminal.err("not logged in to \(address)")
             return
@@ -84,7 +84,7 @@ struct Logout: AsyncParsableCommand {
         var request = Twin_V1_LogoutRequest()
         request.refreshToken = session.refreshToken
         // Forgotten locally whatever the server says (it may be gone, or the token already revoked).
-        _ = try? await TwinConnection.with(address) { try await Twin_V1_AuthService.Client(wrapping: $0).logout(request) }
+        _ = try? await global.connect(address, credentials: nil) { try await Twin_V1_AuthService.Client(wrapping: $0).logout(request) }
         try await credentials.store(nil)
         Terminal.err("logged out of \(address)")
     }

@@ -28,7 +28,7 @@ struct Watch: AsyncParsableCommand {
 
     func run() async throws {
         let address = try global.address()
-        let credentials = Credentials(server: address)
+        let credentials = try global.credentials(address)
         let table = global.output == .table && Terminal.stdoutIsTTY
         let view = LiveTable(server: "\(address)")
         let signals = SignalHandler.install(table: table)
@@ -42,7 +42,7 @@ struct Watch: AsyncParsableCommand {
 
         while true {
             do {
-                let done = try await TwinConnection.with(address, credentials: credentials) { client in
+                let done = try await global.connect(address, credentials: credentials) { client in
                     let twin = Twin_V1_TwinService.Client(wrapping: client)
                     if table {
                         var listing = Twin_V1_ListDevicesRequest()

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+
+/// twind serving TCP with TLS, with and without client certificates, as twin meets it.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct TLSTests {
+    /// A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate,
+    /// made with the openssl command-line tool.
+    static func makeCertificates() async throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twin-tls-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n".write(toFile: dir + "/server.ext", atomically: true, encoding: .utf8)
+        try "extendedKeyUsage=clientAuth\n".write(toFile: dir + "/client.ext", atomically: true, encoding: .utf8)
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        let steps: [[String]] = [
+            ["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=twin test CA"],
+            ["req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
+            ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"],
+            ["req"] + ec + ["-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=gateway-7"],
+            ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.ext"],
+            // A second CA nobody trusts, with its own client certificate.
+            ["req", "-x509"] + ec + ["-keyout", "other.key", "-out", "other.pem", "-days", "2", "-subj", "/CN=someone else"],
+        ]
+        for step in steps {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            p.arguments = step
+            p.currentDirectoryURL = URL(fileURLWithPath: dir)
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw TestFailure("openssl \(step.joined(separator: " ")) failed") }
+        }
+        return dir
+    }
+
+    @Test func tlsWithTheRightCAAndNotWithout() async throws {
+        let certs = try await Self.makeCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("twind-\(UUID().uuidString.prefix(8)).sock").path
+        let d = try await TwindProcess.start(
+            ["--tls-cert", certs + "/server.pem", "--tls-key", certs + "/server.key", "--simulator", "off", "--listen", "unix:" + socket],
+            clientArguments: ["--ca", certs + "/ca.pem"])
+        let ok = try d.twin(["whoami", "--ca", certs + "/ca.pem"])
+        #expect(await ok.wait() == 0)
+        #expect(ok.stdout.text.hasPrefix("admin (admin)"))
+        // Plaintext to a TLS port, and TLS trusting the wrong CA: no connection, a clear exit code.
+        let plain = try d.twin(["whoami"])
+        #expect(await plain.wait() == 3)
+        let wrongCA = try d.twin(["whoami", "--ca", certs + "/other.pem"])
+        #expect(await wrongCA.wait() == 3)
+        // The Unix socket stays plaintext: local users reach it without certificates.
+        try await loginAsAdmin(server: "unix:" + socket, directory: d.directory)
+        #expect(await d.stop() == 0)
+    }
+
+    @Test func clientCertificatesAreRequiredWhenAsked() async throws {
+        let certs = try await Self.makeCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        let client = ["--ca", certs + "/ca.pem", "--cert", certs + "/client.pem", "--key", certs + "/client.key"]
+        let d = try await TwindProcess.start(
+            ["--tls-cert", certs + "/server.pem", "--tls-key", certs + "/server.key", "--tls-client-ca", certs + "/ca.pem", "--simulator", "off"],
+            clientArguments: client)
+        let ok = try d.twin(["whoami"] + client)
+        #expect(await ok.wait() == 0)
+        let noCert = try d.twin(["whoami", "--ca", certs + "/ca.pem"])
+        #expect(await noCert.wait() == 3)
+        let strangerCert = try d.twin(["whoami", "--ca", certs + "/ca.pem", "--cert", certs + "/other.pem", "--key", certs + "/other.key"])
+        #expect(await strangerCert.wait() == 3)
+        #expect(await d.stop() == 0)
+    }
+
+    @Test func badTLSSettingsStopTwindWithALine() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
+        let alone = try Child("twind", ["--data-dir", dir, "--tls-cert", "/nonexistent/server.pem"])
+        #expect(await alone.wait() == 78)
+        #expect(alone.stderr.text.contains("tls-cert and tls-key go together"))
+        let missing = try Child("twind", ["--data-dir", dir, "--tls-cert", "/nonexistent/server.pem", "--tls-key", "/nonexistent/server.key"])
+        #expect(await missing.wait() == 78)
+        #expect(missing.stderr.text.contains("cannot read /nonexistent/server.pem"))
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Proto
+import Testing
+import TwinClient
+import TwinCore
+import TwinServer
+import TwinStore
+
+/// Gateways push data with API keys: shown once, stored hashed, Ingest only, revocable, and they
+/// outlive a restart; account changes outlive one too.
+@Suite(.timeLimit(.minutes(1))) struct ApiKeyTests {
+    func auth<R: Sendable>(_ d: RunningDaemon, _ token: String?, _ body: (Twin_V1_AuthService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        try await TwinConnection.with(d.address, bearer: token) { try await body(Twin_V1_AuthService.Client(wrapping: $0)) }
+    }
+
+    /// One Ingest call of one reading with `token`.
+    func ingest(_ d: RunningDaemon, _ token: String, value: Double) async throws -> UInt64 {
+        var batch = Twin_V1_IngestRequest()
+        batch.readings = [Twin_V1_Reading("press-1", "force", Time.now(), value)]
+        let message = batch
+        let request = StreamingClientRequest<Twin_V1_IngestRequest> { writer in try await writer.write(message) }
+        let response = try await TwinConnection.with(d.address, bearer: token) { client in
+            try await Twin_V1_TwinService.Client(wrapping: client).ingest(request: request)
+        }
+        return response.acceptedReadings
+    }
+
+    @Test func createIngestRevokeAndRestart() async throws {
+        var d = try await RunningDaemon.start { $0.simulator = false }
+        let directory = d.directory
+        var upsert = Twin_V1_UpsertDeviceRequest()
+        upsert.device = gatewayDevice("press-1")
+        _ = try await d.withTwin { try await $0.upsertDevice(upsert) }
+
+        var create = Twin_V1_CreateApiKeyRequest()
+        create.name = "gateway line 2"
+        let made = try await auth(d, d.token) { try await $0.createApiKey(create) }
+        #expect(made.secret.hasPrefix("twk_\(made.key.id)_") && made.secret.count > 40)
+        #expect(made.key.role == .gateway && made.key.name == "gateway line 2" && !made.key.revoked)
+
+        // It may push data and nothing else.
+        #expect(try await ingest(d, made.secret, value: 12.5) == 1)
+        let denied = await expectRPCError(.permissionDenied) {
+            _ = try await TwinConnection.with(d.address, bearer: made.secret) { try await Twin_V1_TwinService.Client(wrapping: $0).listDevices(Twin_V1_ListDevicesRequest()) }
+        }
+        #expect(denied?.contains("may only call Ingest") == true)
+
+        // Only an admin creates keys, and only gateway keys.
+        var admin = create
+        admin.role = .admin
+        #expect(await expectRPCError(.invalidArgument) { _ = try await auth(d, d.token) { try await $0.createApiKey(admin) } } != nil)
+        var unnamed = create
+        unnamed.name = "  "
+        #expect(await expectRPCError(.invalidArgument) { _ = try await auth(d, d.token) { try await $0.createApiKey(unnamed) } } != nil)
+
+        // Listed without the secret; last use recorded.
+        let listed = try await auth(d, d.token) { try await $0.listApiKeys(Twin_V1_ListApiKeysRequest()) }
+        #expect(listed.keys.map(\.id) == [made.key.id] && listed.keys[0].hasLastUsedAt)
+
+        // The secret is not in users.db (only its hash).
+        try await d.stop(removing: false)
+        let db = try Data(contentsOf: URL(fileURLWithPath: directory + "/users.db"))
+        let wal = (try? Data(contentsOf: URL(fileURLWithPath: directory + "/users.db-wal"))) ?? Data()
+        let secretBody = Data(made.secret.split(separator: "_").last!.utf8)
+        #expect(db.range(of: secretBody) == nil && wal.range(of: secretBody) == nil)
+
+        // Still valid after a restart; revoked, refused on the next call; audited.
+        d = try await RunningDaemon.start { $0.simulator = false; $0.dataDirectory = directory }
+        #expect(try await ingest(d, made.secret, value: 13) == 1)
+        var revoke = Twin_V1_RevokeApiKeyRequest()
+        revoke.id = made.key.id
+        _ = try await auth(d, d.token) { try await $0.revokeApiKey(revoke) }
+        let refused = await expectRPCError(.unauthenticated) { _ = try await ingest(d, made.secret, value: 14) }
+        #expect(refused?.contains("API key is not valid") == true)
+        revoke.id = "nope"
+        #expect(await expectRPCError(.notFound) { _ = try await auth(d, d.token) { try await $0.revokeApiKey(revoke) } } != nil)
+        let after = try await auth(d, d.token) { try await $0.listApiKeys(Twin_V1_ListApiKeysRequest()) }
+        #expect(after.keys.first?.revoked == true)
+        let audit = try await auth(d, d.token) { try await $0.listAuditEvents(Twin_V1_ListAuditEventsRequest()) }
+        #expect(Set(audit.events.map(\.action)).isSuperset(of: ["apikey.created", "apikey.revoked"]))
+        // A made-up key in the right shape is refused the same way.
+        #expect(await expectRPCError(.unauthenticated) { _ = try await ingest(d, "twk_000000000000_" + String(repeating: "A", count: 43), value: 1) } != nil)
+        try await d.stop()
+    }
+
+    /// A password change ends the sessions before it, and a restart does not bring them back.
+    @Test func endedSessionsStayEndedAcrossARestart() async throws {
+        var d = try await RunningDaemon.start { $0.simulator = false }
+        let directory = d.directory
+        var create = Twin_V1_CreateUserRequest()
+        create.username = "vera"
+        create.password = "viewer-password-1"
+        create.role = .viewer
+        _ = try await auth(d, d.token) { try await $0.createUser(create) }
+        var login = Twin_V1_LoginRequest()
+        login.username = "vera"
+        login.password = "viewer-password-1"
+        let old = try await auth(d, nil) { try await $0.login(login).accessToken }
+        var change = Twin_V1_ChangePasswordRequest()
+        change.username = "vera"
+        change.newPassword = "viewer-password-2"
+        _ = try await auth(d, d.token) { try await $0.changePassword(change) }
+        try await d.stop(removing: false)
+        d = try await RunningDaemon.start { $0.simulator = false; $0.dataDirectory = directory }
+        #expect(await expectRPCError(.unauthenticated) { _ = try await auth(d, old) { try await $0.whoAmI(Twin_V1_WhoAmIRequest()) } } != nil)
+        try await d.stop()
+    }
+}
