@@ -42,6 +42,8 @@ let package = Package(
         .target(name: "TwinCore", swiftSettings: swiftSettings),
         // Argon2id password hashing from Debian's libargon2 (scripts/bootstrap installs it).
         .systemLibrary(name: "CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
+        // XGBoost's C API (Debian libxgboost-dev; its pkg-config file names a wrong libdir).
+        .systemLibrary(name: "CXGBoost", providers: [.apt(["libxgboost-dev"])]),
         // Storage: the data directory, databases, encryption, password hashes.
         .target(
             name: "TwinStore",
@@ -53,7 +55,7 @@ let package = Package(
         // Pure domain engines: fleet registry, live state, simulator.
         .target(
             name: "TwinEngines",
-            dependencies: ["TwinCore"],
+            dependencies: ["TwinCore", "CXGBoost"],
             swiftSettings: swiftSettings
         ),
         // gRPC services, proto <-> domain mapping, update bus, daemon assembly.

@@ -43,6 +43,12 @@ public struct DaemonConfiguration: Sendable {
     public var maintenanceInterval: Nanos = Time.minute
     /// TLS on the TCP listeners (the Unix socket stays plaintext: only local users reach it).
     public var tls: ServerTLS?
+    /// Model training and prediction refresh.
+    var prognostics = Prognostics.Options()
+    public var retrainInterval: Nanos {
+        get { prognostics.retrainInterval }
+        set { prognostics.retrainInterval = newValue }
+    }
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
     public var environment: [String: String] = [:]
 
@@ -109,6 +115,7 @@ public final class Daemon: Service, Sendable {
     let store: HealthDatabase
     let users: UsersDatabase
     let identity: Identity
+    let prognostics: Prognostics
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
     let logger: Logger
     let hooks: DaemonHooks
@@ -164,6 +171,7 @@ public final class Daemon: Service, Sendable {
             simulator = nil
         }
 
+        prognostics = try Prognostics(plant: plant, modelsDirectory: dataDirectory.file("models"), options: configuration.prognostics, logger: logger)
         health = HealthStatus(services: [
             Twin_V1_TwinService.descriptor.fullyQualifiedService,
             Twin_V1_AuthService.descriptor.fullyQualifiedService,
@@ -171,7 +179,8 @@ public final class Daemon: Service, Sendable {
             Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
         ])
         let services: [any RegistrableRPCService] = [
-            TwinService(plant: plant, simulator: simulator), UpdateStreamService(plant: plant), AuthService(identity: identity), ModelService(),
+            TwinService(plant: plant, simulator: simulator, prognostics: prognostics), UpdateStreamService(plant: plant), AuthService(identity: identity),
+            ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
         ]
         let interceptors: [any ServerInterceptor] = [AuthInterceptor(identity: identity)]
@@ -338,6 +347,16 @@ public final class Daemon: Service, Sendable {
                     try? await Task.sleep(for: .nanoseconds(self.configuration.maintenanceInterval))
                     if Task.isCancelled { return }
                     self.maintainStore()
+                }
+            }
+            // Predictions refreshed, and the retrain scheduler checked, every few minutes.
+            group.addTask {
+                self.prognostics.refresh(now: Time.now())
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .nanoseconds(min(self.configuration.prognostics.refreshInterval, Time.minute)))
+                    if Task.isCancelled { return }
+                    self.prognostics.scheduledStep(now: Time.now())
+                    self.prognostics.refreshIfDue(now: Time.now())
                 }
             }
         }

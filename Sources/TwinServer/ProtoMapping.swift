@@ -160,3 +160,35 @@ extension MaintenanceEvent {
         return p
     }
 }
+
+extension DeviceOutlook {
+    func proto(horizons: [Nanos]) -> Twin_V1_DevicePrediction {
+        var p = Twin_V1_DevicePrediction()
+        p.deviceID = deviceID
+        p.failureProbabilities = horizons.map { h in
+            var f = Twin_V1_FailureProbability()
+            f.horizon = .init(seconds: h / Time.second)
+            f.probability = h <= Time.day ? within24h : within7d
+            return f
+        }
+        // Remaining life is what the model learned within a week of a failure: told only then.
+        if within7d >= 0.5 {
+            var r = Twin_V1_RemainingLife()
+            r.expected = .init(seconds: Int64(rulHours * 3600))
+            r.lower = .init(seconds: Int64(rulLow * 3600))
+            r.upper = .init(seconds: Int64(rulHigh * 3600))
+            r.confidence = 0.8
+            p.remainingLife = r
+        }
+        p.modelVersion = modelVersion
+        p.topFeatures = contributions.map { c in
+            var f = Twin_V1_FeatureContribution()
+            f.feature = ["max_rise_6h", "max_abs_dev_24h", "max_abs_slope_24h", "max_abs_dev_last_hour"].contains(c.feature) ? "\(c.feature) (\(lead ?? "?"))" : c.feature
+            f.value = c.value
+            f.contribution = c.contribution
+            return f
+        }
+        p.computedAt = .init(nanos: computedAt)
+        return p
+    }
+}

@@ -8,6 +8,7 @@ import TwinEngines
 struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let plant: Plant
     var simulator: SimulatorRunner? = nil
+    let prognostics: Prognostics
 
     // MARK: Devices
 
@@ -104,7 +105,35 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func getPrediction(request: Twin_V1_GetPredictionRequest, context: ServerContext) async throws -> Twin_V1_GetPredictionResponse {
-        throw notYetBuilt("GetPrediction", "failure prediction")
+        try checkDevices(request.deviceIds)
+        var horizons: [Nanos] = []
+        for h in request.horizons {
+            let n = h.totalNanos
+            guard n == Time.day || n == 7 * Time.day else {
+                throw TwinError.invalidArgument("horizons: the models are trained for 24h and 168h (7 days); \(Double(n) / Double(Time.hour)) h is not one of them")
+            }
+            horizons.append(n)
+        }
+        if horizons.isEmpty { horizons = [Time.day, 7 * Time.day] }
+        var response = Twin_V1_GetPredictionResponse()
+        guard let model = prognostics.activeModel else {
+            response.note = prognostics.unavailableReason.withLock { $0 }
+            return response
+        }
+        response.modelVersion = model.manifest.version
+        let outlooks = prognostics.outlook(request.deviceIds)
+        let sorted = outlooks.sorted { a, b in a.within24h != b.within24h ? a.within24h > b.within24h : a.deviceID < b.deviceID }
+        response.predictions = sorted.map { $0.proto(horizons: horizons) }
+        let wanted = request.deviceIds.isEmpty ? plant.live.count : request.deviceIds.count
+        if outlooks.count < wanted {
+            response.note = "\(wanted - outlooks.count) device(s) have no prediction: down (failed, awaiting repair) or less than \(FailureFeatures.referenceHours + FailureFeatures.lookback) h of history since their last repair"
+        }
+        return response
+    }
+
+    /// NOT_FOUND naming the first unknown device.
+    func checkDevices(_ ids: [String]) throws(TwinError) {
+        for id in ids where plant.live.index(of: id) == nil { throw .notFound("device '\(id.prefix(64))' not found") }
     }
 
     func getRecommendations(

@@ -1,0 +1,323 @@
+import Foundation
+import Logging
+import Synchronization
+import TwinCore
+import TwinEngines
+
+/// The failure outlook of one device, as the active model sees it.
+struct DeviceOutlook: Sendable {
+    var deviceID: String
+    var within24h: Double
+    var within7d: Double
+    var rulHours: Double
+    var rulLow: Double
+    var rulHigh: Double
+    var contributions: [(feature: String, value: Double, contribution: Double)]
+    /// The sensor deviating most from its normal.
+    var lead: String?
+    var computedAt: Nanos
+    var modelVersion: String
+}
+
+/// A training job, as GetTrainingJob reports it.
+struct TrainingJobStatus: Sendable {
+    enum State: String, Sendable { case queued, running, succeeded, failed }
+    var id: String
+    var state: State = .queued
+    var progress = 0.0
+    var stage = "queued"
+    var startedAt: Nanos
+    var finishedAt: Nanos?
+    var modelVersion = ""
+    var promoted = false
+    var error = ""
+    var trigger: String
+    var requestedBy: String
+}
+
+/// Failure prediction and remaining life: trains models from the stored history and the
+/// maintenance log (Retrain, and a scheduler every 24 h), keeps versions on disk, serves the
+/// active one's predictions from a cache refreshed every few minutes.
+final class Prognostics: Sendable {
+    struct Options: Sendable {
+        var retrainInterval: Nanos = Time.day
+        /// Default training window (all stored history up to this).
+        var window: Nanos = 90 * Time.day
+        var refreshInterval: Nanos = 5 * Time.minute
+    }
+
+    let plant: Plant
+    let repository: ModelRepository
+    let options: Options
+    let logger: Logger
+    let active = Mutex<LoadedModel?>(nil)
+    /// Why there is no active model, for people.
+    let unavailableReason = Mutex<String>("no model has been trained yet: run twin retrain (admins) once the plant has a history with recorded failures")
+    let outlooks = Mutex<[String: DeviceOutlook]>([:])
+    let jobs = Mutex<(all: [TrainingJobStatus], running: String?)>(([], nil))
+    let references = Mutex<[String: (serviceStart: Nanos, reference: [FailureFeatures.Reference])]>([:])
+    let sequence = Atomic<Int>(0)
+
+    init(plant: Plant, modelsDirectory: String, options: Options, logger: Logger) throws(TwinError) {
+        self.plant = plant
+        self.options = options
+        self.logger = logger
+        repository = try ModelRepository(directory: modelsDirectory)
+        let (_, broken) = repository.manifests()
+        for problem in broken { logger.warning("a model version cannot be read and is ignored", metadata: ["problem": "\(problem)"]) }
+        if let version = repository.activeVersion() {
+            do {
+                active.withLock { $0 = try? repository.load(version) }
+                if active.withLock({ $0 == nil }) { _ = try repository.load(version) }
+                logger.info("failure model loaded", metadata: ["version": "\(version)"])
+            } catch {
+                unavailableReason.withLock { $0 = "the active model \(version) cannot be loaded (\(error.message)); serving without predictions until a retrain or ActivateModel" }
+                logger.error("serving without predictions: the active model cannot be loaded", metadata: ["version": "\(version)", "error": "\(error.message)"])
+            }
+        }
+    }
+
+    var activeModel: LoadedModel? { active.withLock { $0 } }
+
+    // MARK: Data
+
+    /// Hourly means of a device's sensors over [from, to) on the hourly grid; NaN where empty.
+    func hourly(_ device: Device, from: Nanos, to: Nanos) throws(TwinError) -> [[Double]] {
+        let start = from - from % Time.hour
+        let hours = Int((to - start + Time.hour - 1) / Time.hour)
+        var query = HistoryQuery(deviceID: device.id, sensors: device.sensors.map(\.name), from: start, to: start + Nanos(hours) * Time.hour, step: Time.hour)
+        query.maxRawPoints = .max
+        let series = try plant.history.history(query)
+        return series.map { s in
+            var grid = [Double](repeating: .nan, count: hours)
+            for b in s.buckets {
+                let h = Int((b.start - start) / Time.hour)
+                if h >= 0 && h < hours { grid[h] = b.mean }
+            }
+            return grid
+        }
+    }
+
+    /// Failures and repairs per device, from the maintenance log.
+    func serviceEvents(since: Nanos) throws(TwinError) -> [String: (failures: [Nanos], repairs: [Nanos])] {
+        var query = EventQuery()
+        query.kinds = [.failure, .repair, .partReplaced]
+        query.from = since
+        query.limit = 1_000_000
+        var result: [String: (failures: [Nanos], repairs: [Nanos])] = [:]
+        for e in try plant.store.events(query) {
+            if e.kind == .failure { result[e.deviceID, default: ([], [])].failures.append(e.time) } else { result[e.deviceID, default: ([], [])].repairs.append(e.time) }
+        }
+        return result
+    }
+
+    // MARK: Training
+
+    /// Starts a training job; FAILED_PRECONDITION while another runs.
+    func retrain(trigger: String, requestedBy: String, window: Nanos?, force: Bool) throws(TwinError) -> TrainingJobStatus {
+        let now = Time.now()
+        let job = try jobs.withLock { state throws(TwinError) -> TrainingJobStatus in
+            if let running = state.running {
+                throw .failedPrecondition("training job \(running) is still running; follow it with twin retrain --follow or GetTrainingJob")
+            }
+            let job = TrainingJobStatus(id: "job-\(Time.iso(now).filter { $0.isNumber }.prefix(14))-\(sequence.add(1, ordering: .relaxed).newValue)", startedAt: now, trigger: trigger, requestedBy: requestedBy)
+            state.all.append(job)
+            if state.all.count > 100 { state.all.removeFirst(state.all.count - 100) }
+            state.running = job.id
+            return job
+        }
+        let windowLength = window ?? options.window
+        Task.detached(priority: .utility) { self.run(job: job.id, window: windowLength, force: force) }
+        return job
+    }
+
+    func job(_ id: String) -> TrainingJobStatus? { jobs.withLock { $0.all.first { $0.id == id } } }
+
+    private func update(_ id: String, _ change: (inout TrainingJobStatus) -> Void) {
+        jobs.withLock { state in
+            if let i = state.all.firstIndex(where: { $0.id == id }) { change(&state.all[i]) }
+        }
+    }
+
+    private func run(job id: String, window: Nanos, force: Bool) {
+        let began = ContinuousClock.now
+        update(id) { $0.state = .running; $0.stage = "reading history" }
+        do {
+            let result = try train(job: id, window: window)
+            update(id) { j in
+                j.state = .succeeded
+                j.progress = 1
+                j.stage = result.promoted ? "done: \(result.version) is active" : "done: \(result.version) kept as a candidate"
+                j.modelVersion = result.version
+                j.promoted = result.promoted
+                j.finishedAt = Time.now()
+            }
+            logger.notice("model trained", metadata: ["job": "\(id)", "version": "\(result.version)", "promoted": "\(result.promoted)", "took": "\(ContinuousClock.now - began)"])
+        } catch {
+            update(id) { j in
+                j.state = .failed
+                j.error = error.message
+                j.stage = "failed"
+                j.finishedAt = Time.now()
+            }
+            logger.warning("training failed", metadata: ["job": "\(id)", "error": "\(error.message)"])
+        }
+        jobs.withLock { $0.running = nil }
+    }
+
+    private func train(job id: String, window: Nanos) throws(TwinError) -> (version: String, promoted: Bool) {
+        let now = Time.now()
+        let end = now - now % Time.hour
+        let from = end - window
+        let devices = plant.live.devices()
+        let events = try serviceEvents(since: from - 30 * Time.day)
+        var histories: [DeviceHourlyHistory] = []
+        for (n, device) in devices.enumerated() {
+            var grid = try hourly(device, from: from, to: end)
+            // History starts at the device's first hour with readings.
+            let first = (0..<(grid.first?.count ?? 0)).first { h in grid.contains { !$0[h].isNaN } } ?? 0
+            grid = grid.map { Array($0[first...]) }
+            let e = events[device.id] ?? ([], [])
+            histories.append(DeviceHourlyHistory(
+                deviceID: device.id, specs: device.sensors, start: from - from % Time.hour + Nanos(first) * Time.hour, hourly: grid,
+                failures: e.failures, repairs: e.repairs))
+            if n % 10 == 0 { update(id) { $0.stage = "reading history (\(n + 1)/\(devices.count) devices)"; $0.progress = 0.2 * Double(n + 1) / Double(devices.count) } }
+        }
+        let model = try FailureModel.train(histories: histories, end: end) { stage, fraction in
+            self.update(id) { $0.stage = stage; $0.progress = 0.2 + 0.75 * fraction }
+        }
+        let version = ModelRepository.versionName(at: now, sequence: sequence.add(1, ordering: .relaxed).newValue)
+        var hyper: [String: String] = [:]
+        for (name, p) in model.parameters { for (k, v) in p.description { hyper["\(name).\(k)"] = v } }
+        var manifest = ModelManifest(
+            version: version, createdAt: now, features: FailureFeatures.names, trainFrom: histories.map(\.start).min() ?? from, trainTo: end,
+            hyperparameters: hyper, metrics: model.metrics, rulInterval: [model.rulInterval.low, model.rulInterval.high],
+            trigger: job(id)?.trigger ?? "")
+        // Promote only if not worse than the active model on the same held-out data.
+        var promote = true
+        if let current = activeModel {
+            if current.manifest.features != manifest.features {
+                manifest.promotionNote = "promoted: the active model \(current.manifest.version) uses other features"
+            } else if model.testLabels.contains(true) && model.testLabels.contains(false) {
+                let old = try current.predict(model.testRows).map(\.within24h)
+                let oldAUC = Stats.rocAUC(scores: old, labels: model.testLabels)
+                promote = !(model.metrics.rocAUC < oldAUC)
+                manifest.promotionNote = String(format: "held-out ROC AUC %.3f vs %.3f for the active %@ on the same devices: %@", model.metrics.rocAUC, oldAUC, current.manifest.version, promote ? "promoted" : "kept as a candidate")
+            } else {
+                promote = false
+                manifest.promotionNote = "kept as a candidate: the held-out devices had no failure to compare on"
+            }
+        } else {
+            manifest.promotionNote = "promoted: no model was active"
+        }
+        update(id) { $0.stage = "saving \(version)"; $0.progress = 0.97 }
+        try repository.save(model, manifest: manifest)
+        if promote { try activate(version) }
+        return (version, promote)
+    }
+
+    /// Makes a version active (rollback or promotion) and refreshes the predictions.
+    @discardableResult
+    func activate(_ version: String) throws(TwinError) -> ModelManifest {
+        let loaded = try repository.load(version)
+        try repository.activate(version)
+        active.withLock { $0 = loaded }
+        references.withLock { $0.removeAll() }
+        refresh(now: Time.now())
+        return loaded.manifest
+    }
+
+    // MARK: Serving
+
+    /// Recomputes every device's outlook with the active model.
+    func refresh(now: Nanos) {
+        lastRefresh.store(now, ordering: .relaxed)
+        guard let model = activeModel else { return }
+        let devices = plant.live.devices()
+        let events = (try? serviceEvents(since: now - 365 * Time.day)) ?? [:]
+        var rows: [[Float]] = [], ids: [String] = [], leads: [String?] = []
+        let end = now - now % Time.hour
+        for device in devices {
+            let e = events[device.id] ?? ([], [])
+            // Down between a failure and its repair: no outlook.
+            let lastRepair = e.repairs.max()
+            if let failure = e.failures.max(), failure > (lastRepair ?? .min) { continue }
+            guard let (serviceStart, reference) = reference(for: device, lastRepair: lastRepair, now: end),
+                  let recent = try? hourly(device, from: end - Nanos(FailureFeatures.lookback) * Time.hour, to: end)
+            else { continue }
+            let age = Double(end - serviceStart) / Double(Time.hour)
+            let (features, lead) = FailureFeatures.compute(
+                recent: recent, reference: reference, specs: device.sensors, lastHourOfDay: FailureFeatures.hourOfDay(end - Time.hour), hoursSinceRepair: age)
+            rows.append(features)
+            ids.append(device.id)
+            leads.append(lead)
+        }
+        guard let predictions = try? model.predict(rows) else { return }
+        var fresh: [String: DeviceOutlook] = [:]
+        for (i, p) in predictions.enumerated() {
+            fresh[ids[i]] = DeviceOutlook(
+                deviceID: ids[i], within24h: p.within24h, within7d: p.within7d, rulHours: p.rulHours, rulLow: p.rulLow, rulHigh: p.rulHigh,
+                contributions: p.contributions, lead: leads[i], computedAt: now, modelVersion: model.manifest.version)
+        }
+        outlooks.withLock { $0 = fresh }
+    }
+
+    /// The device's normal: hourly means of the 24 h after its last repair, or after its first
+    /// reading; cached until the next repair.
+    func reference(for device: Device, lastRepair: Nanos?, now: Nanos) -> (Nanos, [FailureFeatures.Reference])? {
+        if let cached = references.withLock({ $0[device.id] }), cached.serviceStart >= (lastRepair ?? .min) { return (cached.serviceStart, cached.reference) }
+        var start = lastRepair
+        if start == nil {
+            // The first hour with readings, within the last year.
+            guard let grid = try? hourly(device, from: now - 365 * Time.day, to: now),
+                  let first = (0..<(grid.first?.count ?? 0)).first(where: { h in grid.contains { !$0[h].isNaN } })
+            else { return nil }
+            start = now - 365 * Time.day - (now - 365 * Time.day) % Time.hour + Nanos(first) * Time.hour
+        }
+        let refStart = start! - start! % Time.hour + Time.hour
+        guard refStart + Nanos(FailureFeatures.referenceHours) * Time.hour <= now,
+              let grid = try? hourly(device, from: refStart, to: refStart + Nanos(FailureFeatures.referenceHours) * Time.hour),
+              let reference = FailureFeatures.reference(hourly: grid, specs: device.sensors, firstHourOfDay: FailureFeatures.hourOfDay(refStart))
+        else { return nil }
+        references.withLock { $0[device.id] = (start!, reference) }
+        return (start!, reference)
+    }
+
+    let lastRefresh = Atomic<Int64>(0)
+
+    func refreshIfDue(now: Nanos) {
+        if now - lastRefresh.load(ordering: .relaxed) >= options.refreshInterval { refresh(now: now) }
+    }
+
+    func outlook(_ ids: [String]) -> [DeviceOutlook] {
+        outlooks.withLock { all in ids.isEmpty ? Array(all.values) : ids.compactMap { all[$0] } }
+    }
+
+    // MARK: Scheduler
+
+    /// When the next scheduled retrain is due: a day (± 10 %, fixed per model) after the newest model.
+    func nextScheduledRetrain(now: Nanos) -> Nanos {
+        guard let newest = repository.manifests().models.first else { return now }
+        var h: UInt64 = 1469598103934665603
+        for b in newest.version.utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
+        let jitter = (Double(h % 1000) / 1000 - 0.5) * 0.2
+        return newest.createdAt + options.retrainInterval + Nanos(Double(options.retrainInterval) * jitter)
+    }
+
+    /// One scheduler step: retrain when due, unless there is nothing new to learn from.
+    func scheduledStep(now: Nanos) {
+        guard now >= nextScheduledRetrain(now: now), jobs.withLock({ $0.running == nil }) else { return }
+        if let newest = repository.manifests().models.first {
+            let newFailures = ((try? serviceEvents(since: newest.trainTo)) ?? [:]).values.reduce(0) { $0 + $1.failures.count }
+            if newFailures == 0 {
+                logger.info("scheduled retrain skipped: no failure recorded since the last model's training window", metadata: ["model": "\(newest.version)"])
+                // Try again after another interval: record the skip by pushing the clock through a job-less wait.
+                skippedUntil.withLock { $0 = now + options.retrainInterval }
+                return
+            }
+        }
+        if let until = skippedUntil.withLock({ $0 }), now < until { return }
+        _ = try? retrain(trigger: "scheduler", requestedBy: "", window: nil, force: false)
+    }
+    let skippedUntil = Mutex<Nanos?>(nil)
+}
