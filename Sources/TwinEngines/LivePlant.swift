@@ -37,6 +37,23 @@ public struct DeviceSnapshot: Sendable, Equatable {
     public var version: UInt64
     /// The device's sensor names by index (shared storage, not a copy per snapshot).
     public var sensorNames: [String]
+    /// Set once the health engine has scored the device.
+    public var health: HealthSummary? = nil
+    public var openAlerts: UInt32 = 0
+}
+
+/// The short health verdict carried in live snapshots.
+public struct HealthSummary: Sendable, Equatable {
+    public enum Level: String, Sendable { case healthy, degraded, critical }
+    public var score: Double
+    public var level: Level
+    public var headline: String
+
+    public init(score: Double, headline: String) {
+        self.score = score
+        self.level = score >= 80 ? .healthy : score >= 50 ? .degraded : .critical
+        self.headline = headline
+    }
 }
 
 /// The fleet registry and the live state of every device, behind one lock so they agree.
@@ -73,6 +90,8 @@ public final class LivePlant: Sendable {
         var state: DeviceState = .offline
         /// The `apply` call that last touched the slot, so a device changes once per call.
         var touchedEpoch: UInt64 = 0
+        var health: HealthSummary?
+        var openAlerts: UInt32 = 0
 
         init(device: Device) {
             self.device = device
@@ -293,6 +312,30 @@ public final class LivePlant: Sendable {
         }
     }
 
+    /// Sets health verdicts and open-alert counts; returns the devices whose snapshot changed
+    /// (a score moving by less than one point is not a change worth sending).
+    public func annotate(_ marks: [(index: Int32, health: HealthSummary?, openAlerts: UInt32)]) -> [Int32] {
+        state.withLock { s in
+            var changed: [Int32] = []
+            for m in marks where Int(m.index) < s.slots.count {
+                let old = s.slots[Int(m.index)]
+                let same = old.openAlerts == m.openAlerts && old.health?.level == m.health?.level && old.health?.headline == m.health?.headline
+                    && abs((old.health?.score ?? -10) - (m.health?.score ?? -10)) < 1
+                if same { continue }
+                s.slots[Int(m.index)].health = m.health
+                s.slots[Int(m.index)].openAlerts = m.openAlerts
+                s.slots[Int(m.index)].version += 1
+                if old.lastArrival != 0 { changed.append(m.index) }
+            }
+            return changed
+        }
+    }
+
+    /// The operating state of each device (offline for unknown indices).
+    public func states(_ indices: [Int32]) -> [DeviceState] {
+        state.withLock { s in indices.map { Int($0) < s.slots.count ? s.slots[Int($0)].state : .offline } }
+    }
+
     /// The snapshot of one device; `nil` if unknown or it never reported.
     public func snapshot(_ index: Int32) -> DeviceSnapshot? {
         state.withLock { s in
@@ -325,6 +368,7 @@ public final class LivePlant: Sendable {
         }
         return DeviceSnapshot(
             index: index, deviceID: slot.device.id, type: slot.device.type, state: slot.state,
-            time: slot.newest, values: values, version: slot.version, sensorNames: slot.sensorNames)
+            time: slot.newest, values: values, version: slot.version, sensorNames: slot.sensorNames, health: slot.health,
+            openAlerts: slot.openAlerts)
     }
 }

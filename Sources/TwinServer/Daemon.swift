@@ -45,6 +45,13 @@ public struct DaemonConfiguration: Sendable {
     public var tls: ServerTLS?
     /// Model training and prediction refresh.
     var prognostics = Prognostics.Options()
+    var alerts = AlertBook.Options()
+    /// How often every device's health is scored (and alerts evaluated).
+    public var healthInterval: Nanos = 5 * Time.second
+    public var alertClearTime: Nanos {
+        get { alerts.clearFor }
+        set { alerts.clearFor = newValue }
+    }
     public var retrainInterval: Nanos {
         get { prognostics.retrainInterval }
         set { prognostics.retrainInterval = newValue }
@@ -116,6 +123,8 @@ public final class Daemon: Service, Sendable {
     let users: UsersDatabase
     let identity: Identity
     let prognostics: Prognostics
+    let alerts: AlertBook
+    let assessment: Assessment
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
     let logger: Logger
     let hooks: DaemonHooks
@@ -172,6 +181,8 @@ public final class Daemon: Service, Sendable {
         }
 
         prognostics = try Prognostics(plant: plant, modelsDirectory: dataDirectory.file("models"), options: configuration.prognostics, logger: logger)
+        alerts = try AlertBook(store: store, options: configuration.alerts, logger: logger)
+        assessment = Assessment(plant: plant, prognostics: prognostics, alerts: alerts)
         health = HealthStatus(services: [
             Twin_V1_TwinService.descriptor.fullyQualifiedService,
             Twin_V1_AuthService.descriptor.fullyQualifiedService,
@@ -179,7 +190,8 @@ public final class Daemon: Service, Sendable {
             Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
         ])
         let services: [any RegistrableRPCService] = [
-            TwinService(plant: plant, simulator: simulator, prognostics: prognostics), UpdateStreamService(plant: plant), AuthService(identity: identity),
+            TwinService(plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, identity: identity),
+            UpdateStreamService(plant: plant), AuthService(identity: identity),
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
         ]
@@ -347,6 +359,13 @@ public final class Daemon: Service, Sendable {
                     try? await Task.sleep(for: .nanoseconds(self.configuration.maintenanceInterval))
                     if Task.isCancelled { return }
                     self.maintainStore()
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .nanoseconds(self.configuration.healthInterval))
+                    if Task.isCancelled { return }
+                    self.assessment.tick(now: Time.now())
                 }
             }
             // Predictions refreshed, and the retrain scheduler checked, every few minutes.

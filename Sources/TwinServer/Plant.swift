@@ -7,6 +7,7 @@ import TwinEngines
 /// Services and the simulator loop go through it so every change reaches the subscribers.
 final class Plant: Sendable {
     let live: LivePlant
+    let health = HealthEngine()
     let bus = UpdateBus()
     let encoder = SnapshotEncoder()
     let heartbeat: Nanos
@@ -40,14 +41,20 @@ final class Plant: Sendable {
         try store.saveDevice(device)
         let result = try live.upsert(device, now: now)
         try history.bind(device: result.index, id: device.id, sensors: device.sensors.map(\.name))
+        if result.created || existing?.sensors != device.sensors { health.bind(device: result.index, sensors: device.sensors) }
         bus.registryChanged(identities: live.identities())
         publish([result.index])
         return result
     }
 
     /// Records maintenance events durably (simulator ground truth or RecordEvent).
-    func record(_ events: [MaintenanceEvent]) throws(TwinError) -> [MaintenanceEvent] {
-        try store.appendEvents(events)
+    func record(_ events: [MaintenanceEvent], relearn: Bool = true) throws(TwinError) -> [MaintenanceEvent] {
+        let stored = try store.appendEvents(events)
+        // After a repair the machine's normal is learned anew.
+        for e in stored where relearn && (e.kind == .repair || e.kind == .partReplaced) {
+            if let index = live.index(of: e.deviceID) { health.relearn(device: index) }
+        }
+        return stored
     }
 
     /// Registers many devices at start-up (one bus notification).
@@ -57,6 +64,7 @@ final class Plant: Sendable {
         for device in devices {
             let r = try live.upsert(device, now: now)
             try history.bind(device: r.index, id: r.device.id, sensors: r.device.sensors.map(\.name))
+            health.bind(device: r.index, sensors: r.device.sensors)
             result.append((r.index, r.device))
         }
         bus.registryChanged(identities: live.identities())
@@ -72,7 +80,29 @@ final class Plant: Sendable {
 
     /// Applies samples (already durable) and status hints to the live state, then publishes.
     func apply(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) {
-        publish(live.apply(samples, hints: hints, now: now))
+        let changed = live.apply(samples, hints: hints, now: now)
+        observe(samples)
+        publish(changed)
+    }
+
+    /// Feeds readings to the health engine with each device's operating mode.
+    func observe(_ samples: [Sample]) {
+        var devices: [Int32] = []
+        var last: Int32 = -1
+        for s in samples where s.device != last {
+            devices.append(s.device)
+            last = s.device
+        }
+        let unique = Array(Set(devices))
+        let states = live.states(unique)
+        var modes: [Int32: DeviceState.Mode] = [:]
+        for (i, d) in unique.enumerated() { modes[d] = states[i].mode }
+        health.observe(samples, modes: modes)
+    }
+
+    /// Sets health verdicts and alert counts on the live snapshots and tells subscribers.
+    func annotate(_ marks: [(index: Int32, health: HealthSummary?, openAlerts: UInt32)]) {
+        publish(live.annotate(marks))
     }
 
     /// Periodic housekeeping: offline detection and heartbeats.

@@ -97,6 +97,14 @@ extension DeviceSnapshot {
         p.state = state.proto
         if time != 0 { p.time = .init(nanos: time) }
         p.version = version
+        if let health {
+            var h = Twin_V1_HealthSummary()
+            h.score = health.score
+            h.state = health.level.proto
+            h.headline = health.headline
+            p.health = h
+        }
+        p.openAlerts = openAlerts
         p.values.reserveCapacity(values.count)
         for v in values where Int(v.sensor) < sensorNames.count {
             let name = sensorNames[Int(v.sensor)]
@@ -190,5 +198,107 @@ extension DeviceOutlook {
         }
         p.computedAt = .init(nanos: computedAt)
         return p
+    }
+}
+
+extension HealthSummary.Level {
+    var proto: Twin_V1_HealthState {
+        switch self {
+        case .healthy: .healthy
+        case .degraded: .degraded
+        case .critical: .critical
+        }
+    }
+}
+
+extension HealthEngine.Verdict {
+    func proto(deviceID: String, at time: Nanos) -> Twin_V1_DeviceHealth {
+        var h = Twin_V1_DeviceHealth()
+        h.deviceID = deviceID
+        h.score = score.rounded()
+        h.state = summary.level.proto
+        h.components = components.map { c in
+            var x = Twin_V1_ComponentHealth()
+            x.name = c.name
+            x.score = c.score.rounded()
+            x.state = HealthSummary(score: c.score, headline: "").level.proto
+            return x
+        }
+        h.factors = factors.prefix(8).map { f in
+            var x = Twin_V1_HealthFactor()
+            x.subject = f.subject
+            x.description_p = f.description
+            x.penalty = (f.penalty * 10).rounded() / 10
+            if let v = f.value { x.value = v }
+            if let e = f.expected { x.expected = e }
+            if let t = f.trendPerDay { x.trendPerDay = t }
+            x.unit = f.unit
+            return x
+        }
+        h.computedAt = .init(nanos: time)
+        return h
+    }
+}
+
+extension Recommendation {
+    func proto(createdAt: Nanos) -> Twin_V1_Recommendation {
+        var r = Twin_V1_Recommendation()
+        r.id = id
+        r.deviceID = deviceID
+        r.component = component
+        r.action = switch action {
+        case .inspect: .inspect
+        case .lubricate: .lubricate
+        case .replacePart: .replacePart
+        case .recalibrateSensor: .recalibrateSensor
+        case .checkSensor: .checkSensor
+        case .reduceLoad: .reduceLoad
+        case .balance: .balance
+        case .clean: .clean
+        case .scheduleMaintenance: .scheduleMaintenance
+        }
+        r.priority = Twin_V1_Priority(rawValue: priority.rawValue) ?? .unspecified
+        r.title = title
+        r.deadline = .init(nanos: deadline)
+        r.evidence = evidence.map { e in
+            var x = Twin_V1_Evidence()
+            x.kind = e.kind
+            x.description_p = e.description
+            x.sensor = e.sensor
+            if let v = e.value { x.value = v }
+            return x
+        }
+        r.expectedEffect = expectedEffect
+        r.sensorFault = sensorFault
+        r.createdAt = .init(nanos: createdAt)
+        return r
+    }
+}
+
+extension Alert {
+    var proto: Twin_V1_Alert {
+        var a = Twin_V1_Alert()
+        a.id = id
+        a.deviceID = deviceID
+        a.rule = rule
+        a.sensor = sensor
+        a.severity = Twin_V1_AlertSeverity(rawValue: severity.rawValue) ?? .unspecified
+        a.state = switch state {
+        case .open: .open
+        case .acknowledged: .acknowledged
+        case .resolved: .resolved
+        }
+        a.message = message
+        if let value { a.value = value }
+        a.openedAt = .init(nanos: openedAt)
+        a.updatedAt = .init(nanos: updatedAt)
+        a.occurrences = occurrences
+        a.acknowledgedBy = acknowledgedBy
+        if let acknowledgedAt { a.acknowledgedAt = .init(nanos: acknowledgedAt) }
+        a.ackComment = ackComment
+        a.resolvedBy = resolvedBy
+        if let resolvedAt { a.resolvedAt = .init(nanos: resolvedAt) }
+        a.resolveComment = resolveComment
+        return a
     }
 }

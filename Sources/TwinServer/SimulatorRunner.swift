@@ -34,10 +34,10 @@ final class SimulatorRunner: Sendable {
     }
 
     /// Ground truth goes into the maintenance log, where training finds its labels.
-    func store(_ events: [MaintenanceEvent], plant: Plant) {
+    func store(_ events: [MaintenanceEvent], plant: Plant, relearn: Bool = true) {
         if events.isEmpty { return }
         do {
-            _ = try plant.record(events)
+            _ = try plant.record(events, relearn: relearn)
         } catch {
             logger.error("cannot record simulator ground truth", metadata: ["events": "\(events.count)", "error": "\(error.message)"])
         }
@@ -70,7 +70,14 @@ final class SimulatorRunner: Sendable {
                 s.simulator.tick(at: t, into: &s.output)
                 if keep { pending += s.output.samples }
                 count += s.output.samples.count
+                // The health engine learns each machine's normal from the past as well.
+                var modes: [Int32: DeviceState.Mode] = [:]
+                for status in s.output.statuses { modes[status.device] = (status.state ?? .running).mode }
+                plant.health.observe(s.output.samples, modes: modes)
                 return s.output.events
+            }
+            for e in happened where e.kind == .repair {
+                if let index = plant.live.index(of: e.deviceID) { plant.health.relearn(device: index) }
             }
             if pending.count >= 50_000 {
                 try plant.history.append(pending)
@@ -80,7 +87,7 @@ final class SimulatorRunner: Sendable {
             t += interval
         }
         try plant.history.append(pending)
-        if keep { store(events, plant: plant) }
+        if keep { store(events, plant: plant, relearn: false) }
         logger.notice(
             "backfill done",
             metadata: [

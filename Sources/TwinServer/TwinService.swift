@@ -9,6 +9,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let plant: Plant
     var simulator: SimulatorRunner? = nil
     let prognostics: Prognostics
+    let assessment: Assessment
+    let alerts: AlertBook
+    let identity: Identity
 
     // MARK: Devices
 
@@ -97,11 +100,117 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func getHealth(request: Twin_V1_GetHealthRequest, context: ServerContext) async throws -> Twin_V1_GetHealthResponse {
-        throw notYetBuilt("GetHealth", "the health engine")
+        let now = Time.now()
+        var window: Nanos = 0
+        if request.hasHistory {
+            window = request.history.totalNanos
+            guard window > 0, window <= 7 * Time.day else { throw TwinError.invalidArgument("history must be from 1 s to 7 days (scores are kept hourly for 7 days)") }
+        }
+        var response = Twin_V1_GetHealthResponse()
+        for (device, index, verdict) in try assessment.health(request.deviceIds, now: now) {
+            var entry = Twin_V1_DeviceHealthWithHistory()
+            entry.health = verdict.proto(deviceID: device.id, at: now)
+            if window > 0 {
+                entry.history = plant.health.scoreHistory(device: index, since: now - window).map { p in
+                    var h = Twin_V1_HealthPoint()
+                    h.time = .init(nanos: p.time)
+                    h.score = p.score
+                    return h
+                }
+            }
+            response.devices.append(entry)
+        }
+        return response
     }
 
     func getPatterns(request: Twin_V1_GetPatternsRequest, context: ServerContext) async throws -> Twin_V1_GetPatternsResponse {
-        throw notYetBuilt("GetPatterns", "pattern and anomaly analysis")
+        guard !request.deviceID.isEmpty else { throw TwinError.invalidArgument("device_id is required") }
+        guard let index = plant.live.index(of: request.deviceID), let device = plant.live.device(at: index) else {
+            throw TwinError.notFound("device '\(request.deviceID.prefix(64))' not found")
+        }
+        let now = Time.now()
+        let to = request.hasTo ? request.to.nanosSinceEpoch : now
+        let from = request.hasFrom ? request.from.nanosSinceEpoch : to - 7 * Time.day
+        guard from < to else { throw TwinError.invalidArgument("from must be before to") }
+        guard to - from >= 6 * Time.hour, to - from <= 400 * Time.day else { throw TwinError.invalidArgument("the window must be from 6 hours to 400 days") }
+        var specs = device.sensors
+        if !request.sensors.isEmpty {
+            for name in request.sensors where !specs.contains(where: { $0.name == name }) {
+                throw TwinError.invalidArgument("device '\(device.id)' has no sensor '\(name.prefix(64))'; it has: \(specs.map(\.name).joined(separator: ", "))")
+            }
+            specs = specs.filter { request.sensors.contains($0.name) }
+        }
+        var subset = device
+        subset.sensors = specs
+        let start = from - from % Time.hour
+        let hourly = try prognostics.hourly(subset, from: start, to: to)
+        let result = PatternAnalysis.analyse(specs: specs, hourly: hourly, start: start)
+        var response = Twin_V1_GetPatternsResponse()
+        response.deviceID = device.id
+        let wanted = Set(specs.map(\.name))
+        for a in plant.health.anomalies(device: index, from: from, to: to) where !Set(a.sensors).isDisjoint(with: wanted) {
+            var x = Twin_V1_Anomaly()
+            x.id = a.id
+            x.deviceID = device.id
+            x.sensors = a.sensors
+            x.score = a.score
+            x.start = .init(nanos: a.start)
+            if let end = a.end { x.end = .init(nanos: end) }
+            x.detector = a.detector
+            x.description_p = a.description
+            response.anomalies.append(x)
+        }
+        for a in result.anomalies {
+            var x = Twin_V1_Anomaly()
+            x.id = "\(device.id)-\(a.sensor)-h\(a.start / Time.hour)"
+            x.deviceID = device.id
+            x.sensors = [a.sensor]
+            x.score = a.score
+            x.start = .init(nanos: a.start)
+            x.end = .init(nanos: a.end)
+            x.detector = "hourly_profile_mad"
+            x.description_p = String(format: "%@: hourly mean far from its usual value for that hour of day (peak %.1f robust z)", a.sensor, a.score * 5)
+            response.anomalies.append(x)
+        }
+        response.trends = result.trends.map { t in
+            var x = Twin_V1_Trend()
+            x.sensor = t.sensor
+            x.slopePerDay = t.slopePerDay
+            x.slopeLow = t.low
+            x.slopeHigh = t.high
+            if let ttl = t.timeToLimit { x.timeToLimit = .init(seconds: ttl / Time.second) }
+            x.windowStart = .init(nanos: from)
+            x.windowEnd = .init(nanos: to)
+            return x
+        }
+        response.changePoints = result.changePoints.map { c in
+            var x = Twin_V1_ChangePoint()
+            x.sensor = c.sensor
+            x.time = .init(nanos: c.time)
+            x.levelBefore = c.before
+            x.levelAfter = c.after
+            x.confidence = c.confidence
+            return x
+        }
+        response.correlationBreaks = result.correlationBreaks.map { c in
+            var x = Twin_V1_CorrelationBreak()
+            x.sensorA = c.a
+            x.sensorB = c.b
+            x.normalCorrelation = c.normal
+            x.recentCorrelation = c.recent
+            x.since = .init(nanos: c.since)
+            return x
+        }
+        response.profiles = result.profiles.map { p in
+            var x = Twin_V1_Profile()
+            x.sensor = p.sensor
+            x.period = p.weekly ? .weekly : .daily
+            x.bucket = .init(seconds: 3600)
+            x.mean = p.mean
+            x.stddev = p.stddev
+            return x
+        }
+        return response
     }
 
     func getPrediction(request: Twin_V1_GetPredictionRequest, context: ServerContext) async throws -> Twin_V1_GetPredictionResponse {
@@ -139,19 +248,57 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     func getRecommendations(
         request: Twin_V1_GetRecommendationsRequest, context: ServerContext
     ) async throws -> Twin_V1_GetRecommendationsResponse {
-        throw notYetBuilt("GetRecommendations", "the recommendation engine")
+        guard request.limit >= 0 && request.limit <= 10_000 else { throw TwinError.invalidArgument("limit must be from 0 to 10000, got \(request.limit)") }
+        let minimum: Recommendation.Priority? = request.minPriority == .unspecified ? nil : Recommendation.Priority(rawValue: request.minPriority.rawValue)
+        if request.minPriority != .unspecified && minimum == nil { throw TwinError.invalidArgument("min_priority \(request.minPriority.rawValue) is not a priority") }
+        let now = Time.now()
+        let list = try assessment.recommendations(
+            ids: request.deviceIds, types: request.types, minimum: minimum, limit: request.limit == 0 ? 100 : Int(request.limit), now: now)
+        var response = Twin_V1_GetRecommendationsResponse()
+        response.recommendations = list.map { $0.proto(createdAt: assessment.firstSeenTime($0.id) ?? now) }
+        return response
     }
 
     func listAlerts(request: Twin_V1_ListAlertsRequest, context: ServerContext) async throws -> Twin_V1_ListAlertsResponse {
-        throw notYetBuilt("ListAlerts", "alerting")
+        try checkDevices(request.deviceIds)
+        guard request.pageSize >= 0 && request.pageSize <= 10_000 else { throw TwinError.invalidArgument("page_size must be from 0 to 10000") }
+        var states = Set<Alert.State>()
+        for s in request.states {
+            switch s {
+            case .open: states.insert(.open)
+            case .acknowledged: states.insert(.acknowledged)
+            case .resolved: states.insert(.resolved)
+            default: throw TwinError.invalidArgument("states: \(s.rawValue) is not an alert state")
+            }
+        }
+        if states.isEmpty { states = [.open, .acknowledged] }
+        let minimum = request.minSeverity == .unspecified ? nil : Alert.Severity(rawValue: request.minSeverity.rawValue)
+        let all = alerts.list(devices: Set(request.deviceIds), states: states, minimum: minimum)
+        let pageSize = request.pageSize == 0 ? 500 : Int(request.pageSize)
+        let start = request.pageToken.isEmpty ? 0 : (Int(request.pageToken) ?? 0)
+        guard start >= 0 && start <= all.count else { throw TwinError.invalidArgument("page_token is not valid; start again without it") }
+        var response = Twin_V1_ListAlertsResponse()
+        response.alerts = all[start..<min(all.count, start + pageSize)].map(\.proto)
+        if start + pageSize < all.count { response.nextPageToken = String(start + pageSize) }
+        return response
     }
 
     func ackAlert(request: Twin_V1_AckAlertRequest, context: ServerContext) async throws -> Twin_V1_AckAlertResponse {
-        throw notYetBuilt("AckAlert", "alerting")
+        let user = Principal.current?.username ?? ""
+        let alert = try alerts.change(request.alertID, to: .acknowledged, by: user, comment: request.comment, now: Time.now())
+        try? identity.users.audit(.init(time: Time.now(), kind: "alert.acked", actor: user, peer: context.remotePeer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)"))
+        var response = Twin_V1_AckAlertResponse()
+        response.alert = alert.proto
+        return response
     }
 
     func resolveAlert(request: Twin_V1_ResolveAlertRequest, context: ServerContext) async throws -> Twin_V1_ResolveAlertResponse {
-        throw notYetBuilt("ResolveAlert", "alerting")
+        let user = Principal.current?.username ?? ""
+        let alert = try alerts.change(request.alertID, to: .resolved, by: user, comment: request.comment, now: Time.now())
+        try? identity.users.audit(.init(time: Time.now(), kind: "alert.resolved", actor: user, peer: context.remotePeer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)"))
+        var response = Twin_V1_ResolveAlertResponse()
+        response.alert = alert.proto
+        return response
     }
 
     func recordEvent(request: Twin_V1_RecordEventRequest, context: ServerContext) async throws -> Twin_V1_RecordEventResponse {

@@ -65,6 +65,18 @@ public final class HealthDatabase: PlantStore {
                 CREATE TABLE head (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
                 """)
         }
+        migrator.registerMigration("v3: alerts") { db in
+            try db.execute(sql: """
+                CREATE TABLE alerts (
+                    id TEXT PRIMARY KEY,
+                    device_id TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    details BLOB NOT NULL
+                );
+                CREATE INDEX alerts_by_state ON alerts (state, updated_at);
+                """)
+        }
         return migrator
     }
 
@@ -196,4 +208,46 @@ public final class HealthDatabase: PlantStore {
 
 extension TwinError {
     public static func dataLoss(_ message: String) -> TwinError { .init(.dataLoss, message) }
+}
+
+// MARK: Alerts (sealed; id, device, state and time in clear for queries)
+
+extension HealthDatabase {
+    static func alertContext(_ id: String, device: String) -> [UInt8] { Array("health_data.db/alerts/\(id)/\(device)".utf8) }
+
+    /// Inserts or replaces alerts; durable when it returns.
+    public func saveAlerts(_ alerts: [Alert]) throws(TwinError) {
+        if alerts.isEmpty { return }
+        do {
+            try pool.write { db in
+                for alert in alerts {
+                    let sealed = sealer.seal(Array(try JSONEncoder().encode(alert)), context: Self.alertContext(alert.id, device: alert.deviceID))
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO alerts (id, device_id, state, updated_at, details) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [alert.id, alert.deviceID, alert.state.rawValue, alert.updatedAt, Data(sealed)])
+                }
+            }
+        } catch {
+            throw .unavailable("cannot save alerts: \(error)")
+        }
+    }
+
+    /// Alerts not resolved, and those resolved since `resolvedSince`.
+    public func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert] {
+        let rows: [Row]
+        do {
+            rows = try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, device_id, details FROM alerts WHERE state != 'resolved' OR updated_at >= ?", arguments: [resolvedSince])
+            }
+        } catch {
+            throw .unavailable("cannot read alerts: \(error)")
+        }
+        return try rows.map { row throws(TwinError) -> Alert in
+            let id: String = row["id"], device: String = row["device_id"]
+            guard let plain = try? sealer.open(Array(row["details"] as Data), context: Self.alertContext(id, device: device)),
+                  let alert = try? JSONDecoder().decode(Alert.self, from: Data(plain))
+            else { throw .dataLoss("alert \(id) of \(device) cannot be opened: it was altered or moved") }
+            return alert
+        }
+    }
 }

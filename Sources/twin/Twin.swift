@@ -14,5 +14,5 @@ struct Twin: AsyncParsableCommand {
             argument or bad input, 5 not found, 6 not logged in, 7 permission denied, 8 not \
             available in this twind, 9 refused (precondition, limits), 64 usage.
             """,
-        subcommands: [Login.self, Logout.self, WhoAmI.self, Users.self, ApiKeys.self, Audit.self, Watch.self, Devices.self, DeviceCommand.self, History.self, Events.self, Ingest.self, Status.self, Predict.self, Retrain.self, Job.self, Models.self])
+        subcommands: [Login.self, Logout.self, WhoAmI.self, Users.self, ApiKeys.self, Audit.self, Watch.self, Devices.self, DeviceCommand.self, History.self, Events.self, Ingest.self, Status.self, Health.self, Patterns.self, Predict.self, Recommend.self, Alerts.self, Ack.self, Retrain.self, Job.self, Models.self])
 }

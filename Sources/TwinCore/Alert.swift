@@ -1,0 +1,43 @@
+/// An alert: one per (device, rule) while it is not resolved; it updates instead of repeating.
+public struct Alert: Sendable, Codable, Equatable {
+    public enum Severity: Int, Sendable, Codable, Comparable {
+        case info = 1, warning, critical
+        public static func < (a: Severity, b: Severity) -> Bool { a.rawValue < b.rawValue }
+    }
+    public enum State: String, Sendable, Codable { case open, acknowledged, resolved }
+
+    public var id: String
+    public var deviceID: String
+    /// e.g. "bearing_temp.high", "no_data", "predicted_failure_24h".
+    public var rule: String
+    public var sensor: String
+    public var severity: Severity
+    public var state: State
+    public var message: String
+    public var value: Double?
+    public var openedAt: Nanos
+    public var updatedAt: Nanos
+    public var occurrences: UInt32
+    public var acknowledgedBy = ""
+    public var acknowledgedAt: Nanos?
+    public var ackComment = ""
+    public var resolvedBy = ""
+    public var resolvedAt: Nanos?
+    public var resolveComment = ""
+    /// Since when the condition has been clear (auto-resolve after a while).
+    public var clearSince: Nanos?
+
+    public init(id: String, deviceID: String, rule: String, sensor: String, severity: Severity, message: String, value: Double?, at time: Nanos) {
+        self.id = id
+        self.deviceID = deviceID
+        self.rule = rule
+        self.sensor = sensor
+        self.severity = severity
+        self.state = .open
+        self.message = message
+        self.value = value
+        self.openedAt = time
+        self.updatedAt = time
+        self.occurrences = 1
+    }
+}

@@ -1,0 +1,378 @@
+import Synchronization
+import TwinCore
+
+/// Health from the readings as they arrive: per sensor a learned normal (per operating mode:
+/// running or idle), a fast level, hourly means for trends, sensor-fault checks (stuck, spikes,
+/// dropouts) and streaming anomaly detection on the residuals. Scores are computed from that
+/// state on demand; nothing here knows the simulator.
+public final class HealthEngine: Sendable {
+    public struct Options: Sendable {
+        /// Time constant of the learned normal once warmed up.
+        public var normalTimeConstant: Nanos = 7 * Time.day
+        /// Readings (per mode) before the normal is trusted.
+        public var warmup = 120
+        /// And the time they must span: a day, so daily load cycles are part of the normal.
+        public var warmupSpan: Nanos = Time.day
+        /// |z| at which a sensor anomaly opens, and below which it closes.
+        public var anomalyOpen = 4.0
+        public var anomalyClose = 2.5
+        /// Identical readings in a row that make a sensor "stuck".
+        public var stuckAfter = 30
+        public init() {}
+    }
+
+    struct Normal {
+        var mean = 0.0
+        var absDev = 0.0
+        var n = 0
+        var since: Nanos = 0
+        var warm = false
+    }
+
+    struct SensorState {
+        /// The smallest spread a normal is given: 1 % of the nominal range (an idle sensor
+        /// reading 0.0 with the odd 0.1 is not a spike).
+        var floor = 1e-9
+        var normals = [Normal(), Normal()]
+        var fast = Double.nan
+        var last = Double.nan
+        var lastTime: Nanos = 0
+        var identical = 0
+        /// Set by a reading far off while the level was normal; a spike if the next one is back.
+        var spikeCandidate: Nanos?
+        var spikes: [Nanos] = []
+        /// Hourly means of the last 48 hours, newest last (NaN where none).
+        var hourly = [Float](repeating: .nan, count: 48)
+        var hourStart: Nanos = 0
+        var hourSum = 0.0
+        var hourCount = 0
+        var z = 0.0
+        var anomalyStart: Nanos?
+        var anomalyPeak = 0.0
+    }
+
+    struct DeviceMemory {
+        var sensors: [SensorState]
+        var anomalies: [Anomaly] = []
+        var multivariateStart: Nanos?
+        var multivariatePeak = 0.0
+        var scores: [(time: Nanos, score: Double)] = []
+        var interval: Nanos = 0
+    }
+
+    /// An anomaly found while readings arrived.
+    public struct Anomaly: Sendable, Equatable {
+        public var id: String
+        public var sensors: [String]
+        public var score: Double
+        public var start: Nanos
+        public var end: Nanos?
+        public var detector: String
+        public var description: String
+    }
+
+    public let options: Options
+    let devices = Mutex<[DeviceMemory]>([])
+    let specs = Mutex<[[SensorSpec]]>([])
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    /// Registers or redefines a device's sensors (learning restarts for it).
+    public func bind(device index: Int32, sensors: [SensorSpec]) {
+        specs.withLock { s in
+            while s.count <= Int(index) { s.append([]) }
+            s[Int(index)] = sensors
+        }
+        devices.withLock { d in
+            while d.count <= Int(index) { d.append(DeviceMemory(sensors: [])) }
+            d[Int(index)] = DeviceMemory(sensors: sensors.map { spec in
+                var st = SensorState()
+                st.floor = Swift.max(0.01 * (spec.nominalMax - spec.nominalMin), 1e-9)
+                return st
+            })
+        }
+    }
+
+    /// After a repair the machine's normal is learned again.
+    public func relearn(device index: Int32) {
+        devices.withLock { d in
+            guard Int(index) < d.count else { return }
+            for k in d[Int(index)].sensors.indices { d[Int(index)].sensors[k].normals = [Normal(), Normal()] }
+        }
+    }
+
+    /// Takes in readings; `running(i)` says whether device i is under load (idle, failed and
+    /// offline devices do not teach the running normal).
+    public func observe(_ samples: [Sample], modes: [Int32: TwinCore.DeviceState.Mode]) {
+        let warmup = options.warmup, tau = Double(options.normalTimeConstant)
+        devices.withLock { d in
+            for sample in samples {
+                let di = Int(sample.device), si = Int(sample.sensor)
+                guard di < d.count, si < d[di].sensors.count else { continue }
+                let mode = modes[sample.device] ?? .running
+                var st = d[di].sensors[si]
+                let x = sample.value
+                if st.lastTime > 0 && sample.time > st.lastTime {
+                    let dt = sample.time - st.lastTime
+                    d[di].interval = d[di].interval == 0 ? dt : (d[di].interval * 7 + dt) / 8
+                }
+                // Hourly means (in time order; late readings join the current hour).
+                let hour = sample.time - sample.time % Time.hour
+                if hour > st.hourStart {
+                    if st.hourCount > 0 {
+                        let gap = st.hourStart == 0 ? 1 : Int(min(48, (hour - st.hourStart) / Time.hour))
+                        st.hourly.removeFirst(gap)
+                        st.hourly.append(Float(st.hourSum / Double(st.hourCount)))
+                        st.hourly.append(contentsOf: [Float](repeating: .nan, count: gap - 1))
+                    }
+                    st.hourStart = hour
+                    st.hourSum = 0
+                    st.hourCount = 0
+                }
+                st.hourSum += x
+                st.hourCount += 1
+                // Stuck: the same value again and again while the machine runs.
+                st.identical = x == st.last && mode == .running ? st.identical + 1 : 0
+                // Residual from the learned normal for this mode.
+                let m = mode == .idle ? 1 : 0
+                var normal = st.normals[m]
+                if normal.n == 0 { normal.since = sample.time }
+                if !normal.warm && normal.n >= warmup && sample.time - normal.since >= options.warmupSpan { normal.warm = true }
+                let sigma = Swift.max(normal.absDev * 1.2533, st.floor)
+                let z = normal.warm ? (x - normal.mean) / sigma : 0
+                // A lone reading far off that the next one does not confirm is a spike.
+                if let candidate = st.spikeCandidate {
+                    if abs(z) < 3 { st.spikes.append(candidate) }
+                    st.spikeCandidate = nil
+                } else if abs(z) > 8 && !st.fast.isNaN && abs(st.fast - normal.mean) / sigma < 3 {
+                    st.spikeCandidate = sample.time
+                }
+                st.spikes.removeAll { sample.time - $0 > Time.hour }
+                // A spike waiting for confirmation does not move the level.
+                if st.spikeCandidate == nil { st.fast = st.fast.isNaN ? x : st.fast + 0.2 * (x - st.fast) }
+                st.z = normal.warm ? (st.fast - normal.mean) / sigma : 0
+                // Learn while warming up (a plain average over the first day), then slowly, and
+                // not from readings far off (an anomaly must not become the normal).
+                if mode != .stopped && (!normal.warm || abs(z) < 4) {
+                    let alpha = !normal.warm ? 1 / Double(normal.n + 1) : Swift.min(1, Double(Swift.max(d[di].interval, Time.second)) / tau)
+                    normal.mean += alpha * (x - normal.mean)
+                    normal.absDev += (normal.n == 0 ? 1 : alpha) * (abs(x - normal.mean) - normal.absDev)
+                    normal.n += 1
+                    }
+                st.normals[m] = normal
+                st.last = x
+                st.lastTime = sample.time
+                // Streaming anomalies on the smoothed residual.
+                if st.anomalyStart == nil, abs(st.z) >= options.anomalyOpen, st.identical < options.stuckAfter {
+                    st.anomalyStart = sample.time
+                    st.anomalyPeak = abs(st.z)
+                } else if let start = st.anomalyStart {
+                    st.anomalyPeak = Swift.max(st.anomalyPeak, abs(st.z))
+                    if abs(st.z) < options.anomalyClose {
+                        d[di].anomalies.append(Anomaly(
+                            id: "\(sample.device)-\(si)-\(start)", sensors: ["\(si)"], score: st.anomalyPeak / options.anomalyOpen, start: start,
+                            end: sample.time, detector: "residual_ewma", description: ""))
+                        if d[di].anomalies.count > 200 { d[di].anomalies.removeFirst() }
+                        st.anomalyStart = nil
+                    }
+                }
+                d[di].sensors[si] = st
+            }
+            // Across a device's sensors: many moderately off at once.
+            for di in Set(samples.map { Int($0.device) }) where di < d.count {
+                let zs = d[di].sensors.map(\.z)
+                guard zs.count >= 2 else { continue }
+                let rms = (zs.reduce(0) { $0 + $1 * $1 } / Double(zs.count)).squareRoot()
+                let time = d[di].sensors.map(\.lastTime).max() ?? 0
+                if d[di].multivariateStart == nil, rms >= 2.5, zs.filter({ abs($0) >= 2 }).count >= 2 {
+                    d[di].multivariateStart = time
+                    d[di].multivariatePeak = rms
+                } else if let start = d[di].multivariateStart {
+                    d[di].multivariatePeak = Swift.max(d[di].multivariatePeak, rms)
+                    if rms < 1.5 {
+                        d[di].anomalies.append(Anomaly(
+                            id: "\(di)-mv-\(start)", sensors: ["*"], score: d[di].multivariatePeak / 2.5, start: start, end: time,
+                            detector: "multivariate_rms", description: ""))
+                        d[di].multivariateStart = nil
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Scores
+
+    /// One reason a score is what it is.
+    public struct Factor: Sendable, Equatable {
+        public var subject: String
+        public var description: String
+        public var penalty: Double
+        public var value: Double?
+        public var expected: Double?
+        public var trendPerDay: Double?
+        public var unit: String
+        /// True when it is the sensor that is at fault, not the machine.
+        public var sensorFault: Bool = false
+        /// "stuck", "spikes", "dropout", "deviation", "limit", "trend", "prediction".
+        public var kind: String
+    }
+
+    public struct Verdict: Sendable {
+        public var score: Double
+        public var components: [(name: String, score: Double)]
+        public var factors: [Factor]
+        public var summary: HealthSummary
+    }
+
+    /// The health of a device now, given its operating state and failure outlook (p24, p7d).
+    public func score(device index: Int32, state: TwinCore.DeviceState, outlook: (within24h: Double, within7d: Double, lead: String?)?, now: Nanos) -> Verdict? {
+        guard let sensors = specs.withLock({ Int(index) < $0.count ? $0[Int(index)] : nil }) else { return nil }
+        return devices.withLock { d -> Verdict? in
+            guard Int(index) < d.count else { return nil }
+            let dev = d[Int(index)]
+            var factors: [Factor] = []
+            var components: [(String, Double)] = []
+            let newest = dev.sensors.map(\.lastTime).max() ?? 0
+            for (k, spec) in sensors.enumerated() where k < dev.sensors.count {
+                let st = dev.sensors[k]
+                var mine: [Factor] = []
+                let unit = spec.unit.isEmpty ? "" : " \(spec.unit)"
+                func f(_ v: Double) -> String { abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.1f", v) }
+                if st.lastTime == 0 { continue }
+                // Sensor faults first: they explain odd readings without blaming the machine.
+                if st.identical >= options.stuckAfter && state.mode == .running && st.normals[0].absDev > 0 {
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) has reported exactly \(f(st.last))\(unit) \(st.identical + 1) times in a row: the sensor looks stuck", penalty: 30, value: st.last, unit: spec.unit, sensorFault: true, kind: "stuck"))
+                } else if st.spikes.count >= 3 {
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) jumped to implausible values \(st.spikes.count) times in the last hour and came straight back: a faulty sensor or wiring", penalty: 15, unit: spec.unit, sensorFault: true, kind: "spikes"))
+                }
+                if dev.interval > 0, newest - st.lastTime > 5 * dev.interval, state != .offline {
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) has sent nothing for \(DurationText.format(newest - st.lastTime)) while the device's other sensors report: a dropout", penalty: 20, unit: spec.unit, sensorFault: true, kind: "dropout"))
+                }
+                let mode = state == .idle ? 1 : 0
+                let normal = st.normals[mode]
+                let sensorFault = !mine.isEmpty
+                // Deviation from the learned normal for this load.
+                if !sensorFault, normal.warm, abs(st.z) > 2 {
+                    let penalty = Swift.min(50, (abs(st.z) - 2) * 8)
+                    let direction = st.fast > normal.mean ? "above" : "below"
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit), \(f(abs(st.fast - normal.mean)))\(unit) \(direction) its normal (\(f(normal.mean))\(unit)) for this load", penalty: penalty, value: st.fast, expected: normal.mean, unit: spec.unit, kind: "deviation"))
+                }
+                // Limits.
+                let span = Swift.max(spec.nominalMax - spec.nominalMin, 1e-9)
+                if !sensorFault, !st.fast.isNaN {
+                    if let high = spec.alarmHigh, st.fast >= high {
+                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is above its alarm limit \(f(high))\(unit)", penalty: 60, value: st.fast, unit: spec.unit, kind: "limit"))
+                    } else if let low = spec.alarmLow, st.fast <= low {
+                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is below its alarm limit \(f(low))\(unit)", penalty: 60, value: st.fast, unit: spec.unit, kind: "limit"))
+                    } else if state != .idle, st.fast > spec.nominalMax || st.fast < spec.nominalMin {
+                        let excess = Swift.max(st.fast - spec.nominalMax, spec.nominalMin - st.fast) / span
+                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is outside its nominal range \(f(spec.nominalMin))–\(f(spec.nominalMax))\(unit)", penalty: Swift.min(30, 10 + 100 * excess), value: st.fast, unit: spec.unit, kind: "limit"))
+                    }
+                }
+                // Trend toward a limit (Theil–Sen over the hourly means of the last 24 h).
+                if !sensorFault, let trend = Self.trend(st.hourly) {
+                    let limitHigh = spec.alarmHigh ?? spec.nominalMax, limitLow = spec.alarmLow ?? spec.nominalMin
+                    let significant = trend.low > 0 || trend.high < 0
+                    let toward = trend.slope > 0 ? limitHigh - st.fast : st.fast - limitLow
+                    if significant, toward > 0, abs(trend.slope) > 0.02 * span {
+                        let days = toward / abs(trend.slope)
+                        if days < 7 {
+                            let penalty = 25 * (1 - days / 7)
+                            mine.append(Factor(subject: spec.name, description: "\(spec.name) is \(trend.slope > 0 ? "rising" : "falling") \(f(abs(trend.slope)))\(unit)/day; at this rate it reaches \(f(trend.slope > 0 ? limitHigh : limitLow))\(unit) in \(DurationText.format(Nanos(days * Double(Time.day))))", penalty: penalty, value: st.fast, trendPerDay: trend.slope, unit: spec.unit, kind: "trend"))
+                        }
+                    }
+                }
+                components.append((spec.name, Swift.max(0, 100 - mine.reduce(0) { $0 + $1.penalty })))
+                factors += mine
+            }
+            if let outlook, outlook.within24h >= 0.2 || outlook.within7d >= 0.4 {
+                let penalty = 45 * outlook.within24h + 20 * outlook.within7d
+                factors.append(Factor(subject: outlook.lead ?? "machine", description: String(format: "failure predicted: %.0f %% within 24 h, %.0f %% within 7 days", 100 * outlook.within24h, 100 * outlook.within7d) + (outlook.lead.map { ", led by \($0)" } ?? ""), penalty: penalty, unit: "", kind: "prediction"))
+            }
+            factors.sort { $0.penalty > $1.penalty }
+            // The worst machine factor counts fully, the others partly; sensor faults weigh less
+            // on the machine's score (the machine may be fine).
+            var total = 0.0
+            for (i, factor) in factors.enumerated() { total += (factor.sensorFault ? 0.4 : 1) * factor.penalty * (i == 0 ? 1 : 0.35) }
+            var score = Swift.max(0, Swift.min(100, 100 - total))
+            var headline = factors.first?.description ?? "all sensors within their normal"
+            if state == .failed {
+                score = 0
+                headline = "failed: out of service"
+            }
+            return Verdict(score: score, components: components, factors: factors, summary: HealthSummary(score: score.rounded(), headline: headline))
+        }
+    }
+
+    /// Trend in unit/day over the last two days: Theil–Sen on 24-hour moving averages, so the
+    /// daily load cycle does not pass for a trend.
+    static func trend(_ hourly: [Float]) -> (slope: Double, low: Double, high: Double)? {
+        var x: [Double] = [], y: [Double] = []
+        for end in 23..<hourly.count {
+            let window = hourly[(end - 23)...end].filter { !$0.isNaN }
+            guard window.count >= 18 else { continue }
+            x.append(Double(end) / 24)
+            y.append(Double(window.reduce(0, +)) / Double(window.count))
+        }
+        guard x.count >= 12 else { return nil }
+        return Stats.theilSen(x: x, y: y)
+    }
+
+    /// Keeps an hourly history of a device's score (7 days).
+    public func record(score: Double, device index: Int32, at time: Nanos) {
+        devices.withLock { d in
+            guard Int(index) < d.count else { return }
+            let hour = time - time % Time.hour
+            if let last = d[Int(index)].scores.last, last.time == hour { return }
+            d[Int(index)].scores.append((hour, score))
+            if d[Int(index)].scores.count > 168 { d[Int(index)].scores.removeFirst() }
+        }
+    }
+
+    public func scoreHistory(device index: Int32, since: Nanos) -> [(time: Nanos, score: Double)] {
+        devices.withLock { d in Int(index) < d.count ? d[Int(index)].scores.filter { $0.time >= since } : [] }
+    }
+
+    /// Anomalies of a device (closed and still open) within [from, to), sensors named.
+    public func anomalies(device index: Int32, from: Nanos, to: Nanos) -> [Anomaly] {
+        let names = specs.withLock { Int(index) < $0.count ? $0[Int(index)].map(\.name) : [] }
+        return devices.withLock { d -> [Anomaly] in
+            guard Int(index) < d.count else { return [] }
+            var all = d[Int(index)].anomalies
+            for (k, st) in d[Int(index)].sensors.enumerated() {
+                if let start = st.anomalyStart {
+                    all.append(Anomaly(id: "\(index)-\(k)-\(start)", sensors: ["\(k)"], score: st.anomalyPeak / options.anomalyOpen, start: start, end: nil, detector: "residual_ewma", description: ""))
+                }
+            }
+            if let start = d[Int(index)].multivariateStart {
+                all.append(Anomaly(id: "\(index)-mv-\(start)", sensors: ["*"], score: d[Int(index)].multivariatePeak / 2.5, start: start, end: nil, detector: "multivariate_rms", description: ""))
+            }
+            return all.filter { ($0.end ?? .max) >= from && $0.start < to }.map { a in
+                var a = a
+                if a.sensors == ["*"] {
+                    a.sensors = names
+                    a.description = String(format: "sensors of the device off their normal together (RMS z %.1f)", a.score * 2.5)
+                } else if let k = Int(a.sensors[0]), k < names.count {
+                    a.sensors = [names[k]]
+                    a.description = String(format: "%@ off its learned normal (peak z %.1f)", names[k], a.score * options.anomalyOpen)
+                }
+                return a
+            }
+        }
+    }
+}
+
+extension TwinCore.DeviceState {
+    /// How the health engine treats a device's readings.
+    public enum Mode: Sendable { case running, idle, stopped }
+
+    public var mode: Mode {
+        switch self {
+        case .running, .warning, .alarm: .running
+        case .idle: .idle
+        case .failed, .maintenance, .offline: .stopped
+        }
+    }
+}
