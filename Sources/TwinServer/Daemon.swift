@@ -52,6 +52,10 @@ public struct DaemonConfiguration: Sendable {
         get { alerts.clearFor }
         set { alerts.clearFor = newValue }
     }
+    public var alertMinimumDuration: Nanos {
+        get { alerts.minimumDuration }
+        set { alerts.minimumDuration = newValue }
+    }
     public var retrainInterval: Nanos {
         get { prognostics.retrainInterval }
         set { prognostics.retrainInterval = newValue }

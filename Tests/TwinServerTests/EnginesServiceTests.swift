@@ -1,0 +1,167 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Proto
+import SwiftProtobuf
+import Testing
+import TwinClient
+import TwinCore
+import TwinServer
+
+/// The engines through twind: a backfilled plant is trained on, its predictions rank the
+/// machines the ground truth says will fail above the healthy ones, recommendations name them;
+/// an alert opens, is acknowledged and resolves itself.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct EnginesServiceTests {
+    /// Polls `body` until it returns a value (a state change twind makes in the background).
+    func eventually<T>(within seconds: Double = 120, _ body: () async throws -> T?) async throws -> T? {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if let value = try await body() { return value }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
+    }
+
+    @Test func retrainPredictRecommendAndPatterns() async throws {
+        let d = try await RunningDaemon.start { c in
+            c.simulatedDevices = 24
+            c.seed = 11
+            c.interval = 120 * Time.second
+            c.backfill = 21 * Time.day
+            c.healthInterval = 200 * Time.millisecond
+        }
+        let now = Time.now()
+        try await d.connect { client in
+            let twin = Twin_V1_TwinService.Client(wrapping: client)
+            let models = Twin_V1_ModelService.Client(wrapping: client)
+            // No model yet: no predictions, and a reason.
+            let before = try await twin.getPrediction(Twin_V1_GetPredictionRequest())
+            #expect(before.predictions.isEmpty && before.modelVersion.isEmpty && before.note.contains("retrain"))
+
+            let started = try await models.retrain(Twin_V1_RetrainRequest()).job
+            let second = await expectRPCError(.failedPrecondition) { _ = try await models.retrain(Twin_V1_RetrainRequest()) }
+            #expect(second?.contains(started.id) == true)
+            var get = Twin_V1_GetTrainingJobRequest()
+            get.jobID = started.id
+            let job = try #require(try await eventually {
+                let j = try await models.getTrainingJob(get).job
+                return j.state == .succeeded || j.state == .failed ? j : nil
+            })
+            #expect(job.state == .succeeded, "\(job.error)")
+            #expect(job.promoted && !job.modelVersion.isEmpty)
+            let list = try await models.listModels(Twin_V1_ListModelsRequest())
+            #expect(list.activeVersion == job.modelVersion)
+            let m = try #require(list.models.first)
+            #expect(m.status == .active && m.features.count > 5)
+            #expect(m.metrics.testDevices > 0 && m.metrics.trainDevices > m.metrics.testDevices)
+            #expect(m.metrics.rocAuc > 0.75, "held-out ROC AUC \(m.metrics.rocAuc)")
+            #expect(m.metrics.rocAuc > m.metrics.baselineRocAuc)
+            let files = try FileManager.default.contentsOfDirectory(atPath: d.directory + "/models/" + job.modelVersion)
+            #expect(Set(files) == ["manifest.json", "failure_24h.json", "failure_7d.json", "remaining_life.json"])
+
+            // Ground truth (the simulator's log): machines with a fault under way.
+            var events = Twin_V1_ListEventsRequest()
+            events.from = .init(seconds: (now - 22 * Time.day) / Time.second)
+            events.pageSize = 10_000
+            let log = try await twin.listEvents(events).events
+            var failing = Set<String>()
+            for e in log where e.kind == .faultOnset && e.hasExpectedFailureAt && e.expectedFailureAt.seconds > now / Time.second {
+                let repaired = log.contains { $0.deviceID == e.deviceID && $0.kind == .repair && $0.time.seconds > e.time.seconds }
+                if !repaired { failing.insert(e.deviceID) }
+            }
+            let prediction = try await twin.getPrediction(Twin_V1_GetPredictionRequest())
+            #expect(prediction.modelVersion == job.modelVersion && prediction.predictions.count >= 18)
+            let p7 = Dictionary(uniqueKeysWithValues: prediction.predictions.map { ($0.deviceID, $0.failureProbabilities[1].probability) })
+            let risky = p7.filter { failing.contains($0.key) }.map(\.value), calm = p7.filter { !failing.contains($0.key) }.map(\.value)
+            try #require(!risky.isEmpty, "seed 11 has machines with a developing fault at the end of its backfill")
+            let riskyMean: Double = risky.reduce(0, +) / Double(risky.count)
+            let calmMean: Double = calm.reduce(0, +) / Double(max(1, calm.count))
+            #expect(riskyMean > calmMean + 0.2, "failing \(failing): \(p7)")
+
+            // Recommendations name a failing machine first.
+            let recs = try await twin.getRecommendations(Twin_V1_GetRecommendationsRequest()).recommendations
+            let machineRecs = recs.filter { !$0.sensorFault }
+            #expect(machineRecs.first.map { failing.contains($0.deviceID) } == true, "\(recs.map { "\($0.deviceID) \($0.title)" })")
+            #expect(machineRecs.first?.evidence.contains { $0.kind == "prediction" } == true)
+
+            // Health: every device scored, worst first, with reasons.
+            let health = try await twin.getHealth(Twin_V1_GetHealthRequest()).devices.map(\.health)
+            let scores: [Double] = health.map(\.score)
+            #expect(health.count == 24)
+            #expect(scores == scores.sorted())
+            let worst = try #require(health.first)
+            #expect(worst.score < 80 && !worst.factors.isEmpty)
+
+            // Patterns of one device over its last week.
+            var patterns = Twin_V1_GetPatternsRequest()
+            patterns.deviceID = "pump-001"
+            let p = try await twin.getPatterns(patterns)
+            var getPump = Twin_V1_GetDeviceRequest()
+            getPump.deviceID = "pump-001"
+            #expect(p.trends.count == (try await twin.getDevice(getPump).device.sensors.count))
+            #expect(p.profiles.contains { $0.period == .daily && $0.mean.count == 24 })
+            patterns.sensors = ["no_such_sensor"]
+            #expect(await expectRPCError(.invalidArgument) { _ = try await twin.getPatterns(patterns) }?.contains("flow") == true)
+
+            // Acted on: a repair recorded for the first recommended device retires its recommendation.
+            if let first = machineRecs.first {
+                var record = Twin_V1_RecordEventRequest()
+                record.event.deviceID = first.deviceID
+                record.event.kind = .inspection
+                record.event.time = .init(seconds: Time.now() / Time.second)
+                _ = try await twin.recordEvent(record)
+                let after = try await twin.getRecommendations(Twin_V1_GetRecommendationsRequest()).recommendations
+                #expect(!after.contains { $0.id == first.id })
+            }
+        }
+        try await d.stop()
+    }
+
+    @Test func anAlertOpensIsAcknowledgedAndResolvesItself() async throws {
+        let d = try await RunningDaemon.start { c in
+            c.simulator = false
+            c.healthInterval = 50 * Time.millisecond
+            c.alertMinimumDuration = 0
+            c.alertClearTime = 200 * Time.millisecond
+        }
+        try await d.connect { client in
+            let twin = Twin_V1_TwinService.Client(wrapping: client)
+            var upsert = Twin_V1_UpsertDeviceRequest()
+            upsert.device = gatewayDevice("press-1")
+            _ = try await twin.upsertDevice(upsert)
+            func send(_ values: [Double]) async throws {
+                var batch = Twin_V1_IngestRequest()
+                let now = Time.now()
+                batch.readings = values.enumerated().map { Twin_V1_Reading("press-1", "force", now - Nanos(values.count - $0) * Time.millisecond, $1) }
+                let message = batch
+                _ = try await twin.ingest(request: StreamingClientRequest { try await $0.write(message) })
+            }
+            // Force above its alarm limit (950 kN).
+            try await send([980, 990, 1000, 995])
+            var list = Twin_V1_ListAlertsRequest()
+            list.deviceIds = ["press-1"]
+            let alert = try #require(try await eventually(within: 20) { try await twin.listAlerts(list).alerts.first { $0.rule == "force.high" } })
+            #expect(alert.severity == .critical && alert.state == .open && alert.sensor == "force")
+            var get = Twin_V1_GetDeviceRequest()
+            get.deviceID = "press-1"
+            #expect(try await twin.getDevice(get).snapshot.openAlerts >= 1)
+
+            var ack = Twin_V1_AckAlertRequest()
+            ack.alertID = alert.id
+            ack.comment = "crew on the way"
+            let acked = try await twin.ackAlert(ack).alert
+            #expect(acked.state == .acknowledged && acked.acknowledgedBy == "admin")
+            #expect(acked.ackComment == "crew on the way")
+            #expect(await expectRPCError(.failedPrecondition) { _ = try await twin.ackAlert(ack) }?.contains("already acknowledged") == true)
+            ack.alertID = "alert-nope"
+            #expect(await expectRPCError(.notFound) { _ = try await twin.ackAlert(ack) } != nil)
+
+            // Back to normal: it resolves itself once clear for a while.
+            try await send(Array(repeating: 400, count: 40))
+            list.states = [.resolved]
+            let resolved = try #require(try await eventually(within: 20) { try await twin.listAlerts(list).alerts.first { $0.id == alert.id } })
+            #expect(resolved.resolvedBy == "system" && resolved.hasResolvedAt)
+        }
+        try await d.stop()
+    }
+}
