@@ -17,7 +17,7 @@ struct TwinBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "twin-bench",
         abstract: "Measure twin's performance targets (release builds only).",
-        subcommands: [SimulatorBench.self, StoreBench.self, AuthBench.self, FanoutBench.self, IngestBench.self, PlantBench.self, All.self])
+        subcommands: [SimulatorBench.self, StoreBench.self, AuthBench.self, FanoutBench.self, IngestBench.self, PlantBench.self, EnginesBench.self, HealthyRunBench.self, RetrainBench.self, All.self])
 }
 
 struct All: AsyncParsableCommand {
@@ -409,7 +409,7 @@ final class DaemonProcess: Sendable {
         self.directory = directory
     }
 
-    static func start(_ arguments: [String]) async throws -> DaemonProcess {
+    static func start(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> DaemonProcess {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("twind")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-bench-\(UUID().uuidString)").path
         let p = Process()
@@ -429,7 +429,7 @@ final class DaemonProcess: Sendable {
                 found.withLock { if $0 == nil { $0 = String(port) } }
             }
         }
-        let deadline = ContinuousClock.now + .seconds(60)
+        let deadline = ContinuousClock.now + timeout
         while found.withLock({ $0 }) == nil {
             guard p.isRunning, ContinuousClock.now < deadline else { throw ValidationError("twind at \(exe.path) did not start") }
             try await Task.sleep(for: .milliseconds(20))

@@ -23,7 +23,3 @@ extension TwinError: RPCErrorConvertible {
     public var rpcErrorMessage: String { message }
 }
 
-/// The answer of an RPC whose capability is not built yet: UNIMPLEMENTED, never fake data.
-func notYetBuilt(_ method: String, _ capability: String) -> TwinError {
-    TwinError(.unimplemented, "\(method) is not available in this version of twind: \(capability) is not built yet")
-}

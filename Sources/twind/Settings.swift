@@ -89,6 +89,7 @@ struct Settings {
         "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
         "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file", "durability",
         "raw-retention", "rollup-retention", "access-token-lifetime", "tls-cert", "tls-key", "tls-client-ca",
+        "retrain-interval",
     ]
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.
@@ -140,6 +141,10 @@ struct Settings {
             c.tls = .init(certificate: cert, privateKey: key, clientCA: ca)
         default:
             throw ConfigError("config: invalid TLS settings: tls-cert and tls-key go together (and tls-client-ca needs them)")
+        }
+        if let every = try duration("retrain-interval") {
+            guard every >= Time.hour else { throw ConfigError("config: invalid value for retrain-interval: at least 1h") }
+            c.retrainInterval = every
         }
         c.environment = environment
         return c

@@ -58,6 +58,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM certificate chain: serve TCP with TLS (TWIND_TLS_CERT). The Unix socket stays plain.") var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert (TWIND_TLS_KEY).") var tlsKey: String?
     @Option(help: "PEM CA certificates: require clients to present a certificate they signed (TWIND_TLS_CLIENT_CA).") var tlsClientCa: String?
+    @Option(help: "Retrain the failure models this often, e.g. 24h (TWIND_RETRAIN_INTERVAL); skipped when no failure was recorded since.") var retrainInterval: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -69,7 +70,7 @@ struct Serve: AsyncParsableCommand {
             ("heartbeat", heartbeat), ("max-future-skew", maxFutureSkew), ("late-window", lateWindow),
             ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile), ("durability", durability),
             ("raw-retention", rawRetention), ("rollup-retention", rollupRetention), ("access-token-lifetime", accessTokenLifetime),
-            ("tls-cert", tlsCert), ("tls-key", tlsKey), ("tls-client-ca", tlsClientCa),
+            ("tls-cert", tlsCert), ("tls-key", tlsKey), ("tls-client-ca", tlsClientCa), ("retrain-interval", retrainInterval),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

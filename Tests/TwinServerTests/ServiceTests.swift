@@ -194,18 +194,6 @@ import TwinServer
         try await d.stop()
     }
 
-    @Test func unbuiltRPCsAnswerUnimplemented() async throws {
-        let d = try await RunningDaemon.start()
-        try await d.connect { client in
-            let twin = Twin_V1_TwinService.Client(wrapping: client)
-            let health = await expectRPCError(.unimplemented) { _ = try await twin.getHealth(Twin_V1_GetHealthRequest()) }
-            #expect(health?.contains("GetHealth") == true)
-            let models = Twin_V1_ModelService.Client(wrapping: client)
-            _ = await expectRPCError(.unimplemented) { _ = try await models.retrain(Twin_V1_RetrainRequest()) }
-        }
-        try await d.stop()
-    }
-
     @Test func healthCheckKnowsTheServices() async throws {
         let d = try await RunningDaemon.start()
         try await d.connect { client in

@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import Proto
+import TwinClient
+import TwinCore
+import TwinEngines
+
+// MARK: - Engine cost per reading at scale (in process)
+
+struct EnginesBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engines", abstract: "Health engine cost: readings taken in, and a scoring pass over every device, at 10,000 devices.")
+    @Option var devices = 10_000
+    @Option(help: "Hours of warm-up at 60 s before measuring (the normal needs a day).") var warmupHours = 26
+    @Option var ticks = 60
+
+    func run() async throws {
+        let plant = LivePlant()
+        let fleet = MachineCatalog.defaultPlant(count: devices)
+        let registered = try fleet.map { d throws(TwinError) in (try plant.upsert(d, now: Time.now()).index, d) }
+        let engine = HealthEngine()
+        for (index, d) in registered { engine.bind(device: index, sensors: d.sensors) }
+        var t = Time.now() - Nanos(warmupHours) * Time.hour
+        var sim = Simulator(devices: registered, start: t)
+        var output = Simulator.Output()
+        func modes() -> [Int32: DeviceState.Mode] {
+            var m: [Int32: DeviceState.Mode] = [:]
+            for s in output.statuses { m[s.device] = (s.state ?? .running).mode }
+            return m
+        }
+        while t < Time.now() - 5 * Time.minute {
+            t += Time.minute
+            sim.tick(at: t, into: &output)
+            engine.observe(output.samples, modes: modes())
+        }
+        var observeCost: [Double] = [], scoreCost: [Double] = []
+        var readings = 0
+        for _ in 0..<ticks {
+            t += 5 * Time.second
+            sim.tick(at: t, into: &output)
+            let m = modes()
+            let a = ContinuousClock.now
+            engine.observe(output.samples, modes: m)
+            observeCost.append((ContinuousClock.now - a).milliseconds)
+            readings = output.samples.count
+        }
+        // A scoring pass over the whole fleet (twind runs one every 5 s).
+        var unhealthy = 0
+        for _ in 0..<5 {
+            let a = ContinuousClock.now
+            unhealthy = 0
+            for (index, _) in registered {
+                if let v = engine.score(device: index, state: .running, outlook: nil, now: t), v.score < 80 { unhealthy += 1 }
+            }
+            scoreCost.append((ContinuousClock.now - a).milliseconds)
+        }
+        let observe = percentile(observeCost, 0.5), score = percentile(scoreCost, 0.5)
+        report("engines", [
+            ("devices", "\(devices)"), ("readings per 5 s tick", "\(readings)"),
+            ("observe p50 per tick", ms(observe)), ("per reading", String(format: "%.0f ns", observe * 1e6 / Double(max(1, readings)))),
+            ("scoring pass p50 (all devices)", ms(score)),
+            ("share of one core at 5 s (observe + one pass)", String(format: "%.1f %%", (observe + score) / 50)),
+            ("devices scored < 80", "\(unhealthy)"),
+        ])
+    }
+}
+
+// MARK: - False alarms on healthy machines
+
+struct HealthyRunBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "healthy", abstract: "False alarms on healthy machines: a long run with no faults, health scored every hour.")
+    @Option var devices = 200
+    @Option var days = 30
+    @Option var seed: UInt64 = 99
+
+    func run() async throws {
+        let plant = LivePlant()
+        let fleet = MachineCatalog.defaultPlant(count: devices)
+        let registered = try fleet.map { d throws(TwinError) in (try plant.upsert(d, now: Time.now()).index, d) }
+        let engine = HealthEngine()
+        for (index, d) in registered { engine.bind(device: index, sensors: d.sensors) }
+        var options = Simulator.Options()
+        options.meanTimeBetweenFaults = 100_000 * Time.day
+        options.meanTimeBetweenSensorFaults = 100_000 * Time.day
+        options.seed = seed
+        let start = Time.now() - Nanos(days) * Time.day
+        var sim = Simulator(devices: registered, start: start, options: options)
+        var output = Simulator.Output()
+        var t = start
+        var hoursScored = 0, degradedHours = 0, criticalHours = 0, alertHours = 0
+        var lastState: [Int32: DeviceState] = [:]
+        while t < Time.now() {
+            t += Time.minute
+            sim.tick(at: t, into: &output)
+            var m: [Int32: DeviceState.Mode] = [:]
+            for s in output.statuses {
+                m[s.device] = (s.state ?? .running).mode
+                lastState[s.device] = s.state ?? .running
+            }
+            engine.observe(output.samples, modes: m)
+            // Score every hour after the first day (the warm-up).
+            if t % Time.hour < Time.minute && t - start > Time.day {
+                for (index, _) in registered {
+                    guard let v = engine.score(device: index, state: lastState[index] ?? .running, outlook: nil, now: t) else { continue }
+                    hoursScored += 1
+                    if v.score < 80 { degradedHours += 1 }
+                    if v.score < 50 { criticalHours += 1 }
+                    let alertWorthy = v.factors.contains { ($0.kind == "limit" && $0.penalty >= 60) || ($0.kind == "deviation" && $0.penalty >= 30) || ($0.kind == "trend" && $0.penalty >= 15) || $0.sensorFault }
+                    if alertWorthy { alertHours += 1 }
+                }
+            }
+        }
+        var anomalies = 0
+        for (index, _) in registered { anomalies += engine.anomalies(device: index, from: start + Time.day, to: .max).count }
+        let deviceDays = Double(devices) * Double(days - 1)
+        report("healthy machines (no faults)", [
+            ("devices × days", "\(devices) × \(days)"), ("device-hours scored", "\(hoursScored)"),
+            ("hours scored < 80 (degraded)", String(format: "%d (%.2f %%)", degradedHours, 100 * Double(degradedHours) / Double(max(1, hoursScored)))),
+            ("hours scored < 50 (critical)", String(format: "%d (%.3f %%)", criticalHours, 100 * Double(criticalHours) / Double(max(1, hoursScored)))),
+            ("hours with an alert-raising condition", String(format: "%d (%.2f %%)", alertHours, 100 * Double(alertHours) / Double(max(1, hoursScored)))),
+            ("streaming anomalies", String(format: "%d (%.3f per device-day)", anomalies, Double(anomalies) / deviceDays)),
+        ])
+    }
+}
+
+// MARK: - Retrain time and GetRecommendations latency through twind
+
+struct RetrainBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retrain", abstract: "Retrain time for N devices × D days of history, then GetRecommendations/GetPrediction latency.")
+    @Option var devices = 100
+    @Option var days = 30
+    @Option(help: "Simulator interval of the backfilled history.") var interval = "60s"
+    @Option var seed = 5
+    @Option var calls = 50
+
+    func run() async throws {
+        let began = ContinuousClock.now
+        let daemon = try await DaemonProcess.start(
+            ["--devices", "\(devices)", "--backfill", "\(days)d", "--interval", interval, "--seed", "\(seed)"], timeout: .seconds(1800))
+        defer { daemon.stop() }
+        let backfill = ContinuousClock.now - began
+        let token = try await daemon.token()
+        let (job, took, model) = try await TwinConnection.with(daemon.address, bearer: token) { client in
+            let models = Twin_V1_ModelService.Client(wrapping: client)
+            let start = ContinuousClock.now
+            var job = try await models.retrain(Twin_V1_RetrainRequest()).job
+            var get = Twin_V1_GetTrainingJobRequest()
+            get.jobID = job.id
+            while job.state == .queued || job.state == .running {
+                try await Task.sleep(for: .milliseconds(100))
+                job = try await models.getTrainingJob(get).job
+            }
+            let took = ContinuousClock.now - start
+            let list = try await models.listModels(Twin_V1_ListModelsRequest())
+            return (job, took, list.models.first { $0.version == job.modelVersion })
+        }
+        // Let the health pass run once with the model's outlook.
+        try await Task.sleep(for: .seconds(6))
+        let (recCosts, predCosts, count) = try await TwinConnection.with(daemon.address, bearer: token) { client in
+            let twin = Twin_V1_TwinService.Client(wrapping: client)
+            var rec: [Double] = [], pred: [Double] = []
+            var count = 0
+            for _ in 0..<calls {
+                let a = ContinuousClock.now
+                count = try await twin.getRecommendations(Twin_V1_GetRecommendationsRequest()).recommendations.count
+                rec.append((ContinuousClock.now - a).milliseconds)
+                let b = ContinuousClock.now
+                _ = try await twin.getPrediction(Twin_V1_GetPredictionRequest())
+                pred.append((ContinuousClock.now - b).milliseconds)
+            }
+            return (rec, pred, count)
+        }
+        let m = model?.metrics
+        func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
+        report("retrain", [
+            ("devices × days", "\(devices) × \(days) (interval \(interval), seed \(seed))"), ("backfill + start", "\(backfill)"),
+            ("job", "\(job.id): \(job.state == .succeeded ? "succeeded" : "failed \(job.error)")"),
+            ("Retrain wall time", String(format: "%.1f s", took.milliseconds / 1000)),
+            ("held-out ROC AUC 24 h (threshold rule)", "\(f(m?.rocAuc)) (\(f(m?.baselineRocAuc)))"),
+            ("precision / recall at threshold", "\(f(m?.precision)) / \(f(m?.recall)) at \(f(m?.threshold))"),
+            ("RUL MAE h, last 7 d before failure (fleet-mean lifetime)", "\(f(m?.rulMaeHours)) (\(f(m?.baselineRulMaeHours)))"),
+            ("test devices / examples", "\(m?.testDevices ?? 0) / \(m?.testExamples ?? 0)"),
+            ("GetRecommendations p50 / p99", "\(ms(percentile(recCosts, 0.5))) / \(ms(percentile(recCosts, 0.99))) (\(count) recommendations)"),
+            ("GetPrediction p50", ms(percentile(predCosts, 0.5))),
+        ])
+    }
+}
