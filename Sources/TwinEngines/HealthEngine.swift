@@ -18,6 +18,8 @@ public final class HealthEngine: Sendable {
         public var anomalyClose = 2.5
         /// Identical readings in a row that make a sensor "stuck".
         public var stuckAfter = 30
+        /// After a start or stop, temperatures take a while to settle: no judging, no learning.
+        public var settle: Nanos = 45 * Time.minute
         public init() {}
     }
 
@@ -35,9 +37,16 @@ public final class HealthEngine: Sendable {
         var floor = 1e-9
         var normals = [Normal(), Normal()]
         var fast = Double.nan
+        /// The operating mode of the latest reading (0 running, 1 idle); the fast level starts
+        /// over when it changes (a machine that just stopped is not "far above its idle normal").
+        var mode = 0
+        var modeSince: Nanos = 0
         var last = Double.nan
         var lastTime: Nanos = 0
         var identical = 0
+        /// The longest run of identical readings seen while learning: some sensors (a belt
+        /// speed at a fixed setpoint) repeat naturally.
+        var longestRun = 0
         /// Set by a reading far off while the level was normal; a spike if the next one is back.
         var spikeCandidate: Nanos?
         var spikes: [Nanos] = []
@@ -89,7 +98,7 @@ public final class HealthEngine: Sendable {
             while d.count <= Int(index) { d.append(DeviceMemory(sensors: [])) }
             d[Int(index)] = DeviceMemory(sensors: sensors.map { spec in
                 var st = SensorState()
-                st.floor = Swift.max(0.01 * (spec.nominalMax - spec.nominalMin), 1e-9)
+                st.floor = Swift.max(0.02 * (spec.nominalMax - spec.nominalMin), 1e-9)
                 return st
             })
         }
@@ -137,9 +146,17 @@ public final class HealthEngine: Sendable {
                 st.identical = x == st.last && mode == .running ? st.identical + 1 : 0
                 // Residual from the learned normal for this mode.
                 let m = mode == .idle ? 1 : 0
+                if m != st.mode {
+                    st.mode = m
+                    st.modeSince = sample.time
+                    st.fast = .nan
+                    st.anomalyStart = nil
+                }
+                let settled = sample.time - st.modeSince >= options.settle
                 var normal = st.normals[m]
                 if normal.n == 0 { normal.since = sample.time }
                 if !normal.warm && normal.n >= warmup && sample.time - normal.since >= options.warmupSpan { normal.warm = true }
+                if !normal.warm && mode == .running { st.longestRun = Swift.max(st.longestRun, st.identical) }
                 let sigma = Swift.max(normal.absDev * 1.2533, st.floor)
                 let z = normal.warm ? (x - normal.mean) / sigma : 0
                 // A lone reading far off that the next one does not confirm is a spike.
@@ -152,10 +169,10 @@ public final class HealthEngine: Sendable {
                 st.spikes.removeAll { sample.time - $0 > Time.hour }
                 // A spike waiting for confirmation does not move the level.
                 if st.spikeCandidate == nil { st.fast = st.fast.isNaN ? x : st.fast + 0.2 * (x - st.fast) }
-                st.z = normal.warm ? (st.fast - normal.mean) / sigma : 0
+                st.z = normal.warm && settled ? (st.fast - normal.mean) / sigma : 0
                 // Learn while warming up (a plain average over the first day), then slowly, and
                 // not from readings far off (an anomaly must not become the normal).
-                if mode != .stopped && (!normal.warm || abs(z) < 4) {
+                if mode != .stopped && settled && (!normal.warm || abs(z) < 4) {
                     let alpha = !normal.warm ? 1 / Double(normal.n + 1) : Swift.min(1, Double(Swift.max(d[di].interval, Time.second)) / tau)
                     normal.mean += alpha * (x - normal.mean)
                     normal.absDev += (normal.n == 0 ? 1 : alpha) * (abs(x - normal.mean) - normal.absDev)
@@ -242,7 +259,7 @@ public final class HealthEngine: Sendable {
                 func f(_ v: Double) -> String { abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.1f", v) }
                 if st.lastTime == 0 { continue }
                 // Sensor faults first: they explain odd readings without blaming the machine.
-                if st.identical >= options.stuckAfter && state.mode == .running && st.normals[0].absDev > 0 {
+                if st.identical >= Swift.max(options.stuckAfter, 3 * st.longestRun + 1) && state.mode == .running && st.normals[0].warm {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) has reported exactly \(f(st.last))\(unit) \(st.identical + 1) times in a row: the sensor looks stuck", penalty: 30, value: st.last, unit: spec.unit, sensorFault: true, kind: "stuck"))
                 } else if st.spikes.count >= 3 {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) jumped to implausible values \(st.spikes.count) times in the last hour and came straight back: a faulty sensor or wiring", penalty: 15, unit: spec.unit, sensorFault: true, kind: "spikes"))
@@ -250,12 +267,11 @@ public final class HealthEngine: Sendable {
                 if dev.interval > 0, newest - st.lastTime > 5 * dev.interval, state != .offline {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) has sent nothing for \(DurationText.format(newest - st.lastTime)) while the device's other sensors report: a dropout", penalty: 20, unit: spec.unit, sensorFault: true, kind: "dropout"))
                 }
-                let mode = state == .idle ? 1 : 0
-                let normal = st.normals[mode]
+                let normal = st.normals[st.mode]
                 let sensorFault = !mine.isEmpty
                 // Deviation from the learned normal for this load.
-                if !sensorFault, normal.warm, abs(st.z) > 2 {
-                    let penalty = Swift.min(50, (abs(st.z) - 2) * 8)
+                if !sensorFault, normal.warm, abs(st.z) > 3 {
+                    let penalty = Swift.min(50, (abs(st.z) - 3) * 8)
                     let direction = st.fast > normal.mean ? "above" : "below"
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit), \(f(abs(st.fast - normal.mean)))\(unit) \(direction) its normal (\(f(normal.mean))\(unit)) for this load", penalty: penalty, value: st.fast, expected: normal.mean, unit: spec.unit, kind: "deviation"))
                 }
@@ -276,7 +292,11 @@ public final class HealthEngine: Sendable {
                     let limitHigh = spec.alarmHigh ?? spec.nominalMax, limitLow = spec.alarmLow ?? spec.nominalMin
                     let significant = trend.low > 0 || trend.high < 0
                     let toward = trend.slope > 0 ? limitHigh - st.fast : st.fast - limitLow
-                    if significant, toward > 0, abs(trend.slope) > 0.02 * span {
+                    // A trend worth telling: the level moves by more than 1.5 normal spreads a
+                    // day and has already left its normal in that direction.
+                    let sigma = Swift.max(normal.absDev * 1.2533, st.floor)
+                    let away = (st.fast - normal.mean) * (trend.slope > 0 ? 1 : -1)
+                    if significant, toward > 0, abs(trend.slope) > Swift.max(0.02 * span, 1.5 * sigma), !normal.warm || away > sigma {
                         let days = toward / abs(trend.slope)
                         if days < 7 {
                             let penalty = 25 * (1 - days / 7)
