@@ -190,6 +190,12 @@ struct RetrainBench: AsyncParsableCommand {
         }
         let m = model?.metrics
         func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
+        // The manifest on disk also holds the fleet's mean lifetime (repair to failure).
+        var lifetime: Double?
+        if let data = try? Data(contentsOf: URL(fileURLWithPath: daemon.directory + "/models/" + job.modelVersion + "/manifest.json")),
+           let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let metrics = json["metrics"] as? [String: Any] {
+            lifetime = metrics["meanLifetimeHours"] as? Double
+        }
         report("retrain", [
             ("devices × days", "\(devices) × \(days) (interval \(interval), seed \(seed))"), ("backfill + start", "\(backfill)"),
             ("job", "\(job.id): \(job.state == .succeeded ? "succeeded" : "failed \(job.error)")"),
@@ -197,6 +203,7 @@ struct RetrainBench: AsyncParsableCommand {
             ("held-out ROC AUC 24 h (threshold rule)", "\(f(m?.rocAuc)) (\(f(m?.baselineRocAuc)))"),
             ("precision / recall at threshold", "\(f(m?.precision)) / \(f(m?.recall)) at \(f(m?.threshold))"),
             ("RUL MAE h, last 7 d before failure (fleet-mean lifetime)", "\(f(m?.rulMaeHours)) (\(f(m?.baselineRulMaeHours)))"),
+            ("mean lifetime h (RUL MAE as a share of it)", "\(f(lifetime)) (\(lifetime.map { String(format: "%.1f %%", 100 * (m?.rulMaeHours ?? .nan) / $0) } ?? "—"))"),
             ("test devices / examples", "\(m?.testDevices ?? 0) / \(m?.testExamples ?? 0)"),
             ("GetRecommendations p50 / p99", "\(ms(percentile(recCosts, 0.5))) / \(ms(percentile(recCosts, 0.99))) (\(count) recommendations)"),
             ("GetPrediction p50", ms(percentile(predCosts, 0.5))),
