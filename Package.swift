@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/vapor/jwt-kit.git", exact: "5.8.0"),
@@ -40,6 +43,9 @@ let package = Package(
         ),
         // Domain types; no I/O.
         .target(name: "TwinCore", swiftSettings: swiftSettings),
+        // The version and git commit for --version (the plugin runs `git rev-parse`).
+        .target(name: "BuildInfo", swiftSettings: swiftSettings, plugins: ["BuildInfoPlugin"]),
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
         // Argon2id password hashing from Debian's libargon2 (scripts/bootstrap installs it).
         .systemLibrary(name: "CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         // XGBoost's C API (Debian libxgboost-dev; its pkg-config file names a wrong libdir).
@@ -64,6 +70,11 @@ let package = Package(
             dependencies: [
                 "Proto", "TwinCore", "TwinStore", "TwinEngines",
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -76,8 +87,10 @@ let package = Package(
         .executableTarget(
             name: "twind",
             dependencies: [
-                "TwinServer", "TwinStore", "TwinCore",
+                "TwinServer", "TwinStore", "TwinCore", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -96,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "twin",
             dependencies: [
-                "Proto", "TwinClient", "TwinCore",
+                "Proto", "TwinClient", "TwinCore", "BuildInfo",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

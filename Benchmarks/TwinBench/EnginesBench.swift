@@ -210,3 +210,54 @@ struct RetrainBench: AsyncParsableCommand {
         ])
     }
 }
+
+// MARK: - Metrics overhead on unary calls
+
+struct MetricsBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics", abstract: "Unary throughput with and without --metrics-listen (alternating runs).")
+    @Option var calls = 4_000
+    @Option var concurrency = 8
+    @Option var rounds = 3
+
+    func run() async throws {
+        var plain: [Double] = [], measured: [Double] = []
+        for _ in 0..<rounds {
+            for metrics in [false, true] {
+                let daemon = try await DaemonProcess.start(["--simulator", "off"] + (metrics ? ["--metrics-listen", "127.0.0.1:0"] : []))
+                let token = try await daemon.token()
+                let rate = try await TwinConnection.with(daemon.address, bearer: token) { client in
+                    let twin = Twin_V1_TwinService.Client(wrapping: client)
+                    for _ in 0..<200 { _ = try await twin.whoAmIWarmup(client) }
+                    let start = ContinuousClock.now
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for _ in 0..<concurrency {
+                            group.addTask {
+                                for _ in 0..<(calls / concurrency) { _ = try await twin.listDevices(Twin_V1_ListDevicesRequest()) }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                    return Double(calls) / ((ContinuousClock.now - start).milliseconds / 1000)
+                }
+                daemon.stop()
+                if metrics { measured.append(rate) } else { plain.append(rate) }
+            }
+        }
+        let a = percentile(plain, 0.5), b = percentile(measured, 0.5)
+        report("metrics overhead", [
+            ("unary ListDevices, \(concurrency) concurrent, \(calls) calls × \(rounds) rounds", ""),
+            ("without metrics (median)", String(format: "%.0f calls/s", a)),
+            ("with --metrics-listen (median)", String(format: "%.0f calls/s", b)),
+            ("overhead", String(format: "%.1f %%", 100 * (a - b) / a)),
+        ])
+    }
+}
+
+extension Twin_V1_TwinService.Client {
+    /// A cheap call to warm the connection up.
+    func whoAmIWarmup(_ client: GRPCClient<Transport>) async throws -> Bool {
+        _ = try await Twin_V1_AuthService.Client(wrapping: client).whoAmI(Twin_V1_WhoAmIRequest())
+        return true
+    }
+}

@@ -124,7 +124,12 @@ final class AlertBook: Sendable {
             // Forget resolved alerts after 30 days (they stay in the database).
             s.alerts = s.alerts.filter { $0.value.state != .resolved || now - $0.value.updatedAt < 30 * Time.day }
             var counts: [String: UInt32] = [:]
-            for a in s.alerts.values where a.state != .resolved { counts[a.deviceID, default: 0] += 1 }
+            var bySeverity: [String: Int] = [:]
+            for a in s.alerts.values where a.state != .resolved {
+                counts[a.deviceID, default: 0] += 1
+                bySeverity[a.severity == .critical ? "critical" : a.severity == .warning ? "warning" : "info", default: 0] += 1
+            }
+            Telemetry.openAlerts(bySeverity)
             return (changed, counts)
         }
         do { try store.saveAlerts(changed) } catch { logger.error("cannot save alerts", metadata: ["error": "\(error.message)"]) }

@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
+import Prometheus
 import Proto
 import ServiceLifecycle
 import Synchronization
@@ -60,6 +61,10 @@ public struct DaemonConfiguration: Sendable {
         get { prognostics.retrainInterval }
         set { prognostics.retrainInterval = newValue }
     }
+    /// The level of the one line logged per finished RPC.
+    public var rpcLogLevel: Logger.Level = .info
+    /// Serve /metrics here (plain HTTP) from this registry; twind bootstraps swift-metrics with it.
+    public var metrics: (host: String, port: Int, registry: PrometheusCollectorRegistry)?
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
     public var environment: [String: String] = [:]
 
@@ -138,6 +143,7 @@ public final class Daemon: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.hooks = hooks
+        _ = Telemetry.started  // uptime counts from here
         dataDirectory = try DataDirectory(path: configuration.dataDirectory)
         let keys = try KeyRing.load(
             keyFile: configuration.keyFile, environment: configuration.environment, dataDirectory: configuration.dataDirectory)
@@ -199,7 +205,9 @@ public final class Daemon: Service, Sendable {
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
         ]
-        let interceptors: [any ServerInterceptor] = [AuthInterceptor(identity: identity)]
+        let interceptors: [any ServerInterceptor] = [
+            RequestLogInterceptor(logger: logger, level: configuration.rpcLogLevel), AuthInterceptor(identity: identity),
+        ]
         servers = try configuration.effectiveListen.map { address in
             let socketAddress: GRPCNIOTransportCore.SocketAddress
             var security = HTTP2ServerTransport.Posix.TransportSecurity.plaintext
@@ -285,6 +293,10 @@ public final class Daemon: Service, Sendable {
             }
             let addresses = try await listeningAddresses()
             for address in addresses { logger.notice("listening", metadata: ["address": "\(address)"]) }
+            var exporter: MetricsExporter?
+            if let m = configuration.metrics {
+                exporter = try await MetricsExporter(registry: m.registry, host: m.host, port: m.port, logger: logger)
+            }
 
             let loops = Task { await self.runLoops() }
             hooks.ready(addresses)
@@ -297,6 +309,7 @@ public final class Daemon: Service, Sendable {
             health.drain()
             plant.bus.shutdown()
             loops.cancel()
+            await exporter?.close()
             for (_, server) in servers { server.beginGracefulShutdown() }
             await loops.value
 
@@ -331,8 +344,15 @@ public final class Daemon: Service, Sendable {
     /// Cuts stale buffers and runs a slice of retention; logged when it did something.
     func maintainStore() {
         let began = ContinuousClock.now
+        defer {
+            let sizes = ["health_data.db", "users.db"].map { name in
+                (db: name, bytes: ["", "-wal"].reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: dataDirectory.file(name) + $1)[.size] as? Int) ?? 0) })
+            }
+            Telemetry.storeSize(sizes)
+        }
         do {
             let report = try store.series.maintain()
+            Telemetry.maintenance(seconds: (ContinuousClock.now - began).seconds, report: (report.cutStale, report.rawExpired, report.deleted))
             if report != .init() {
                 logger.info(
                     "store maintenance",

@@ -119,16 +119,23 @@ public final class Identity: Sendable {
 
     func login(username: String, password: String, peer: String) async throws(TwinError) -> Session {
         let address = Self.address(of: peer)
-        try throttle.check(username: username, address: address, now: Time.now())
+        do {
+            try throttle.check(username: username, address: address, now: Time.now())
+        } catch {
+            Telemetry.login("throttled")
+            throw error
+        }
         let user = try users.user(named: username)
         // Unknown users verify against a decoy, so both take the same time and give the same answer.
         let matches = PasswordHasher.verify(password, against: user?.passwordHash ?? decoyHash)
         guard let user, matches, !user.disabled else {
             throttle.failed(username: username, address: address, now: Time.now())
+            Telemetry.login("failed")
             try? users.audit(.init(time: Time.now(), kind: "login.failed", actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
             throw .init(.unauthenticated, Self.failureMessage)
         }
         throttle.succeeded(username: username, address: address)
+        Telemetry.login("ok")
         let now = Time.now()
         let rehash = hasher.needsRehash(user.passwordHash) ? try? hasher.hash(password) : nil
         try users.recordLogin(userID: user.id, at: now, newHash: rehash)
@@ -336,6 +343,7 @@ struct AuthInterceptor: ServerInterceptor {
             }
             principal = try await identity.authenticate(bearer: String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces))
         }
+        if let principal { CallerSlot.current?.set(principal.username) }
         try AccessTable.check(context.descriptor, principal: principal)
         guard let principal else { return try await next(request, context) }
         var response = try await Principal.$current.withValue(principal) { try await next(request, context) }

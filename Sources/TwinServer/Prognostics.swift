@@ -70,6 +70,7 @@ final class Prognostics: Sendable {
                 active.withLock { $0 = try? repository.load(version) }
                 if active.withLock({ $0 == nil }) { _ = try repository.load(version) }
                 logger.info("failure model loaded", metadata: ["version": "\(version)"])
+                if let m = activeModel?.manifest.metrics { Telemetry.activeModel(rocAUC: m.rocAUC, rulMAEHours: m.rulMAEHours) }
             } catch {
                 unavailableReason.withLock { $0 = "the active model \(version) cannot be loaded (\(error.message)); serving without predictions until a retrain or ActivateModel" }
                 logger.error("serving without predictions: the active model cannot be loaded", metadata: ["version": "\(version)", "error": "\(error.message)"])
@@ -152,6 +153,7 @@ final class Prognostics: Sendable {
                 j.promoted = result.promoted
                 j.finishedAt = Time.now()
             }
+            Telemetry.retrain(outcome: "succeeded", seconds: (ContinuousClock.now - began).seconds)
             logger.notice("model trained", metadata: ["job": "\(id)", "version": "\(result.version)", "promoted": "\(result.promoted)", "took": "\(ContinuousClock.now - began)"])
         } catch {
             update(id) { j in
@@ -160,6 +162,7 @@ final class Prognostics: Sendable {
                 j.stage = "failed"
                 j.finishedAt = Time.now()
             }
+            Telemetry.retrain(outcome: "failed", seconds: (ContinuousClock.now - began).seconds)
             logger.warning("training failed", metadata: ["job": "\(id)", "error": "\(error.message)"])
         }
         jobs.withLock { $0.running = nil }
@@ -222,6 +225,7 @@ final class Prognostics: Sendable {
         let loaded = try repository.load(version)
         try repository.activate(version)
         active.withLock { $0 = loaded }
+        Telemetry.activeModel(rocAUC: loaded.manifest.metrics.rocAUC, rulMAEHours: loaded.manifest.metrics.rulMAEHours)
         references.withLock { $0.removeAll() }
         refresh(now: Time.now())
         return loaded.manifest

@@ -76,6 +76,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             do {
                 try plant.live.resolve(message.readings, now: now, into: &samples)
             } catch {
+                Telemetry.ingest(readings: message.readings.count, accepted: false)
                 throw TwinError.invalidArgument(
                     "batch \(batch), \(error.message); this batch was rejected whole, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were accepted")
             }
@@ -86,6 +87,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 throw TwinError.unavailable(
                     "batch \(batch) could not be stored (\(error.message)); it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were; send it again")
             }
+            Telemetry.ingest(readings: samples.count, accepted: true)
             response.acceptedReadings += UInt64(samples.count)
             response.acceptedBatches += 1
             batch += 1

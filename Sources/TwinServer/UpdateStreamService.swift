@@ -43,7 +43,11 @@ struct UpdateStreamService: RegistrableRPCService {
         let sensors = Set(request.sensors)
         let encoder = plant.encoder
         let subscription = try plant.bus.subscribe(filter: filter, heartbeat: heartbeat, now: Time.now())
-        defer { plant.bus.unsubscribe(subscription) }
+        Telemetry.subscriber(1)
+        defer {
+            plant.bus.unsubscribe(subscription)
+            Telemetry.subscriber(-1)
+        }
 
         try await withRPCCancellationHandler {
             let matching = plant.live.identities().enumerated()
@@ -62,6 +66,7 @@ struct UpdateStreamService: RegistrableRPCService {
             for await _ in subscription.wakeups {
                 switch subscription.take(now: Time.now()) {
                 case .updates(let taken):
+                    Telemetry.updatesSent(taken.count, conflated: taken.reduce(0) { $0 + UInt64($1.1) })
                     for message in encoder.devicesMessages(taken, sensors: sensors, live: plant.live, sentAt: Time.now()) {
                         try await write(message)
                     }

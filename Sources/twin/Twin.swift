@@ -1,3 +1,4 @@
+import BuildInfo
 import ArgumentParser
 
 /// `twin`: the command-line client of twind.
@@ -14,5 +15,6 @@ struct Twin: AsyncParsableCommand {
             argument or bad input, 5 not found, 6 not logged in, 7 permission denied, 8 not \
             available in this twind, 9 refused (precondition, limits), 64 usage.
             """,
+        version: BuildInfo.description,
         subcommands: [Login.self, Logout.self, WhoAmI.self, Users.self, ApiKeys.self, Audit.self, Watch.self, Devices.self, DeviceCommand.self, History.self, Events.self, Ingest.self, Status.self, Health.self, Patterns.self, Predict.self, Recommend.self, Alerts.self, Ack.self, Retrain.self, Job.self, Models.self])
 }

@@ -1,3 +1,5 @@
+import Prometheus
+import Logging
 import Foundation
 import TwinCore
 import TwinServer
@@ -89,7 +91,7 @@ struct Settings {
         "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
         "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file", "durability",
         "raw-retention", "rollup-retention", "access-token-lifetime", "tls-cert", "tls-key", "tls-client-ca",
-        "retrain-interval",
+        "retrain-interval", "metrics-listen", "rpc-log-level",
     ]
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.
@@ -142,6 +144,13 @@ struct Settings {
         default:
             throw ConfigError("config: invalid TLS settings: tls-cert and tls-key go together (and tls-client-ca needs them)")
         }
+        if let listen = string("metrics-listen") {
+            guard case .tcp(let host, let port)? = try? NetworkAddress.parse(listen) else {
+                throw ConfigError("config: invalid metrics-listen '\(listen)': HOST:PORT, e.g. 127.0.0.1:9464")
+            }
+            c.metrics = (host, port, PrometheusCollectorRegistry())
+        }
+        c.rpcLogLevel = try parse("rpc-log-level", expected: "trace|debug|info|notice|warning|error|critical") { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         if let every = try duration("retrain-interval") {
             guard every >= Time.hour else { throw ConfigError("config: invalid value for retrain-interval: at least 1h") }
             c.retrainInterval = every

@@ -1,3 +1,6 @@
+import Prometheus
+import Metrics
+import BuildInfo
 import ArgumentParser
 import Foundation
 import Logging
@@ -12,6 +15,7 @@ struct Twind: AsyncParsableCommand {
         commandName: "twind",
         abstract: "The twin daemon: a live digital twin of a plant, served over gRPC.",
         discussion: "Without a subcommand, twind serves (twind serve --help lists its settings).",
+        version: BuildInfo.description,
         subcommands: [Serve.self, Verify.self, Backup.self, Restore.self, Keys.self],
         defaultSubcommand: Serve.self)
 }
@@ -59,6 +63,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key of --tls-cert (TWIND_TLS_KEY).") var tlsKey: String?
     @Option(help: "PEM CA certificates: require clients to present a certificate they signed (TWIND_TLS_CLIENT_CA).") var tlsClientCa: String?
     @Option(help: "Retrain the failure models this often, e.g. 24h (TWIND_RETRAIN_INTERVAL); skipped when no failure was recorded since.") var retrainInterval: String?
+    @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics, plain HTTP; off by default (TWIND_METRICS_LISTEN).") var metricsListen: String?
+    @Option(help: "Level of the line logged per finished RPC: trace|debug|info|notice|… (TWIND_RPC_LOG_LEVEL; default info).") var rpcLogLevel: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -71,6 +77,7 @@ struct Serve: AsyncParsableCommand {
             ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile), ("durability", durability),
             ("raw-retention", rawRetention), ("rollup-retention", rollupRetention), ("access-token-lifetime", accessTokenLifetime),
             ("tls-cert", tlsCert), ("tls-key", tlsKey), ("tls-client-ca", tlsClientCa), ("retrain-interval", retrainInterval),
+            ("metrics-listen", metricsListen), ("rpc-log-level", rpcLogLevel),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }
@@ -102,6 +109,7 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "twind")
+        if let metrics = configuration.metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry)) }
 
         var hooks = DaemonHooks()
         hooks.ready = { _ in SystemdNotifier.notify("READY=1\nSTATUS=serving") }

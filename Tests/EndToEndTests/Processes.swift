@@ -20,7 +20,7 @@ enum Binaries {
         return candidates[0]
     }()
 
-    static func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
+    static func url(_ name: String) -> URL { name.hasPrefix("/") ? URL(fileURLWithPath: name) : directory.appendingPathComponent(name) }
 }
 
 /// Collects a pipe's output as it arrives and lets a test wait (bounded) for a line.

@@ -1,0 +1,213 @@
+import CoreMetrics
+import Foundation
+import GRPCCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+import Synchronization
+import TwinCore
+
+/// What twind measures, named the Prometheus way (`twind_…_total`, `_seconds`, base units; no
+/// device ids as labels). Recorded through swift-metrics: a no-op until twind bootstraps a
+/// backend (`--metrics-listen`).
+enum Telemetry {
+    static func rpc(method: String, code: String, seconds: Double) {
+        Counter(label: "twind_rpc_requests_total", dimensions: [("method", method), ("code", code)]).increment()
+        Timer(label: "twind_rpc_duration_seconds", dimensions: [("method", method)]).recordNanoseconds(Int64(seconds * 1e9))
+    }
+
+    static func ingest(readings: Int, accepted: Bool) {
+        let result = accepted ? "accepted" : "rejected"
+        Counter(label: "twind_ingest_readings_total", dimensions: [("result", result)]).increment(by: readings)
+        Counter(label: "twind_ingest_batches_total", dimensions: [("result", result)]).increment()
+    }
+
+    static let subscribers = Atomic<Int>(0)
+    static func subscriber(_ delta: Int) {
+        let now = subscribers.add(delta, ordering: .relaxed).newValue
+        Gauge(label: "twind_stream_subscribers").record(now)
+    }
+
+    static func updatesSent(_ count: Int, conflated: UInt64) {
+        Counter(label: "twind_stream_updates_sent_total").increment(by: count)
+        if conflated > 0 { Counter(label: "twind_stream_updates_conflated_total").increment(by: Int(conflated)) }
+    }
+
+    static func login(_ result: String) {
+        Counter(label: "twind_logins_total", dimensions: [("result", result)]).increment()
+    }
+
+    static func maintenance(seconds: Double, report: (cut: Int, expired: Int, deleted: Int)) {
+        Counter(label: "twind_store_maintenance_runs_total").increment()
+        Timer(label: "twind_store_maintenance_duration_seconds").recordNanoseconds(Int64(seconds * 1e9))
+        if report.expired > 0 { Counter(label: "twind_store_retention_chunks_total", dimensions: [("action", "raw_dropped")]).increment(by: report.expired) }
+        if report.deleted > 0 { Counter(label: "twind_store_retention_chunks_total", dimensions: [("action", "deleted")]).increment(by: report.deleted) }
+    }
+
+    static func storeSize(_ bytes: [(db: String, bytes: Int)]) {
+        for (db, size) in bytes { Gauge(label: "twind_store_size_bytes", dimensions: [("db", db)]).record(size) }
+    }
+
+    static func retrain(outcome: String, seconds: Double) {
+        Counter(label: "twind_retrain_jobs_total", dimensions: [("outcome", outcome)]).increment()
+        Timer(label: "twind_retrain_duration_seconds").recordNanoseconds(Int64(seconds * 1e9))
+    }
+
+    static func activeModel(rocAUC: Double, rulMAEHours: Double) {
+        Gauge(label: "twind_model_heldout_roc_auc").record(rocAUC.isNaN ? 0 : rocAUC)
+        Gauge(label: "twind_model_heldout_rul_mae_seconds").record(rulMAEHours.isNaN ? 0 : rulMAEHours * 3600)
+    }
+
+    static func openAlerts(_ bySeverity: [String: Int]) {
+        for severity in ["info", "warning", "critical"] {
+            Gauge(label: "twind_alerts_open", dimensions: [("severity", severity)]).record(bySeverity[severity] ?? 0)
+        }
+    }
+
+    static let started = Date()
+    static func process() {
+        Gauge(label: "twind_uptime_seconds").record(Date().timeIntervalSince(started))
+        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+           let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) {
+            Gauge(label: "twind_process_resident_memory_bytes").record(pages * Int(sysconf(Int32(_SC_PAGESIZE))))
+        }
+    }
+}
+
+/// Where the auth interceptor leaves the caller's name for the request log (which runs around it).
+final class CallerSlot: Sendable {
+    private let name = Mutex<String?>(nil)
+    func set(_ value: String) { name.withLock { $0 = value } }
+    var value: String? { name.withLock { $0 } }
+    @TaskLocal static var current: CallerSlot?
+}
+
+/// One line per finished RPC (method, peer, user, status, duration; never tokens or payloads)
+/// and the RPC metrics. Slow unary calls are logged at warning with their duration.
+struct RequestLogInterceptor: ServerInterceptor {
+    let logger: Logger
+    let level: Logger.Level
+    static let slow = 1.0
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        let began = ContinuousClock.now
+        let slot = CallerSlot()
+        let method = context.descriptor.fullyQualifiedMethod
+        let streaming = AccessTable.longLived.contains(method)
+        let finish: @Sendable (RPCError.Code?) -> Void = { code in
+            let seconds = (ContinuousClock.now - began).seconds
+            let status = code.map { "\($0)" } ?? "ok"
+            Telemetry.rpc(method: method, code: status, seconds: seconds)
+            let user = slot.value ?? "-"
+            let slow = !streaming && seconds >= Self.slow && !method.hasSuffix("/Login")
+            logger.log(
+                level: slow ? .warning : level, "\(slow ? "slow rpc" : "rpc")",
+                metadata: ["method": "\(method)", "peer": "\(context.remotePeer)", "user": "\(user)", "status": "\(status)", "duration_ms": "\(String(format: "%.1f", seconds * 1000))"])
+        }
+        let response: StreamingServerResponse<Output>
+        do {
+            response = try await CallerSlot.$current.withValue(slot) { try await next(request, context) }
+        } catch {
+            finish((error as? RPCError)?.code ?? (error as? any RPCErrorConvertible)?.rpcErrorCode ?? .unknown)
+            throw error
+        }
+        guard case .success(var contents) = response.accepted else {
+            if case .failure(let error) = response.accepted { finish(error.code) }
+            return response
+        }
+        let producer = contents.producer
+        contents.producer = { writer in
+            do {
+                let trailers = try await producer(writer)
+                finish(nil)
+                return trailers
+            } catch {
+                finish((error as? RPCError)?.code ?? (error as? any RPCErrorConvertible)?.rpcErrorCode ?? .unknown)
+                throw error
+            }
+        }
+        var result = response
+        result.accepted = .success(contents)
+        return result
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// `/metrics` in the Prometheus text format on a plain-HTTP listener of its own.
+final class MetricsExporter: Sendable {
+    let registry: PrometheusCollectorRegistry
+    let channel: any Channel
+    let address: NetworkAddress
+
+    init(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger) async throws {
+        self.registry = registry
+        let registry = registry
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry))
+                }
+            }
+        do {
+            channel = try await bootstrap.bind(host: host, port: port).get()
+        } catch {
+            throw TwinError.unavailable("cannot listen for metrics on \(host):\(port): \(error)")
+        }
+        address = .tcp(host: host, port: channel.localAddress?.port ?? port)
+        logger.notice("metrics listening", metadata: ["address": "\(address)", "path": "/metrics"])
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+final class MetricsHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let registry: PrometheusCollectorRegistry
+    var path = ""
+    var method = HTTPMethod.GET
+
+    init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            path = head.uri
+            method = head.method
+        case .body:
+            break
+        case .end:
+            var body: [UInt8] = []
+            var status = HTTPResponseStatus.ok
+            var type = "text/plain; version=0.0.4; charset=utf-8"
+            if method == .GET && (path == "/metrics" || path.hasPrefix("/metrics?")) {
+                Telemetry.process()
+                body.reserveCapacity(16 << 10)
+                registry.emit(into: &body)
+            } else {
+                status = .notFound
+                type = "text/plain; charset=utf-8"
+                body = Array("only GET /metrics is served here\n".utf8)
+            }
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: type)
+            headers.add(name: "Content-Length", value: "\(body.count)")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
