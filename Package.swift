@@ -120,6 +120,8 @@ let package = Package(
             name: "TwinBench",
             dependencies: [
                 "Proto", "TwinClient", "TwinCore", "TwinEngines", "TwinStore", "TwinServer",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

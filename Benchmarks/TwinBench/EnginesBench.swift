@@ -5,6 +5,9 @@ import Proto
 import TwinClient
 import TwinCore
 import TwinEngines
+@_spi(Benchmarks) import TwinServer
+import Metrics
+import Prometheus
 
 // MARK: - Engine cost per reading at scale (in process)
 
@@ -245,7 +248,11 @@ struct MetricsBench: AsyncParsableCommand {
             }
         }
         let a = percentile(plain, 0.5), b = percentile(measured, 0.5)
+        // The recording itself, in process, with the Prometheus backend twind uses.
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
+        let perCall = TelemetryBenchmark.recordRPC(iterations: 200_000)
         report("metrics overhead", [
+            ("recording one RPC (counter + histogram), in process", String(format: "%.2f µs = %.2f %% of a call at %.0f calls/s", perCall.milliseconds * 1000, perCall.milliseconds * 1000 / (1e6 / a) * 100, a)),
             ("unary ListDevices, \(concurrency) concurrent, \(calls) calls × \(rounds) rounds", ""),
             ("without metrics (median)", String(format: "%.0f calls/s", a)),
             ("with --metrics-listen (median)", String(format: "%.0f calls/s", b)),

@@ -211,3 +211,13 @@ final class MetricsHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 }
+
+/// For `twin-bench metrics`: the in-process cost of recording one RPC (counter + histogram).
+@_spi(Benchmarks)
+public enum TelemetryBenchmark {
+    public static func recordRPC(iterations: Int) -> Duration {
+        let began = ContinuousClock.now
+        for i in 0..<iterations { Telemetry.rpc(method: "twin.v1.TwinService/ListDevices", code: "ok", seconds: Double(i % 100) * 1e-5) }
+        return (ContinuousClock.now - began) / iterations
+    }
+}
