@@ -109,7 +109,9 @@ public enum FailureFeatures {
             abs6.isEmpty ? .nan : Stats.mean(abs6),
             rough.max() ?? .nan,
             beyond.max() ?? .nan,
-            min(hoursSinceRepair, 24 * 365),
+            // Unknown (NaN: missing to the model) when no repair is recorded: the time since the
+            // history began says nothing about the machine's age.
+            hoursSinceRepair.isNaN ? .nan : min(hoursSinceRepair, 24 * 365),
             total == 0 ? 1 : Double(missing) / Double(total),
             rise3.max() ?? .nan,
             change3.max() ?? .nan,
@@ -199,7 +201,8 @@ extension DeviceHourlyHistory {
             let recent = hourly.map { Array($0[(h + 1 - FailureFeatures.lookback)...h]) }
             let age = Double(t - serviceStart) / Double(Time.hour)
             let (features, lead) = FailureFeatures.compute(
-                recent: recent, reference: reference, specs: specs, lastHourOfDay: FailureFeatures.hourOfDay(time(ofHour: h)), hoursSinceRepair: age)
+                recent: recent, reference: reference, specs: specs, lastHourOfDay: FailureFeatures.hourOfDay(time(ofHour: h)),
+                hoursSinceRepair: serviceStart == start ? .nan : age)
             let next = failures.first { $0 > t }
             func label(_ horizon: Nanos) -> Bool? {
                 if let next, next <= t + horizon { return true }

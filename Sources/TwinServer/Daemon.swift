@@ -40,6 +40,8 @@ public struct DaemonConfiguration: Sendable {
     public var passwordHasher = PasswordHasher.standard
     public var accessTokenLifetime: Nanos = 15 * Time.minute
     public var refreshTokenLifetime: Nanos = 30 * Time.day
+    /// The wait after five failed logins (doubling with each further failure).
+    public var firstLoginLockout: Nanos = Time.second
     /// How often buffers are cut and retention runs.
     public var maintenanceInterval: Nanos = Time.minute
     /// TLS on the TCP listeners (the Unix socket stays plaintext: only local users reach it).
@@ -157,7 +159,7 @@ public final class Daemon: Service, Sendable {
         users = try UsersDatabase(path: dataDirectory.file("users.db"), keys: keys, durability: configuration.durability)
         identity = try await Identity(
             users: users, hasher: configuration.passwordHasher, accessTTL: configuration.accessTokenLifetime,
-            refreshTTL: configuration.refreshTokenLifetime, logger: logger)
+            refreshTTL: configuration.refreshTokenLifetime, logger: logger, firstLockout: configuration.firstLoginLockout)
         try identity.bootstrapAdmin(dataDirectory: configuration.dataDirectory, environment: configuration.environment)
         store = try HealthDatabase(
             path: dataDirectory.file("health_data.db"), keys: keys, durability: configuration.durability, series: configuration.history)

@@ -66,12 +66,13 @@ public final class Identity: Sendable {
     let logger: Logger
     /// A hash nobody's password matches, verified for unknown users so they take as long.
     let decoyHash: String
-    let throttle = LoginThrottle()
+    let throttle: LoginThrottle
     /// A one-off `PasswordHasher.standard.hash` of a random string nobody knows.
     static let standardDecoy = "$argon2id$v=19$m=65536,t=3,p=1$3NMZuZ1nbjMTNOWOit1uxQ$MOG+APaEDA3djtSMVBHmtP/5/Qwb2RlaXZPAo1BqsuE"
 
-    init(users: UsersDatabase, hasher: PasswordHasher, accessTTL: Nanos, refreshTTL: Nanos, logger: Logger) async throws {
+    init(users: UsersDatabase, hasher: PasswordHasher, accessTTL: Nanos, refreshTTL: Nanos, logger: Logger, firstLockout: Nanos = Time.second) async throws {
         self.users = users
+        throttle = LoginThrottle(firstLockout: firstLockout)
         self.hasher = hasher
         self.accessTTL = accessTTL
         self.refreshTTL = refreshTTL
@@ -290,15 +291,19 @@ final class LoginThrottle: Sendable {
     static let free = 5
     static let window = 15 * Time.minute
 
-    static func lockout(_ failures: Int) -> Nanos {
-        failures < free ? 0 : min(Time.second << min(20, Nanos(failures - free)), 15 * Time.minute)
+    /// The first wait after `free` failures (then doubling).
+    let firstLockout: Nanos
+    init(firstLockout: Nanos = Time.second) { self.firstLockout = firstLockout }
+
+    func lockout(_ failures: Int) -> Nanos {
+        failures < Self.free ? 0 : min(firstLockout << min(20, Nanos(failures - Self.free)), 15 * Time.minute)
     }
 
     func check(username: String, address: String, now: Nanos) throws(TwinError) {
         let wait = state.withLock { s in
             ["user:" + username, "addr:" + address].map { key -> Nanos in
                 guard let r = s[key], now - r.last < Self.window else { return 0 }
-                return max(0, r.last + Self.lockout(r.failures) - now)
+                return max(0, r.last + self.lockout(r.failures) - now)
             }.max() ?? 0
         }
         if wait > 0 {

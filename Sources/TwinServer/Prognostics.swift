@@ -251,7 +251,8 @@ final class Prognostics: Sendable {
             else { continue }
             let age = Double(end - serviceStart) / Double(Time.hour)
             let (features, lead) = FailureFeatures.compute(
-                recent: recent, reference: reference, specs: device.sensors, lastHourOfDay: FailureFeatures.hourOfDay(end - Time.hour), hoursSinceRepair: age)
+                recent: recent, reference: reference, specs: device.sensors, lastHourOfDay: FailureFeatures.hourOfDay(end - Time.hour),
+                hoursSinceRepair: lastRepair == nil ? .nan : age)
             rows.append(features)
             ids.append(device.id)
             leads.append(lead)

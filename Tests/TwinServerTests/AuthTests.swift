@@ -142,7 +142,11 @@ import TwinStore
     }
 
     @Test func repeatedFailuresAreThrottledWithTheTimeToWait() async throws {
-        let d = try await RunningDaemon.start { $0.environment = ["TWIND_ADMIN_PASSWORD": "automation-secret-123"] }
+        // A minute's lockout, so a loaded machine cannot outwait it between the calls.
+        let d = try await RunningDaemon.start {
+            $0.environment = ["TWIND_ADMIN_PASSWORD": "automation-secret-123"]
+            $0.firstLoginLockout = Time.minute
+        }
         try await withAuth(d) { auth in
             for _ in 0..<5 {
                 #expect(await expectRPCError(.unauthenticated) { _ = try await login(auth, "admin", "guess") } != nil)
