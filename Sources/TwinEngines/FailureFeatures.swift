@@ -60,12 +60,25 @@ public enum FailureFeatures {
         var rise3: [Double] = [], change3: [Double] = [], vsYesterday: [Double] = []
         var missing = 0, total = 0
         let n = recent.first?.count ?? 0
-        for (i, spec) in specs.enumerated() where i < recent.count && i < reference.count {
+        // Residuals from the normal for this hour of the day, in units of normal spread.
+        var residuals: [[Double]] = []
+        for (i, _) in specs.enumerated() where i < recent.count && i < reference.count {
             let ref = reference[i]
-            // Residuals from the normal for this hour of the day, in units of normal spread.
-            let r: [Double] = recent[i].enumerated().map { k, v in
+            residuals.append(recent[i].enumerated().map { k, v in
                 v.isNaN ? .nan : (v - ref.profile[((lastHourOfDay - (n - 1 - k)) % 24 + 24) % 24]) / ref.scale
+            })
+        }
+        // Hours when the machine was stopped (most of its sensors far below their normal: a
+        // night or a weekend off shift) tell nothing about wear: they are left out.
+        for k in 0..<n {
+            let present = residuals.filter { !$0[k].isNaN }
+            let low = present.filter { $0[k] < -4 }.count
+            if present.count >= 2 && low * 2 >= present.count {
+                for s in residuals.indices { residuals[s][k] = .nan }
             }
+        }
+        for (i, spec) in specs.enumerated() where i < residuals.count {
+            let r = residuals[i]
             let last24 = Array(r.suffix(24)), last6 = Array(r.suffix(6)).filter { !$0.isNaN }
             total += last24.count
             let valid24 = last24.filter { !$0.isNaN }
@@ -93,7 +106,8 @@ public enum FailureFeatures {
             slopes.append(abs(slope))
             riseSlopes.append(slope)
             rough.append(Stats.standardDeviation(zip(ys.dropFirst(), ys).map { $0 - $1 }))
-            let raw = recent[i].suffix(6).filter { !$0.isNaN }
+            // Levels of the operating hours only (a stopped machine is below its range by design).
+            let raw = zip(recent[i], r).suffix(6).filter { !$0.1.isNaN }.map(\.0)
             let span = max(spec.nominalMax - spec.nominalMin, 1e-6)
             let level = Stats.mean(Array(raw))
             beyond.append(max(0, (level - spec.nominalMax) / span, (spec.nominalMin - level) / span))
@@ -119,6 +133,12 @@ public enum FailureFeatures {
         ]
         let lead = rise6.map { (abs($0.0), $0.1) }.max { $0.0 < $1.0 }.map { specs[$0.1].name }
         return (features.map { Float($0) }, lead)
+    }
+
+    /// False when the machine ran too little in the look-back (stopped, off shift) for the
+    /// features to say anything: no example is made and no prediction is told from such rows.
+    public static func usable(_ features: [Float]) -> Bool {
+        !features[names.firstIndex(of: "max_abs_dev_24h")!].isNaN
     }
 
     /// The "threshold rule" baseline score: how far beyond its nominal range any sensor is.
@@ -203,6 +223,7 @@ extension DeviceHourlyHistory {
             let (features, lead) = FailureFeatures.compute(
                 recent: recent, reference: reference, specs: specs, lastHourOfDay: FailureFeatures.hourOfDay(time(ofHour: h)),
                 hoursSinceRepair: serviceStart == start ? .nan : age)
+            guard FailureFeatures.usable(features) else { continue }
             let next = failures.first { $0 > t }
             func label(_ horizon: Nanos) -> Bool? {
                 if let next, next <= t + horizon { return true }

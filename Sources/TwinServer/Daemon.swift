@@ -350,7 +350,7 @@ public final class Daemon: Service, Sendable {
             let sizes = ["health_data.db", "users.db"].map { name in
                 (db: name, bytes: ["", "-wal"].reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: dataDirectory.file(name) + $1)[.size] as? Int) ?? 0) })
             }
-            Telemetry.storeSize(sizes)
+            Telemetry.storeSize(sizes, chunks: try? store.chunkCount())
         }
         do {
             let report = try store.series.maintain()

@@ -70,7 +70,7 @@ final class Prognostics: Sendable {
                 active.withLock { $0 = try? repository.load(version) }
                 if active.withLock({ $0 == nil }) { _ = try repository.load(version) }
                 logger.info("failure model loaded", metadata: ["version": "\(version)"])
-                if let m = activeModel?.manifest.metrics { Telemetry.activeModel(rocAUC: m.rocAUC, rulMAEHours: m.rulMAEHours) }
+                if let m = activeModel?.manifest.metrics { Telemetry.activeModel(version: version, rocAUC: m.rocAUC, rulMAEHours: m.rulMAEHours) }
             } catch {
                 unavailableReason.withLock { $0 = "the active model \(version) cannot be loaded (\(error.message)); serving without predictions until a retrain or ActivateModel" }
                 logger.error("serving without predictions: the active model cannot be loaded", metadata: ["version": "\(version)", "error": "\(error.message)"])
@@ -225,7 +225,7 @@ final class Prognostics: Sendable {
         let loaded = try repository.load(version)
         try repository.activate(version)
         active.withLock { $0 = loaded }
-        Telemetry.activeModel(rocAUC: loaded.manifest.metrics.rocAUC, rulMAEHours: loaded.manifest.metrics.rulMAEHours)
+        Telemetry.activeModel(version: version, rocAUC: loaded.manifest.metrics.rocAUC, rulMAEHours: loaded.manifest.metrics.rulMAEHours)
         references.withLock { $0.removeAll() }
         refresh(now: Time.now())
         return loaded.manifest
@@ -253,6 +253,7 @@ final class Prognostics: Sendable {
             let (features, lead) = FailureFeatures.compute(
                 recent: recent, reference: reference, specs: device.sensors, lastHourOfDay: FailureFeatures.hourOfDay(end - Time.hour),
                 hoursSinceRepair: lastRepair == nil ? .nan : age)
+            guard FailureFeatures.usable(features) else { continue }
             rows.append(features)
             ids.append(device.id)
             leads.append(lead)

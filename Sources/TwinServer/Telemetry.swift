@@ -46,8 +46,9 @@ enum Telemetry {
         if report.deleted > 0 { Counter(label: "twind_store_retention_chunks_total", dimensions: [("action", "deleted")]).increment(by: report.deleted) }
     }
 
-    static func storeSize(_ bytes: [(db: String, bytes: Int)]) {
+    static func storeSize(_ bytes: [(db: String, bytes: Int)], chunks: Int?) {
         for (db, size) in bytes { Gauge(label: "twind_store_size_bytes", dimensions: [("db", db)]).record(size) }
+        if let chunks { Gauge(label: "twind_store_chunks").record(chunks) }
     }
 
     static func retrain(outcome: String, seconds: Double) {
@@ -55,7 +56,13 @@ enum Telemetry {
         Timer(label: "twind_retrain_duration_seconds").recordNanoseconds(Int64(seconds * 1e9))
     }
 
-    static func activeModel(rocAUC: Double, rulMAEHours: Double) {
+    static let shownVersion = Mutex<String?>(nil)
+
+    static func activeModel(version: String, rocAUC: Double, rulMAEHours: Double) {
+        // One series per active version, 1 for the active one (0 for the one it replaced).
+        let previous = shownVersion.withLock { old in defer { old = version }; return old }
+        if let previous, previous != version { Gauge(label: "twind_model_active_info", dimensions: [("version", previous)]).record(0) }
+        Gauge(label: "twind_model_active_info", dimensions: [("version", version)]).record(1)
         Gauge(label: "twind_model_heldout_roc_auc").record(rocAUC.isNaN ? 0 : rocAUC)
         Gauge(label: "twind_model_heldout_rul_mae_seconds").record(rulMAEHours.isNaN ? 0 : rulMAEHours * 3600)
     }

@@ -237,7 +237,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         response.predictions = sorted.map { $0.proto(horizons: horizons) }
         let wanted = request.deviceIds.isEmpty ? plant.live.count : request.deviceIds.count
         if outlooks.count < wanted {
-            response.note = "\(wanted - outlooks.count) device(s) have no prediction: down (failed, awaiting repair) or less than \(FailureFeatures.referenceHours + FailureFeatures.lookback) h of history since their last repair"
+            response.note = "\(wanted - outlooks.count) device(s) have no prediction: down (failed, awaiting repair), stopped for most of the last day (off shift), or less than \(FailureFeatures.referenceHours + FailureFeatures.lookback) h of history since their last repair"
         }
         return response
     }

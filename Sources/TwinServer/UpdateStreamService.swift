@@ -18,7 +18,7 @@ struct UpdateStreamService: RegistrableRPCService {
         ) { request, context in
             let single = try await ServerRequest(stream: request)
             return StreamingServerResponse(metadata: [:]) { writer in
-                try await self.serve(single.message) { try await writer.write($0) }
+                try await self.serve(single.message, peer: context.remotePeer) { try await writer.write($0) }
                 return [:]
             }
         }
@@ -27,7 +27,7 @@ struct UpdateStreamService: RegistrableRPCService {
     /// The stream: the snapshot of every matching device, the sync marker, then changes as they
     /// are published, or heartbeats. Ends when the client cancels, or with UNAVAILABLE when the
     /// daemon shuts down.
-    func serve(_ request: Twin_V1_StreamUpdatesRequest, write: (EncodedMessage) async throws -> Void) async throws {
+    func serve(_ request: Twin_V1_StreamUpdatesRequest, peer: String = "", write: (EncodedMessage) async throws -> Void) async throws {
         var heartbeat = plant.heartbeat
         if request.hasHeartbeatInterval {
             let h = request.heartbeatInterval.totalNanos
@@ -62,11 +62,23 @@ struct UpdateStreamService: RegistrableRPCService {
             done.sentAt = .init(nanos: Time.now())
             try await write(encoder.message(done))
             subscription.sent(now: Time.now())
+            // A subscriber that reads slower than the plant changes is told about once a minute.
+            var conflated: UInt64 = 0
+            var lastWarning = Time.now()
 
             for await _ in subscription.wakeups {
                 switch subscription.take(now: Time.now()) {
                 case .updates(let taken):
-                    Telemetry.updatesSent(taken.count, conflated: taken.reduce(0) { $0 + UInt64($1.1) })
+                    let skipped = taken.reduce(0) { $0 + UInt64($1.1) }
+                    Telemetry.updatesSent(taken.count, conflated: skipped)
+                    conflated += skipped
+                    if conflated > 0, Time.now() - lastWarning >= Time.minute {
+                        plant.logger.warning(
+                            "slow subscriber: device updates were conflated because it reads slower than they arrive",
+                            metadata: ["peer": "\(peer)", "conflated": "\(conflated)", "over_s": "\((Time.now() - lastWarning) / Time.second)"])
+                        conflated = 0
+                        lastWarning = Time.now()
+                    }
                     for message in encoder.devicesMessages(taken, sensors: sensors, live: plant.live, sentAt: Time.now()) {
                         try await write(message)
                     }

@@ -251,3 +251,12 @@ extension HealthDatabase {
         }
     }
 }
+
+extension HealthDatabase {
+    /// Chunks of sensor history stored (for the store-size metrics).
+    public func chunkCount() throws(TwinError) -> Int {
+        do { return try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM chunks") } ?? 0 } catch {
+            throw .unavailable("cannot count chunks: \(error)")
+        }
+    }
+}
