@@ -30,9 +30,12 @@ final class AlertBook: Sendable {
     let logger: Logger
     private let state = Mutex<(alerts: [String: Alert], pendingSince: [String: Nanos], lastSaved: [String: Nanos])>(([:], [:], [:]))
     let sequence = Atomic<Int>(0)
+    /// Told every alert that opened, changed or resolved (twind streams them in StreamUpdates).
+    let changed: @Sendable ([Alert]) -> Void
 
-    init(store: HealthDatabase, options: Options = Options(), logger: Logger) throws(TwinError) {
+    init(store: HealthDatabase, options: Options = Options(), logger: Logger, changed: @escaping @Sendable ([Alert]) -> Void = { _ in }) throws(TwinError) {
         self.store = store
+        self.changed = changed
         self.options = options
         self.logger = logger
         let loaded = try store.alerts(resolvedSince: Time.now() - 30 * Time.day)
@@ -133,6 +136,7 @@ final class AlertBook: Sendable {
             return (changed, counts)
         }
         do { try store.saveAlerts(changed) } catch { logger.error("cannot save alerts", metadata: ["error": "\(error.message)"]) }
+        self.changed(changed)
         // Devices whose last alert resolved get a zero count.
         var result = counts
         for d in devices where result[d.device.id] == nil { result[d.device.id] = 0 }
@@ -173,6 +177,7 @@ final class AlertBook: Sendable {
         }
         try store.saveAlerts([updated])
         state.withLock { $0.alerts[id] = updated }
+        changed([updated])
         return updated
     }
 }

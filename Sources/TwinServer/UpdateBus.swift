@@ -34,7 +34,11 @@ final class UpdateBus: Sendable {
             var lastSent: Nanos
             var heartbeatDue = false
             var skippedTotal: UInt64 = 0
+            /// Alerts opened, changed or resolved on matching devices, oldest first (bounded).
+            var alerts: [Alert] = []
         }
+
+        static let alertBacklog = 1_000
 
         static let notDirty = UInt64.max
         let id: UInt64
@@ -84,6 +88,19 @@ final class UpdateBus: Sendable {
             if woke { wake.yield() }
         }
 
+        /// Queues alert changes for this subscriber (those of devices its filter matches).
+        fileprivate func queue(_ alerts: [Alert], types: [String: String]) {
+            let woke = state.withLock { s -> Bool in
+                if s.closed != nil { return false }
+                let matching = alerts.filter { filter.matchesAll || filter.matches(id: $0.deviceID, type: types[$0.deviceID] ?? "") }
+                if matching.isEmpty { return false }
+                s.alerts.append(contentsOf: matching)
+                if s.alerts.count > Self.alertBacklog { s.alerts.removeFirst(s.alerts.count - Self.alertBacklog) }
+                return true
+            }
+            if woke { wake.yield() }
+        }
+
         fileprivate func resetMask() { state.withLock { $0.mask.removeAll(keepingCapacity: true) } }
 
         fileprivate func checkHeartbeat(now: Nanos) {
@@ -99,6 +116,7 @@ final class UpdateBus: Sendable {
 
         /// What the stream should send next.
         enum Next {
+            case alerts([Alert])
             case updates([(device: Int32, skipped: UInt64)])
             case heartbeat(skippedTotal: UInt64)
             case nothing
@@ -107,6 +125,13 @@ final class UpdateBus: Sendable {
         /// Takes everything pending: the dirty devices, or a due heartbeat.
         func take(now: Nanos) -> Next {
             state.withLock { s in
+                if !s.alerts.isEmpty {
+                    let taken = s.alerts
+                    s.alerts.removeAll()
+                    s.lastSent = now
+                    s.heartbeatDue = false
+                    return .alerts(taken)
+                }
                 if !s.dirty.isEmpty {
                     let taken = s.dirty.map { ($0, s.skipped[Int($0)]) }
                     for d in s.dirty { s.skipped[Int(d)] = Self.notDirty }
@@ -180,6 +205,15 @@ final class UpdateBus: Sendable {
         if changed.isEmpty { return }
         let (subs, identities) = state.withLock { s in (Array(s.subscriptions.values), s.identities) }
         for sub in subs { sub.mark(changed, identities: identities) }
+    }
+
+    /// Sends alert changes to the subscribers whose filter matches the device.
+    func publishAlerts(_ alerts: [Alert]) {
+        if alerts.isEmpty { return }
+        let (subs, identities) = state.withLock { s in (Array(s.subscriptions.values), s.identities) }
+        var types: [String: String] = [:]
+        for a in alerts where types[a.deviceID] == nil { types[a.deviceID] = identities.first { $0.id == a.deviceID }?.type ?? "" }
+        for sub in subs { sub.queue(alerts, types: types) }
     }
 
     /// Wakes subscribers whose heartbeat is due. Called by the daemon's housekeeping ticker.

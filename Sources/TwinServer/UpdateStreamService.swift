@@ -82,6 +82,13 @@ struct UpdateStreamService: RegistrableRPCService {
                     for message in encoder.devicesMessages(taken, sensors: sensors, live: plant.live, sentAt: Time.now()) {
                         try await write(message)
                     }
+                case .alerts(let alerts):
+                    for alert in alerts {
+                        var message = Twin_V1_StreamUpdatesResponse()
+                        message.alert = alert.proto
+                        message.sentAt = .init(nanos: Time.now())
+                        try await write(encoder.message(message))
+                    }
                 case .heartbeat(let skippedTotal):
                     var beat = Twin_V1_StreamUpdatesResponse()
                     beat.heartbeat.deviceCount = UInt32(matching.count)
