@@ -124,8 +124,10 @@ final class AlertBook: Sendable {
                     changed.append(a)
                 }
             }
-            // Forget resolved alerts after 30 days (they stay in the database).
+            // Forget resolved alerts after 30 days (they stay in the database); only alerts still
+            // open are saved again.
             s.alerts = s.alerts.filter { $0.value.state != .resolved || now - $0.value.updatedAt < 30 * Time.day }
+            s.lastSaved = s.lastSaved.filter { s.alerts[$0.key].map { $0.state != .resolved } ?? false }
             var counts: [String: UInt32] = [:]
             var bySeverity: [String: Int] = [:]
             for a in s.alerts.values where a.state != .resolved {

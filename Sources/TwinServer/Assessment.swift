@@ -31,7 +31,7 @@ final class Assessment: Sendable {
         let indices = devices.compactMap { plant.live.index(of: $0.id) }
         guard indices.count == devices.count else { return }
         let states = plant.live.states(indices)
-        let outlooks = Dictionary(prognostics.outlook([]).map { ($0.deviceID, $0) }, uniquingKeysWith: { a, _ in a })
+        let outlooks = prognostics.outlooksByDevice
         var fresh: [String: HealthEngine.Verdict] = [:]
         var scored: [(device: Device, index: Int32, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?)] = []
         for (k, device) in devices.enumerated() {
@@ -57,12 +57,12 @@ final class Assessment: Sendable {
             guard let d = plant.live.device(id) else { throw .notFound("device '\(id.prefix(64))' not found") }
             return d
         }
-        let outlooks = Dictionary(prognostics.outlook([]).map { ($0.deviceID, $0) }, uniquingKeysWith: { a, _ in a })
+        let outlooks = prognostics.outlooksByDevice
+        let known = devices.compactMap { d in plant.live.index(of: d.id).map { (device: d, index: $0) } }
+        let states = plant.live.states(known.map(\.index))
         var result: [(device: Device, index: Int32, verdict: HealthEngine.Verdict)] = []
-        for device in devices {
-            guard let index = plant.live.index(of: device.id) else { continue }
-            let state = plant.live.states([index])[0]
-            if let v = verdict(device, index: index, state: state, outlook: outlooks[device.id], now: now) { result.append((device, index, v)) }
+        for (k, d) in known.enumerated() {
+            if let v = verdict(d.device, index: d.index, state: states[k], outlook: outlooks[d.device.id], now: now) { result.append((d.device, d.index, v)) }
         }
         return result.sorted { $0.verdict.score != $1.verdict.score ? $0.verdict.score < $1.verdict.score : $0.device.id < $1.device.id }
     }
@@ -74,7 +74,7 @@ final class Assessment: Sendable {
         let wanted = Set(ids), kinds = Set(types)
         let devices = plant.live.devices().filter { (wanted.isEmpty || wanted.contains($0.id)) && (kinds.isEmpty || kinds.contains($0.type)) }
         let verdicts = verdicts.withLock { $0 }
-        let outlooks = Dictionary(prognostics.outlook([]).map { ($0.deviceID, $0) }, uniquingKeysWith: { a, _ in a })
+        let outlooks = prognostics.outlooksByDevice
         let inputs = devices.map { d in
             let o = outlooks[d.id]
             return Recommender.Input(

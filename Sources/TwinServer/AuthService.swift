@@ -56,7 +56,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     }
 
     static func role(_ proto: Twin_V1_Role, field: String) throws(TwinError) -> User.Role {
-        guard let role = User.Role(proto: proto.rawValue), role != .gateway else {
+        guard let role = User.Role(proto: proto), role != .gateway else {
             throw .invalidArgument("\(field) must be ROLE_VIEWER, ROLE_OPERATOR or ROLE_ADMIN (gateways get API keys)")
         }
         return role
@@ -98,7 +98,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     }
 
     func createApiKey(request: Twin_V1_CreateApiKeyRequest, context: ServerContext) async throws -> Twin_V1_CreateApiKeyResponse {
-        let role = request.role == .unspecified ? .gateway : User.Role(proto: request.role.rawValue)
+        let role = request.role == .unspecified ? .gateway : User.Role(proto: request.role)
         guard let role else { throw TwinError.invalidArgument("role must be ROLE_GATEWAY (or unspecified)") }
         let (key, secret) = try identity.createApiKey(name: request.name, role: role, by: Principal.current, peer: context.remotePeer)
         var response = Twin_V1_CreateApiKeyResponse()
@@ -142,7 +142,7 @@ extension ApiKey {
         var k = Twin_V1_ApiKey()
         k.id = id
         k.name = name
-        k.role = role == .gateway ? .gateway : .unspecified
+        k.role = role.proto
         k.createdAt = .init(nanos: createdAt)
         if let lastUsedAt { k.lastUsedAt = .init(nanos: lastUsedAt) }
         k.revoked = revokedAt != nil
@@ -154,12 +154,7 @@ extension User {
     var proto: Twin_V1_User {
         var u = Twin_V1_User()
         u.username = username
-        u.role = switch role {
-        case .viewer: .viewer
-        case .operator: .operator
-        case .admin: .admin
-        case .gateway: .gateway
-        }
+        u.role = role.proto
         u.disabled = disabled
         u.createdAt = .init(nanos: createdAt)
         if let lastLoginAt { u.lastLoginAt = .init(nanos: lastLoginAt) }

@@ -99,6 +99,11 @@ final class Prognostics: Sendable {
         }
     }
 
+    /// The first hour of an hourly grid in which any sensor has a reading.
+    static func firstHourWithReadings(_ grid: [[Double]]) -> Int? {
+        (0..<(grid.first?.count ?? 0)).first { h in grid.contains { !$0[h].isNaN } }
+    }
+
     /// Failures and repairs per device, from the maintenance log.
     func serviceEvents(since: Nanos) throws(TwinError) -> [String: (failures: [Nanos], repairs: [Nanos])] {
         var query = EventQuery()
@@ -178,7 +183,7 @@ final class Prognostics: Sendable {
         for (n, device) in devices.enumerated() {
             var grid = try hourly(device, from: from, to: end)
             // History starts at the device's first hour with readings.
-            let first = (0..<(grid.first?.count ?? 0)).first { h in grid.contains { !$0[h].isNaN } } ?? 0
+            let first = Self.firstHourWithReadings(grid) ?? 0
             grid = grid.map { Array($0[first...]) }
             let e = events[device.id] ?? ([], [])
             histories.append(DeviceHourlyHistory(
@@ -276,7 +281,7 @@ final class Prognostics: Sendable {
         if start == nil {
             // The first hour with readings, within the last year.
             guard let grid = try? hourly(device, from: now - 365 * Time.day, to: now),
-                  let first = (0..<(grid.first?.count ?? 0)).first(where: { h in grid.contains { !$0[h].isNaN } })
+                  let first = Self.firstHourWithReadings(grid)
             else { return nil }
             start = now - 365 * Time.day - (now - 365 * Time.day) % Time.hour + Nanos(first) * Time.hour
         }
@@ -294,6 +299,9 @@ final class Prognostics: Sendable {
     func refreshIfDue(now: Nanos) {
         if now - lastRefresh.load(ordering: .relaxed) >= options.refreshInterval { refresh(now: now) }
     }
+
+    /// The latest outlook of every device that has one, by device id.
+    var outlooksByDevice: [String: DeviceOutlook] { outlooks.withLock { $0 } }
 
     func outlook(_ ids: [String]) -> [DeviceOutlook] {
         outlooks.withLock { all in ids.isEmpty ? Array(all.values) : ids.compactMap { all[$0] } }

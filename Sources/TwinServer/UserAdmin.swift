@@ -1,3 +1,4 @@
+import Proto
 import TwinCore
 import TwinStore
 
@@ -100,13 +101,22 @@ extension LoginThrottle {
 }
 
 extension User.Role {
-    init?(proto: Int) {
+    init?(proto: Twin_V1_Role) {
         switch proto {
-        case 1: self = .viewer
-        case 2: self = .operator
-        case 3: self = .admin
-        case 4: self = .gateway
+        case .viewer: self = .viewer
+        case .operator: self = .operator
+        case .admin: self = .admin
+        case .gateway: self = .gateway
         default: return nil
+        }
+    }
+
+    var proto: Twin_V1_Role {
+        switch self {
+        case .viewer: .viewer
+        case .operator: .operator
+        case .admin: .admin
+        case .gateway: .gateway
         }
     }
 }

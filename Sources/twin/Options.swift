@@ -5,6 +5,8 @@ import Glibc
 #endif
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import SwiftProtobuf
+import Proto
 import TwinClient
 import TwinCore
 
@@ -77,6 +79,25 @@ struct GlobalOptions: ParsableArguments {
         } catch {
             throw fail(error, address: address)
         }
+    }
+}
+
+extension GlobalOptions {
+    /// Calls the plant service (see `run`).
+    func twin<R: Sendable>(_ body: (Twin_V1_TwinService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        try await run { try await body(Twin_V1_TwinService.Client(wrapping: $0)) }
+    }
+
+    /// Calls the model service (see `run`).
+    func models<R: Sendable>(_ body: (Twin_V1_ModelService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        try await run { try await body(Twin_V1_ModelService.Client(wrapping: $0)) }
+    }
+
+    /// With `-o json`, prints one proto-JSON object per line and returns true.
+    func printedJSON(_ messages: [some SwiftProtobuf.Message]) -> Bool {
+        guard output == .json else { return false }
+        for m in messages { Terminal.out(Format.protoJSON(m)) }
+        return true
     }
 }
 

@@ -17,10 +17,7 @@ struct ApiKeys: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         func run() async throws {
             let keys = try await Users.call(global) { try await $0.listApiKeys(Twin_V1_ListApiKeysRequest()).keys }
-            if global.output == .json {
-                for k in keys { Terminal.out(Format.protoJSON(k)) }
-                return
-            }
+            if global.printedJSON(keys) { return }
             Terminal.out(Format.table(["ID", "NAME", "ROLE", "STATE", "CREATED", "LAST USED"], keys.map { k in
                 [k.id, k.name, Format.role(k.role), k.revoked ? "revoked" : "active", Format.time(k.createdAt), k.hasLastUsedAt ? Format.time(k.lastUsedAt) : "never"]
             }))

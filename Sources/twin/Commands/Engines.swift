@@ -15,7 +15,7 @@ struct Health: AsyncParsableCommand {
         var request = Twin_V1_GetHealthRequest()
         request.deviceIds = devices
         let message = request
-        let response = try await global.run { try await Twin_V1_TwinService.Client(wrapping: $0).getHealth(message) }
+        let response = try await global.twin { try await $0.getHealth(message) }
         if global.output == .json {
             for d in response.devices { Terminal.out(Format.protoJSON(d.health)) }
             return
@@ -62,11 +62,8 @@ struct Recommend: AsyncParsableCommand {
             request.minPriority = p
         }
         let message = request
-        let response = try await global.run { try await Twin_V1_TwinService.Client(wrapping: $0).getRecommendations(message) }
-        if global.output == .json {
-            for r in response.recommendations { Terminal.out(Format.protoJSON(r)) }
-            return
-        }
+        let response = try await global.twin { try await $0.getRecommendations(message) }
+        if global.printedJSON(response.recommendations) { return }
         if response.recommendations.isEmpty { Terminal.err("nothing to do: no device needs attention"); return }
         for r in response.recommendations {
             let priority = ["", "low", "medium", "HIGH", "URGENT"][max(0, Swift.min(4, r.priority.rawValue))]
@@ -92,7 +89,7 @@ struct Patterns: AsyncParsableCommand {
         request.sensors = sensors
         request.from = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-Double(window) / 1e9))
         let message = request
-        let r = try await global.run { try await Twin_V1_TwinService.Client(wrapping: $0).getPatterns(message) }
+        let r = try await global.twin { try await $0.getPatterns(message) }
         if global.output == .json { Terminal.out(Format.protoJSON(r)); return }
         Terminal.out("trends (per day, 95 % interval):")
         for t in r.trends {
@@ -120,11 +117,8 @@ struct Alerts: AsyncParsableCommand {
         request.deviceIds = devices
         if all { request.states = [.open, .acknowledged, .resolved] }
         let message = request
-        let response = try await global.run { try await Twin_V1_TwinService.Client(wrapping: $0).listAlerts(message) }
-        if global.output == .json {
-            for a in response.alerts { Terminal.out(Format.protoJSON(a)) }
-            return
-        }
+        let response = try await global.twin { try await $0.listAlerts(message) }
+        if global.printedJSON(response.alerts) { return }
         if response.alerts.isEmpty { Terminal.err("no alerts"); return }
         Terminal.out(Format.table(["ID", "DEVICE", "SEVERITY", "STATE", "SINCE", "MESSAGE"], response.alerts.map { a in
             [a.id, a.deviceID, ["", "info", "warning", "critical"][max(0, min(3, a.severity.rawValue))],
@@ -148,14 +142,14 @@ struct Ack: AsyncParsableCommand {
             request.alertID = id
             request.comment = comment
             let message = request
-            _ = try await global.run { try await Twin_V1_TwinService.Client(wrapping: $0).resolveAlert(message) }
+            _ = try await global.twin { try await $0.resolveAlert(message) }
             Terminal.err("resolved \(id)")
         } else {
             var request = Twin_V1_AckAlertRequest()
             request.alertID = id
             request.comment = comment
             let message = request
-            _ = try await global.run { try await Twin_V1_TwinService.Client(wrapping: $0).ackAlert(message) }
+            _ = try await global.twin { try await $0.ackAlert(message) }
             Terminal.err("acknowledged \(id)")
         }
     }

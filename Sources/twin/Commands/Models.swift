@@ -48,7 +48,7 @@ struct Retrain: AsyncParsableCommand {
             Terminal.err("started training job \(job.id); follow it with: twin retrain --follow, or twin job \(job.id)")
         } else if job.state == .succeeded {
             Terminal.out("\(job.id): \(job.stage)")
-            let list = try await global.run { try await Twin_V1_ModelService.Client(wrapping: $0).listModels(Twin_V1_ListModelsRequest()) }
+            let list = try await global.models { try await $0.listModels(Twin_V1_ListModelsRequest()) }
             if let model = list.models.first(where: { $0.version == job.modelVersion }) { Models.describe(model) }
         }
         if follow && job.state == .failed {
@@ -67,7 +67,7 @@ struct Job: AsyncParsableCommand {
         var request = Twin_V1_GetTrainingJobRequest()
         request.jobID = id
         let message = request
-        let job = try await global.run { try await Twin_V1_ModelService.Client(wrapping: $0).getTrainingJob(message).job }
+        let job = try await global.models { try await $0.getTrainingJob(message).job }
         if global.output == .json { Terminal.out(Format.protoJSON(job)); return }
         Terminal.out("\(job.id): \(Models.state(job.state)) \(Int(job.progress * 100))% — \(job.stage)\(job.error.isEmpty ? "" : " — " + job.error)")
     }
@@ -121,11 +121,8 @@ struct Models: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List model versions, newest first.")
         @OptionGroup var global: GlobalOptions
         func run() async throws {
-            let list = try await global.run { try await Twin_V1_ModelService.Client(wrapping: $0).listModels(Twin_V1_ListModelsRequest()) }
-            if global.output == .json {
-                for m in list.models { Terminal.out(Format.protoJSON(m)) }
-                return
-            }
+            let list = try await global.models { try await $0.listModels(Twin_V1_ListModelsRequest()) }
+            if global.printedJSON(list.models) { return }
             if list.models.isEmpty { Terminal.err("no models yet: an admin runs twin retrain"); return }
             Terminal.out(Format.table(["VERSION", "STATUS", "CREATED", "AUC 24H", "BASELINE", "RUL MAE H", "BASELINE", "TEST DEVICES"], list.models.map { m in
                 [m.version, status(m.status), Format.time(m.createdAt), f(m.metrics.rocAuc), f(m.metrics.baselineRocAuc), f(m.metrics.rulMaeHours, 1),
@@ -142,7 +139,7 @@ struct Models: AsyncParsableCommand {
             var request = Twin_V1_ActivateModelRequest()
             request.version = version
             let message = request
-            _ = try await global.run { try await Twin_V1_ModelService.Client(wrapping: $0).activateModel(message) }
+            _ = try await global.models { try await $0.activateModel(message) }
             Terminal.err("model \(version) is now active")
         }
     }
@@ -159,11 +156,8 @@ struct Predict: AsyncParsableCommand {
         var request = Twin_V1_GetPredictionRequest()
         request.deviceIds = devices
         let message = request
-        let response = try await global.run { try await Twin_V1_TwinService.Client(wrapping: $0).getPrediction(message) }
-        if global.output == .json {
-            for p in response.predictions { Terminal.out(Format.protoJSON(p)) }
-            return
-        }
+        let response = try await global.twin { try await $0.getPrediction(message) }
+        if global.printedJSON(response.predictions) { return }
         if response.modelVersion.isEmpty {
             Terminal.err("no predictions: \(response.note)")
             return
