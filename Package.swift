@@ -106,6 +106,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The fuzz tier's generator: hostile requests for every method of the contract, from the
+        // descriptors embedded in Proto. Used by the end-to-end fuzz tests and `twin-bench fuzz`.
+        .target(
+            name: "TwinFuzz",
+            dependencies: [
+                "Proto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "twin",
             dependencies: [
@@ -119,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "TwinBench",
             dependencies: [
-                "Proto", "TwinClient", "TwinCore", "TwinEngines", "TwinStore", "TwinServer",
+                "Proto", "TwinClient", "TwinFuzz", "TwinCore", "TwinEngines", "TwinStore", "TwinServer",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -148,7 +159,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "Proto", "TwinClient", "TwinCore",
+                "Proto", "TwinClient", "TwinCore", "TwinFuzz",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
             swiftSettings: swiftSettings

@@ -4,7 +4,7 @@ public enum DurationText {
     public static func parse(_ text: String) -> Nanos? {
         let s = text.trimmingCharacters(in: " ")
         if s.isEmpty { return nil }
-        if let seconds = Double(s) { return seconds.isFinite && seconds >= 0 ? Nanos(seconds * 1e9) : nil }
+        if let seconds = Double(s) { return seconds.isFinite && seconds >= 0 && seconds * 1e9 < 9.2e18 ? Nanos(seconds * 1e9) : nil }
         var total: Double = 0
         var number = ""
         var unit = ""
@@ -39,13 +39,14 @@ public enum DurationText {
             }
         }
         guard flush() else { return nil }
-        return total <= Double(Int64.max) ? Nanos(total) : nil
+        return total < 9.2e18 ? Nanos(total) : nil
     }
 
     /// A short human form: `450ms`, `12s`, `5m`, `3h20m`, `2d4h`.
     public static func format(_ nanos: Nanos) -> String {
         let negative = nanos < 0
-        let n = negative ? -nanos : nanos
+        // Int64.min has no positive counterpart: its magnitude is formatted as UInt64 would be.
+        let n = nanos == .min ? Nanos.max : (negative ? -nanos : nanos)
         let s: String
         if n < Time.second { s = "\(n / 1_000_000)ms" }
         else if n < Time.minute { s = "\(n / Time.second)s" }

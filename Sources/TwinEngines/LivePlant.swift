@@ -236,6 +236,9 @@ public final class LivePlant: Sendable {
                 guard let time = r.readingTime else {
                     return .invalidArgument("reading \(n) (\(id)/\(sensorName)): time is required")
                 }
+                guard TimeBounds.contains(time) else {
+                    return .invalidArgument("reading \(n) (\(id)/\(sensorName)): time is outside the accepted range, \(TimeBounds.instantRange)")
+                }
                 if time > latest {
                     return .invalidArgument(
                         "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(time - now)) in the future; at most \(DurationText.format(options.maxFutureSkew)) is allowed (check the gateway's clock)")

@@ -57,6 +57,7 @@ extension Identity {
         guard !id.isEmpty else { throw .invalidArgument("id is required (twin apikeys list shows them)") }
         guard try users.revokeApiKey(id: id) else { throw .notFound("API key '\(id.prefix(40))' not found") }
         apiKeys.withLock { known in known = known.filter { $0.value.key.id != id } }
+        accessChanged.fire()
         try? users.audit(.init(time: Time.now(), kind: "apikey.revoked", actor: actor?.username ?? "", peer: peer, detail: id))
     }
 }

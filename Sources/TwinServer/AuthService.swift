@@ -122,7 +122,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     func listAuditEvents(request: Twin_V1_ListAuditEventsRequest, context: ServerContext) async throws -> Twin_V1_ListAuditEventsResponse {
         if request.limit < 0 || request.limit > 10_000 { throw TwinError.invalidArgument("limit must be from 0 to 10000, got \(request.limit)") }
         let entries = try identity.users.auditEntries(
-            limit: request.limit == 0 ? 200 : Int(request.limit), since: request.hasSince ? request.since.nanosSinceEpoch : .min)
+            limit: request.limit == 0 ? 200 : Int(request.limit), since: request.hasSince ? try request.since.checked("since") : .min)
         var response = Twin_V1_ListAuditEventsResponse()
         response.events = entries.map { e in
             var event = Twin_V1_AuditEvent()

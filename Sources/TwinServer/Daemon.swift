@@ -209,6 +209,7 @@ public final class Daemon: Service, Sendable {
         ]
         let interceptors: [any ServerInterceptor] = [
             RequestLogInterceptor(logger: logger, level: configuration.rpcLogLevel), AuthInterceptor(identity: identity),
+            RequestShapeInterceptor(),
         ]
         servers = try configuration.effectiveListen.map { address in
             let socketAddress: GRPCNIOTransportCore.SocketAddress

@@ -23,3 +23,41 @@ extension TwinError: RPCErrorConvertible {
     public var rpcErrorMessage: String { message }
 }
 
+
+/// A unary method called with no request message or with several is the client's mistake, not
+/// twind's: grpc-swift reports both as INTERNAL ("Empty stream.", "Too many messages."), and
+/// this answers INVALID_ARGUMENT instead. Cancellation reaching a handler is CANCELLED.
+struct RequestShapeInterceptor: ServerInterceptor {
+    static let shapeErrors: [String: String] = [
+        "Empty stream.": "the request has no message; a unary call takes exactly one",
+        "Too many messages.": "the request has more than one message; a unary call takes exactly one",
+    ]
+
+    static func map(_ error: any Error, method: String) -> any Error {
+        if let rpc = error as? RPCError, rpc.code == .internalError, let text = shapeErrors[rpc.message] {
+            return RPCError(code: .invalidArgument, message: "\(method): \(text)")
+        }
+        if error is CancellationError { return RPCError(code: .cancelled, message: "the call was cancelled") }
+        return error
+    }
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        let method = context.descriptor.method
+        var response: StreamingServerResponse<Output>
+        do {
+            response = try await next(request, context)
+        } catch {
+            throw Self.map(error, method: method)
+        }
+        guard case .success(var contents) = response.accepted else { return response }
+        let producer = contents.producer
+        contents.producer = { writer in
+            do { return try await producer(writer) } catch { throw Self.map(error, method: method) }
+        }
+        response.accepted = .success(contents)
+        return response
+    }
+}

@@ -26,14 +26,15 @@ struct HistoryRequest {
         for sensor in request.sensors where !known.contains(sensor) {
             throw .invalidArgument("device '\(device.id)' has no sensor '\(sensor.prefix(80))'; its sensors are \(known.joined(separator: ", "))")
         }
-        let to = request.hasTo ? request.to.nanosSinceEpoch : now
-        let from = request.hasFrom ? request.from.nanosSinceEpoch : to - Time.day
+        let to = request.hasTo ? try request.to.checked("to") : now
+        let from = request.hasFrom ? try request.from.checked("from") : to - Time.day
         if from >= to {
             throw .invalidArgument("from (\(Time.iso(from))) must be before to (\(Time.iso(to)))")
         }
-        if request.hasStep && request.step.totalNanos < 0 { throw .invalidArgument("step must not be negative") }
+        let requestedStep = request.hasStep ? try request.step.checked("step") : 0
+        if requestedStep < 0 { throw .invalidArgument("step must not be negative") }
         if request.maxPoints < 0 { throw .invalidArgument("max_points must not be negative, got \(request.maxPoints)") }
-        var step = request.hasStep ? request.step.totalNanos : 0
+        var step = requestedStep
         if step == 0 && request.maxPoints > 0 {
             let wanted = (to - from + Nanos(request.maxPoints) - 1) / Nanos(request.maxPoints)
             step = Self.niceSteps.first { $0 >= wanted } ?? ((wanted + Time.day - 1) / Time.day * Time.day)
@@ -91,13 +92,5 @@ struct HistoryRequest {
             return out
         }
         return response
-    }
-}
-
-extension Google_Protobuf_Duration {
-    init(nanos: Nanos) {
-        self.init()
-        seconds = nanos / Time.second
-        self.nanos = Int32(nanos % Time.second)
     }
 }

@@ -17,6 +17,8 @@ struct AccessClaims: JWTPayload {
     var jti: IDClaim
     var iss: IssuerClaim
     var aud: AudienceClaim
+    /// The session (refresh-token family) the token belongs to: logging out ends it at once.
+    var sid: String?
 
     func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
@@ -34,6 +36,8 @@ public struct Principal: Sendable, Equatable {
     public var tokenID: String
     /// Set when the caller presented an API key rather than an access token.
     public var apiKeyID: String? = nil
+    /// The login session (refresh-token family) of an access token.
+    public var session: String? = nil
 
     /// The caller of the RPC being served, set by `AuthInterceptor`.
     @TaskLocal static var current: Principal?
@@ -151,7 +155,8 @@ public final class Identity: Sendable {
         switch try users.useRefreshToken(token, now: now) {
         case .invalid:
             throw .init(.unauthenticated, "the refresh token is not valid (expired, revoked or unknown); log in again")
-        case .reused(let userID):
+        case .reused(let userID, let family):
+            endSessions([family])
             let name = (try? users.user(id: userID))??.username ?? "#\(userID)"
             logger.warning("a used refresh token was presented again; its session is revoked", metadata: ["user": "\(name)", "peer": "\(peer)"])
             try? users.audit(.init(time: now, kind: "token.family_revoked", actor: name, peer: peer, detail: "refresh token reused"))
@@ -164,14 +169,52 @@ public final class Identity: Sendable {
         }
     }
 
+    /// Ends a session: its refresh tokens are revoked and its access tokens refused from now on
+    /// (not only when they expire). With no refresh token, the caller's own session ends, and
+    /// every refresh token of the caller is revoked.
     func logout(token: String, principal: Principal?) throws(TwinError) {
         if !token.isEmpty {
-            guard try users.revokeRefreshFamily(of: token) else { throw .invalidArgument("that refresh token is not known") }
-        } else if let principal, let user = try users.user(named: principal.username) {
+            guard let family = try users.revokeRefreshFamily(of: token) else { throw .invalidArgument("that refresh token is not known") }
+            endSessions([family])
+        } else if let principal, principal.apiKeyID == nil, let user = try users.user(named: principal.username) {
             try users.revokeRefreshTokens(userID: user.id)
+            endSessions([principal.session ?? "jti:" + principal.tokenID])
         } else {
             throw .init(.unauthenticated, "log in first, or pass the refresh token to revoke")
         }
+    }
+
+    /// Sessions logged out (or revoked as stolen), with when: their access tokens are refused.
+    /// Kept for an access token's lifetime; after a restart, users.db answers (`isSessionRevoked`).
+    let endedSessions = Mutex<[String: Nanos]>([:])
+
+    func endSessions(_ sessions: [String]) {
+        let now = Time.now()
+        endedSessions.withLock { ended in
+            ended = ended.filter { now - $0.value <= accessTTL }
+            for s in sessions { ended[s] = now }
+        }
+        accessChanged.fire()
+    }
+
+    /// Fired whenever access may have been taken away (a session ended, an account changed, a key
+    /// revoked): open streams check their caller again at once.
+    let accessChanged = ChangeSignal()
+
+    /// Whether `principal` may still act now: its token unexpired, its session not logged out, its
+    /// account not changed since the token was issued, its API key not revoked. Long-lived streams
+    /// ask on every batch and whenever `accessChanged` fires.
+    func recheck(_ principal: Principal, now: Nanos = Time.now()) throws(TwinError) {
+        if let keyID = principal.apiKeyID {
+            guard apiKeys.withLock({ $0.values.contains { $0.key.id == keyID } }) else {
+                throw .init(.unauthenticated, "the API key was revoked; ask an admin for a new one (twin apikeys create)")
+            }
+            return
+        }
+        guard principal.expiresAt > now else {
+            throw .init(.unauthenticated, "the access token has expired; refresh it or log in again")
+        }
+        try checkNotRevoked(principal)
     }
 
     func issue(for user: User, family: String, now: Nanos) async throws(TwinError) -> Session {
@@ -179,7 +222,7 @@ public final class Identity: Sendable {
             sub: .init(value: user.username), role: user.role.rawValue,
             exp: .init(value: Date(timeIntervalSince1970: Double(now + accessTTL) / 1e9)),
             iat: .init(value: Date(timeIntervalSince1970: Double(now) / 1e9)), jti: .init(value: UUID().uuidString),
-            iss: .init(value: Self.issuer), aud: .init(value: [Self.audience]))
+            iss: .init(value: Self.issuer), aud: .init(value: [Self.audience]), sid: family)
         let access: String
         do {
             access = try await keys.sign(claims, kid: JWKIdentifier(string: signingKID))
@@ -203,6 +246,7 @@ public final class Identity: Sendable {
         let now = Time.now()
         notBefore.withLock { $0[user.username] = now }
         try? users.endSessions(userID: user.id, before: now)
+        accessChanged.fire()
     }
 
     /// API keys by the hash of their secret (revoked ones are dropped), loaded at start.
@@ -226,6 +270,9 @@ public final class Identity: Sendable {
         }
         let principal = try await verify(bearer: token)
         try checkNotRevoked(principal)
+        if let session = principal.session, try users.isSessionRevoked(family: session) {
+            throw .init(.unauthenticated, "this session was logged out; log in again")
+        }
         // First sight of this token: the account must still exist, be enabled and have that role
         // (catches changes made before a restart, and deleted users).
         guard let user = try users.user(named: principal.username), !user.disabled, user.role == principal.role else {
@@ -241,6 +288,11 @@ public final class Identity: Sendable {
     func checkNotRevoked(_ principal: Principal) throws(TwinError) {
         if let cutoff = notBefore.withLock({ $0[principal.username] }), principal.issuedAt <= cutoff {
             throw .init(.unauthenticated, "this session was ended by an account change (role, password, disabled); log in again")
+        }
+        let session = principal.session ?? ""
+        let jti = "jti:" + principal.tokenID
+        if endedSessions.withLock({ $0[session] != nil || $0[jti] != nil }) {
+            throw .init(.unauthenticated, "this session was logged out; log in again")
         }
     }
 
@@ -263,8 +315,8 @@ public final class Identity: Sendable {
         }
         guard let role = User.Role(rawValue: claims.role) else { throw .init(.unauthenticated, "the access token names an unknown role") }
         return Principal(
-            username: claims.sub.value, role: role, expiresAt: Nanos(claims.exp.value.timeIntervalSince1970 * 1e9),
-            issuedAt: Nanos(claims.iat.value.timeIntervalSince1970 * 1e9), tokenID: claims.jti.value)
+            username: claims.sub.value, role: role, expiresAt: Nanos.clamping(seconds: claims.exp.value.timeIntervalSince1970),
+            issuedAt: Nanos.clamping(seconds: claims.iat.value.timeIntervalSince1970), tokenID: claims.jti.value, session: claims.sid)
     }
 
     static func base64URL(_ text: Substring) -> Data? {
@@ -331,6 +383,29 @@ final class LoginThrottle: Sendable {
     }
 }
 
+/// Wakes every subscriber when it fires; a subscriber that has not looked yet sees one wake-up
+/// however often it fired. Subscriptions end with the task that iterates them.
+final class ChangeSignal: Sendable {
+    private let subscribers = Mutex<(next: UInt64, all: [UInt64: AsyncStream<Void>.Continuation])>((0, [:]))
+
+    func subscribe() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let id = subscribers.withLock { s in
+            s.next += 1
+            s.all[s.next] = continuation
+            return s.next
+        }
+        continuation.onTermination = { [weak self] _ in _ = self?.subscribers.withLock { $0.all.removeValue(forKey: id) } }
+        return stream
+    }
+
+    func fire() {
+        for c in subscribers.withLock({ Array($0.all.values) }) { c.yield() }
+    }
+
+    var count: Int { subscribers.withLock { $0.all.count } }
+}
+
 /// Every call: reads `authorization: Bearer <token>`, verifies it, applies the access table,
 /// and makes the caller known to the handler (`Principal.current`). A stream ends with
 /// UNAUTHENTICATED when its token expires.
@@ -363,12 +438,20 @@ struct AuthInterceptor: ServerInterceptor {
                 try await Principal.$current.withValue(principal) {
                     try await withThrowingTaskGroup(of: Metadata.self) { group in
                         group.addTask { try await producer(writer) }
+                        // API keys do not expire: their streams run until revoked or ended.
+                        if principal.apiKeyID == nil {
+                            group.addTask {
+                                let remaining = principal.expiresAt - Time.now()
+                                if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
+                                throw TwinError(.unauthenticated, "the access token expired; refresh it (twin does so by itself) and call again")
+                            }
+                        }
+                        // Access taken away (logout, account change, key revoked) ends the stream at once.
+                        let changes = identity.accessChanged.subscribe()
                         group.addTask {
-                            // API keys do not expire: the stream runs until either side ends it.
-                            if principal.apiKeyID != nil { try await Task.sleep(for: .seconds(365 * 86_400 * 100)) }
-                            let remaining = principal.expiresAt - Time.now()
-                            if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
-                            throw TwinError(.unauthenticated, "the access token expired; refresh it (twin does so by itself) and call again")
+                            for await _ in changes { try identity.recheck(principal) }
+                            try await Task.sleep(for: .seconds(365 * 86_400 * 100))
+                            return [:]
                         }
                         defer { group.cancelAll() }
                         return try await group.next()!

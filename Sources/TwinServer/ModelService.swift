@@ -12,7 +12,7 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
     func retrain(request: Twin_V1_RetrainRequest, context: ServerContext) async throws -> Twin_V1_RetrainResponse {
         var window: Nanos?
         if request.hasWindow {
-            let w = request.window.totalNanos
+            let w = try request.window.checked("window")
             guard w >= 3 * Time.day, w <= 730 * Time.day else { throw TwinError.invalidArgument("window must be from 3 days to 730 days") }
             window = w
         }

@@ -16,17 +16,35 @@ extension Google_Protobuf_Timestamp {
         }
     }
 
-    var nanosSinceEpoch: Nanos { seconds &* Time.second &+ Nanos(nanos) }
+    /// Nanoseconds since the epoch, range-checked (`TimeBounds`): INVALID_ARGUMENT naming `field`.
+    func checked(_ field: String) throws(TwinError) -> Nanos {
+        try TimeBounds.instant(seconds: seconds, nanos: nanos, field: field)
+    }
 }
 
 extension Google_Protobuf_Duration {
-    var totalNanos: Nanos { seconds &* Time.second &+ Nanos(nanos) }
+    /// Nanoseconds, range-checked (`TimeBounds`): INVALID_ARGUMENT naming `field`.
+    func checked(_ field: String) throws(TwinError) -> Nanos {
+        try TimeBounds.duration(seconds: seconds, nanos: nanos, field: field)
+    }
+
+    init(nanos: Nanos) {
+        self.init()
+        seconds = nanos / Time.second
+        self.nanos = Int32(nanos % Time.second)
+    }
+
+    /// From hours a model computed (may be NaN or huge): clamped, never a trap.
+    init(hours: Double) {
+        self.init(nanos: Nanos.clamping(seconds: hours * 3600))
+    }
 }
 
 extension Twin_V1_Reading: ReadingConvertible {
     public var readingDeviceID: String { deviceID }
     public var readingSensor: String { sensor }
-    public var readingTime: Nanos? { hasTime ? time.nanosSinceEpoch : nil }
+    /// Out of `TimeBounds` reads as `Nanos.min`, which `LivePlant.resolve` refuses by index.
+    public var readingTime: Nanos? { hasTime ? ((try? time.checked("time")) ?? .min) : nil }
     public var readingValue: Double { value }
 }
 
@@ -182,9 +200,9 @@ extension DeviceOutlook {
         // Remaining life is what the model learned within a week of a failure: told only then.
         if within7d >= 0.5 {
             var r = Twin_V1_RemainingLife()
-            r.expected = .init(seconds: Int64(rulHours * 3600))
-            r.lower = .init(seconds: Int64(rulLow * 3600))
-            r.upper = .init(seconds: Int64(rulHigh * 3600))
+            r.expected = .init(hours: rulHours)
+            r.lower = .init(hours: rulLow)
+            r.upper = .init(hours: rulHigh)
             r.confidence = 0.8
             p.remainingLife = r
         }

@@ -71,8 +71,15 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         var response = Twin_V1_IngestResponse()
         var samples: [Sample] = []
         var batch = 0
+        let caller = Principal.current
         for try await message in request {
             let now = Time.now()
+            // Every batch: a key revoked, an account disabled or demoted, a session logged out or
+            // a token expired since the stream opened ends it here.
+            if let caller {
+                try identity.recheck(caller, now: now)
+                try AccessTable.check(Twin_V1_TwinService.Method.Ingest.descriptor, principal: caller)
+            }
             do {
                 try plant.live.resolve(message.readings, now: now, into: &samples)
             } catch {
@@ -105,7 +112,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         let now = Time.now()
         var window: Nanos = 0
         if request.hasHistory {
-            window = request.history.totalNanos
+            window = try request.history.checked("history")
             guard window > 0, window <= 7 * Time.day else { throw TwinError.invalidArgument("history must be from 1 s to 7 days (scores are kept hourly for 7 days)") }
         }
         var response = Twin_V1_GetHealthResponse()
@@ -131,8 +138,8 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             throw TwinError.notFound("device '\(request.deviceID.prefix(64))' not found")
         }
         let now = Time.now()
-        let to = request.hasTo ? request.to.nanosSinceEpoch : now
-        let from = request.hasFrom ? request.from.nanosSinceEpoch : to - 7 * Time.day
+        let to = request.hasTo ? try request.to.checked("to") : now
+        let from = request.hasFrom ? try request.from.checked("from") : to - 7 * Time.day
         guard from < to else { throw TwinError.invalidArgument("from must be before to") }
         guard to - from >= 6 * Time.hour, to - from <= 400 * Time.day else { throw TwinError.invalidArgument("the window must be from 6 hours to 400 days") }
         var specs = device.sensors
@@ -219,7 +226,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         try checkDevices(request.deviceIds)
         var horizons: [Nanos] = []
         for h in request.horizons {
-            let n = h.totalNanos
+            let n = try h.checked("horizons")
             guard n == Time.day || n == 7 * Time.day else {
                 throw TwinError.invalidArgument("horizons: the models are trained for 24h and 168h (7 days); \(Double(n) / Double(Time.hour)) h is not one of them")
             }
@@ -315,7 +322,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         }
         guard e.hasTime else { throw TwinError.invalidArgument("event.time is required: when it happened") }
         let now = Time.now()
-        let time = e.time.nanosSinceEpoch
+        let time = try e.time.checked("event.time")
         if time > now + plant.live.options.maxFutureSkew {
             throw TwinError.invalidArgument("event.time is \(DurationText.format(time - now)) in the future")
         }
@@ -326,7 +333,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         let event = MaintenanceEvent(
             deviceID: e.deviceID, kind: kind, time: time, component: e.component, fault: e.fault, notes: e.notes,
             recordedBy: "peer \(context.remotePeer)", source: .operator,
-            expectedFailureAt: e.hasExpectedFailureAt ? e.expectedFailureAt.nanosSinceEpoch : nil)
+            expectedFailureAt: e.hasExpectedFailureAt ? try e.expectedFailureAt.checked("event.expected_failure_at") : nil)
         let stored = try plant.record([event])
         // Maintenance on a simulated machine happens in the simulation too.
         if simulator?.recordMaintenance(deviceID: event.deviceID, kind: kind, at: time) == true {
@@ -347,8 +354,8 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             guard let k = MaintenanceEvent.Kind(kind) else { throw TwinError.invalidArgument("kinds: \(kind) is not an event kind") }
             return k
         })
-        if request.hasFrom { query.from = request.from.nanosSinceEpoch }
-        if request.hasTo { query.to = request.to.nanosSinceEpoch }
+        if request.hasFrom { query.from = try request.from.checked("from") }
+        if request.hasTo { query.to = try request.to.checked("to") }
         query.limit = request.pageSize == 0 ? 500 : Int(request.pageSize)
         if !request.pageToken.isEmpty {
             let parts = request.pageToken.split(separator: "_")

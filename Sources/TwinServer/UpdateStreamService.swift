@@ -30,7 +30,7 @@ struct UpdateStreamService: RegistrableRPCService {
     func serve(_ request: Twin_V1_StreamUpdatesRequest, peer: String = "", write: (EncodedMessage) async throws -> Void) async throws {
         var heartbeat = plant.heartbeat
         if request.hasHeartbeatInterval {
-            let h = request.heartbeatInterval.totalNanos
+            let h = try request.heartbeatInterval.checked("heartbeat_interval")
             guard h >= Time.second && h <= Time.minute else {
                 throw TwinError.invalidArgument("heartbeat_interval must be between 1s and 60s, got \(DurationText.format(h))")
             }

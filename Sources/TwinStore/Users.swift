@@ -33,7 +33,7 @@ public enum RefreshOutcome: Sendable, Equatable {
     /// The token was valid and is now used; its family continues with a new token.
     case valid(userID: Int64, family: String)
     /// The token had been used already: its whole family is now revoked.
-    case reused(userID: Int64)
+    case reused(userID: Int64, family: String)
     /// Unknown, expired or revoked.
     case invalid
 }
@@ -212,7 +212,7 @@ extension UsersDatabase {
                 let family: String = row["family"], userID: Int64 = row["user_id"]
                 if row["used"] as Bool {
                     try db.execute(sql: "UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", arguments: [family])
-                    return .reused(userID: userID)
+                    return .reused(userID: userID, family: family)
                 }
                 if row["revoked"] as Bool || (row["expires_at"] as Int64) <= now { return .invalid }
                 try db.execute(sql: "UPDATE refresh_tokens SET used = 1 WHERE id = ?", arguments: [row["id"] as Int64])
@@ -223,19 +223,30 @@ extension UsersDatabase {
         }
     }
 
-    /// Revokes the family of a refresh token (logout); returns false for an unknown token.
+    /// Revokes the family of a refresh token (logout); returns the family, nil for an unknown token.
     @discardableResult
-    public func revokeRefreshFamily(of token: String) throws(TwinError) -> Bool {
+    public func revokeRefreshFamily(of token: String) throws(TwinError) -> String? {
         do {
             return try pool.write { db in
                 guard let family = try String.fetchOne(db, sql: "SELECT family FROM refresh_tokens WHERE token_hash = ?", arguments: [Self.tokenHash(token)]) else {
-                    return false
+                    return nil
                 }
                 try db.execute(sql: "UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", arguments: [family])
-                return true
+                return family
             }
         } catch {
             throw .unavailable("cannot revoke a refresh token: \(error)")
+        }
+    }
+
+    /// Whether a session (refresh-token family) was revoked: logged out, or its token reused.
+    public func isSessionRevoked(family: String) throws(TwinError) -> Bool {
+        do {
+            return try pool.read { db in
+                try Bool.fetchOne(db, sql: "SELECT 1 FROM refresh_tokens WHERE family = ? AND revoked = 1 LIMIT 1", arguments: [family]) ?? false
+            }
+        } catch {
+            throw .unavailable("cannot check a session: \(error)")
         }
     }
 
