@@ -170,14 +170,18 @@ public final class Identity: Sendable {
     }
 
     /// Ends a session: its refresh tokens are revoked and its access tokens refused from now on
-    /// (not only when they expire). With no refresh token, the caller's own session ends, and
-    /// every refresh token of the caller is revoked.
+    /// (not only when they expire). With no refresh token, the caller's own session ends (for a
+    /// token from before sessions were named in tokens: every refresh token of the caller).
     func logout(token: String, principal: Principal?) throws(TwinError) {
         if !token.isEmpty {
             guard let family = try users.revokeRefreshFamily(of: token) else { throw .invalidArgument("that refresh token is not known") }
             endSessions([family])
         } else if let principal, principal.apiKeyID == nil, let user = try users.user(named: principal.username) {
-            try users.revokeRefreshTokens(userID: user.id)
+            if let session = principal.session {
+                try users.revokeRefreshFamily(session)
+            } else {
+                try users.revokeRefreshTokens(userID: user.id)
+            }
             endSessions([principal.session ?? "jti:" + principal.tokenID])
         } else {
             throw .init(.unauthenticated, "log in first, or pass the refresh token to revoke")

@@ -239,6 +239,15 @@ extension UsersDatabase {
         }
     }
 
+    /// Revokes one session's refresh tokens (its family).
+    public func revokeRefreshFamily(_ family: String) throws(TwinError) {
+        do {
+            try pool.write { db in try db.execute(sql: "UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", arguments: [family]) }
+        } catch {
+            throw .unavailable("cannot revoke a session: \(error)")
+        }
+    }
+
     /// Whether a session (refresh-token family) was revoked: logged out, or its token reused.
     public func isSessionRevoked(family: String) throws(TwinError) -> Bool {
         do {
