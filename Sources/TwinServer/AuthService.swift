@@ -51,7 +51,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
 
     func changePassword(request: Twin_V1_ChangePasswordRequest, context: ServerContext) async throws -> Twin_V1_ChangePasswordResponse {
         guard let caller = Principal.current else { throw TwinError(.unauthenticated, "log in first (twin login)") }
-        try identity.changePassword(username: request.username, old: request.oldPassword, new: request.newPassword, by: caller, peer: context.remotePeer)
+        try await identity.changePassword(username: request.username, old: request.oldPassword, new: request.newPassword, by: caller, peer: context.remotePeer)
         return Twin_V1_ChangePasswordResponse()
     }
 
@@ -63,7 +63,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     }
 
     func createUser(request: Twin_V1_CreateUserRequest, context: ServerContext) async throws -> Twin_V1_CreateUserResponse {
-        let user = try identity.createUser(
+        let user = try await identity.createUser(
             username: request.username, password: request.password, role: try Self.role(request.role, field: "role"), email: request.email,
             by: Principal.current, peer: context.remotePeer)
         var response = Twin_V1_CreateUserResponse()

@@ -71,6 +71,8 @@ public final class Identity: Sendable {
     /// A hash nobody's password matches, verified for unknown users so they take as long.
     let decoyHash: String
     let throttle: LoginThrottle
+    /// Argon2id runs here, two at a time, never on the cooperative pool (see `BlockingPool`).
+    let hashing = BlockingPool(name: "password hashing", workers: 2, queueLimit: 8, maxWait: .seconds(5))
     /// A one-off `PasswordHasher.standard.hash` of a random string nobody knows.
     static let standardDecoy = "$argon2id$v=19$m=65536,t=3,p=1$3NMZuZ1nbjMTNOWOit1uxQ$MOG+APaEDA3djtSMVBHmtP/5/Qwb2RlaXZPAo1BqsuE"
 
@@ -101,6 +103,11 @@ public final class Identity: Sendable {
     func bootstrapAdmin(dataDirectory: String, environment: [String: String]) throws(TwinError) {
         guard try users.userCount() == 0 else { return }
         let given = environment["TWIND_ADMIN_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+        if let given {
+            do throws(TwinError) { try Self.validatePassword(given) } catch {
+                throw .invalidArgument("TWIND_ADMIN_PASSWORD: \(error.message)")
+            }
+        }
         let password = given ?? Self.randomPassword()
         try users.createUser(username: "admin", role: .admin, passwordHash: try hasher.hash(password))
         if given != nil {
@@ -123,18 +130,24 @@ public final class Identity: Sendable {
     // MARK: Login, refresh, logout
 
     func login(username: String, password: String, peer: String) async throws(TwinError) -> Session {
+        // The rules for usernames are public: one that breaks them names nobody, and never
+        // reaches the throttle table or the audit log.
+        try Self.validateUsername(username)
+        guard password.utf8.count <= Self.maximumPasswordBytes else {
+            throw .invalidArgument("the password is longer than \(Self.maximumPasswordBytes) bytes")
+        }
         let address = Self.address(of: peer)
         do {
-            try throttle.check(username: username, address: address, now: Time.now())
+            try throttle.begin(username: username, address: address, now: Time.now())
         } catch {
             Telemetry.login("throttled")
             throw error
         }
         let user = try users.user(named: username)
         // Unknown users verify against a decoy, so both take the same time and give the same answer.
-        let matches = PasswordHasher.verify(password, against: user?.passwordHash ?? decoyHash)
+        let encoded = user?.passwordHash ?? decoyHash
+        let matches = try await hashing.run { PasswordHasher.verify(password, against: encoded) }
         guard let user, matches, !user.disabled else {
-            throttle.failed(username: username, address: address, now: Time.now())
             Telemetry.login("failed")
             try? users.audit(.init(time: Time.now(), kind: "login.failed", actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
             throw .init(.unauthenticated, Self.failureMessage)
@@ -142,7 +155,8 @@ public final class Identity: Sendable {
         throttle.succeeded(username: username, address: address)
         Telemetry.login("ok")
         let now = Time.now()
-        let rehash = hasher.needsRehash(user.passwordHash) ? try? hasher.hash(password) : nil
+        let hasher = self.hasher
+        let rehash = hasher.needsRehash(user.passwordHash) ? try? await hashing.run { () throws(TwinError) -> String in try hasher.hash(password) } : nil
         try users.recordLogin(userID: user.id, at: now, newHash: rehash)
         try? users.audit(.init(time: now, kind: "login.ok", actor: username, peer: peer, detail: rehash == nil ? "" : "password rehashed with stronger parameters"))
         var session = try await issue(for: user, family: UUID().uuidString, now: now)
@@ -338,51 +352,115 @@ public final class Identity: Sendable {
     }
 }
 
-/// Failed logins per account and per client address: after 5 failures within 15 minutes, each
-/// further attempt must wait (1 s, doubling, at most 15 min) and gets RESOURCE_EXHAUSTED with the
-/// time to wait. A success clears the account's and the address's count.
+/// Failed password checks (Login, and ChangePassword's old password), counted before the
+/// password is verified so that a concurrent burst cannot slip past the count:
+/// - per account *and* address: 5 free within 15 minutes, then each attempt waits (1 s doubling
+///   to 15 min). This stops guessing one account from one place without letting anyone lock the
+///   real user out from theirs.
+/// - per address, across accounts: 20 free within 15 minutes, then the same doubling waits
+///   (password spraying). IPv6 addresses count by their /64.
+/// - per account, across addresses: 100 free within 15 minutes (guessing from many places).
+/// A success clears only its own account-and-address count (and takes back its own attempt from
+/// the other two); it never clears what other accounts or addresses did. The table is bounded:
+/// records older than the window are dropped first when it is full.
+/// Follows OWASP ASVS V2.2 (anti-automation without account lockout as a weapon).
 final class LoginThrottle: Sendable {
     struct Record { var failures = 0; var last: Nanos = 0 }
     private let state = Mutex<[String: Record]>([:])
-    static let free = 5
     static let window = 15 * Time.minute
+    static let limits: [(scope: Scope, free: Int)] = [(.pair, 5), (.address, 20), (.account, 100)]
+    static let maxEntries = 100_000
 
-    /// The first wait after `free` failures (then doubling).
+    enum Scope: String { case pair, address, account }
+
+    /// The first wait once a limit is reached (then doubling).
     let firstLockout: Nanos
     init(firstLockout: Nanos = Time.second) { self.firstLockout = firstLockout }
 
-    func lockout(_ failures: Int) -> Nanos {
-        failures < Self.free ? 0 : min(firstLockout << min(20, Nanos(failures - Self.free)), 15 * Time.minute)
+    func lockout(_ failures: Int, free: Int) -> Nanos {
+        failures < free ? 0 : min(firstLockout << min(20, Nanos(failures - free)), 15 * Time.minute)
     }
 
-    func check(username: String, address: String, now: Nanos) throws(TwinError) {
-        let wait = state.withLock { s in
-            ["user:" + username, "addr:" + address].map { key -> Nanos in
-                guard let r = s[key], now - r.last < Self.window else { return 0 }
-                return max(0, r.last + self.lockout(r.failures) - now)
-            }.max() ?? 0
-        }
-        if wait > 0 {
-            throw .init(.resourceExhausted, "too many failed logins for this account or address; try again in \(max(1, wait / Time.second)) s")
+    static func keys(username: String, address: String) -> [(Scope, String, Int)] {
+        let addr = Self.addressKey(address)
+        return limits.map { limit in
+            switch limit.scope {
+            case .pair: (limit.scope, "p:\(username)|\(addr)", limit.free)
+            case .address: (limit.scope, "a:\(addr)", limit.free)
+            case .account: (limit.scope, "u:\(username)", limit.free)
+            }
         }
     }
 
-    func failed(username: String, address: String, now: Nanos) {
-        state.withLock { s in
-            for key in ["user:" + username, "addr:" + address] {
+    /// IPv4 as it is; IPv6 by its first 64 bits (one site's addresses are one attacker).
+    static func addressKey(_ address: String) -> String {
+        guard address.contains(":") else { return address }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard inet_pton(AF_INET6, address, &bytes) == 1 else { return address }
+        return "v6:" + bytes[0..<8].map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Refuses an attempt that must wait; otherwise counts it as failed until `succeeded` says
+    /// otherwise.
+    func begin(username: String, address: String, now: Nanos) throws(TwinError) {
+        let keys = Self.keys(username: username, address: address)
+        let refusal: (Scope, Nanos)? = state.withLock { s in
+            var worst: (Scope, Nanos)?
+            for (scope, key, free) in keys {
+                guard let r = s[key], now - r.last < Self.window else { continue }
+                let wait = max(0, r.last + lockout(r.failures, free: free) - now)
+                if wait > 0, wait > (worst?.1 ?? 0) { worst = (scope, wait) }
+            }
+            if worst != nil { return worst }
+            if s.count + keys.count > Self.maxEntries { prune(&s, now: now) }
+            for (_, key, _) in keys {
                 var r = s[key] ?? Record()
                 if now - r.last >= Self.window { r.failures = 0 }
                 r.failures += 1
                 r.last = now
                 s[key] = r
             }
+            return nil
+        }
+        if let (scope, wait) = refusal {
+            let what = switch scope {
+            case .pair: "this account from this address"
+            case .address: "this address (across accounts)"
+            case .account: "this account (from many addresses)"
+            }
+            throw .init(.resourceExhausted, "too many failed password checks for \(what); try again in \(max(1, wait / Time.second)) s")
         }
     }
 
+    /// The attempt `begin` counted was right: the account-and-address count starts again, and the
+    /// attempt is taken back from the address and account counts.
     func succeeded(username: String, address: String) {
         state.withLock { s in
-            s["user:" + username] = nil
-            s["addr:" + address] = nil
+            for (scope, key, _) in Self.keys(username: username, address: address) {
+                if scope == .pair { s[key] = nil; continue }
+                if var r = s[key] {
+                    r.failures = max(0, r.failures - 1)
+                    s[key] = r
+                }
+            }
+        }
+    }
+
+    /// Clears an account's counts from every address (an admin's unlock).
+    func unlock(username: String) {
+        state.withLock { s in
+            s = s.filter { key, _ in !(key == "u:\(username)" || key.hasPrefix("p:\(username)|")) }
+        }
+    }
+
+    var count: Int { state.withLock { $0.count } }
+
+    private func prune(_ s: inout [String: Record], now: Nanos) {
+        s = s.filter { now - $0.value.last < Self.window }
+        if s.count > Self.maxEntries * 9 / 10 {
+            // Still full of live records: the oldest tenth goes.
+            let cut = s.values.map(\.last).sorted()[s.count / 10]
+            s = s.filter { $0.value.last > cut }
         }
     }
 }

@@ -5,6 +5,8 @@ import TwinStore
 /// User management on top of `Identity`: what the admin RPCs do, with their checks and audit.
 extension Identity {
     static let minimumPasswordLength = 12
+    /// Longer passwords are refused before any hashing (Argon2 takes any length; the wire does not need to).
+    static let maximumPasswordBytes = 1024
 
     static func validateUsername(_ name: String) throws(TwinError) {
         guard (1...64).contains(name.count), name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || "._-".contains($0)) }) else {
@@ -15,6 +17,9 @@ extension Identity {
     static func validatePassword(_ password: String) throws(TwinError) {
         guard password.count >= minimumPasswordLength else {
             throw .invalidArgument("the password must have at least \(minimumPasswordLength) characters")
+        }
+        guard password.utf8.count <= maximumPasswordBytes else {
+            throw .invalidArgument("the password must have at most \(maximumPasswordBytes) bytes")
         }
     }
 
@@ -34,15 +39,23 @@ extension Identity {
         }
     }
 
-    func createUser(username: String, password: String, role: User.Role, email: String, by actor: Principal?, peer: String) throws(TwinError) -> User {
+    /// `hasher.hash` in the bounded hashing pool.
+    func hash(_ password: String) async throws(TwinError) -> String {
+        let hasher = self.hasher
+        return try await hashing.run { () throws(TwinError) -> String in try hasher.hash(password) }
+    }
+
+    func createUser(username: String, password: String, role: User.Role, email: String, by actor: Principal?, peer: String) async throws(TwinError) -> User {
         try Self.validateUsername(username)
         try Self.validatePassword(password)
-        let user = try users.createUser(username: username, role: role, passwordHash: try hasher.hash(password), email: email)
+        guard email.utf8.count <= 254, !email.contains(where: \.isNewline) else { throw .invalidArgument("email must be at most 254 bytes on one line") }
+        let user = try users.createUser(username: username, role: role, passwordHash: try await hash(password), email: email)
         try? users.audit(.init(time: Time.now(), kind: "user.created", actor: actor?.username ?? "", peer: peer, detail: "\(username) as \(role.rawValue)"))
         return user
     }
 
     func updateUser(username: String, role: User.Role?, disabled: Bool?, email: String?, by actor: Principal?, peer: String) throws(TwinError) -> User {
+        if let email, email.utf8.count > 254 || email.contains(where: \.isNewline) { throw .invalidArgument("email must be at most 254 bytes on one line") }
         let user = try existing(username)
         try keepAnAdmin(changing: user, to: role, disabled: disabled)
         let updated = try users.updateUser(user, role: role, disabled: disabled, email: email)
@@ -67,19 +80,27 @@ extension Identity {
         try? users.audit(.init(time: Time.now(), kind: "user.deleted", actor: actor?.username ?? "", peer: peer, detail: username))
     }
 
-    /// A user changes their own password (old one required), or an admin sets anyone's.
-    func changePassword(username: String, old: String, new: String, by actor: Principal, peer: String) throws(TwinError) {
+    /// A user changes their own password (old one required, throttled as Login is), or an admin
+    /// sets anyone's.
+    func changePassword(username: String, old: String, new: String, by actor: Principal, peer: String) async throws(TwinError) {
         let target = username.isEmpty ? actor.username : username
+        try Self.validateUsername(target)
         let user = try existing(target)
+        try Self.validatePassword(new)
         if target == actor.username {
-            guard PasswordHasher.verify(old, against: user.passwordHash) else {
+            guard old.utf8.count <= Self.maximumPasswordBytes else { throw .invalidArgument("old_password does not match the current password") }
+            let address = Self.address(of: peer)
+            try throttle.begin(username: target, address: address, now: Time.now())
+            let encoded = user.passwordHash
+            guard try await hashing.run({ PasswordHasher.verify(old, against: encoded) }) else {
+                try? users.audit(.init(time: Time.now(), kind: "password_change.failed", actor: actor.username, peer: peer, detail: "wrong old password"))
                 throw .invalidArgument("old_password does not match the current password")
             }
+            throttle.succeeded(username: target, address: address)
         } else if actor.role != .admin {
             throw .init(.permissionDenied, "only an admin may change another user's password")
         }
-        try Self.validatePassword(new)
-        try users.setPasswordHash(userID: user.id, try hasher.hash(new))
+        try users.setPasswordHash(userID: user.id, try await hash(new))
         // Other sessions end; the caller logs in again with the new password.
         invalidateTokens(of: user)
         try users.revokeRefreshTokens(userID: user.id)
@@ -90,13 +111,6 @@ extension Identity {
         _ = try existing(username)
         throttle.unlock(username: username)
         try? users.audit(.init(time: Time.now(), kind: "user.unlocked", actor: actor?.username ?? "", peer: peer, detail: username))
-    }
-}
-
-extension LoginThrottle {
-    /// Clears an account's failures (an admin's unlock).
-    func unlock(username: String) {
-        succeeded(username: username, address: "")
     }
 }
 
