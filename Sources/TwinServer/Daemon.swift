@@ -335,8 +335,9 @@ public final class Daemon: Service, Sendable {
             }
             group.cancelAll()
             for case .unix(let path) in configuration.effectiveListen { unlink(path) }
-            store.close()
-            users.close()
+            for (name, close) in [("health_data.db", store.shutDown), ("users.db", users.shutDown)] {
+                do { try close() } catch { logger.error("a database did not close cleanly", metadata: ["db": "\(name)", "error": "\(error)"]) }
+            }
             dataDirectory.unlock()
             logger.notice("stopped", metadata: ["drained_in": "\(ContinuousClock.now - started)"])
         }

@@ -92,6 +92,12 @@ public final class HealthDatabase: PlantStore {
         try? pool.close()
     }
 
+    /// Close at shutdown: WAL checkpointed and removed, or an error saying why not.
+    public func shutDown() throws(TwinError) { try SealedDatabase.shutDown(pool, path: path) }
+
+    /// What the committing connection runs with (2 = FULL, 1 = NORMAL).
+    public func synchronousSetting() throws(TwinError) -> Int { try SealedDatabase.synchronous(pool) }
+
     // MARK: Devices
 
     public func saveDevice(_ device: Device) throws(TwinError) {

@@ -26,16 +26,46 @@ enum SealedDatabase {
         do {
             var configuration = Configuration()
             configuration.busyMode = .timeout(5)
-            configuration.prepareDatabase { db in
-                try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-            }
             pool = try DatabasePool(path: path, configuration: configuration)
+            // GRDB's WAL setup sets synchronous = NORMAL on the writer after any prepareDatabase
+            // hook, so the setting is made here, on the writer (the connection that commits),
+            // once the pool is open, and read back.
+            let wanted = durability == .full ? 2 : 1
+            let actual = try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = \(wanted == 2 ? "FULL" : "NORMAL")")
+                return try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
+            }
+            guard actual == wanted else {
+                throw TwinError(.internal, "PRAGMA synchronous is \(actual) after setting it to \(wanted)")
+            }
             try migrator.migrate(pool)
         } catch {
             throw .unavailable("cannot open \(path): \(error)")
         }
         try checkKeys(keys, pool: pool, sealer: sealer, path: path)
         return (pool, sealer)
+    }
+
+    /// Checkpoints the WAL into the database and closes every connection, so no `-wal` file is
+    /// left behind; says why when it cannot.
+    static func shutDown(_ pool: DatabasePool, path: String) throws(TwinError) {
+        do {
+            _ = try pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+            try pool.close()
+            // GRDB closes the pool's writer before its read-only readers, and a read-only
+            // connection cannot remove the WAL (GRDB issue 739): one last plain connection,
+            // alone on the file, checkpoints and removes it as it closes.
+            try DatabaseQueue(path: path).close()
+        } catch {
+            throw .unavailable("cannot close \(path) cleanly: \(error)")
+        }
+    }
+
+    /// The `PRAGMA synchronous` the committing connection runs with: 2 FULL, 1 NORMAL.
+    static func synchronous(_ pool: DatabasePool) throws(TwinError) -> Int {
+        do { return try pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") ?? -1 } } catch {
+            throw .unavailable("cannot read PRAGMA synchronous: \(error)")
+        }
     }
 
     /// Refuses a key set that does not match the data; records a check for a new current key.
@@ -199,4 +229,10 @@ public final class UsersDatabase: Sendable {
     public func close() {
         try? pool.close()
     }
+
+    /// Close at shutdown: WAL checkpointed and removed, or an error saying why not.
+    public func shutDown() throws(TwinError) { try SealedDatabase.shutDown(pool, path: path) }
+
+    /// What the committing connection runs with (2 = FULL, 1 = NORMAL).
+    public func synchronousSetting() throws(TwinError) -> Int { try SealedDatabase.synchronous(pool) }
 }

@@ -90,3 +90,17 @@ import TwinServer
         #expect(Nanos.clamping(seconds: .nan) == 0 && Nanos.clamping(seconds: .infinity) == .max && Nanos.clamping(seconds: -1e300) == .min)
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct CleanShutdownTests {
+    @Test func aStoppedDaemonLeavesNoWALBehind() async throws {
+        let d = try await RunningDaemon.start { $0.simulatedDevices = 3 }
+        // Some writes first: readings, a login, an event.
+        _ = try await d.withTwin { try await $0.listDevices(.init()) }
+        try await d.stop(removing: false)
+        defer { try? FileManager.default.removeItem(atPath: d.directory) }
+        for name in ["health_data.db", "users.db"] {
+            #expect(FileManager.default.fileExists(atPath: "\(d.directory)/\(name)"))
+            #expect(!FileManager.default.fileExists(atPath: "\(d.directory)/\(name)-wal"), "\(name)-wal left behind")
+        }
+    }
+}
