@@ -520,12 +520,44 @@ public nonisolated struct Twin_V1_ApiKey: Sendable {
 
   public var revoked: Bool = false
 
+  /// The devices the key may write readings for; unset or empty: the whole plant.
+  public var scope: Twin_V1_ApiKeyScope {
+    get {_scope ?? Twin_V1_ApiKeyScope()}
+    set {_scope = newValue}
+  }
+  /// Returns true if `scope` has been explicitly set.
+  public var hasScope: Bool {self._scope != nil}
+  /// Clears the value of `scope`. Subsequent reads from it will return its default value.
+  public mutating func clearScope() {self._scope = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
   fileprivate var _lastUsedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _scope: Twin_V1_ApiKeyScope? = nil
+}
+
+/// Limits a gateway key to part of the plant. Each list that is given narrows it: the device's
+/// site must be one of `sites`, its line one of `lines`, and its id must match one of `devices`.
+/// A reading for a device outside the scope fails its Ingest batch with PERMISSION_DENIED naming
+/// the device. At most 100 entries per list, each 1-128 characters.
+public nonisolated struct Twin_V1_ApiKeyScope: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sites: [String] = []
+
+  public var lines: [String] = []
+
+  /// Device id patterns: `*` matches any run of characters, `?` one character ("press-*").
+  public var devices: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Twin_V1_CreateApiKeyRequest: Sendable {
@@ -538,9 +570,21 @@ public nonisolated struct Twin_V1_CreateApiKeyRequest: Sendable {
   /// Only ROLE_GATEWAY is accepted for now; unspecified means gateway.
   public var role: Twin_V1_Role = .unspecified
 
+  /// Where the key may write; unset: the whole plant.
+  public var scope: Twin_V1_ApiKeyScope {
+    get {_scope ?? Twin_V1_ApiKeyScope()}
+    set {_scope = newValue}
+  }
+  /// Returns true if `scope` has been explicitly set.
+  public var hasScope: Bool {self._scope != nil}
+  /// Clears the value of `scope`. Subsequent reads from it will return its default value.
+  public mutating func clearScope() {self._scope = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _scope: Twin_V1_ApiKeyScope? = nil
 }
 
 public nonisolated struct Twin_V1_CreateApiKeyResponse: Sendable {
@@ -1396,7 +1440,7 @@ nonisolated extension Twin_V1_UnlockUserResponse: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Twin_V1_ApiKey: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ApiKey"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}role\0\u{3}created_at\0\u{3}last_used_at\0\u{1}revoked\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}role\0\u{3}created_at\0\u{3}last_used_at\0\u{1}revoked\0\u{1}scope\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1410,6 +1454,7 @@ nonisolated extension Twin_V1_ApiKey: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 4: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._lastUsedAt) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.revoked) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._scope) }()
       default: break
       }
     }
@@ -1438,6 +1483,9 @@ nonisolated extension Twin_V1_ApiKey: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.revoked != false {
       try visitor.visitSingularBoolField(value: self.revoked, fieldNumber: 6)
     }
+    try { if let v = self._scope {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1448,6 +1496,47 @@ nonisolated extension Twin_V1_ApiKey: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs._createdAt != rhs._createdAt {return false}
     if lhs._lastUsedAt != rhs._lastUsedAt {return false}
     if lhs.revoked != rhs.revoked {return false}
+    if lhs._scope != rhs._scope {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_ApiKeyScope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApiKeyScope"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sites\0\u{1}lines\0\u{1}devices\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.sites) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.lines) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.devices) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sites.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.sites, fieldNumber: 1)
+    }
+    if !self.lines.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.lines, fieldNumber: 2)
+    }
+    if !self.devices.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.devices, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_ApiKeyScope, rhs: Twin_V1_ApiKeyScope) -> Bool {
+    if lhs.sites != rhs.sites {return false}
+    if lhs.lines != rhs.lines {return false}
+    if lhs.devices != rhs.devices {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1455,7 +1544,7 @@ nonisolated extension Twin_V1_ApiKey: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Twin_V1_CreateApiKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateApiKeyRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}role\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}role\0\u{1}scope\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1465,24 +1554,33 @@ nonisolated extension Twin_V1_CreateApiKeyRequest: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.role) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._scope) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
     if self.role != .unspecified {
       try visitor.visitSingularEnumField(value: self.role, fieldNumber: 2)
     }
+    try { if let v = self._scope {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Twin_V1_CreateApiKeyRequest, rhs: Twin_V1_CreateApiKeyRequest) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.role != rhs.role {return false}
+    if lhs._scope != rhs._scope {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

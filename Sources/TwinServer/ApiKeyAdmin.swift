@@ -30,11 +30,25 @@ extension Identity {
             throw .init(.unauthenticated, "the API key is not valid (revoked or unknown); ask an admin for a new one (twin apikeys create)")
         }
         if found.record { try? users.touchApiKey(id: found.key.id, at: now) }
-        return Principal(username: "apikey:\(found.key.name)", role: found.key.role, expiresAt: .max, issuedAt: found.key.createdAt, tokenID: found.key.id, apiKeyID: found.key.id)
+        return Principal(
+            username: "apikey:\(found.key.name)", role: found.key.role, expiresAt: .max, issuedAt: found.key.createdAt, tokenID: found.key.id,
+            apiKeyID: found.key.id, scope: found.key.scope.isEverything ? nil : found.key.scope)
     }
 
     /// Creates a key; returns it with its secret, which is not kept anywhere.
-    func createApiKey(name: String, role: User.Role, by actor: Principal?, peer: String) throws(TwinError) -> (key: ApiKey, secret: String) {
+    static let scopeLimit = 100
+
+    static func validateScope(_ scope: ApiKeyScope) throws(TwinError) {
+        for (field, values) in [("sites", scope.sites), ("lines", scope.lines), ("devices", scope.devices)] {
+            guard values.count <= scopeLimit else { throw .invalidArgument("scope.\(field) has \(values.count) entries; at most \(scopeLimit) are allowed") }
+            for v in values where v.isEmpty || v.utf8.count > 128 || v.contains(where: { $0.isNewline || $0 == "\u{0}" }) {
+                throw .invalidArgument("scope.\(field): '\(v.prefix(64))' must be 1-128 bytes on one line")
+            }
+        }
+    }
+
+    func createApiKey(name: String, role: User.Role, scope: ApiKeyScope = .init(), by actor: Principal?, peer: String) throws(TwinError) -> (key: ApiKey, secret: String) {
+        try Self.validateScope(scope)
         let trimmed = name.trimmingCharacters(in: .whitespaces)
         guard (1...100).contains(trimmed.count), !trimmed.contains(where: \.isNewline) else {
             throw .invalidArgument("name must be 1–100 characters on one line (what the key is for, e.g. \"gateway line 2\")")
@@ -46,9 +60,9 @@ extension Identity {
         let id = bytes[0..<6].map { String(format: "%02x", $0) }.joined()
         let secret = Self.apiKeyPrefix + id + "_" + Data(bytes[6...]).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-        let key = try users.createApiKey(id: id, name: trimmed, role: role, secret: secret, createdBy: actor?.username ?? "")
+        let key = try users.createApiKey(id: id, name: trimmed, role: role, secret: secret, createdBy: actor?.username ?? "", scope: scope)
         apiKeys.withLock { $0[UsersDatabase.apiKeyHash(secret)] = ApiKeyUse(key: key, lastRecorded: 0) }
-        try? users.audit(.init(time: Time.now(), kind: "apikey.created", actor: actor?.username ?? "", peer: peer, detail: "\(id) \"\(trimmed)\" as \(role.rawValue)"))
+        try? users.audit(.init(time: Time.now(), kind: "apikey.created", actor: actor?.username ?? "", peer: peer, detail: "\(id) \"\(trimmed)\" as \(role.rawValue) for \(scope.description)"))
         return (key, secret)
     }
 

@@ -100,7 +100,8 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     func createApiKey(request: Twin_V1_CreateApiKeyRequest, context: ServerContext) async throws -> Twin_V1_CreateApiKeyResponse {
         let role = request.role == .unspecified ? .gateway : User.Role(proto: request.role)
         guard let role else { throw TwinError.invalidArgument("role must be ROLE_GATEWAY (or unspecified)") }
-        let (key, secret) = try identity.createApiKey(name: request.name, role: role, by: Principal.current, peer: context.remotePeer)
+        let scope = ApiKeyScope(sites: request.scope.sites, lines: request.scope.lines, devices: request.scope.devices)
+        let (key, secret) = try identity.createApiKey(name: request.name, role: role, scope: scope, by: Principal.current, peer: context.remotePeer)
         var response = Twin_V1_CreateApiKeyResponse()
         response.key = key.proto
         response.secret = secret
@@ -146,6 +147,11 @@ extension ApiKey {
         k.createdAt = .init(nanos: createdAt)
         if let lastUsedAt { k.lastUsedAt = .init(nanos: lastUsedAt) }
         k.revoked = revokedAt != nil
+        if !scope.isEverything {
+            k.scope.sites = scope.sites
+            k.scope.lines = scope.lines
+            k.scope.devices = scope.devices
+        }
         return k
     }
 }

@@ -38,6 +38,8 @@ public struct Principal: Sendable, Equatable {
     public var apiKeyID: String? = nil
     /// The login session (refresh-token family) of an access token.
     public var session: String? = nil
+    /// The part of the plant an API key may write for; nil: all of it.
+    public var scope: ApiKeyScope? = nil
 
     /// The caller of the RPC being served, set by `AuthInterceptor`.
     @TaskLocal static var current: Principal?

@@ -3,6 +3,7 @@ import Proto
 import SwiftProtobuf
 import TwinCore
 import TwinEngines
+import TwinStore
 
 /// `twin.v1.TwinService`: validates requests, calls the plant, maps results.
 struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
@@ -80,6 +81,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 try identity.recheck(caller, now: now)
                 try AccessTable.check(Twin_V1_TwinService.Method.Ingest.descriptor, principal: caller)
             }
+            if let scope = caller?.scope { try checkScope(scope, key: caller?.apiKeyID ?? "", message.readings) }
             do {
                 try plant.live.resolve(message.readings, now: now, into: &samples)
             } catch {
@@ -247,6 +249,26 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             response.note = "\(wanted - outlooks.count) device(s) have no prediction: down (failed, awaiting repair), stopped for most of the last day (off shift), or less than \(FailureFeatures.referenceHours + FailureFeatures.lookback) h of history since their last repair"
         }
         return response
+    }
+
+    /// PERMISSION_DENIED naming the first reading whose device the key may not write for.
+    func checkScope(_ scope: ApiKeyScope, key: String, _ readings: [Twin_V1_Reading]) throws(TwinError) {
+        var allowed: [String: Bool] = [:]
+        for (n, r) in readings.enumerated() {
+            let ok: Bool
+            if let known = allowed[r.deviceID] {
+                ok = known
+            } else {
+                guard let device = plant.live.device(r.deviceID) else {
+                    throw .invalidArgument("reading \(n): unknown device '\(r.deviceID.prefix(80))'; register it with UpsertDevice first")
+                }
+                ok = scope.allows(id: device.id, site: device.site, line: device.line)
+                allowed[r.deviceID] = ok
+            }
+            if !ok {
+                throw .init(.permissionDenied, "reading \(n): device '\(r.deviceID)' is outside the scope of API key \(key) (\(scope.description)); this batch was rejected whole")
+            }
+        }
     }
 
     /// NOT_FOUND naming the first unknown device.

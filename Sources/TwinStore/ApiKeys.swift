@@ -13,6 +13,60 @@ public struct ApiKey: Sendable, Equatable {
     public var createdBy: String
     public var lastUsedAt: Nanos?
     public var revokedAt: Nanos?
+    /// What the key may write for; empty: the whole plant.
+    public var scope = ApiKeyScope()
+}
+
+/// The devices a gateway key may write readings for. Each dimension that is given narrows it:
+/// the device's site must be one of `sites`, its line one of `lines`, its id match one of
+/// `devices` (patterns with `*` and `?`). Nothing given: every device.
+public struct ApiKeyScope: Sendable, Equatable, Codable {
+    public var sites: [String] = []
+    public var lines: [String] = []
+    public var devices: [String] = []
+
+    public init(sites: [String] = [], lines: [String] = [], devices: [String] = []) {
+        self.sites = sites
+        self.lines = lines
+        self.devices = devices
+    }
+
+    public var isEverything: Bool { sites.isEmpty && lines.isEmpty && devices.isEmpty }
+
+    public func allows(id: String, site: String, line: String) -> Bool {
+        (sites.isEmpty || sites.contains(site)) && (lines.isEmpty || lines.contains(line))
+            && (devices.isEmpty || devices.contains { Self.matches(pattern: $0, id) })
+    }
+
+    /// `*` any run of characters, `?` one character, everything else itself. Iterative (no
+    /// backtracking blow-up on hostile patterns).
+    public static func matches(pattern: String, _ text: String) -> Bool {
+        let p = Array(pattern.utf8), t = Array(text.utf8)
+        var i = 0, j = 0, star = -1, mark = 0
+        while j < t.count {
+            if i < p.count && (p[i] == UInt8(ascii: "?") || p[i] == t[j]) {
+                i += 1; j += 1
+            } else if i < p.count && p[i] == UInt8(ascii: "*") {
+                star = i; mark = j; i += 1
+            } else if star >= 0 {
+                i = star + 1; mark += 1; j = mark
+            } else {
+                return false
+            }
+        }
+        while i < p.count && p[i] == UInt8(ascii: "*") { i += 1 }
+        return i == p.count
+    }
+
+    /// Words for messages: "sites S1, S2; devices press-*".
+    public var description: String {
+        if isEverything { return "the whole plant" }
+        var parts: [String] = []
+        if !sites.isEmpty { parts.append("sites \(sites.joined(separator: ", "))") }
+        if !lines.isEmpty { parts.append("lines \(lines.joined(separator: ", "))") }
+        if !devices.isEmpty { parts.append("devices \(devices.joined(separator: ", "))") }
+        return parts.joined(separator: "; ")
+    }
 }
 
 extension UsersDatabase {
@@ -34,20 +88,29 @@ extension UsersDatabase {
         }
     }
 
+    static func registerScopeMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v4: api key scopes") { db in
+            try db.execute(sql: "ALTER TABLE api_keys ADD COLUMN scope TEXT")
+        }
+    }
+
     /// The hash an API key secret is stored and looked up by.
     public static func apiKeyHash(_ secret: String) -> Data { tokenHash(secret) }
 
-    public func createApiKey(id: String, name: String, role: User.Role, secret: String, createdBy: String, now: Nanos = Time.now()) throws(TwinError) -> ApiKey {
+    public func createApiKey(
+        id: String, name: String, role: User.Role, secret: String, createdBy: String, scope: ApiKeyScope = .init(), now: Nanos = Time.now()
+    ) throws(TwinError) -> ApiKey {
         do {
+            let scopeText = scope.isEverything ? nil : String(decoding: try JSONEncoder().encode(scope), as: UTF8.self)
             try pool.write { db in
                 try db.execute(
-                    sql: "INSERT INTO api_keys (id, name, role, secret_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
-                    arguments: [id, name, role.rawValue, Self.apiKeyHash(secret), now, createdBy])
+                    sql: "INSERT INTO api_keys (id, name, role, secret_hash, created_at, created_by, scope) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    arguments: [id, name, role.rawValue, Self.apiKeyHash(secret), now, createdBy, scopeText])
             }
         } catch {
             throw .unavailable("cannot store the API key: \(error)")
         }
-        return ApiKey(id: id, name: name, role: role, createdAt: now, createdBy: createdBy)
+        return ApiKey(id: id, name: name, role: role, createdAt: now, createdBy: createdBy, scope: scope)
     }
 
     /// All keys, revoked ones included, with the hash of each secret.
@@ -56,9 +119,17 @@ extension UsersDatabase {
             return try pool.read { db in
                 try Row.fetchAll(db, sql: "SELECT * FROM api_keys ORDER BY created_at, id").compactMap { row in
                     guard let role = User.Role(rawValue: row["role"]) else { return nil }
+                    // A scope that does not read back is no scope at all: the key is refused
+                    // rather than widened to the whole plant.
+                    let scopeText: String? = row["scope"]
+                    var scope = ApiKeyScope()
+                    if let scopeText {
+                        guard let parsed = try? JSONDecoder().decode(ApiKeyScope.self, from: Data(scopeText.utf8)) else { return nil }
+                        scope = parsed
+                    }
                     let key = ApiKey(
                         id: row["id"], name: row["name"], role: role, createdAt: row["created_at"], createdBy: row["created_by"],
-                        lastUsedAt: row["last_used_at"], revokedAt: row["revoked_at"])
+                        lastUsedAt: row["last_used_at"], revokedAt: row["revoked_at"], scope: scope)
                     return (key, row["secret_hash"] as Data)
                 }
             }

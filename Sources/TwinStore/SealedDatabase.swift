@@ -145,6 +145,7 @@ public final class UsersDatabase: Sendable {
         }
         registerIdentityMigration(&migrator)
         registerAccessMigration(&migrator)
+        registerScopeMigration(&migrator)
         return migrator
     }
 

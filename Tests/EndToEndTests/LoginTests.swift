@@ -113,6 +113,18 @@ import TwinClient
         #expect(await revoke.wait() == 0)
         let after = try d.twin(["ingest", "-"], stdin: Data("press-7,force,\(now + 1),13\n".utf8), environment: gateway)
         #expect(await after.wait() == 6)
+
+        // A key scoped to other devices may not write for press-7.
+        let scoped = try d.twin(["apikeys", "create", "pump gateway", "--device", "pump-*"])
+        #expect(await scoped.wait() == 0)
+        #expect(scoped.stderr.text.contains("devices pump-*"))
+        let pumpKey = ["TWIN_API_KEY": scoped.stdout.text.trimmingCharacters(in: .whitespacesAndNewlines), "XDG_CONFIG_HOME": d.directory + "-gateway"]
+        let outside = try d.twin(["ingest", "-"], stdin: Data("press-7,force,\(now + 2),14\n".utf8), environment: pumpKey)
+        #expect(await outside.wait() == 7)
+        #expect(outside.stderr.text.contains("outside the scope"))
+        let listed = try d.twin(["apikeys", "list"])
+        #expect(await listed.wait() == 0)
+        #expect(listed.stdout.lines.contains { $0.contains("pump gateway") && $0.contains("devices pump-*") })
         let before = try await d.token()
         #expect(await d.stop(removing: false) == 0)
         #expect(!d.child.stderr.text.contains(secret))

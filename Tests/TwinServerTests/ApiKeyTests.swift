@@ -108,3 +108,61 @@ import TwinStore
         try await d.stop()
     }
 }
+
+/// A key limited to part of the plant writes there and nowhere else.
+@Suite(.timeLimit(.minutes(1))) struct ApiKeyScopeTests {
+    @Test func patternsMatchWithoutBacktrackingBlowUp() {
+        #expect(ApiKeyScope.matches(pattern: "press-*", "press-12"))
+        #expect(ApiKeyScope.matches(pattern: "p?ess-*2", "press-12"))
+        #expect(!ApiKeyScope.matches(pattern: "press-*", "pump-1"))
+        #expect(ApiKeyScope.matches(pattern: "*", ""))
+        #expect(!ApiKeyScope.matches(pattern: "", "x"))
+        // A hostile pattern against a long id answers at once.
+        #expect(!ApiKeyScope.matches(pattern: String(repeating: "*a", count: 60) + "b", String(repeating: "a", count: 5000)))
+    }
+
+    @Test func aScopedKeyWritesOnlyForItsDevices() async throws {
+        var d = try await RunningDaemon.start { $0.simulator = false }
+        let directory = d.directory
+        for (id, site) in [("press-1", "north"), ("press-2", "south"), ("pump-1", "north")] {
+            var upsert = Twin_V1_UpsertDeviceRequest()
+            upsert.device = gatewayDevice(id)
+            upsert.device.site = site
+            _ = try await d.withTwin { try await $0.upsertDevice(upsert) }
+        }
+        var create = Twin_V1_CreateApiKeyRequest()
+        create.name = "north presses"
+        create.scope.sites = ["north"]
+        create.scope.devices = ["press-*"]
+        let made = try await TwinConnection.with(d.address, bearer: d.token) { try await Twin_V1_AuthService.Client(wrapping: $0).createApiKey(create) }
+        #expect(made.key.scope.sites == ["north"] && made.key.scope.devices == ["press-*"])
+
+        func ingest(_ device: String, on d: RunningDaemon) async throws -> UInt64 {
+            var batch = Twin_V1_IngestRequest()
+            batch.readings = [Twin_V1_Reading(device, "force", Time.now(), 10)]
+            let message = batch
+            let request = StreamingClientRequest<Twin_V1_IngestRequest> { writer in try await writer.write(message) }
+            return try await TwinConnection.with(d.address, bearer: made.secret) { try await Twin_V1_TwinService.Client(wrapping: $0).ingest(request: request) }.acceptedReadings
+        }
+        #expect(try await ingest("press-1", on: d) == 1)
+        for outside in ["press-2", "pump-1"] {
+            let message = await expectRPCError(.permissionDenied) { _ = try await ingest(outside, on: d) }
+            #expect(message?.contains("'\(outside)' is outside the scope") == true)
+        }
+
+        // Too many entries or empty ones are refused at creation.
+        var bad = create
+        bad.scope.devices = [""]
+        #expect(await expectRPCError(.invalidArgument) { _ = try await TwinConnection.with(d.address, bearer: d.token) { try await Twin_V1_AuthService.Client(wrapping: $0).createApiKey(bad) } } != nil)
+
+        // The scope is kept across a restart.
+        try await d.stop(removing: false)
+        let again = try await RunningDaemon.start { $0.dataDirectory = directory; $0.simulator = false }
+        d = again
+        defer { Task { try? await again.stop() } }
+        #expect(await expectRPCError(.permissionDenied) { _ = try await ingest("pump-1", on: again) } != nil)
+        #expect(try await ingest("press-1", on: again) == 1)
+        let listed = try await TwinConnection.with(d.address, bearer: d.token) { try await Twin_V1_AuthService.Client(wrapping: $0).listApiKeys(.init()) }
+        #expect(listed.keys.first?.scope.devices == ["press-*"])
+    }
+}
