@@ -61,8 +61,12 @@ public struct HistoryQuery: Sendable {
     public var to: Nanos
     /// Bucket width; 0 for raw points. Buckets start at multiples of `step` since the epoch.
     public var step: Nanos
-    /// A raw answer holding more points than this per sensor is refused.
-    public var maxRawPoints = 500_000
+    /// A raw answer holding more points than this, over all its sensors together, is refused.
+    public var maxRawPoints = HistoryQuery.rawPointLimit
+    /// Raw points in one answer, over all its sensors.
+    public static let rawPointLimit = 500_000
+    /// Buckets in one answer, over all its sensors.
+    public static let bucketLimit = 1_000_000
 
     public init(deviceID: String, sensors: [String], from: Nanos, to: Nanos, step: Nanos) {
         self.deviceID = deviceID

@@ -43,6 +43,12 @@ struct HistoryRequest {
             throw .invalidArgument(
                 "a step of \(DurationText.format(step)) over that range gives more than \(Self.maxBuckets) buckets; use a larger step or max_points")
         }
+        let sensorCount = request.sensors.isEmpty ? known.count : request.sensors.count
+        if step > 0 && (to - from) / step * Nanos(sensorCount) > Nanos(HistoryQuery.bucketLimit) {
+            throw .invalidArgument(
+                "\(sensorCount) sensors in buckets of \(DurationText.format(step)) over that range give more than \(HistoryQuery.bucketLimit) buckets in all; use a larger step, fewer sensors or max_points")
+        }
+        if request.sensors.count > 1_000 { throw .invalidArgument("sensors lists \(request.sensors.count) names; at most 1000 are allowed") }
         switch request.aggregate {
         case .unspecified, .mean, .min, .max, .last, .count: break
         case .UNRECOGNIZED(let n): throw .invalidArgument("aggregate \(n) is not one this server knows")

@@ -14,6 +14,9 @@ final class Plant: Sendable {
     let store: any PlantStore
     let history: any HistoryStore
     let logger: Logger
+    /// History and pattern queries (SQLite reads, decoding, analysis) run here: at most two at a
+    /// time, off the cooperative pool, so ingest, streams and health checks keep their threads.
+    let queries = BlockingPool(name: "history queries", workers: 2, queueLimit: 32, maxWait: .seconds(10))
 
     init(options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, history: any HistoryStore, logger: Logger) {
         self.live = LivePlant(options: options)

@@ -107,7 +107,10 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     // MARK: Not built yet (each names the capability that will bring it)
 
     func getHistory(request: Twin_V1_GetHistoryRequest, context: ServerContext) async throws -> Twin_V1_GetHistoryResponse {
-        try HistoryRequest(request, plant: plant, now: Time.now()).answer()
+        let plant = self.plant
+        return try await plant.queries.run { () throws(TwinError) -> Twin_V1_GetHistoryResponse in
+            try HistoryRequest(request, plant: plant, now: Time.now()).answer()
+        }
     }
 
     func getHealth(request: Twin_V1_GetHealthRequest, context: ServerContext) async throws -> Twin_V1_GetHealthResponse {
@@ -135,6 +138,11 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func getPatterns(request: Twin_V1_GetPatternsRequest, context: ServerContext) async throws -> Twin_V1_GetPatternsResponse {
+        let service = self
+        return try await plant.queries.run { () throws(TwinError) -> Twin_V1_GetPatternsResponse in try service.patterns(request) }
+    }
+
+    func patterns(_ request: Twin_V1_GetPatternsRequest) throws(TwinError) -> Twin_V1_GetPatternsResponse {
         guard !request.deviceID.isEmpty else { throw TwinError.invalidArgument("device_id is required") }
         guard let index = plant.live.index(of: request.deviceID), let device = plant.live.device(at: index) else {
             throw TwinError.notFound("device '\(request.deviceID.prefix(64))' not found")

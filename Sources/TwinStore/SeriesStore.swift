@@ -47,6 +47,9 @@ public final class SeriesStore: HistoryStore {
         /// The head block holding the oldest buffered reading; 0 when the buffer is empty.
         var firstHead: Int64 = 0
         var firstArrival: Nanos = 0
+        /// Bumped whenever chunks of this series are written: a reader that took the buffer
+        /// before and the rows after knows to try again.
+        var writes: UInt64 = 0
     }
 
     struct State {
@@ -277,6 +280,7 @@ public final class SeriesStore: HistoryStore {
             throw .unavailable("cannot store readings: \(error)")
         }
         s.nextChunk = nextChunk
+        for chunk in chunks { s.series[chunk.series].writes &+= 1 }
         if s.freshChunks.count < s.series.count { s.freshChunks.append(contentsOf: repeatElement(0, count: s.series.count - s.freshChunks.count)) }
         for chunk in chunks { s.freshChunks[chunk.series] += 1 }
     }
@@ -529,35 +533,52 @@ public final class SeriesStore: HistoryStore {
 
     public func history(_ query: HistoryQuery) throws(TwinError) -> [SeriesHistory] {
         var result: [SeriesHistory] = []
+        // The raw-point limit holds for the whole answer: each series gets what is left.
+        var remaining = query
         for sensor in query.sensors {
-            // The buffer and the chunk rows are taken together, so a cut in between cannot show a
-            // reading twice or not at all.
-            let taken: (Series, [StoredChunk])? = try state.withLock { s throws(TwinError) in
-                guard let i = s.byName[Self.key(query.deviceID, sensor)] else { return nil }
-                do {
-                    let rows = try pool.read { db in
-                        try Row.fetchAll(
-                            db, sql: "SELECT id, start, end, count, raw, data FROM chunks WHERE series_id = ? AND end >= ? AND start < ? ORDER BY start",
-                            arguments: [s.series[i].id, query.from, query.to])
-                    }
-                    return (s.series[i], rows.map {
-                        StoredChunk(id: $0["id"], start: $0["start"], end: $0["end"], count: $0["count"], raw: $0["raw"], block: Array($0["data"] as Data))
-                    })
-                } catch {
-                    throw .unavailable("cannot read the history of \(query.deviceID)/\(sensor): \(error)")
-                }
-            }
+            let taken = try snapshot(query, sensor: sensor)
             var answer = SeriesHistory(sensor: sensor)
             if let (series, chunks) = taken {
                 if query.step > 0 {
                     answer.buckets = try downsample(series: series, chunks: chunks, query: query)
                 } else {
-                    (answer.times, answer.values) = try raw(series: series, chunks: chunks, query: query)
+                    (answer.times, answer.values) = try raw(series: series, chunks: chunks, query: remaining)
+                    remaining.maxRawPoints -= answer.times.count
                 }
             }
             result.append(answer)
         }
         return result
+    }
+
+    /// A series' buffer and its chunk rows in the range, consistent with each other (no reading
+    /// twice, none missing): the buffer is taken under the store lock, the rows are read outside
+    /// it (so ingest never waits for a reader's SQLite work), and if chunks of the series were
+    /// written in between the read is made again; after three tries, under the lock.
+    func snapshot(_ query: HistoryQuery, sensor: String) throws(TwinError) -> (Series, [StoredChunk])? {
+        func rows(_ id: Int64) throws(TwinError) -> [StoredChunk] {
+            do {
+                return try pool.read { db in
+                    try Row.fetchAll(
+                        db, sql: "SELECT id, start, end, count, raw, data FROM chunks WHERE series_id = ? AND end >= ? AND start < ? ORDER BY start",
+                        arguments: [id, query.from, query.to])
+                }.map {
+                    StoredChunk(id: $0["id"], start: $0["start"], end: $0["end"], count: $0["count"], raw: $0["raw"], block: Array($0["data"] as Data))
+                }
+            } catch {
+                throw .unavailable("cannot read the history of \(query.deviceID)/\(sensor): \(error)")
+            }
+        }
+        let key = Self.key(query.deviceID, sensor)
+        for _ in 0..<3 {
+            guard let (i, series) = state.withLock({ s -> (Int, Series)? in s.byName[key].map { ($0, s.series[$0]) } }) else { return nil }
+            let read = try rows(series.id)
+            if state.withLock({ $0.series[i].writes == series.writes }) { return (series, read) }
+        }
+        return try state.withLock { s throws(TwinError) -> (Series, [StoredChunk])? in
+            guard let i = s.byName[key] else { return nil }
+            return (s.series[i], try rows(s.series[i].id))
+        }
     }
 
     func open(_ chunk: StoredChunk, of series: Series) throws(TwinError) -> (raw: ArraySlice<UInt8>, minute: ArraySlice<UInt8>, hour: ArraySlice<UInt8>) {
@@ -613,7 +634,7 @@ public final class SeriesStore: HistoryStore {
 
     static func tooMany(_ series: Series, _ query: HistoryQuery) -> TwinError {
         .init(.outOfRange,
-              "\(series.deviceID)/\(series.sensor) has more than \(query.maxRawPoints) raw readings in that range; ask for a step or max_points to downsample, or a shorter range")
+              "the answer would hold more than \(HistoryQuery.rawPointLimit) raw readings (over all its sensors; reached at \(series.deviceID)/\(series.sensor)); ask for a step or max_points to downsample, fewer sensors, or a shorter range")
     }
 
     func downsample(series: Series, chunks: [StoredChunk], query: HistoryQuery) throws(TwinError) -> [Bucket] {

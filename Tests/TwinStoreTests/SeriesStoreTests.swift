@@ -268,3 +268,45 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         #expect(buffer.byteCount < 240 * 4)
     }
 }
+
+/// Readers and writers do not wait for each other's SQLite work, and one answer is bounded.
+@Suite struct HistoryLimitTests {
+    @Test func theRawLimitHoldsOverAllSensorsOfTheAnswer() throws {
+        let test = try TestDatabase(chunkPoints: 50)
+        let db = try test.open()
+        defer { db.close() }
+        try db.series.append((0..<120).map { reading($0) } + (0..<120).map { reading($0, sensor: 1) })
+        var query = HistoryQuery(deviceID: "pump-001", sensors: ["flow", "bearing_temp"], from: t0 - Time.day, to: t0 + Time.day, step: 0)
+        query.maxRawPoints = 200
+        #expect(throws: TwinError.self) { try db.series.history(query) }
+        query.maxRawPoints = 240
+        #expect(try db.series.history(query).map(\.times.count) == [120, 120])
+    }
+
+    @Test func readsAcrossConcurrentCutsSeeEveryReadingOnce() async throws {
+        // A writer cutting chunks while readers read: every answer is a prefix of the readings
+        // in order, without a duplicate or a gap.
+        let test = try TestDatabase(chunkPoints: 20)
+        let db = try test.open()
+        defer { db.close() }
+        let total = 3_000
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for start in stride(from: 0, to: total, by: 7) {
+                    try db.series.append((start..<min(total, start + 7)).map { reading($0) })
+                }
+            }
+            for _ in 0..<2 {
+                group.addTask {
+                    var seen = 0
+                    while seen < total {
+                        let times = try all(db).times
+                        #expect(times == (0..<times.count).map { reading($0).time })
+                        seen = times.count
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
