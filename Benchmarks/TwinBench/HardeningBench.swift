@@ -1,0 +1,272 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import Proto
+import ServiceLifecycle
+import Synchronization
+import TwinClient
+import TwinCore
+import TwinFuzz
+import TwinServer
+
+// MARK: - Health checks while passwords are hashed
+
+struct FloodBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flood",
+        abstract: "Health Check p99 at rest and while connections flood wrong-password ChangePassword calls.",
+        discussion: """
+            Runs twind in this process (the default plant) with the login throttle's waits set to \
+            zero, so every flood request costs a full Argon2id verification: the worst case, an \
+            attacker with many addresses. --throttle on keeps the throttle (one address: most \
+            requests are refused before any hashing).
+            """)
+    @Option var flooders = 6
+    @Option var checks = 2_000
+    @Option(help: "on|off") var throttle = "off"
+
+    func run() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("twind-flood-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = DaemonConfiguration(dataDirectory: directory)
+        configuration.listen = [.tcp(host: "127.0.0.1", port: 0)]
+        configuration.environment["TWIND_ADMIN_PASSWORD"] = "flood-admin-password"
+        if throttle == "off" { configuration.firstLoginLockout = 0 }
+        var logger = Logger(label: "flood")
+        logger.logLevel = .error
+        let daemon = try await buildDaemon(configuration: configuration, logger: logger)
+        let group = ServiceGroup(services: [daemon], logger: logger)
+        let task = Task { try await group.run() }
+        let address = try await daemon.listeningAddresses()[0]
+
+        var login = Twin_V1_LoginRequest()
+        login.username = "admin"
+        login.password = "flood-admin-password"
+        let adminToken = try await TwinConnection.with(address) { try await Twin_V1_AuthService.Client(wrapping: $0).login(login).accessToken }
+        var create = Twin_V1_CreateUserRequest()
+        create.username = "flooder"
+        create.password = "flooder-password-1"
+        create.role = .viewer
+        _ = try await TwinConnection.with(address, bearer: adminToken) { try await Twin_V1_AuthService.Client(wrapping: $0).createUser(create) }
+        login.username = "flooder"
+        login.password = create.password
+        let token = try await TwinConnection.with(address) { try await Twin_V1_AuthService.Client(wrapping: $0).login(login).accessToken }
+
+        func measure() async throws -> [Double] {
+            try await TwinConnection.with(address) { client in
+                let health = Grpc_Health_V1_Health.Client(wrapping: client)
+                var samples: [Double] = []
+                for _ in 0..<checks {
+                    let began = ContinuousClock.now
+                    _ = try await health.check(.init())
+                    samples.append((ContinuousClock.now - began).milliseconds)
+                }
+                return samples
+            }
+        }
+        let rest = try await measure()
+
+        let stop = Shared(false)
+        let outcomes = Shared<[String: Int]>([:])
+        let flood = Task {
+            await withTaskGroup(of: Void.self) { g in
+                for _ in 0..<flooders {
+                    g.addTask {
+                        try? await TwinConnection.with(address, bearer: token) { client in
+                            let auth = Twin_V1_AuthService.Client(wrapping: client)
+                            var change = Twin_V1_ChangePasswordRequest()
+                            change.oldPassword = "not-the-password"
+                            change.newPassword = "whatever-new-password"
+                            while !stop.withLock({ $0 }) {
+                                do { _ = try await auth.changePassword(change); outcomes.withLock { $0["ok", default: 0] += 1 } }
+                                catch let e as RPCError { outcomes.withLock { $0["\(e.code)", default: 0] += 1 } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        try await Task.sleep(for: .seconds(1))  // the flood is under way
+        let loaded = try await measure()
+        stop.withLock { $0 = true }
+        await flood.value
+        await group.triggerGracefulShutdown()
+        try? await task.value
+
+        let p99Rest = percentile(rest, 0.99), p99Loaded = percentile(loaded, 0.99)
+        report("flood (\(flooders) connections of wrong-password ChangePassword, throttle \(throttle))", [
+            ("health Check at rest", "p50 \(ms(percentile(rest, 0.5))), p99 \(ms(p99Rest)), max \(ms(rest.max() ?? 0)) (\(checks) calls)"),
+            ("health Check under the flood", "p50 \(ms(percentile(loaded, 0.5))), p99 \(ms(p99Loaded)), max \(ms(loaded.max() ?? 0))"),
+            ("p99 ratio", String(format: "%.2f× (target ≤ 20 ms and ≤ 2×)", p99Loaded / max(p99Rest, 0.001))),
+            ("flood answers", outcomes.withLock { $0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
+        ])
+    }
+}
+
+// MARK: - Ingest while others read history
+
+struct IngestUnderQueryBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest-under-query",
+        abstract: "Ingest throughput alone and while clients loop 24 h raw GetHistory.")
+    @Option var readers = 4
+    @Option var readings = 1_000_000
+    @Option var batch = 10_000
+    @Option var rounds = 3
+
+    func run() async throws {
+        let devices = 1_000
+        let fleet = FileManager.default.temporaryDirectory.appendingPathComponent("bench-fleet-\(getpid()).json").path
+        let entries = (0..<devices).map { "{\"id\":\"gw-\($0)\",\"type\":\"meter\",\"sensors\":[{\"name\":\"a\"},{\"name\":\"b\"},{\"name\":\"c\"},{\"name\":\"d\"}]}" }
+        try "{\"devices\":[\(entries.joined(separator: ","))]}".write(toFile: fleet, atomically: true, encoding: .utf8)
+        let daemon = try await DaemonProcess.start(["--simulator", "off", "--fleet", fleet])
+        defer {
+            daemon.stop()
+            try? FileManager.default.removeItem(atPath: fleet)
+        }
+        let token = try await daemon.token()
+        // 24 h of one sensor at 5 s (17,280 readings) for the readers to read.
+        let now = Time.now()
+        var history = Twin_V1_IngestRequest()
+        for i in 0..<17_280 {
+            var r = Twin_V1_Reading()
+            r.deviceID = "history"
+            r.sensor = "a"
+            let t = now - Time.day + Nanos(i) * 5 * Time.second
+            r.time = .init(seconds: t / Time.second, nanos: 0)
+            r.value = Double(i % 977) * 0.1
+            history.readings.append(r)
+        }
+        var upsert = Twin_V1_UpsertDeviceRequest()
+        upsert.device.id = "history"
+        upsert.device.type = "meter"
+        var spec = Twin_V1_SensorSpec()
+        spec.name = "a"
+        upsert.device.sensors = [spec]
+        let full = history
+        try await TwinConnection.with(daemon.address, bearer: token) { client in
+            let twin = Twin_V1_TwinService.Client(wrapping: client)
+            _ = try await twin.upsertDevice(upsert)
+            _ = try await twin.ingest(request: StreamingClientRequest { try await $0.write(full) })
+        }
+
+        var offset: Nanos = 0
+        func ingestOnce() async throws -> Double {
+            var batches: [Twin_V1_IngestRequest] = []
+            var n = 0
+            let base = Time.now() - Time.hour + offset
+            offset += Nanos(readings) * 1000
+            while n < readings {
+                var b = Twin_V1_IngestRequest()
+                for _ in 0..<min(batch, readings - n) {
+                    var r = Twin_V1_Reading()
+                    r.deviceID = "gw-\(n % devices)"
+                    r.sensor = ["a", "b", "c", "d"][(n / devices) % 4]
+                    let t = base + Nanos(n) * 1000
+                    r.time = .init(seconds: t / Time.second, nanos: Int32(t % Time.second))
+                    r.value = Double(n % 1000) * 0.25
+                    b.readings.append(r)
+                    n += 1
+                }
+                batches.append(b)
+            }
+            let prepared = batches
+            let began = ContinuousClock.now
+            let response = try await TwinConnection.with(daemon.address, bearer: token) { client in
+                try await Twin_V1_TwinService.Client(wrapping: client).ingest(request: StreamingClientRequest { try await $0.write(contentsOf: prepared) })
+            }
+            return Double(response.acceptedReadings) / (ContinuousClock.now - began).seconds
+        }
+
+        var alone: [Double] = [], loaded: [Double] = [], queriesPerSecond: [Double] = []
+        for _ in 0..<rounds {
+            alone.append(try await ingestOnce())
+            let stop = Shared(false)
+            let served = Shared(0)
+            let readerCount = readers
+            let loop = Task {
+                await withTaskGroup(of: Void.self) { g in
+                    for _ in 0..<readerCount {
+                        g.addTask {
+                            try? await TwinConnection.with(daemon.address, bearer: token) { client in
+                                let twin = Twin_V1_TwinService.Client(wrapping: client)
+                                var q = Twin_V1_GetHistoryRequest()
+                                q.deviceID = "history"
+                                q.from = .init(seconds: (now - Time.day) / Time.second, nanos: 0)
+                                q.to = .init(seconds: now / Time.second + 1, nanos: 0)
+                                while !stop.withLock({ $0 }) {
+                                    _ = try? await twin.getHistory(q)
+                                    served.withLock { $0 += 1 }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let before = served.withLock { $0 }
+            let began = ContinuousClock.now
+            loaded.append(try await ingestOnce())
+            queriesPerSecond.append(Double(served.withLock { $0 } - before) / (ContinuousClock.now - began).seconds)
+            stop.withLock { $0 = true }
+            await loop.value
+        }
+        func range(_ v: [Double]) -> String { String(format: "%.0f–%.0f", v.min() ?? 0, v.max() ?? 0) }
+        let ratios = zip(loaded, alone).map { $0 / $1 }
+        report("ingest under query (\(readers) clients looping 24 h raw GetHistory, 17,280 points each)", [
+            ("ingest alone", "\(range(alone)) points/s over \(rounds) rounds (batches of \(batch))"),
+            ("ingest with readers", "\(range(loaded)) points/s"),
+            ("ratio per round", ratios.map { String(format: "%.0f %%", $0 * 100) }.joined(separator: ", ") + " (target ≥ 90 %)"),
+            ("GetHistory served meanwhile", "\(range(queriesPerSecond)) calls/s"),
+        ])
+    }
+}
+
+// MARK: - The fuzz tier, for longer
+
+struct FuzzBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fuzz",
+        abstract: "Send seeded hostile requests to every RPC of a real twind for longer than CI does.",
+        discussion: "Exits 1 with the findings (UNKNOWN/INTERNAL answers, hung unary calls, a dead twind). A finding is sent again alone with --seed S --only METHOD.")
+    @Option var seed: UInt64 = UInt64(Date().timeIntervalSince1970)
+    @Option(help: "Cases per method per round.") var cases = 200
+    @Option var rounds = 5
+    @Option(help: "Only methods whose name contains this (repeatable).") var only: [String] = []
+
+    func run() async throws {
+        let daemon = try await DaemonProcess.start(["--devices", "4", "--interval", "1s"])
+        defer { daemon.stop() }
+        let token = try await daemon.token()
+        let devices = try await TwinConnection.with(daemon.address, bearer: token) { try await Twin_V1_TwinService.Client(wrapping: $0).listDevices(.init()).devices }
+        var findings: [ContractFuzzer.Finding] = []
+        var calls = 0
+        let began = ContinuousClock.now
+        for round in 0..<rounds {
+            var options = ContractFuzzer.Options()
+            options.seed = seed &+ UInt64(round)
+            options.cases = cases
+            options.only = only
+            options.hints = devices.map(\.id) + devices.flatMap { $0.sensors.map(\.name) }
+            // Token calls would end the admin's own account sooner or later: those go without.
+            options.withoutToken.formUnion(["twin.v1.AuthService/DeleteUser", "twin.v1.AuthService/UpdateUser", "twin.v1.AuthService/ChangePassword"])
+            let fuzzer = ContractFuzzer(options: options)
+            let report = try await TwinConnection.with(daemon.address) { client in await fuzzer.run(client: client, token: token) }
+            calls += report.calls
+            findings += report.findings
+            guard daemon.process.isRunning else {
+                print("twind died in round \(round) (seed \(options.seed))")
+                throw ExitCode(1)
+            }
+        }
+        report("fuzz", [
+            ("seeds", "\(seed)…\(seed &+ UInt64(rounds - 1))"),
+            ("calls", "\(calls) in \(String(format: "%.0f", (ContinuousClock.now - began).seconds)) s"),
+            ("findings", findings.isEmpty ? "none" : "\(findings.count)"),
+        ])
+        for f in findings.prefix(50) { print(f.description) }
+        if !findings.isEmpty { throw ExitCode(1) }
+    }
+}
