@@ -84,10 +84,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // prctl/setrlimit for twind: no core dumps holding the keys.
+        .target(name: "CHardening"),
         .executableTarget(
             name: "twind",
             dependencies: [
-                "TwinServer", "TwinStore", "TwinCore", "BuildInfo",
+                "TwinServer", "TwinStore", "TwinCore", "BuildInfo", "CHardening",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

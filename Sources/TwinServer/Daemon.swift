@@ -67,6 +67,8 @@ public struct DaemonConfiguration: Sendable {
     public var rpcLogLevel: Logger.Level = .info
     /// Serve /metrics here (plain HTTP) from this registry; twind bootstraps swift-metrics with it.
     public var metrics: (host: String, port: Int, registry: PrometheusCollectorRegistry)?
+    /// Bounds on what one client can hold (see `ServerLimits`).
+    public var limits = ServerLimits()
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
     public var environment: [String: String] = [:]
 
@@ -84,6 +86,23 @@ public struct DaemonConfiguration: Sendable {
     public var effectiveListen: [NetworkAddress] {
         listen.isEmpty ? [.defaultTCP, .unix(path: socketPath)] : listen
     }
+}
+
+/// What one client may hold of twind, each answered with the status and a message naming it.
+public struct ServerLimits: Sendable {
+    /// Concurrent calls on one HTTP/2 connection (more wait for a free stream, as HTTP/2 says).
+    public var maxStreamsPerConnection = 256
+    /// A connection with no call open for this long is closed (GOAWAY).
+    public var connectionIdleTimeout: Nanos = 15 * Time.minute
+    /// A connection older than this is asked to go (GOAWAY) and given `connectionGrace` to
+    /// finish its calls; clients reconnect (twin watch does so by itself).
+    public var connectionMaxAge: Nanos = 24 * Time.hour
+    public var connectionGrace: Nanos = 10 * Time.minute
+    /// One Ingest message at most (the transport refuses larger with RESOURCE_EXHAUSTED).
+    public var maxIngestMessage = 16 << 20
+    /// One message of any other method at most (RESOURCE_EXHAUSTED naming the method).
+    public var maxMessage = 1 << 20
+    public init() {}
 }
 
 /// twind's certificate and key (PEM files) and, to require client certificates, the CA that signs them.
@@ -209,7 +228,7 @@ public final class Daemon: Service, Sendable {
         ]
         let interceptors: [any ServerInterceptor] = [
             RequestLogInterceptor(logger: logger, level: configuration.rpcLogLevel), AuthInterceptor(identity: identity),
-            RequestShapeInterceptor(),
+            RequestShapeInterceptor(maxMessage: configuration.limits.maxMessage),
         ]
         servers = try configuration.effectiveListen.map { address in
             let socketAddress: GRPCNIOTransportCore.SocketAddress
@@ -227,9 +246,15 @@ public final class Daemon: Service, Sendable {
                 socketAddress = .unixDomainSocket(path: path)
             }
             // Large windows let a gateway stream Ingest batches without a round trip per 64 KiB.
+            let limits = configuration.limits
             let config = HTTP2ServerTransport.Posix.Config.defaults { config in
                 config.http2.targetWindowSize = 8 << 20
                 config.http2.maxFrameSize = 1 << 20
+                config.http2.maxConcurrentStreams = limits.maxStreamsPerConnection
+                config.connection.maxIdleTime = .nanoseconds(limits.connectionIdleTimeout)
+                config.connection.maxAge = .nanoseconds(limits.connectionMaxAge)
+                config.connection.maxGraceTime = .nanoseconds(limits.connectionGrace)
+                config.rpc.maxRequestPayloadSize = limits.maxIngestMessage
             }
             let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: security, config: config)
             return (address, GRPCServer(transport: transport, services: services, interceptors: interceptors))

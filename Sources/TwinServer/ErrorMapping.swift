@@ -1,4 +1,5 @@
 import GRPCCore
+import SwiftProtobuf
 import TwinCore
 
 /// The one table from domain errors to gRPC status codes.
@@ -27,7 +28,12 @@ extension TwinError: RPCErrorConvertible {
 /// A unary method called with no request message or with several is the client's mistake, not
 /// twind's: grpc-swift reports both as INTERNAL ("Empty stream.", "Too many messages."), and
 /// this answers INVALID_ARGUMENT instead. Cancellation reaching a handler is CANCELLED.
+/// It also holds every method but Ingest to `maxMessage` bytes a request message (the transport
+/// allows Ingest's larger batches).
 struct RequestShapeInterceptor: ServerInterceptor {
+    var maxMessage = 1 << 20
+    static let largeMessageMethods: Set<String> = ["twin.v1.TwinService/Ingest"]
+
     static let shapeErrors: [String: String] = [
         "Empty stream.": "the request has no message; a unary call takes exactly one",
         "Too many messages.": "the request has more than one message; a unary call takes exactly one",
@@ -46,6 +52,16 @@ struct RequestShapeInterceptor: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let method = context.descriptor.method
+        var request = request
+        if !Self.largeMessageMethods.contains(context.descriptor.fullyQualifiedMethod) {
+            let limit = maxMessage
+            request.messages = RPCAsyncSequence(wrapping: request.messages.map { message in
+                if let m = message as? any SwiftProtobuf.Message, let size = try? (m.serializedBytes() as [UInt8]).count, size > limit {
+                    throw RPCError(code: .resourceExhausted, message: "\(method): the request is \(size) bytes; at most \(limit) are accepted (Ingest takes up to 16 MiB)")
+                }
+                return message
+            })
+        }
         var response: StreamingServerResponse<Output>
         do {
             response = try await next(request, context)

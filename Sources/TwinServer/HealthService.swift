@@ -1,6 +1,7 @@
 import GRPCCore
 import Proto
 import Synchronization
+import TwinCore
 
 /// Serving status per service name ("" is the whole server), watched by `grpc.health.v1.Health`.
 final class HealthStatus: Sendable {
@@ -39,6 +40,13 @@ final class HealthStatus: Sendable {
     }
 
     /// A stream of the service's status: the current one first, then changes.
+    /// Open Watch streams, at most; the next one is RESOURCE_EXHAUSTED.
+    static let maxWatchers = 1_000
+    /// Service names longer than this are refused (no service of twind's is that long).
+    static let maxServiceName = 200
+
+    var watcherCount: Int { state.withLock { $0.watchers.count } }
+
     func watch(_ service: String) -> (AsyncStream<Status>, cancel: @Sendable () -> Void) {
         let (stream, continuation) = AsyncStream.makeStream(of: Status.self, bufferingPolicy: .bufferingNewest(1))
         let id: UInt64? = state.withLock { s in
@@ -64,7 +72,14 @@ final class HealthStatus: Sendable {
 struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     let status: HealthStatus
 
+    static func validate(_ service: String) throws(TwinError) {
+        guard service.utf8.count <= HealthStatus.maxServiceName else {
+            throw .invalidArgument("service names are at most \(HealthStatus.maxServiceName) bytes")
+        }
+    }
+
     func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
+        try Self.validate(request.service)
         guard let s = status.status(of: request.service) else {
             throw RPCError(code: .notFound, message: "unknown service '\(request.service.prefix(100))'")
         }
@@ -77,6 +92,10 @@ struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
         request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
         context: ServerContext
     ) async throws {
+        try Self.validate(request.service)
+        guard status.watcherCount < HealthStatus.maxWatchers else {
+            throw TwinError(.resourceExhausted, "\(HealthStatus.maxWatchers) health Watch streams are open, the most twind keeps; use Check, or try again later")
+        }
         let (updates, cancel) = status.watch(request.service)
         try await withRPCCancellationHandler {
             var last: HealthStatus.Status?

@@ -162,6 +162,9 @@ final class MetricsExporter: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // A scraper that connects and says nothing is dropped after 30 s.
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(MetricsExporter.idleSeconds)))
+                    try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry))
                 }
@@ -175,8 +178,18 @@ final class MetricsExporter: Sendable {
         logger.notice("metrics listening", metadata: ["address": "\(address)", "path": "/metrics"])
     }
 
+    static let idleSeconds: Int64 = 30
+
     func close() async {
         try? await channel.close()
+    }
+}
+
+/// Closes a connection when `IdleStateHandler` says it has been quiet too long.
+final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
     }
 }
 

@@ -5,6 +5,21 @@ import Foundation
 
 /// sd_notify(3) without libsystemd: one datagram to `$NOTIFY_SOCKET`. A no-op outside systemd.
 enum SystemdNotifier {
+    /// With `WatchdogSec=` set, systemd expects WATCHDOG=1 at least every WATCHDOG_USEC; this
+    /// sends it at half that from a task on the cooperative pool, so a daemon whose pool is stuck
+    /// stops pinging and is restarted.
+    static func startWatchdog(environment: [String: String]) {
+        guard let usec = environment["WATCHDOG_USEC"].flatMap(UInt64.init), usec > 0 else { return }
+        if let pid = environment["WATCHDOG_PID"].flatMap(Int32.init), pid != getpid() { return }
+        let interval = Duration.microseconds(Int64(usec / 2))
+        Task.detached {
+            while !Task.isCancelled {
+                notify("WATCHDOG=1")
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+
     static func notify(_ state: String) {
         guard let path = ProcessInfo.processInfo.environment["NOTIFY_SOCKET"], !path.isEmpty else { return }
         #if canImport(Glibc)

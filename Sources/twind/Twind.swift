@@ -1,3 +1,4 @@
+import CHardening
 import Prometheus
 import Metrics
 import BuildInfo
@@ -111,8 +112,14 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "twind")
         if let metrics = configuration.metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry)) }
 
+        // A crash must not leave the keys in a core file (LimitCORE=0 in the unit says it too).
+        if twin_forbid_core_dumps() != 0 { logger.warning("could not turn core dumps off", metadata: ["errno": "\(errno)"]) }
+
         var hooks = DaemonHooks()
-        hooks.ready = { _ in SystemdNotifier.notify("READY=1\nSTATUS=serving") }
+        hooks.ready = { _ in
+            SystemdNotifier.notify("READY=1\nSTATUS=serving")
+            SystemdNotifier.startWatchdog(environment: ProcessInfo.processInfo.environment)
+        }
         hooks.stopping = { SystemdNotifier.notify("STOPPING=1\nSTATUS=draining") }
 
         let daemon: Daemon

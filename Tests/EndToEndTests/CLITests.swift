@@ -134,10 +134,18 @@ import Testing
             return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : ""
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-notify-\(UUID().uuidString)").path
-        let child = try Child("twind", ["--data-dir", dir, "--listen", "127.0.0.1:0"], environment: ["NOTIFY_SOCKET": path])
+        // With WatchdogSec= (WATCHDOG_USEC), twind pings the watchdog after READY.
+        let child = try Child("twind", ["--data-dir", dir, "--listen", "127.0.0.1:0"], environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"])
         #expect(receive().contains("READY=1"))
+        #expect(receive().contains("WATCHDOG=1"))
+        #expect(receive().contains("WATCHDOG=1"))
+        // No core dumps: the core-file limit is 0 whatever the parent allowed.
+        let limits = try String(contentsOfFile: "/proc/\(child.process.processIdentifier)/limits", encoding: .utf8)
+        #expect(limits.split(separator: "\n").contains { $0.hasPrefix("Max core file size") && $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).first == "0" })
         child.signal(SIGTERM)
-        #expect(receive().contains("STOPPING=1"))
+        var stopping = false
+        for _ in 0..<20 where !stopping { stopping = receive().contains("STOPPING=1") }
+        #expect(stopping)
         #expect(await child.wait() == 0)
         try? FileManager.default.removeItem(atPath: dir)
     }

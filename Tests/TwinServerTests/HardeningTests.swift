@@ -104,3 +104,32 @@ import TwinServer
         }
     }
 }
+
+/// Limits reachable from outside answer with the right status and a message naming the limit.
+@Suite(.timeLimit(.minutes(1))) struct LimitTests {
+    @Test func oversizedRequestsAndHealthNamesAreRefused() async throws {
+        let d = try await RunningDaemon.start { $0.simulatedDevices = 1 }
+        defer { Task { try? await d.stop() } }
+        var get = Twin_V1_GetDeviceRequest()
+        get.deviceID = String(repeating: "x", count: 2 << 20)
+        let message = await expectRPCError(.resourceExhausted) { _ = try await d.withTwin { try await $0.getDevice(get) } }
+        #expect(message?.contains("at most 1048576") == true)
+
+        var check = Grpc_Health_V1_HealthCheckRequest()
+        check.service = String(repeating: "s", count: 300)
+        let health = await expectRPCError(.invalidArgument) {
+            _ = try await d.connect { try await Grpc_Health_V1_Health.Client(wrapping: $0).check(check) }
+        }
+        #expect(health?.contains("at most 200") == true)
+
+        // Unknown and hostile login names never reach the throttle table or the audit log.
+        var login = Twin_V1_LoginRequest()
+        login.username = "Robert'); DROP TABLE users;--"
+        login.password = "x"
+        #expect(await expectRPCError(.invalidArgument) {
+            _ = try await d.connect { try await Twin_V1_AuthService.Client(wrapping: $0).login(login) }
+        }?.contains("username") == true)
+        let audit = try await d.connect { try await Twin_V1_AuthService.Client(wrapping: $0).listAuditEvents(.init()) }
+        #expect(!audit.events.contains { $0.actor.contains("DROP") })
+    }
+}

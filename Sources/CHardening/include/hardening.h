@@ -1,0 +1,5 @@
+#pragma once
+/// Marks the process non-dumpable (no core dumps, no ptrace by other users, /proc/self owned by
+/// root) and sets the core-file limit to 0, so a crash never writes the keys in memory to disk.
+/// Returns 0 on success, -1 with errno set.
+int twin_forbid_core_dumps(void);
