@@ -32,13 +32,31 @@ public struct SavedSession: Codable, Sendable, Equatable {
 /// session per server address, readable by the user only (0600 in a 0700 directory).
 public enum SessionFile {
     public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.config")
+        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (Paths.home(environment: environment) + "/.config")
         return base + "/twin/sessions.json"
     }
 
     public static func load(_ path: String = path()) -> [String: SavedSession] {
         guard let data = FileManager.default.contents(atPath: path) else { return [:] }
         return (try? JSONDecoder().decode([String: SavedSession].self, from: data)) ?? [:]
+    }
+
+    /// Runs `body` holding an exclusive lock on `<path>.lock` (waiting up to 10 s for another
+    /// twin process to let go), so two processes refreshing at once do not both spend the same
+    /// refresh token (the second spend would revoke the session).
+    public static func locked<R>(_ path: String, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> R) async throws -> R {
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TwinError(.unavailable, "cannot open \(path).lock (errno \(errno))") }
+        defer { close(fd) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard ContinuousClock.now < deadline else { throw TwinError(.unavailable, "another twin process holds \(path).lock for more than 10 s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        defer { flock(fd, LOCK_UN) }
+        return try await body()
     }
 
     /// Writes atomically with mode 0600.
@@ -73,6 +91,15 @@ public actor Credentials {
 
     /// A token good for at least 30 more seconds, or nil when not logged in.
     public func accessToken() async throws -> String? {
+        guard let current = session else { return nil }
+        if current.accessExpiresAt - Date().timeIntervalSince1970 > 30 { return current.accessToken }
+        return try await SessionFile.locked(path) { try await refreshLocked() }
+    }
+
+    /// Under the sessions lock: another process may have refreshed already (take its tokens),
+    /// else refresh and save before letting go.
+    func refreshLocked() async throws -> String? {
+        session = SessionFile.load(path)[server.description]
         guard var current = session else { return nil }
         let now = Date().timeIntervalSince1970
         if current.accessExpiresAt - now > 30 { return current.accessToken }

@@ -152,3 +152,20 @@ import TwinClient
         return Data(base64Encoded: s) ?? Data()
     }
 }
+
+/// Several `twin` processes refreshing one session at once do not spend its refresh token
+/// twice (which would revoke the session): the sessions file is locked while one refreshes.
+@Suite(.timeLimit(.minutes(2))) struct ConcurrentRefreshTests {
+    @Test func parallelCommandsKeepTheSession() async throws {
+        // 15 s tokens: with the 30 s margin, every command refreshes first.
+        let d = try await TwindProcess.start(["--access-token-lifetime", "15s", "--devices", "2"])
+        defer { Task { _ = await d.stop() } }
+        for _ in 0..<3 {
+            let commands = try (0..<4).map { _ in try d.twin(["devices"]) }
+            for c in commands { #expect(await c.wait() == 0, "\(c.stderr.text)") }
+        }
+        let after = try d.twin(["whoami"])
+        #expect(await after.wait() == 0, "\(after.stderr.text)")
+        #expect(!d.child.stderr.text.contains("presented again"))
+    }
+}
