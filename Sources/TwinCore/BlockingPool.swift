@@ -1,5 +1,9 @@
 import Dispatch
+import Foundation
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs blocking work (password hashing, and anything else that holds a thread for long) on a
 /// few threads of its own, never on Swift's cooperative pool, where it would stall every other
@@ -11,44 +15,78 @@ public final class BlockingPool: Sendable {
     public let workers: Int
     public let queueLimit: Int
     public let maxWait: Duration
-    private let queues: [DispatchQueue]
-    private let state: Mutex<[Int]>  // jobs queued or running, per queue
+    /// Unix niceness of the pool's threads (0: as the rest of the process; 10: yields the CPU to
+    /// everything else, e.g. password hashing under a flood). The threads are the pool's own,
+    /// so the setting never leaks to other work.
+    public let niceness: Int32
 
-    public init(name: String, workers: Int, queueLimit: Int, maxWait: Duration = .seconds(5)) {
+    private struct Job: Sendable {
+        let queued: ContinuousClock.Instant
+        let run: @Sendable (_ late: Bool) -> Void
+    }
+    private let jobs = Mutex<(waiting: [Job], running: Int, stopped: Bool)>(([], 0, false))
+    private let available = DispatchSemaphore(value: 0)
+
+    public init(name: String, workers: Int, queueLimit: Int, maxWait: Duration = .seconds(5), niceness: Int32 = 0) {
         self.name = name
         self.workers = max(1, workers)
         self.queueLimit = queueLimit
         self.maxWait = maxWait
-        queues = (0..<max(1, workers)).map { DispatchQueue(label: "twin.\(name).\($0)") }
-        state = Mutex(Array(repeating: 0, count: max(1, workers)))
+        self.niceness = niceness
+        for i in 0..<self.workers {
+            let thread = Thread { [self] in self.work() }
+            thread.name = "twin.\(name).\(i)"
+            thread.start()
+        }
+    }
+
+    /// Lets the threads end once the jobs queued are done; later jobs are refused.
+    public func shutdown() {
+        jobs.withLock { $0.stopped = true }
+        for _ in 0..<workers { available.signal() }
     }
 
     /// Jobs queued or running now.
-    public var load: Int { state.withLock { $0.reduce(0, +) } }
+    public var load: Int { jobs.withLock { $0.waiting.count + $0.running } }
+
+    private func work() {
+        #if canImport(Glibc)
+        // On Linux "process" 0 is the calling thread.
+        if niceness != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
+        #endif
+        while true {
+            available.wait()
+            if jobs.withLock({ $0.stopped && $0.waiting.isEmpty }) { return }
+            guard let job = jobs.withLock({ j -> Job? in
+                guard !j.waiting.isEmpty else { return nil }
+                j.running += 1
+                return j.waiting.removeFirst()
+            }) else { continue }
+            job.run(ContinuousClock.now - job.queued > maxWait)
+            jobs.withLock { $0.running -= 1 }
+        }
+    }
 
     public func run<T: Sendable>(_ work: @escaping @Sendable () throws(TwinError) -> T) async throws(TwinError) -> T {
-        let admitted: Int? = state.withLock { pending in
-            guard pending.reduce(0, +) < workers + queueLimit else { return nil }
-            let i = pending.indices.min { pending[$0] < pending[$1] }!
-            pending[i] += 1
-            return i
-        }
-        guard let index = admitted else {
-            throw .init(.resourceExhausted, "\(name) is busy (\(workers) running, \(queueLimit) waiting, the most it takes); try again in a moment")
-        }
-        let queued = ContinuousClock.now
-        let limit = maxWait
-        let name = self.name
+        let name = self.name, limit = maxWait
         let result: Result<T, TwinError> = await withCheckedContinuation { continuation in
-            queues[index].async {
-                let outcome: Result<T, TwinError>
-                if ContinuousClock.now - queued > limit {
-                    outcome = .failure(.init(.resourceExhausted, "\(name) is busy: the request waited more than \(limit) for its turn; try again in a moment"))
-                } else {
-                    do throws(TwinError) { outcome = .success(try work()) } catch { outcome = .failure(error) }
+            let job = Job(queued: .now) { late in
+                if late {
+                    continuation.resume(returning: .failure(.init(.resourceExhausted, "\(name) is busy: the request waited more than \(limit) for its turn; try again in a moment")))
+                    return
                 }
-                self.state.withLock { $0[index] -= 1 }
-                continuation.resume(returning: outcome)
+                do throws(TwinError) { continuation.resume(returning: .success(try work())) } catch { continuation.resume(returning: .failure(error)) }
+            }
+            let admitted = jobs.withLock { j -> Bool in
+                guard !j.stopped, j.waiting.count + j.running < workers + queueLimit else { return false }
+                j.waiting.append(job)
+                return true
+            }
+            if admitted {
+                available.signal()
+            } else {
+                continuation.resume(returning: .failure(.init(
+                    .resourceExhausted, "\(name) is busy (\(workers) running, \(queueLimit) waiting, the most it takes); try again in a moment")))
             }
         }
         return try result.get()

@@ -363,6 +363,8 @@ public final class Daemon: Service, Sendable {
             for (name, close) in [("health_data.db", store.shutDown), ("users.db", users.shutDown)] {
                 do { try close() } catch { logger.error("a database did not close cleanly", metadata: ["db": "\(name)", "error": "\(error)"]) }
             }
+            identity.hashing.shutdown()
+            plant.queries.shutdown()
             dataDirectory.unlock()
             logger.notice("stopped", metadata: ["drained_in": "\(ContinuousClock.now - started)"])
         }

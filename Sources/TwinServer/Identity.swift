@@ -73,8 +73,11 @@ public final class Identity: Sendable {
     /// A hash nobody's password matches, verified for unknown users so they take as long.
     let decoyHash: String
     let throttle: LoginThrottle
-    /// Argon2id runs here, two at a time, never on the cooperative pool (see `BlockingPool`).
-    let hashing = BlockingPool(name: "password hashing", workers: 2, queueLimit: 8, maxWait: .seconds(5))
+    /// Argon2id runs here, never on the cooperative pool (see `BlockingPool`): one core's worth
+    /// fewer than the machine has (at least one), at lower priority, so a flood of password
+    /// checks leaves a core to everything else.
+    let hashing = BlockingPool(
+        name: "password hashing", workers: max(1, ProcessInfo.processInfo.activeProcessorCount - 1), queueLimit: 8, maxWait: .seconds(5), niceness: 10)
     /// A one-off `PasswordHasher.standard.hash` of a random string nobody knows.
     static let standardDecoy = "$argon2id$v=19$m=65536,t=3,p=1$3NMZuZ1nbjMTNOWOit1uxQ$MOG+APaEDA3djtSMVBHmtP/5/Qwb2RlaXZPAo1BqsuE"
 
