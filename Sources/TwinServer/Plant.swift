@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Synchronization
 import TwinCore
@@ -15,8 +16,9 @@ final class Plant: Sendable {
     let history: any HistoryStore
     let logger: Logger
     /// History and pattern queries (SQLite reads, decoding, analysis) run here: at most two at a
-    /// time, off the cooperative pool, so ingest, streams and health checks keep their threads.
-    let queries = BlockingPool(name: "history queries", workers: 2, queueLimit: 32, maxWait: .seconds(10))
+    /// time, off the cooperative pool and at lower priority, so ingest, streams and health checks
+    /// keep their threads and get the CPU first.
+    let queries = BlockingPool(name: "history queries", workers: max(1, ProcessInfo.processInfo.activeProcessorCount / 2), queueLimit: 32, maxWait: .seconds(10), niceness: 10)
 
     init(options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, history: any HistoryStore, logger: Logger) {
         self.live = LivePlant(options: options)
