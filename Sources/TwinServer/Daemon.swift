@@ -40,6 +40,10 @@ public struct DaemonConfiguration: Sendable {
     public var passwordHasher = PasswordHasher.standard
     public var accessTokenLifetime: Nanos = 15 * Time.minute
     public var refreshTokenLifetime: Nanos = 30 * Time.day
+    /// Audit entries older than this are deleted by the maintenance pass.
+    public var auditRetention: Nanos = 365 * Time.day
+    /// Refresh tokens (used, revoked or not) are deleted this long after they expired.
+    public var refreshTokenRetention: Nanos = 7 * Time.day
     /// The wait after five failed logins (doubling with each further failure).
     public var firstLoginLockout: Nanos = Time.second
     /// How often buffers are cut and retention runs.
@@ -380,6 +384,15 @@ public final class Daemon: Service, Sendable {
                 (db: name, bytes: ["", "-wal"].reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: dataDirectory.file(name) + $1)[.size] as? Int) ?? 0) })
             }
             Telemetry.storeSize(sizes, chunks: try? store.chunkCount())
+        }
+        do {
+            let pruned = try users.prune(
+                now: Time.now(), auditOlderThan: configuration.auditRetention, tokensExpiredFor: configuration.refreshTokenRetention)
+            if pruned.audit + pruned.tokens > 0 {
+                logger.info("users.db retention", metadata: ["audit_entries_deleted": "\(pruned.audit)", "refresh_tokens_deleted": "\(pruned.tokens)"])
+            }
+        } catch {
+            logger.error("users.db retention failed", metadata: ["error": "\(error.message)"])
         }
         do {
             let report = try store.series.maintain()

@@ -191,6 +191,22 @@ public final class UsersDatabase: Sendable {
         }
     }
 
+    /// Retention: audit entries older than `auditOlderThan`, refresh tokens expired for longer
+    /// than `tokensExpiredFor` (a used token must outlive its expiry a little, so that its reuse
+    /// is still recognised and revokes the session).
+    public func prune(now: Nanos, auditOlderThan: Nanos, tokensExpiredFor: Nanos) throws(TwinError) -> (audit: Int, tokens: Int) {
+        do {
+            return try pool.write { db in
+                try db.execute(sql: "DELETE FROM audit WHERE time < ?", arguments: [now - auditOlderThan])
+                let audit = db.changesCount
+                try db.execute(sql: "DELETE FROM refresh_tokens WHERE expires_at < ?", arguments: [now - tokensExpiredFor])
+                return (audit, db.changesCount)
+            }
+        } catch {
+            throw .unavailable("cannot apply retention to \(path): \(error)")
+        }
+    }
+
     /// Audit entries, newest first.
     public func auditEntries(limit: Int = 100, since: Nanos = .min) throws(TwinError) -> [AuditEntry] {
         let rows: [Row]

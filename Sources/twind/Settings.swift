@@ -91,7 +91,7 @@ struct Settings {
         "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
         "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file", "durability",
         "raw-retention", "rollup-retention", "access-token-lifetime", "tls-cert", "tls-key", "tls-client-ca",
-        "retrain-interval", "metrics-listen", "rpc-log-level",
+        "retrain-interval", "metrics-listen", "rpc-log-level", "audit-retention", "refresh-token-retention",
     ]
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.
@@ -123,6 +123,14 @@ struct Settings {
         if let rollups = try duration("rollup-retention") { c.history.rollupRetention = rollups }
         if c.history.rawRetention < Time.hour || c.history.rollupRetention < c.history.rawRetention {
             throw ConfigError("config: invalid retention: raw-retention must be at least 1h and rollup-retention at least raw-retention")
+        }
+        if let audit = try duration("audit-retention") {
+            guard audit >= Time.day else { throw ConfigError("config: invalid value for audit-retention: at least 1d") }
+            c.auditRetention = audit
+        }
+        if let tokens = try duration("refresh-token-retention") {
+            guard tokens >= Time.hour else { throw ConfigError("config: invalid value for refresh-token-retention: at least 1h") }
+            c.refreshTokenRetention = tokens
         }
         if let lifetime = try duration("access-token-lifetime") {
             guard lifetime >= 10 * Time.second && lifetime <= Time.day else {

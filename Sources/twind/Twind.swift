@@ -60,6 +60,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Keep raw readings this long, e.g. 90d (TWIND_RAW_RETENTION).") var rawRetention: String?
     @Option(help: "Keep 1-minute and 1-hour roll-ups this long, e.g. 730d (TWIND_ROLLUP_RETENTION).") var rollupRetention: String?
     @Option(help: "Lifetime of access tokens, e.g. 15m (TWIND_ACCESS_TOKEN_LIFETIME).") var accessTokenLifetime: String?
+    @Option(help: "Keep audit entries this long, e.g. 365d (TWIND_AUDIT_RETENTION).") var auditRetention: String?
+    @Option(help: "Keep refresh tokens this long after they expire, e.g. 7d (TWIND_REFRESH_TOKEN_RETENTION).") var refreshTokenRetention: String?
     @Option(help: "PEM certificate chain: serve TCP with TLS (TWIND_TLS_CERT). The Unix socket stays plain.") var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert (TWIND_TLS_KEY).") var tlsKey: String?
     @Option(help: "PEM CA certificates: require clients to present a certificate they signed (TWIND_TLS_CLIENT_CA).") var tlsClientCa: String?
@@ -78,7 +80,8 @@ struct Serve: AsyncParsableCommand {
             ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile), ("durability", durability),
             ("raw-retention", rawRetention), ("rollup-retention", rollupRetention), ("access-token-lifetime", accessTokenLifetime),
             ("tls-cert", tlsCert), ("tls-key", tlsKey), ("tls-client-ca", tlsClientCa), ("retrain-interval", retrainInterval),
-            ("metrics-listen", metricsListen), ("rpc-log-level", rpcLogLevel),
+            ("metrics-listen", metricsListen), ("rpc-log-level", rpcLogLevel), ("audit-retention", auditRetention),
+            ("refresh-token-retention", refreshTokenRetention),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

@@ -29,3 +29,30 @@ import TwinCore
         }
     }
 }
+
+/// users.db does not grow without bound: old audit entries and long-expired refresh tokens go.
+@Suite struct UsersRetentionTests {
+    @Test func oldAuditEntriesAndExpiredTokensArePruned() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twin-retention-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keys = try KeyRing.load(keyFile: nil, environment: [:], dataDirectory: dir)
+        let users = try UsersDatabase(path: dir + "/users.db", keys: keys, durability: .normal)
+        defer { users.close() }
+        let now: Nanos = 1_900_000_000 * Time.second
+        for age in [400, 366, 10, 0] {
+            try users.audit(.init(time: now - Nanos(age) * Time.day, kind: "test", actor: "a", peer: "p", detail: "\(age)"))
+        }
+        let user = try users.createUser(username: "u", role: .viewer, passwordHash: "x")
+        try users.storeRefreshToken("old", family: "f1", userID: user.id, expiresAt: now - 8 * Time.day)
+        try users.storeRefreshToken("recent", family: "f2", userID: user.id, expiresAt: now - Time.day)
+        try users.storeRefreshToken("live", family: "f3", userID: user.id, expiresAt: now + Time.day)
+        let pruned = try users.prune(now: now, auditOlderThan: 365 * Time.day, tokensExpiredFor: 7 * Time.day)
+        #expect(pruned.audit == 2 && pruned.tokens == 1)
+        #expect(try users.auditEntries(limit: 10).map(\.detail) == ["0", "10"])
+        // A recently expired token is still known (its reuse is still recognised).
+        #expect(try users.useRefreshToken("recent", now: now) == .invalid)
+        #expect(try users.useRefreshToken("live", now: now) == .valid(userID: user.id, family: "f3"))
+        #expect(try users.useRefreshToken("live", now: now) == .reused(userID: user.id, family: "f3"))
+    }
+}
