@@ -85,6 +85,7 @@ public struct KeyRing: Sendable {
         guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
             throw .unavailable("cannot write \(path): \(String(cString: strerror(errno)))")
         }
+        try PrivateFile.syncDirectory(of: path)
     }
 }
 

@@ -124,20 +124,25 @@ public enum StoreAdmin {
     /// credential, which twind cannot change, `output` names a new key file to write (old keys
     /// and the new one) for the operator to install. Returns the file written, the new key id and
     /// the keys as they now are.
-    public static func rotate(keyFile: String?, environment: [String: String], dataDirectory: String, output: String?) throws(TwinError) -> (path: String, keyID: UInt32, ring: KeyRing) {
+    /// Adds a new master key. `ring` is the new set; `current` is the set twind must keep
+    /// working with until the new one is in place: with `output`, FILE still has to be installed,
+    /// so anything sealed now (the new token signing key) is sealed under the key in use, which
+    /// the new set keeps too.
+    public static func rotate(keyFile: String?, environment: [String: String], dataDirectory: String, output: String?) throws(TwinError) -> (path: String, keyID: UInt32, ring: KeyRing, current: KeyRing) {
         let ring = try KeyRing.load(keyFile: keyFile, environment: environment, dataDirectory: dataDirectory)
         let new = MasterKey.generate()
         let text = "# twin master keys, oldest first; the last one seals new data\n" + (ring.keys + [new]).map(\.base64).joined(separator: "\n") + "\n"
         if let output {
             try KeyRing.create(output, contents: text)
-            return (output, new.id, KeyRing(keys: ring.keys + [new], source: "key file \(output)", generated: false, path: output))
+            return (output, new.id, KeyRing(keys: ring.keys + [new], source: "key file \(output)", generated: false, path: output), ring)
         }
         guard let path = ring.path else {
             throw .failedPrecondition(
                 "the master key comes from \(ring.source), which twind cannot change; run twind keys rotate --output FILE and install FILE there (e.g. as the twind.key credential)")
         }
         try PrivateFile.replace(path, with: Array(text.utf8))
-        return (path, new.id, KeyRing(keys: ring.keys + [new], source: ring.source, generated: false, path: path))
+        let rotated = KeyRing(keys: ring.keys + [new], source: ring.source, generated: false, path: path)
+        return (path, new.id, rotated, rotated)
     }
 }
 

@@ -142,7 +142,7 @@ struct Keys: ParsableCommand {
                 try StoreAdmin.rotate(keyFile: c.keyFile, environment: c.environment, dataDirectory: c.dataDirectory, output: output)
             }
             var signing = ""
-            if let users = try? UsersDatabase(path: c.dataDirectory + "/users.db", keys: result.ring) {
+            if let users = try? UsersDatabase(path: c.dataDirectory + "/users.db", keys: result.current) {
                 let signingID = try attempt { () throws(TwinError) in try users.addSigningKey() }
                 signing = " and token signing key k\(signingID) to users.db"
                 _ = try? users.audit(.init(time: Time.now(), kind: "keys.rotated", actor: NSUserName(), peer: "local", detail: "new key id \(result.keyID), signing key k\(signingID)"))

@@ -169,3 +169,30 @@ import TwinClient
         #expect(!d.child.stderr.text.contains("presented again"))
     }
 }
+
+/// `twind keys rotate --output FILE` with the key in TWIND_KEY: twind still starts with the old
+/// key until FILE is installed, and starts with FILE once it is, keeping sessions.
+@Suite(.timeLimit(.minutes(2))) struct RotateOutputTests {
+    @Test func restartingBeforeTheNewKeyIsInstalledStillWorks() async throws {
+        let key = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let d = try await TwindProcess.start(["--devices", "1"], environment: ["TWIND_KEY": key])
+        let token = try await d.token()
+        #expect(await d.stop(removing: false) == 0)
+        let file = d.directory + "-newkey"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let rotate = try Child("twind", ["keys", "rotate", "--data-dir", d.directory, "--output", file], environment: ["TWIND_KEY": key])
+        #expect(await rotate.wait() == 0, "\(rotate.stderr.text)")
+
+        // Restarted before FILE is installed: the old key alone still opens everything.
+        let before = try await TwindProcess.start(["--devices", "1"], directory: d.directory, login: false, environment: ["TWIND_KEY": key])
+        #expect(await before.stop(removing: false) == 0)
+        // FILE installed: it starts, and the session from before is still good.
+        let after = try await TwindProcess.start(["--devices", "1", "--key-file", file], directory: d.directory, login: false)
+        let parts = after.address.split(separator: ":")
+        let me = try await TwinConnection.with(.tcp(host: String(parts[0]), port: Int(parts[1])!), bearer: token) {
+            try await Twin_V1_AuthService.Client(wrapping: $0).whoAmI(Twin_V1_WhoAmIRequest())
+        }
+        #expect(me.user.username == "admin")
+        #expect(await after.stop() == 0)
+    }
+}

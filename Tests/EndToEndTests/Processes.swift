@@ -126,11 +126,13 @@ struct TwindProcess {
     let directory: String
 
     /// `clientArguments` go to the `twin login` that logs in as admin (e.g. `--ca FILE`).
-    static func start(_ extra: [String] = [], directory: String? = nil, login: Bool = true, clientArguments: [String] = []) async throws -> TwindProcess {
+    static func start(
+        _ extra: [String] = [], directory: String? = nil, login: Bool = true, clientArguments: [String] = [], environment: [String: String] = [:]
+    ) async throws -> TwindProcess {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
         let child = try Child(
             "twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--interval", "200ms"] + extra,
-            environment: login ? ["TWIND_ADMIN_PASSWORD": adminPassword] : [:])
+            environment: (login ? ["TWIND_ADMIN_PASSWORD": adminPassword] : [:]).merging(environment) { _, new in new })
         guard let line = await child.stderr.waitForLine(timeout: .seconds(60), { $0.contains("listening") && $0.contains("127.0.0.1:") }),
               let range = line.range(of: "127.0.0.1:")
         else {
