@@ -170,6 +170,9 @@ public final class Daemon: Service, Sendable {
         self.hooks = hooks
         _ = Telemetry.started  // uptime counts from here
         dataDirectory = try DataDirectory(path: configuration.dataDirectory)
+        // A `twind restore` cut off half way is finished before anything opens the databases.
+        let finished = try StoreAdmin.completeInterruptedRestore(dataDirectory: configuration.dataDirectory)
+        if !finished.isEmpty { logger.notice("finished an interrupted restore", metadata: ["databases": "\(finished.joined(separator: ", "))"]) }
         let keys = try KeyRing.load(
             keyFile: configuration.keyFile, environment: configuration.environment, dataDirectory: configuration.dataDirectory)
         if keys.generated {

@@ -68,40 +68,88 @@ public enum StoreAdmin {
     /// Replaces the databases of a stopped twind's data directory with a backup, after checking
     /// that the backup opens with `keys`. The replaced files are kept beside, renamed
     /// `*.before-restore-<time>`.
+    ///
+    /// Atomic across a crash: every database is staged and checked first (`*.restoring`), then a
+    /// journal naming them is written and synced, then the files are swapped. A restore cut off
+    /// after the journal is finished by the next start of twind (or the next restore), before
+    /// anything opens the databases (`completeInterruptedRestore`); one cut off before it left
+    /// the data directory as it was.
     @discardableResult
-    public static func restore(dataDirectory: String, from source: String, keys: KeyRing) throws(TwinError) -> [String] {
+    public static func restore(dataDirectory: String, from source: String, keys: KeyRing, crashAfterMoves: Int? = nil) throws(TwinError) -> [String] {
         let directory = try DataDirectory(path: dataDirectory)  // refuses while twind runs
         defer { directory.unlock() }
+        try completeInterruptedRestore(dataDirectory: dataDirectory)
         let names = databases.filter { access(source + "/" + $0, F_OK) == 0 }
         guard names.contains("health_data.db") else { throw .notFound("\(source) holds no health_data.db: not a twind backup") }
         let stamp = String(Time.now() / Time.second)
-        var restored: [String] = []
+        // 1. Stage and check every database: the right key, a schema this twind can migrate.
         for name in names {
-            // Checked on a scratch copy first: the right key, a schema this twind can migrate.
             let scratch = dataDirectory + "/" + name + ".restoring"
             for suffix in ["", "-wal", "-shm"] { unlink(scratch + suffix) }
             try copy(source + "/" + name, to: scratch)
             do {
                 if name == "health_data.db" {
-                    try HealthDatabase(path: scratch, keys: keys, durability: .full).close()
+                    try HealthDatabase(path: scratch, keys: keys, durability: .full).shutDown()
                 } else {
-                    try UsersDatabase(path: scratch, keys: keys, durability: .full).close()
+                    try UsersDatabase(path: scratch, keys: keys, durability: .full).shutDown()
                 }
             } catch {
-                for suffix in ["", "-wal", "-shm"] { unlink(scratch + suffix) }
+                for n in names { for suffix in ["", "-wal", "-shm"] { unlink(dataDirectory + "/" + n + ".restoring" + suffix) } }
                 throw TwinError(error.code, "the backup's \(name) cannot be restored: \(error.message)")
             }
-            let target = dataDirectory + "/" + name
-            for suffix in ["", "-wal", "-shm"] where access(target + suffix, F_OK) == 0 {
-                rename(target + suffix, target + suffix + ".before-restore-" + stamp)
-            }
             for suffix in ["-wal", "-shm"] { unlink(scratch + suffix) }
+        }
+        // 2. The journal: from here on the restore is finished, by this call or the next start.
+        try PrivateFile.replace(journalPath(dataDirectory), with: Array(([stamp] + names).joined(separator: "\n").utf8))
+        // 3. Swap.
+        try swapIn(dataDirectory: dataDirectory, names: names, stamp: stamp, crashAfterMoves: crashAfterMoves)
+        unlink(journalPath(dataDirectory))
+        try PrivateFile.syncDirectory(of: dataDirectory + "/x")
+        return names.map { dataDirectory + "/" + $0 }
+    }
+
+    static func journalPath(_ dataDirectory: String) -> String { dataDirectory + "/restore.journal" }
+
+    /// Finishes a restore that was cut off after its journal was written (see `restore`).
+    /// Returns the databases it moved into place; none when there was nothing to finish.
+    @discardableResult
+    public static func completeInterruptedRestore(dataDirectory: String) throws(TwinError) -> [String] {
+        let path = journalPath(dataDirectory)
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        guard let stamp = lines.first, lines.count > 1, lines.dropFirst().allSatisfy(databases.contains) else {
+            throw .dataLoss("\(path) is damaged; move the *.restoring and *.before-restore-* files into place by hand, then delete it")
+        }
+        let names = Array(lines.dropFirst())
+        let moved = names.filter { access(dataDirectory + "/" + $0 + ".restoring", F_OK) == 0 }
+        try swapIn(dataDirectory: dataDirectory, names: names, stamp: stamp, crashAfterMoves: nil)
+        unlink(path)
+        try PrivateFile.syncDirectory(of: path)
+        return moved
+    }
+
+    /// Moves each staged database into place (the one it replaces aside first); each step can be
+    /// done again, so it serves both the restore and its completion after a crash.
+    static func swapIn(dataDirectory: String, names: [String], stamp: String, crashAfterMoves: Int?) throws(TwinError) {
+        var moves = 0
+        for name in names {
+            let target = dataDirectory + "/" + name
+            let scratch = target + ".restoring"
+            guard access(scratch, F_OK) == 0 else { continue }  // already in place
+            let aside = ".before-restore-" + stamp
+            for suffix in ["", "-wal", "-shm"] where access(target + suffix, F_OK) == 0 && access(target + suffix + aside, F_OK) != 0 {
+                guard rename(target + suffix, target + suffix + aside) == 0 else {
+                    throw .unavailable("cannot move \(target + suffix) aside: \(String(cString: strerror(errno)))")
+                }
+            }
+            for suffix in ["-wal", "-shm"] { unlink(target + suffix) }
             guard rename(scratch, target) == 0 else {
                 throw .unavailable("cannot move the restored \(name) into place: \(String(cString: strerror(errno)))")
             }
-            restored.append(target)
+            try PrivateFile.syncDirectory(of: target)
+            moves += 1
+            if let crashAfterMoves, moves >= crashAfterMoves { throw .unavailable("simulated crash after \(moves) move(s)") }
         }
-        return restored
     }
 
     /// A consistent copy of a database with SQLite's online backup (safe while twind writes it).

@@ -56,3 +56,62 @@ import TwinCore
         #expect(try users.useRefreshToken("live", now: now) == .reused(userID: user.id, family: "f3"))
     }
 }
+
+/// `twind restore` is all or nothing across a crash: a restore cut off after it began swapping
+/// files is finished by the next start, and nothing is ever left without its databases.
+@Suite struct RestoreTests {
+    @Test func aRestoreCutOffHalfWayIsFinishedAtTheNextStart() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("twin-restore-\(UUID().uuidString)").path
+        let data = root + "/data", backup = root + "/backup"
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let keys = try KeyRing.load(keyFile: nil, environment: [:], dataDirectory: data)
+        func devices() throws -> [String] {
+            let db = try HealthDatabase(path: data + "/health_data.db", keys: keys, durability: .normal)
+            defer { try? db.shutDown() }
+            return try db.savedDevices().map(\.id).sorted()
+        }
+        func users() throws -> [String] {
+            let db = try UsersDatabase(path: data + "/users.db", keys: keys, durability: .normal)
+            defer { try? db.shutDown() }
+            return try db.allUsers().map(\.username).sorted()
+        }
+        do {
+            let health = try HealthDatabase(path: data + "/health_data.db", keys: keys, durability: .normal)
+            try health.saveDevice(Device(id: "in-backup", type: "pump", sensors: []))
+            try health.shutDown()
+            let u = try UsersDatabase(path: data + "/users.db", keys: keys, durability: .normal)
+            _ = try u.createUser(username: "in-backup", role: .viewer, passwordHash: "x")
+            try u.shutDown()
+        }
+        try StoreAdmin.backup(dataDirectory: data, to: backup)
+        do {
+            let health = try HealthDatabase(path: data + "/health_data.db", keys: keys, durability: .normal)
+            try health.saveDevice(Device(id: "after-backup", type: "pump", sensors: []))
+            try health.shutDown()
+            let u = try UsersDatabase(path: data + "/users.db", keys: keys, durability: .normal)
+            _ = try u.createUser(username: "after-backup", role: .viewer, passwordHash: "x")
+            try u.shutDown()
+        }
+        #expect(try devices() == ["after-backup", "in-backup"])
+
+        // Cut off after the first database moved: the journal is there, one file swapped.
+        #expect(throws: TwinError.self) { try StoreAdmin.restore(dataDirectory: data, from: backup, keys: keys, crashAfterMoves: 1) }
+        #expect(FileManager.default.fileExists(atPath: data + "/restore.journal"))
+        // The next start finishes it before opening anything.
+        let finished = try StoreAdmin.completeInterruptedRestore(dataDirectory: data)
+        #expect(finished.count == 1)
+        #expect(!FileManager.default.fileExists(atPath: data + "/restore.journal"))
+        #expect(try devices() == ["in-backup"])
+        #expect(try users() == ["in-backup"])
+        // The replaced files are kept beside.
+        let kept = try FileManager.default.contentsOfDirectory(atPath: data).filter { $0.contains(".before-restore-") && !$0.contains("-wal") && !$0.contains("-shm") }
+        #expect(kept.count == 2)
+
+        // A restore that fails its checks (wrong key) changes nothing.
+        let other = KeyRing(keys: [MasterKey.generate()], source: "test", generated: false)
+        #expect(throws: TwinError.self) { try StoreAdmin.restore(dataDirectory: data, from: backup, keys: other) }
+        #expect(try devices() == ["in-backup"])
+        #expect(!FileManager.default.fileExists(atPath: data + "/health_data.db.restoring"))
+    }
+}
