@@ -3,6 +3,13 @@
 ///
 /// Conventions used throughout the API:
 /// - Times are google.protobuf.Timestamp (UTC); durations are google.protobuf.Duration.
+///   Requests may carry instants from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z and durations
+///   within ±100 years (nanos within ±999,999,999, with the sign of the seconds); anything else
+///   is INVALID_ARGUMENT naming the field.
+/// - Errors: a request that does not decode, or a unary call with no message or several, is
+///   INVALID_ARGUMENT; a limit reached (message size, queue of heavy queries or password checks,
+///   watchers) is RESOURCE_EXHAUSTED naming the limit. twind never answers UNKNOWN or INTERNAL
+///   to something a client sent.
 /// - Sensor values are doubles in the unit named by the sensor's SensorSpec.unit.
 /// - Enum zero values are *_UNSPECIFIED and mean "not set" (in filters: "any").
 /// - In every list or stream request, an empty filter means the whole fleet.

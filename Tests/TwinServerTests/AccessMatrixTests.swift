@@ -66,7 +66,9 @@ import TwinStore
         create.name = "matrix gateway"
         tokens[.gateway] = try await TwinConnection.with(d.address, bearer: d.token) { try await Twin_V1_AuthService.Client(wrapping: $0).createApiKey(create).secret }
 
-        for method in all {
+        // Logout ends the caller's session at once: it goes last, so the tokens serve every other call.
+        let ordered = all.filter { $0.method != "Logout" } + all.filter { $0.method == "Logout" }
+        for method in ordered {
             let rule = AccessTable.rules[method.fullyQualifiedMethod]!
             let anonymous = try await gate(method, address: d.address, token: nil)
             for role in User.Role.allCases {
