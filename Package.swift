@@ -113,7 +113,7 @@ let package = Package(
         .target(
             name: "TwinFuzz",
             dependencies: [
-                "Proto",
+                "Proto", "TwinCore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

@@ -119,14 +119,8 @@ struct IngestUnderQueryBench: AsyncParsableCommand {
 
     func run() async throws {
         let devices = 1_000
-        let fleet = FileManager.default.temporaryDirectory.appendingPathComponent("bench-fleet-\(getpid()).json").path
-        let entries = (0..<devices).map { "{\"id\":\"gw-\($0)\",\"type\":\"meter\",\"sensors\":[{\"name\":\"a\"},{\"name\":\"b\"},{\"name\":\"c\"},{\"name\":\"d\"}]}" }
-        try "{\"devices\":[\(entries.joined(separator: ","))]}".write(toFile: fleet, atomically: true, encoding: .utf8)
-        let daemon = try await DaemonProcess.start(["--simulator", "off", "--fleet", fleet])
-        defer {
-            daemon.stop()
-            try? FileManager.default.removeItem(atPath: fleet)
-        }
+        let daemon = try await DaemonProcess.startMeters(devices)
+        defer { daemon.stop() }
         let token = try await daemon.token()
         // 24 h of one sensor at 5 s (17,280 readings) for the readers to read.
         let now = Time.now()

@@ -102,16 +102,11 @@ struct IngestBench: AsyncParsableCommand {
     @Option var readings = 2_000_000
     @Option var batch = 10_000
     @Option var devices = 1_000
+    @Option(help: "full|normal, as twind's --durability") var durability = "full"
 
     func run() async throws {
-        let fleet = FileManager.default.temporaryDirectory.appendingPathComponent("bench-fleet-\(getpid()).json").path
-        let entries = (0..<devices).map { "{\"id\":\"gw-\($0)\",\"type\":\"meter\",\"sensors\":[{\"name\":\"a\"},{\"name\":\"b\"},{\"name\":\"c\"},{\"name\":\"d\"}]}" }
-        try "{\"devices\":[\(entries.joined(separator: ","))]}".write(toFile: fleet, atomically: true, encoding: .utf8)
-        let daemon = try await DaemonProcess.start(["--simulator", "off", "--fleet", fleet])
-        defer {
-            daemon.stop()
-            try? FileManager.default.removeItem(atPath: fleet)
-        }
+        let daemon = try await DaemonProcess.startMeters(devices, ["--durability", durability])
+        defer { daemon.stop() }
         // Batches are built before the clock starts; serialization and sending are measured.
         let now = Time.now()
         let sensors = ["a", "b", "c", "d"]
@@ -149,7 +144,7 @@ struct IngestBench: AsyncParsableCommand {
             ("throughput", String(format: "%.0f points/s", Double(response.acceptedReadings) / elapsed)),
             ("twind CPU during ingest", String(format: "%.0f %% of one core", cpu * 100)),
             ("load tool CPU", String(format: "%.0f %% of one core", clientCPU * 100)),
-            ("durability", "each batch committed to the store (synchronous=FULL) before it is acknowledged"),
+            ("durability", "each batch committed to the store before it is acknowledged, synchronous=\(durability.uppercased())"),
         ])
     }
 }
@@ -435,6 +430,15 @@ final class DaemonProcess: Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         return DaemonProcess(process: p, address: .tcp(host: "127.0.0.1", port: Int(found.withLock { $0 }!)!), directory: dir)
+    }
+
+    /// twind without the simulator, fed by `Ingest`: `devices` meters gw-0… with sensors a–d.
+    static func startMeters(_ devices: Int, _ extra: [String] = []) async throws -> DaemonProcess {
+        let fleet = FileManager.default.temporaryDirectory.appendingPathComponent("bench-fleet-\(getpid()).json").path
+        let entries = (0..<devices).map { "{\"id\":\"gw-\($0)\",\"type\":\"meter\",\"sensors\":[{\"name\":\"a\"},{\"name\":\"b\"},{\"name\":\"c\"},{\"name\":\"d\"}]}" }
+        try "{\"devices\":[\(entries.joined(separator: ","))]}".write(toFile: fleet, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: fleet) }  // read once, at start
+        return try await start(["--simulator", "off", "--fleet", fleet] + extra)
     }
 
     /// The admin password the benchmark's daemons start with.

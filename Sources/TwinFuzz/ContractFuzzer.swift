@@ -1,4 +1,5 @@
 import Foundation
+import TwinCore
 import GRPCCore
 
 /// Sends generated hostile requests to every method of a `Contract` over a real gRPC client and
@@ -139,11 +140,9 @@ public struct ContractFuzzer: Sendable {
         }
     }
 
-    /// The seed of one case: FNV-1a over the method name, mixed with the run's seed and the case.
+    /// The seed of one case: the method name's stable hash, mixed with the run's seed and the case.
     public static func caseSeed(_ seed: UInt64, _ method: String, _ c: Int) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in method.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return h ^ (seed &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(c)
+        stableHash(method) ^ (seed &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(c)
     }
 }
 

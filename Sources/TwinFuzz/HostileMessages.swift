@@ -1,19 +1,9 @@
 import Foundation
+import TwinCore
 import SwiftProtobuf
 
-/// A small, fast, seedable generator (SplitMix64), so every hostile request can be made again
-/// from its seed.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D4_9BB1_3311_49EB
-        return z ^ (z >> 31)
-    }
-}
+/// The generator every hostile request is made from again by its seed.
+public typealias SeededGenerator = SplitMix64
 
 /// Builds well-formed but hostile protobuf messages (wire bytes) for any message of a
 /// `Contract`: extreme times and durations, empty/huge/odd strings, out-of-range numbers,
