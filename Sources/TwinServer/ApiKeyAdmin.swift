@@ -60,18 +60,19 @@ extension Identity {
         let id = bytes[0..<6].map { String(format: "%02x", $0) }.joined()
         let secret = Self.apiKeyPrefix + id + "_" + Data(bytes[6...]).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-        let key = try users.createApiKey(id: id, name: trimmed, role: role, secret: secret, createdBy: actor?.username ?? "", scope: scope)
+        let key = try users.createApiKey(
+            id: id, name: trimmed, role: role, secret: secret, createdBy: actor?.username ?? "", scope: scope,
+            audit: .init(time: Time.now(), kind: "apikey.created", actor: actor?.username ?? "", peer: peer, detail: "\(id) \"\(trimmed)\" as \(role.rawValue) for \(scope.description)"))
         apiKeys.withLock { $0[UsersDatabase.apiKeyHash(secret)] = ApiKeyUse(key: key, lastRecorded: 0) }
-        try? users.audit(.init(time: Time.now(), kind: "apikey.created", actor: actor?.username ?? "", peer: peer, detail: "\(id) \"\(trimmed)\" as \(role.rawValue) for \(scope.description)"))
         return (key, secret)
     }
 
     /// Revokes a key: calls with it are refused from the next one on.
     func revokeApiKey(id: String, by actor: Principal?, peer: String) throws(TwinError) {
         guard !id.isEmpty else { throw .invalidArgument("id is required (twin apikeys list shows them)") }
-        guard try users.revokeApiKey(id: id) else { throw .notFound("API key '\(id.prefix(40))' not found") }
+        let entry = UsersDatabase.AuditEntry(time: Time.now(), kind: "apikey.revoked", actor: actor?.username ?? "", peer: peer, detail: id)
+        guard try users.revokeApiKey(id: id, audit: entry) else { throw .notFound("API key '\(id.prefix(40))' not found") }
         apiKeys.withLock { known in known = known.filter { $0.value.key.id != id } }
         accessChanged.fire()
-        try? users.audit(.init(time: Time.now(), kind: "apikey.revoked", actor: actor?.username ?? "", peer: peer, detail: id))
     }
 }

@@ -126,6 +126,15 @@ public final class Identity: Sendable {
         try users.audit(.init(time: Time.now(), kind: "user.created", actor: "twind", peer: "local", detail: "admin (first start)"))
     }
 
+    /// An audit entry for an event that changes nothing in users.db (a login, a change in
+    /// health_data.db or the models): written on its own; a failure is logged, never dropped
+    /// silently. Changes to users.db write their entry in their own transaction instead.
+    func recordAudit(_ entry: UsersDatabase.AuditEntry) {
+        do { try users.audit(entry) } catch {
+            logger.error("cannot write an audit entry", metadata: ["kind": "\(entry.kind)", "error": "\(error.message)"])
+        }
+    }
+
     static func randomPassword() -> String {
         let alphabet = Array("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
         var rng = SystemRandomNumberGenerator()
@@ -154,7 +163,7 @@ public final class Identity: Sendable {
         let matches = try await hashing.run { PasswordHasher.verify(password, against: encoded) }
         guard let user, matches, !user.disabled else {
             Telemetry.login("failed")
-            try? users.audit(.init(time: Time.now(), kind: "login.failed", actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
+            recordAudit(.init(time: Time.now(), kind: "login.failed", actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
             throw .init(.unauthenticated, Self.failureMessage)
         }
         throttle.succeeded(username: username, address: address)
@@ -163,7 +172,7 @@ public final class Identity: Sendable {
         let hasher = self.hasher
         let rehash = hasher.needsRehash(user.passwordHash) ? try? await hashing.run { () throws(TwinError) -> String in try hasher.hash(password) } : nil
         try users.recordLogin(userID: user.id, at: now, newHash: rehash)
-        try? users.audit(.init(time: now, kind: "login.ok", actor: username, peer: peer, detail: rehash == nil ? "" : "password rehashed with stronger parameters"))
+        recordAudit(.init(time: now, kind: "login.ok", actor: username, peer: peer, detail: rehash == nil ? "" : "password rehashed with stronger parameters"))
         var session = try await issue(for: user, family: UUID().uuidString, now: now)
         session.user.lastLoginAt = now
         return session
@@ -178,7 +187,7 @@ public final class Identity: Sendable {
             endSessions([family])
             let name = (try? users.user(id: userID))??.username ?? "#\(userID)"
             logger.warning("a used refresh token was presented again; its session is revoked", metadata: ["user": "\(name)", "peer": "\(peer)"])
-            try? users.audit(.init(time: now, kind: "token.family_revoked", actor: name, peer: peer, detail: "refresh token reused"))
+            recordAudit(.init(time: now, kind: "token.family_revoked", actor: name, peer: peer, detail: "refresh token reused"))
             throw .init(.unauthenticated, "this refresh token was already used, so its session has been revoked; log in again")
         case .valid(let userID, let family):
             guard let user = try users.user(id: userID), !user.disabled else {

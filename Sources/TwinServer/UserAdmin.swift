@@ -49,8 +49,9 @@ extension Identity {
         try Self.validateUsername(username)
         try Self.validatePassword(password)
         guard email.utf8.count <= 254, !email.contains(where: \.isNewline) else { throw .invalidArgument("email must be at most 254 bytes on one line") }
-        let user = try users.createUser(username: username, role: role, passwordHash: try await hash(password), email: email)
-        try? users.audit(.init(time: Time.now(), kind: "user.created", actor: actor?.username ?? "", peer: peer, detail: "\(username) as \(role.rawValue)"))
+        let user = try users.createUser(
+            username: username, role: role, passwordHash: try await hash(password), email: email,
+            audit: .init(time: Time.now(), kind: "user.created", actor: actor?.username ?? "", peer: peer, detail: "\(username) as \(role.rawValue)"))
         return user
     }
 
@@ -58,26 +59,26 @@ extension Identity {
         if let email, email.utf8.count > 254 || email.contains(where: \.isNewline) { throw .invalidArgument("email must be at most 254 bytes on one line") }
         let user = try existing(username)
         try keepAnAdmin(changing: user, to: role, disabled: disabled)
-        let updated = try users.updateUser(user, role: role, disabled: disabled, email: email)
+        var changes: [String] = []
+        if let role, role != user.role { changes.append("role \(user.role.rawValue) → \(role.rawValue)") }
+        if let disabled, disabled != user.disabled { changes.append(disabled ? "disabled" : "enabled") }
+        if let email, email != user.email { changes.append("e-mail changed") }
+        let updated = try users.updateUser(
+            user, role: role, disabled: disabled, email: email,
+            audit: .init(time: Time.now(), kind: "user.updated", actor: actor?.username ?? "", peer: peer, detail: "\(username): \(changes.joined(separator: ", "))"))
         if updated.role != user.role || updated.disabled != user.disabled {
             // Tokens carry the role: sessions end and the user logs in again.
             invalidateTokens(of: user)
             try users.revokeRefreshTokens(userID: user.id)
         }
-        var changes: [String] = []
-        if updated.role != user.role { changes.append("role \(user.role.rawValue) → \(updated.role.rawValue)") }
-        if updated.disabled != user.disabled { changes.append(updated.disabled ? "disabled" : "enabled") }
-        if updated.email != user.email { changes.append("e-mail changed") }
-        try? users.audit(.init(time: Time.now(), kind: "user.updated", actor: actor?.username ?? "", peer: peer, detail: "\(username): \(changes.joined(separator: ", "))"))
         return updated
     }
 
     func deleteUser(username: String, by actor: Principal?, peer: String) throws(TwinError) {
         let user = try existing(username)
         try keepAnAdmin(changing: user, to: nil, disabled: nil, deleting: true)
-        try users.deleteUser(id: user.id)
+        try users.deleteUser(id: user.id, audit: .init(time: Time.now(), kind: "user.deleted", actor: actor?.username ?? "", peer: peer, detail: username))
         invalidateTokens(of: user)
-        try? users.audit(.init(time: Time.now(), kind: "user.deleted", actor: actor?.username ?? "", peer: peer, detail: username))
     }
 
     /// A user changes their own password (old one required, throttled as Login is), or an admin
@@ -93,24 +94,25 @@ extension Identity {
             try throttle.begin(username: target, address: address, now: Time.now())
             let encoded = user.passwordHash
             guard try await hashing.run({ PasswordHasher.verify(old, against: encoded) }) else {
-                try? users.audit(.init(time: Time.now(), kind: "password_change.failed", actor: actor.username, peer: peer, detail: "wrong old password"))
+                recordAudit(.init(time: Time.now(), kind: "password_change.failed", actor: actor.username, peer: peer, detail: "wrong old password"))
                 throw .invalidArgument("old_password does not match the current password")
             }
             throttle.succeeded(username: target, address: address)
         } else if actor.role != .admin {
             throw .init(.permissionDenied, "only an admin may change another user's password")
         }
-        try users.setPasswordHash(userID: user.id, try await hash(new))
+        try users.setPasswordHash(
+            userID: user.id, try await hash(new),
+            audit: .init(time: Time.now(), kind: "user.password_changed", actor: actor.username, peer: peer, detail: target))
         // Other sessions end; the caller logs in again with the new password.
         invalidateTokens(of: user)
         try users.revokeRefreshTokens(userID: user.id)
-        try? users.audit(.init(time: Time.now(), kind: "user.password_changed", actor: actor.username, peer: peer, detail: target))
     }
 
     func unlock(username: String, by actor: Principal?, peer: String) throws(TwinError) {
         _ = try existing(username)
         throttle.unlock(username: username)
-        try? users.audit(.init(time: Time.now(), kind: "user.unlocked", actor: actor?.username ?? "", peer: peer, detail: username))
+        recordAudit(.init(time: Time.now(), kind: "user.unlocked", actor: actor?.username ?? "", peer: peer, detail: username))
     }
 }
 

@@ -98,7 +98,8 @@ extension UsersDatabase {
     public static func apiKeyHash(_ secret: String) -> Data { tokenHash(secret) }
 
     public func createApiKey(
-        id: String, name: String, role: User.Role, secret: String, createdBy: String, scope: ApiKeyScope = .init(), now: Nanos = Time.now()
+        id: String, name: String, role: User.Role, secret: String, createdBy: String, scope: ApiKeyScope = .init(), now: Nanos = Time.now(),
+        audit: AuditEntry? = nil
     ) throws(TwinError) -> ApiKey {
         do {
             let scopeText = scope.isEverything ? nil : String(decoding: try JSONEncoder().encode(scope), as: UTF8.self)
@@ -106,6 +107,7 @@ extension UsersDatabase {
                 try db.execute(
                     sql: "INSERT INTO api_keys (id, name, role, secret_hash, created_at, created_by, scope) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     arguments: [id, name, role.rawValue, Self.apiKeyHash(secret), now, createdBy, scopeText])
+                try insertAudit(db, audit)
             }
         } catch {
             throw .unavailable("cannot store the API key: \(error)")
@@ -139,11 +141,13 @@ extension UsersDatabase {
     }
 
     /// Marks a key revoked; false if there is no such key. Revoking twice is not an error.
-    public func revokeApiKey(id: String, now: Nanos = Time.now()) throws(TwinError) -> Bool {
+    public func revokeApiKey(id: String, now: Nanos = Time.now(), audit: AuditEntry? = nil) throws(TwinError) -> Bool {
         do {
             return try pool.write { db in
                 try db.execute(sql: "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", arguments: [now, id])
-                return db.changesCount > 0
+                guard db.changesCount > 0 else { return false }
+                try insertAudit(db, audit)
+                return true
             }
         } catch {
             throw .unavailable("cannot revoke the API key: \(error)")

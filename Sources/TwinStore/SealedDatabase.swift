@@ -179,13 +179,7 @@ public final class UsersDatabase: Sendable {
     @discardableResult
     public func audit(_ entry: AuditEntry) throws(TwinError) -> Int64 {
         do {
-            return try pool.write { db in
-                let id = (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM audit") ?? 0) + 1
-                let plain = Array(try JSONEncoder().encode(SealedAudit(actor: entry.actor, peer: entry.peer, detail: entry.detail)))
-                let sealed = sealer.seal(plain, context: Self.context(id: id, time: entry.time, kind: entry.kind))
-                try db.execute(sql: "INSERT INTO audit (id, time, kind, details) VALUES (?, ?, ?, ?)", arguments: [id, entry.time, entry.kind, Data(sealed)])
-                return id
-            }
+            return try pool.write { db in try insertAudit(db, entry) }
         } catch {
             throw .unavailable("cannot write the audit log: \(error)")
         }
@@ -205,6 +199,18 @@ public final class UsersDatabase: Sendable {
         } catch {
             throw .unavailable("cannot apply retention to \(path): \(error)")
         }
+    }
+
+    /// Writes an audit entry inside the caller's transaction: a change and its entry commit
+    /// together, or neither does.
+    @discardableResult
+    func insertAudit(_ db: Database, _ entry: AuditEntry?) throws -> Int64 {
+        guard let entry else { return 0 }
+        let id = (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM audit") ?? 0) + 1
+        let plain = Array(try JSONEncoder().encode(SealedAudit(actor: entry.actor, peer: entry.peer, detail: entry.detail)))
+        let sealed = sealer.seal(plain, context: Self.context(id: id, time: entry.time, kind: entry.kind))
+        try db.execute(sql: "INSERT INTO audit (id, time, kind, details) VALUES (?, ?, ?, ?)", arguments: [id, entry.time, entry.kind, Data(sealed)])
+        return id
     }
 
     /// Audit entries, newest first.

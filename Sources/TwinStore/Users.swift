@@ -71,7 +71,9 @@ extension UsersDatabase {
 
     /// Creates a user; `alreadyExists` if the name is taken.
     @discardableResult
-    public func createUser(username: String, role: User.Role, passwordHash: String, email: String = "", now: Nanos = Time.now()) throws(TwinError) -> User {
+    public func createUser(
+        username: String, role: User.Role, passwordHash: String, email: String = "", now: Nanos = Time.now(), audit: AuditEntry? = nil
+    ) throws(TwinError) -> User {
         do {
             return try pool.write { db in
                 if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM users WHERE username = ?)", arguments: [username]) == true {
@@ -82,6 +84,7 @@ extension UsersDatabase {
                 try db.execute(
                     sql: "INSERT INTO users (id, username, role, disabled, created_at, password_hash, details) VALUES (?, ?, ?, 0, ?, ?, ?)",
                     arguments: [id, username, role.rawValue, now, passwordHash, Data(details)])
+                try insertAudit(db, audit)
                 return User(id: id, username: username, role: role, disabled: false, createdAt: now, lastLoginAt: nil, passwordHash: passwordHash, email: email)
             }
         } catch let error as TwinError {
@@ -146,7 +149,7 @@ extension UsersDatabase {
     }
 
     /// Changes a user's role, disabled flag or e-mail (nil: unchanged); returns the user after.
-    public func updateUser(_ user: User, role: User.Role?, disabled: Bool?, email: String?) throws(TwinError) -> User {
+    public func updateUser(_ user: User, role: User.Role?, disabled: Bool?, email: String?, audit: AuditEntry? = nil) throws(TwinError) -> User {
         var updated = user
         if let role { updated.role = role }
         if let disabled { updated.disabled = disabled }
@@ -157,6 +160,7 @@ extension UsersDatabase {
                 try db.execute(
                     sql: "UPDATE users SET role = ?, disabled = ?, details = ? WHERE id = ?",
                     arguments: [updated.role.rawValue, updated.disabled, Data(details), user.id])
+                try insertAudit(db, audit)
             }
         } catch {
             throw .unavailable("cannot update user '\(user.username)': \(error)")
@@ -164,20 +168,24 @@ extension UsersDatabase {
         return updated
     }
 
-    public func setPasswordHash(userID: Int64, _ hash: String) throws(TwinError) {
+    public func setPasswordHash(userID: Int64, _ hash: String, audit: AuditEntry? = nil) throws(TwinError) {
         do {
-            try pool.write { db in try db.execute(sql: "UPDATE users SET password_hash = ? WHERE id = ?", arguments: [hash, userID]) }
+            try pool.write { db in
+                try db.execute(sql: "UPDATE users SET password_hash = ? WHERE id = ?", arguments: [hash, userID])
+                try insertAudit(db, audit)
+            }
         } catch {
             throw .unavailable("cannot change the password: \(error)")
         }
     }
 
     /// Deletes a user and their refresh tokens.
-    public func deleteUser(id: Int64) throws(TwinError) {
+    public func deleteUser(id: Int64, audit: AuditEntry? = nil) throws(TwinError) {
         do {
             try pool.write { db in
                 try db.execute(sql: "DELETE FROM refresh_tokens WHERE user_id = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [id])
+                try insertAudit(db, audit)
             }
         } catch {
             throw .unavailable("cannot delete the user: \(error)")
