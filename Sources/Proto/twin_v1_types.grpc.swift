@@ -9,7 +9,11 @@
 /// - Errors: a request that does not decode, or a unary call with no message or several, is
 ///   INVALID_ARGUMENT; a limit reached (message size, queue of heavy queries or password checks,
 ///   watchers) is RESOURCE_EXHAUSTED naming the limit. twind never answers UNKNOWN or INTERNAL
-///   to something a client sent.
+///   to something a client sent. Every error twind raises carries google.rpc.Status details in
+///   the standard `grpc-status-details-bin` trailer: a google.rpc.ErrorInfo with domain
+///   "twin.v1" and a reason from ErrorReason below (branch on it, never on the message text),
+///   and where they apply google.rpc.BadRequest (the fields at fault), google.rpc.RetryInfo
+///   (when to try again) and google.rpc.ResourceInfo (what was not found).
 /// - Sensor values are doubles in the unit named by the sensor's SensorSpec.unit.
 /// - Enum zero values are *_UNSPECIFIED and mean "not set" (in filters: "any").
 /// - In every list or stream request, an empty filter means the whole fleet.

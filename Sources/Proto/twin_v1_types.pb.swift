@@ -19,7 +19,11 @@
 /// - Errors: a request that does not decode, or a unary call with no message or several, is
 ///   INVALID_ARGUMENT; a limit reached (message size, queue of heavy queries or password checks,
 ///   watchers) is RESOURCE_EXHAUSTED naming the limit. twind never answers UNKNOWN or INTERNAL
-///   to something a client sent.
+///   to something a client sent. Every error twind raises carries google.rpc.Status details in
+///   the standard `grpc-status-details-bin` trailer: a google.rpc.ErrorInfo with domain
+///   "twin.v1" and a reason from ErrorReason below (branch on it, never on the message text),
+///   and where they apply google.rpc.BadRequest (the fields at fault), google.rpc.RetryInfo
+///   (when to try again) and google.rpc.ResourceInfo (what was not found).
 /// - Sensor values are doubles in the unit named by the sensor's SensorSpec.unit.
 /// - Enum zero values are *_UNSPECIFIED and mean "not set" (in filters: "any").
 /// - In every list or stream request, an empty filter means the whole fleet.
@@ -482,6 +486,269 @@ public nonisolated enum Twin_V1_Priority: SwiftProtobuf.Enum, Swift.CaseIterable
     .medium,
     .high,
     .urgent,
+  ]
+
+}
+
+/// The reasons twind gives for failed calls: each value's name (without a prefix) is the
+/// google.rpc.ErrorInfo.reason string of an error in domain "twin.v1"; the enum itself is never
+/// sent. The status code each goes with is named; metadata keys are ErrorInfo.metadata.
+/// Python: `status = grpc_status.rpc_status.from_call(call)`, then unpack `status.details`.
+public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// INVALID_ARGUMENT: a request field is wrong; BadRequest names it when it is one field.
+  case requestInvalid // = 1
+
+  /// INVALID_ARGUMENT (Ingest): a reading was refused and its whole batch with it. Metadata:
+  /// `batch` (0-based index of the IngestRequest in the stream), `reading` (index in its
+  /// `readings`), `device`, `sensor` (when known), `problem` (unknown_device, unknown_sensor,
+  /// not_finite, time_missing, time_out_of_range, time_in_future, time_too_old),
+  /// `accepted_batches` and `accepted_readings` (what the stream had committed before).
+  /// BadRequest: `readings[R].<field>`.
+  case readingInvalid // = 2
+
+  /// INVALID_ARGUMENT: a Timestamp or Duration outside the accepted range (see the conventions
+  /// above). BadRequest names the field.
+  case timeOutOfRange // = 3
+
+  /// INVALID_ARGUMENT: a sensor named in a request is not one of the device's. Metadata:
+  /// `device`, `sensor`.
+  case sensorNotFound // = 4
+
+  /// INVALID_ARGUMENT: a page_token this server did not give out for this list (or past its end).
+  case pageTokenInvalid // = 5
+
+  /// INVALID_ARGUMENT: a new password breaks the password rules.
+  case passwordRejected // = 6
+
+  /// NOT_FOUND, with ResourceInfo (resource_type, resource_name). DEVICE_NOT_FOUND has metadata
+  /// `device` and BadRequest names the field (device_id, device_ids[N], event.device_id).
+  case deviceNotFound // = 10
+  case alertNotFound // = 11
+  case modelNotFound // = 12
+  case trainingJobNotFound // = 13
+  case userNotFound // = 14
+  case apiKeyNotFound // = 15
+
+  /// NOT_FOUND of anything else (e.g. a Health service name).
+  case notFound // = 16
+
+  /// ALREADY_EXISTS: e.g. a user of that name (metadata `username`).
+  case alreadyExists // = 20
+
+  /// FAILED_PRECONDITION: the alert is already acknowledged or resolved.
+  case alertStateConflict // = 30
+
+  /// FAILED_PRECONDITION: a training job runs already (metadata `job_id`).
+  case trainingInProgress // = 31
+
+  /// FAILED_PRECONDITION: not enough labelled history to train.
+  case notEnoughData // = 32
+
+  /// FAILED_PRECONDITION: the change would leave no enabled admin.
+  case lastAdmin // = 33
+
+  /// FAILED_PRECONDITION: the device cannot be changed that way (a simulated device's sensors).
+  case deviceConflict // = 34
+
+  /// FAILED_PRECONDITION of any other kind.
+  case preconditionFailed // = 35
+
+  /// RESOURCE_EXHAUSTED: too many failed password checks (metadata `scope`: pair, address or
+  /// account); RetryInfo says how long to wait.
+  case loginThrottled // = 40
+
+  /// RESOURCE_EXHAUSTED: the queue of heavy work (history queries, password checks) is full or
+  /// the call waited too long for its turn; RetryInfo suggests a wait.
+  case serverBusy // = 41
+
+  /// RESOURCE_EXHAUSTED or INVALID_ARGUMENT: a limit of the request or the server (message size,
+  /// readings per batch — metadata `limit` —, streams, watchers).
+  case limitExceeded // = 42
+
+  /// UNAUTHENTICATED: wrong username or password (Login; ChangePassword's old password is
+  /// INVALID_ARGUMENT with this reason).
+  case credentialsInvalid // = 50
+
+  /// UNAUTHENTICATED: the call needs a login and carries no token.
+  case tokenMissing // = 51
+
+  /// UNAUTHENTICATED: the token or API key is malformed, not signed by twind, or unknown.
+  case tokenInvalid // = 52
+
+  /// UNAUTHENTICATED: the access token expired: Refresh and call again (streams end with it).
+  case tokenExpired // = 53
+
+  /// UNAUTHENTICATED (Refresh, Logout: INVALID_ARGUMENT): the refresh token is unknown,
+  /// expired, revoked or was used twice: log in again.
+  case refreshTokenInvalid // = 54
+
+  /// UNAUTHENTICATED: the session ended: logged out, the account changed (role, password,
+  /// disabled, deleted) or the API key was revoked. Refreshing does not help; log in again.
+  case sessionEnded // = 55
+
+  /// PERMISSION_DENIED: the caller's role is below what the method needs (metadata
+  /// `required_role`, `role`).
+  case roleInsufficient // = 60
+
+  /// PERMISSION_DENIED: a gateway API key called something other than Ingest.
+  case gatewayKeyLimited // = 61
+
+  /// PERMISSION_DENIED: a scoped gateway key wrote for a device outside its scope (metadata
+  /// `reading`, `device`, `api_key`).
+  case outOfScope // = 62
+
+  /// UNAVAILABLE: twind is shutting down; reconnect (to another instance) later.
+  case shuttingDown // = 70
+
+  /// UNAVAILABLE: the store could not complete the write or read; nothing was acknowledged
+  /// (Ingest: metadata `batch`, `accepted_batches`, `accepted_readings`); send it again.
+  case storeUnavailable // = 71
+
+  /// DATA_LOSS: stored data cannot be opened (altered or moved).
+  case dataLoss // = 72
+
+  /// UNIMPLEMENTED.
+  case unimplemented // = 73
+
+  /// INTERNAL: a fault in twind itself (a bug to report).
+  case `internal` // = 74
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .requestInvalid
+    case 2: self = .readingInvalid
+    case 3: self = .timeOutOfRange
+    case 4: self = .sensorNotFound
+    case 5: self = .pageTokenInvalid
+    case 6: self = .passwordRejected
+    case 10: self = .deviceNotFound
+    case 11: self = .alertNotFound
+    case 12: self = .modelNotFound
+    case 13: self = .trainingJobNotFound
+    case 14: self = .userNotFound
+    case 15: self = .apiKeyNotFound
+    case 16: self = .notFound
+    case 20: self = .alreadyExists
+    case 30: self = .alertStateConflict
+    case 31: self = .trainingInProgress
+    case 32: self = .notEnoughData
+    case 33: self = .lastAdmin
+    case 34: self = .deviceConflict
+    case 35: self = .preconditionFailed
+    case 40: self = .loginThrottled
+    case 41: self = .serverBusy
+    case 42: self = .limitExceeded
+    case 50: self = .credentialsInvalid
+    case 51: self = .tokenMissing
+    case 52: self = .tokenInvalid
+    case 53: self = .tokenExpired
+    case 54: self = .refreshTokenInvalid
+    case 55: self = .sessionEnded
+    case 60: self = .roleInsufficient
+    case 61: self = .gatewayKeyLimited
+    case 62: self = .outOfScope
+    case 70: self = .shuttingDown
+    case 71: self = .storeUnavailable
+    case 72: self = .dataLoss
+    case 73: self = .unimplemented
+    case 74: self = .internal
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .requestInvalid: return 1
+    case .readingInvalid: return 2
+    case .timeOutOfRange: return 3
+    case .sensorNotFound: return 4
+    case .pageTokenInvalid: return 5
+    case .passwordRejected: return 6
+    case .deviceNotFound: return 10
+    case .alertNotFound: return 11
+    case .modelNotFound: return 12
+    case .trainingJobNotFound: return 13
+    case .userNotFound: return 14
+    case .apiKeyNotFound: return 15
+    case .notFound: return 16
+    case .alreadyExists: return 20
+    case .alertStateConflict: return 30
+    case .trainingInProgress: return 31
+    case .notEnoughData: return 32
+    case .lastAdmin: return 33
+    case .deviceConflict: return 34
+    case .preconditionFailed: return 35
+    case .loginThrottled: return 40
+    case .serverBusy: return 41
+    case .limitExceeded: return 42
+    case .credentialsInvalid: return 50
+    case .tokenMissing: return 51
+    case .tokenInvalid: return 52
+    case .tokenExpired: return 53
+    case .refreshTokenInvalid: return 54
+    case .sessionEnded: return 55
+    case .roleInsufficient: return 60
+    case .gatewayKeyLimited: return 61
+    case .outOfScope: return 62
+    case .shuttingDown: return 70
+    case .storeUnavailable: return 71
+    case .dataLoss: return 72
+    case .unimplemented: return 73
+    case .internal: return 74
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Twin_V1_ErrorReason] = [
+    .unspecified,
+    .requestInvalid,
+    .readingInvalid,
+    .timeOutOfRange,
+    .sensorNotFound,
+    .pageTokenInvalid,
+    .passwordRejected,
+    .deviceNotFound,
+    .alertNotFound,
+    .modelNotFound,
+    .trainingJobNotFound,
+    .userNotFound,
+    .apiKeyNotFound,
+    .notFound,
+    .alreadyExists,
+    .alertStateConflict,
+    .trainingInProgress,
+    .notEnoughData,
+    .lastAdmin,
+    .deviceConflict,
+    .preconditionFailed,
+    .loginThrottled,
+    .serverBusy,
+    .limitExceeded,
+    .credentialsInvalid,
+    .tokenMissing,
+    .tokenInvalid,
+    .tokenExpired,
+    .refreshTokenInvalid,
+    .sessionEnded,
+    .roleInsufficient,
+    .gatewayKeyLimited,
+    .outOfScope,
+    .shuttingDown,
+    .storeUnavailable,
+    .dataLoss,
+    .unimplemented,
+    .internal,
   ]
 
 }
@@ -1541,6 +1808,10 @@ nonisolated extension Twin_V1_RecommendedAction: SwiftProtobuf._ProtoNameProvidi
 
 nonisolated extension Twin_V1_Priority: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PRIORITY_UNSPECIFIED\0\u{1}PRIORITY_LOW\0\u{1}PRIORITY_MEDIUM\0\u{1}PRIORITY_HIGH\0\u{1}PRIORITY_URGENT\0")
+}
+
+nonisolated extension Twin_V1_ErrorReason: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_REASON_UNSPECIFIED\0\u{1}REQUEST_INVALID\0\u{1}READING_INVALID\0\u{1}TIME_OUT_OF_RANGE\0\u{1}SENSOR_NOT_FOUND\0\u{1}PAGE_TOKEN_INVALID\0\u{1}PASSWORD_REJECTED\0\u{2}\u{4}DEVICE_NOT_FOUND\0\u{1}ALERT_NOT_FOUND\0\u{1}MODEL_NOT_FOUND\0\u{1}TRAINING_JOB_NOT_FOUND\0\u{1}USER_NOT_FOUND\0\u{1}API_KEY_NOT_FOUND\0\u{1}NOT_FOUND\0\u{2}\u{4}ALREADY_EXISTS\0\u{2}\u{a}ALERT_STATE_CONFLICT\0\u{1}TRAINING_IN_PROGRESS\0\u{1}NOT_ENOUGH_DATA\0\u{1}LAST_ADMIN\0\u{1}DEVICE_CONFLICT\0\u{1}PRECONDITION_FAILED\0\u{2}\u{5}LOGIN_THROTTLED\0\u{1}SERVER_BUSY\0\u{1}LIMIT_EXCEEDED\0\u{2}\u{8}CREDENTIALS_INVALID\0\u{1}TOKEN_MISSING\0\u{1}TOKEN_INVALID\0\u{1}TOKEN_EXPIRED\0\u{1}REFRESH_TOKEN_INVALID\0\u{1}SESSION_ENDED\0\u{2}\u{5}ROLE_INSUFFICIENT\0\u{1}GATEWAY_KEY_LIMITED\0\u{1}OUT_OF_SCOPE\0\u{2}\u{8}SHUTTING_DOWN\0\u{1}STORE_UNAVAILABLE\0\u{1}DATA_LOSS\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
 }
 
 nonisolated extension Twin_V1_SensorSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -121,7 +121,7 @@ public enum TwinExitCode {
                 }
                 return (unavailable, "cannot reach twind at \(server): is it running? (start it with `twind`, or pass --server; if it serves TLS, pass --ca)")
             }
-            if rpc.code == .unauthenticated && !rpc.message.contains("twin login") && !rpc.message.hasPrefix("wrong username") {
+            if rpc.code == .unauthenticated && rpc.twinReason != .credentialsInvalid && !rpc.message.contains("twin login") {
                 return (unauthenticated, "\(rpc.message) (run twin login)")
             }
             return (code(for: rpc.code), "\(rpc.code): \(rpc.message)")

@@ -72,7 +72,7 @@ public final class BlockingPool: Sendable {
         let result: Result<T, TwinError> = await withCheckedContinuation { continuation in
             let job = Job(queued: .now) { late in
                 if late {
-                    continuation.resume(returning: .failure(.init(.resourceExhausted, "\(name) is busy: the request waited more than \(limit) for its turn; try again in a moment")))
+                    continuation.resume(returning: .failure(TwinError(.resourceExhausted, "\(name) is busy: the request waited more than \(limit) for its turn; try again in a moment", reason: .serverBusy).retry(after: Time.second)))
                     return
                 }
                 do throws(TwinError) { continuation.resume(returning: .success(try work())) } catch { continuation.resume(returning: .failure(error)) }
@@ -85,8 +85,9 @@ public final class BlockingPool: Sendable {
             if admitted {
                 available.signal()
             } else {
-                continuation.resume(returning: .failure(.init(
-                    .resourceExhausted, "\(name) is busy (\(workers) running, \(queueLimit) waiting, the most it takes); try again in a moment")))
+                continuation.resume(returning: .failure(TwinError(
+                    .resourceExhausted, "\(name) is busy (\(workers) running, \(queueLimit) waiting, the most it takes); try again in a moment", reason: .serverBusy
+                ).retry(after: Time.second)))
             }
         }
         return try result.get()

@@ -20,14 +20,14 @@ public enum TimeBounds {
     /// `seconds` + `nanos` as nanoseconds since the epoch, or an error naming `field`.
     public static func instant(seconds: Int64, nanos: Int32, field: String) throws(TwinError) -> Nanos {
         guard (-999_999_999...999_999_999).contains(nanos) else {
-            throw .invalidArgument("\(field): nanos \(nanos) is outside -999999999...999999999")
+            throw TwinError.invalidArgument("\(field): nanos \(nanos) is outside -999999999...999999999", reason: .timeOutOfRange).field(field)
         }
         guard (earliestSeconds...latestSeconds).contains(seconds) else {
-            throw .invalidArgument("\(field): \(seconds) s since the epoch is outside the accepted range, \(instantRange)")
+            throw TwinError.invalidArgument("\(field): \(seconds) s since the epoch is outside the accepted range, \(instantRange)", reason: .timeOutOfRange).field(field)
         }
         let t = seconds * Time.second + Nanos(nanos)
         guard (earliest...latest).contains(t) else {
-            throw .invalidArgument("\(field) is outside the accepted range, \(instantRange)")
+            throw TwinError.invalidArgument("\(field) is outside the accepted range, \(instantRange)", reason: .timeOutOfRange).field(field)
         }
         return t
     }
@@ -36,13 +36,13 @@ public enum TimeBounds {
     /// same sign (as google.protobuf.Duration requires).
     public static func duration(seconds: Int64, nanos: Int32, field: String) throws(TwinError) -> Nanos {
         guard (-999_999_999...999_999_999).contains(nanos) else {
-            throw .invalidArgument("\(field): nanos \(nanos) is outside -999999999...999999999")
+            throw TwinError.invalidArgument("\(field): nanos \(nanos) is outside -999999999...999999999", reason: .timeOutOfRange).field(field)
         }
         guard (-longestSeconds...longestSeconds).contains(seconds) else {
-            throw .invalidArgument("\(field): \(seconds) s is outside the accepted range, \(durationRange)")
+            throw TwinError.invalidArgument("\(field): \(seconds) s is outside the accepted range, \(durationRange)", reason: .timeOutOfRange).field(field)
         }
         guard seconds == 0 || nanos == 0 || (seconds < 0) == (nanos < 0) else {
-            throw .invalidArgument("\(field): seconds and nanos must have the same sign")
+            throw TwinError.invalidArgument("\(field): seconds and nanos must have the same sign", reason: .timeOutOfRange).field(field)
         }
         return seconds * Time.second + Nanos(nanos)
     }

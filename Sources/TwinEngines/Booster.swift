@@ -65,7 +65,7 @@ public final class Booster: @unchecked Sendable {
     /// Trains a model; `progress` is called after each round with the fraction done.
     public static func train(rows: [[Float]], labels: [Float], parameters: Parameters, progress: (Double) -> Void = { _ in }) throws(TwinError) -> Booster {
         _ = quiet
-        guard !rows.isEmpty else { throw .failedPrecondition("no training examples") }
+        guard !rows.isEmpty else { throw .failedPrecondition("no training examples", reason: .notEnoughData) }
         let matrix = try Matrix(rows, labels: labels)
         var out: BoosterHandle?
         var matrices: [DMatrixHandle?] = [matrix.handle]

@@ -74,7 +74,8 @@ public enum FailureModel {
         let positives = labelled24.filter { $0.failsWithin24h == true }.count
         guard positives >= 5, labelled24.count - positives >= 5 else {
             throw .failedPrecondition(
-                "not enough labelled history to train: \(positives) hours within 24 h before a recorded failure on training devices (need at least 5); record failures and repairs (RecordEvent) or let the plant run longer")
+                "not enough labelled history to train: \(positives) hours within 24 h before a recorded failure on training devices (need at least 5); record failures and repairs (RecordEvent) or let the plant run longer",
+                reason: .notEnoughData)
         }
         var metrics = ModelMetrics()
         metrics.trainExamples = train.count
@@ -98,7 +99,7 @@ public enum FailureModel {
         let prognostic = train.filter { ($0.hoursToFailure ?? .infinity) <= 168 }
         var regression = Booster.Parameters(objective: "reg:squarederror")
         regression.rounds = 120
-        guard prognostic.count >= 10 else { throw .failedPrecondition("not enough examples within 7 days of a failure to learn remaining life (\(prognostic.count))") }
+        guard prognostic.count >= 10 else { throw .failedPrecondition("not enough examples within 7 days of a failure to learn remaining life (\(prognostic.count))", reason: .notEnoughData) }
         let rul = try Booster.train(rows: prognostic.map(\.features), labels: prognostic.map { Float($0.hoursToFailure!) }, parameters: regression) {
             progress("training remaining-life model", 0.75 + 0.15 * $0)
         }

@@ -202,12 +202,19 @@ public final class LivePlant: Sendable {
     public func resolve<C: Collection>(_ readings: C, now: Nanos, into samples: inout [Sample]) throws(TwinError)
     where C.Element: ReadingConvertible {
         if readings.count > options.maxBatch {
-            throw .invalidArgument("batch has \(readings.count) readings; at most \(options.maxBatch) are allowed per batch")
+            throw TwinError.invalidArgument("batch has \(readings.count) readings; at most \(options.maxBatch) are allowed per batch", reason: .limitExceeded)
+                .adding(["limit": "\(options.maxBatch)"]).field("readings")
         }
         samples.removeAll(keepingCapacity: true)
         samples.reserveCapacity(readings.count)
         let earliest = now - options.lateWindow
         let latest = now + options.maxFutureSkew
+        /// READING_INVALID naming the reading (its index in the batch), the field and the problem.
+        func bad(_ n: Int, _ field: String, _ problem: String, device: String, sensor: String? = nil, _ text: String) -> TwinError {
+            var metadata = ["reading": "\(n)", "device": String(device.prefix(200)), "problem": problem]
+            if let sensor { metadata["sensor"] = String(sensor.prefix(200)) }
+            return TwinError.invalidArgument(text, reason: .readingInvalid).adding(metadata).field("readings[\(n)].\(field)")
+        }
         let failure: TwinError? = state.withLock { s in
             var lastID = ""
             var lastIndex: Int32 = -1
@@ -217,7 +224,8 @@ public final class LivePlant: Sendable {
                 let id = r.readingDeviceID
                 if lastIndex < 0 || id != lastID {
                     guard let i = s.index[id] else {
-                        return .invalidArgument("reading \(n): unknown device '\(id.prefix(80))'; register it with UpsertDevice first")
+                        return bad(n, "device_id", "unknown_device", device: id,
+                                   "reading \(n): unknown device '\(id.prefix(80))'; register it with UpsertDevice first")
                     }
                     lastIndex = i
                     lastID = id
@@ -226,25 +234,27 @@ public final class LivePlant: Sendable {
                 let sensorName = r.readingSensor
                 guard let sensor = slot.sensorIndex[sensorName] else {
                     let known = slot.device.sensors.map(\.name).joined(separator: ", ")
-                    return .invalidArgument(
-                        "reading \(n): device '\(id)' has no sensor '\(sensorName.prefix(80))' (it has: \(known))")
+                    return bad(n, "sensor", "unknown_sensor", device: id, sensor: sensorName,
+                               "reading \(n): device '\(id)' has no sensor '\(sensorName.prefix(80))' (it has: \(known))")
                 }
                 let value = r.readingValue
                 guard value.isFinite else {
-                    return .invalidArgument("reading \(n) (\(id)/\(sensorName)): value \(value) is not a finite number")
+                    return bad(n, "value", "not_finite", device: id, sensor: sensorName,
+                               "reading \(n) (\(id)/\(sensorName)): value \(value) is not a finite number")
                 }
                 guard let time = r.readingTime else {
-                    return .invalidArgument("reading \(n) (\(id)/\(sensorName)): time is required")
+                    return bad(n, "time", "time_missing", device: id, sensor: sensorName, "reading \(n) (\(id)/\(sensorName)): time is required")
                 }
                 guard TimeBounds.contains(time) else {
-                    return .invalidArgument("reading \(n) (\(id)/\(sensorName)): time is outside the accepted range, \(TimeBounds.instantRange)")
+                    return bad(n, "time", "time_out_of_range", device: id, sensor: sensorName,
+                               "reading \(n) (\(id)/\(sensorName)): time is outside the accepted range, \(TimeBounds.instantRange)")
                 }
                 if time > latest {
-                    return .invalidArgument(
+                    return bad(n, "time", "time_in_future", device: id, sensor: sensorName,
                         "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(time - now)) in the future; at most \(DurationText.format(options.maxFutureSkew)) is allowed (check the gateway's clock)")
                 }
                 if time < earliest {
-                    return .invalidArgument(
+                    return bad(n, "time", "time_too_old", device: id, sensor: sensorName,
                         "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(now - time)) old; readings older than \(DurationText.format(options.lateWindow)) are not accepted")
                 }
                 samples.append(Sample(device: lastIndex, sensor: sensor, time: time, value: value))

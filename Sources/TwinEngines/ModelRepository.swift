@@ -167,7 +167,7 @@ public final class ModelRepository: Sendable {
     }
 
     public func activate(_ version: String, now: Nanos = Time.now()) throws(TwinError) {
-        guard manifest(version) != nil else { throw .notFound("model version '\(version.prefix(64))' not found (twin models lists them)") }
+        guard manifest(version) != nil else { throw .missing(.modelNotFound, type: "twin.v1.Model", name: version, "model version '\(version.prefix(64))' not found (twin models lists them)") }
         try PrivateFile.replace(directory + "/ACTIVE", with: Array((version + "\n").utf8))
         let line = "\(Time.iso(now)) \(version)\n"
         if let handle = FileHandle(forWritingAtPath: directory + "/activations") {
@@ -181,7 +181,7 @@ public final class ModelRepository: Sendable {
 
     /// Loads a version's three models.
     public func load(_ version: String) throws(TwinError) -> LoadedModel {
-        guard let manifest = manifest(version) else { throw .notFound("model version '\(version)' has no readable manifest") }
+        guard let manifest = manifest(version) else { throw .missing(.modelNotFound, type: "twin.v1.Model", name: version, "model version '\(version.prefix(64))' has no readable manifest") }
         let dir = directory + "/" + version
         return LoadedModel(
             manifest: manifest, failure24h: try Booster.load(dir + "/failure_24h.json"), failure7d: try Booster.load(dir + "/failure_7d.json"),

@@ -40,24 +40,27 @@ enum AccessTable {
     static let longLived: Set<String> = ["twin.v1.TwinService/StreamUpdates", "twin.v1.TwinService/Ingest"]
 
     /// Refuses a call its caller may not make: UNAUTHENTICATED without a (valid) token,
-    /// PERMISSION_DENIED with too little role.
+    /// PERMISSION_DENIED with too little role. Its errors carry metadata `method` (the full name).
     static func check(_ method: MethodDescriptor, principal: Principal?) throws(TwinError) {
         let name = method.fullyQualifiedMethod
         guard let rule = rules[name] else {
-            throw .init(.permissionDenied, "\(name) is not in twind's access table")
+            throw TwinError.permissionDenied(.roleInsufficient, "\(name) is not in twind's access table").adding(["method": name])
         }
         guard case .role(let least) = rule else { return }
         guard let principal else {
-            throw .init(.unauthenticated, "\(method.method) needs you to log in: send 'authorization: Bearer <access token>' (twin login)")
+            throw TwinError.unauthenticated(.tokenMissing, "\(method.method) needs you to log in: send 'authorization: Bearer <access token>' (twin login)")
+                .adding(["method": name])
         }
         if principal.role == .gateway {
             guard gatewayMethods.contains(name) else {
-                throw .init(.permissionDenied, "\(method.method) needs a person's login: a gateway API key may only call Ingest")
+                throw TwinError.permissionDenied(.gatewayKeyLimited, "\(method.method) needs a person's login: a gateway API key may only call Ingest")
+                    .adding(["method": name])
             }
             return
         }
         guard principal.role >= least else {
-            throw .init(.permissionDenied, "\(method.method) needs the \(least.rawValue) role; \(principal.username) is \(principal.role.rawValue)")
+            throw TwinError.permissionDenied(.roleInsufficient, "\(method.method) needs the \(least.rawValue) role; \(principal.username) is \(principal.role.rawValue)")
+                .adding(["required_role": least.rawValue, "role": principal.role.rawValue, "method": name])
         }
     }
 }

@@ -157,12 +157,12 @@ final class AlertBook: Sendable {
     func change(_ id: String, to target: Alert.State, by user: String, comment: String, now: Nanos) throws(TwinError) -> Alert {
         guard comment.count <= 1_000 else { throw .invalidArgument("comment is limited to 1,000 characters") }
         let updated = try state.withLock { s throws(TwinError) -> Alert in
-            guard var a = s.alerts[id] else { throw .notFound("alert '\(id.prefix(64))' not found (twin alerts lists them)") }
+            guard var a = s.alerts[id] else { throw .missing(.alertNotFound, type: "twin.v1.Alert", name: id, "alert '\(id.prefix(64))' not found (twin alerts lists them)") }
             switch (a.state, target) {
             case (.resolved, _):
-                throw .failedPrecondition("alert \(id) is already resolved")
+                throw .failedPrecondition("alert \(id) is already resolved", reason: .alertStateConflict)
             case (.acknowledged, .acknowledged):
-                throw .failedPrecondition("alert \(id) was already acknowledged by \(a.acknowledgedBy)")
+                throw .failedPrecondition("alert \(id) was already acknowledged by \(a.acknowledgedBy)", reason: .alertStateConflict)
             case (_, .acknowledged):
                 a.state = .acknowledged
                 a.acknowledgedBy = user

@@ -27,7 +27,7 @@ extension Identity {
             return (use.key, record)
         }
         guard let found else {
-            throw .init(.unauthenticated, "the API key is not valid (revoked or unknown); ask an admin for a new one (twin apikeys create)")
+            throw .unauthenticated(.tokenInvalid, "the API key is not valid (revoked or unknown); ask an admin for a new one (twin apikeys create)")
         }
         if found.record { try? users.touchApiKey(id: found.key.id, at: now) }
         return Principal(
@@ -71,7 +71,7 @@ extension Identity {
     func revokeApiKey(id: String, by actor: Principal?, peer: String) throws(TwinError) {
         guard !id.isEmpty else { throw .invalidArgument("id is required (twin apikeys list shows them)") }
         let entry = UsersDatabase.AuditEntry(time: Time.now(), kind: "apikey.revoked", actor: actor?.username ?? "", peer: peer, detail: id)
-        guard try users.revokeApiKey(id: id, audit: entry) else { throw .notFound("API key '\(id.prefix(40))' not found") }
+        guard try users.revokeApiKey(id: id, audit: entry) else { throw .missing(.apiKeyNotFound, type: "twin.v1.ApiKey", name: id, "API key '\(id.prefix(40))' not found") }
         apiKeys.withLock { known in known = known.filter { $0.value.key.id != id } }
         accessChanged.fire()
     }

@@ -53,10 +53,8 @@ final class Assessment: Sendable {
 
     /// Health of the given devices (all when empty), worst first.
     func health(_ ids: [String], now: Nanos) throws(TwinError) -> [(device: Device, index: Int32, verdict: HealthEngine.Verdict)] {
-        let devices = ids.isEmpty ? plant.live.devices() : try ids.map { id throws(TwinError) -> Device in
-            guard let d = plant.live.device(id) else { throw .notFound("device '\(id.prefix(64))' not found") }
-            return d
-        }
+        try plant.checkDevices(ids, field: "device_ids")
+        let devices = ids.isEmpty ? plant.live.devices() : ids.compactMap { plant.live.device($0) }
         let outlooks = prognostics.outlooksByDevice
         let known = devices.compactMap { d in plant.live.index(of: d.id).map { (device: d, index: $0) } }
         let states = plant.live.states(known.map(\.index))
@@ -70,7 +68,7 @@ final class Assessment: Sendable {
     /// The to-do list: from the latest verdicts and outlooks; one acted on (a maintenance event
     /// recorded for the device since it was first made) is gone.
     func recommendations(ids: [String], types: [String], minimum: Recommendation.Priority?, limit: Int, now: Nanos) throws(TwinError) -> [Recommendation] {
-        for id in ids where plant.live.index(of: id) == nil { throw .notFound("device '\(id.prefix(64))' not found") }
+        try plant.checkDevices(ids, field: "device_ids")
         let wanted = Set(ids), kinds = Set(types)
         let devices = plant.live.devices().filter { (wanted.isEmpty || wanted.contains($0.id)) && (kinds.isEmpty || kinds.contains($0.type)) }
         let verdicts = verdicts.withLock { $0 }

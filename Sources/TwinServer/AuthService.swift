@@ -21,7 +21,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     }
 
     func refresh(request: Twin_V1_RefreshRequest, context: ServerContext) async throws -> Twin_V1_RefreshResponse {
-        if request.refreshToken.isEmpty { throw TwinError.invalidArgument("refresh_token is required") }
+        if request.refreshToken.isEmpty { throw TwinError.invalidArgument("refresh_token is required").field("refresh_token") }
         let session = try await identity.refresh(token: request.refreshToken, peer: context.remotePeer)
         var response = Twin_V1_RefreshResponse()
         response.accessToken = session.accessToken
@@ -38,10 +38,10 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
 
     func whoAmI(request: Twin_V1_WhoAmIRequest, context: ServerContext) async throws -> Twin_V1_WhoAmIResponse {
         guard let principal = Principal.current else {
-            throw TwinError(.unauthenticated, "no access token: log in (twin login) and send it as 'authorization: Bearer <token>'")
+            throw TwinError.unauthenticated(.tokenMissing, "no access token: log in (twin login) and send it as 'authorization: Bearer <token>'")
         }
         guard let user = try identity.users.user(named: principal.username) else {
-            throw TwinError(.unauthenticated, "user '\(principal.username)' no longer exists")
+            throw TwinError.unauthenticated(.sessionEnded, "user '\(principal.username)' no longer exists")
         }
         var response = Twin_V1_WhoAmIResponse()
         response.user = user.proto
@@ -50,7 +50,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     }
 
     func changePassword(request: Twin_V1_ChangePasswordRequest, context: ServerContext) async throws -> Twin_V1_ChangePasswordResponse {
-        guard let caller = Principal.current else { throw TwinError(.unauthenticated, "log in first (twin login)") }
+        guard let caller = Principal.current else { throw TwinError.unauthenticated(.tokenMissing, "log in first (twin login)") }
         try await identity.changePassword(username: request.username, old: request.oldPassword, new: request.newPassword, by: caller, peer: context.remotePeer)
         return Twin_V1_ChangePasswordResponse()
     }

@@ -1,4 +1,5 @@
 import GRPCCore
+import GRPCProtobuf
 import SwiftProtobuf
 import TwinCore
 
@@ -22,6 +23,32 @@ extension TwinError: RPCErrorConvertible {
     }
 
     public var rpcErrorMessage: String { message }
+
+    /// The reason and details as `google.rpc.Status` in `grpc-status-details-bin`, the standard
+    /// place (Python: `grpc_status.rpc_status.from_call`; Go: `status.FromError(...).Details()`).
+    public var rpcErrorMetadata: Metadata { googleStatus.rpcErrorMetadata }
+
+    /// The ErrorInfo domain of every twind reason.
+    public static let domain = "twin.v1"
+
+    var googleStatus: GoogleRPCStatus {
+        var details: [ErrorDetails] = [.errorInfo(reason: reason.rawValue, domain: Self.domain, metadata: metadata)]
+        if !violations.isEmpty {
+            details.append(.badRequest(violations: violations.map { .init(field: $0.field, description: $0.description) }))
+        }
+        if let retryAfter {
+            details.append(.retryInfo(delay: .nanoseconds(max(0, retryAfter))))
+        }
+        if let resource {
+            details.append(.resourceInfo(type: resource.type, name: resource.name, errorDescription: message))
+        }
+        return GoogleRPCStatus(code: rpcErrorCode, message: message, details: details)
+    }
+
+    /// An RPCError raised outside the domain (the transport, grpc-swift) with a reason of its own.
+    static func status(_ code: RPCError.Code, _ reason: Reason, _ message: String) -> RPCError {
+        RPCError(GoogleRPCStatus(code: code, message: message, details: [.errorInfo(reason: reason.rawValue, domain: domain, metadata: [:])]))
+    }
 }
 
 
@@ -41,7 +68,7 @@ struct RequestShapeInterceptor: ServerInterceptor {
 
     static func map(_ error: any Error, method: String) -> any Error {
         if let rpc = error as? RPCError, rpc.code == .internalError, let text = shapeErrors[rpc.message] {
-            return RPCError(code: .invalidArgument, message: "\(method): \(text)")
+            return TwinError.status(.invalidArgument, .requestInvalid, "\(method): \(text)")
         }
         if error is CancellationError { return RPCError(code: .cancelled, message: "the call was cancelled") }
         return error
@@ -57,7 +84,7 @@ struct RequestShapeInterceptor: ServerInterceptor {
             let limit = maxMessage
             request.messages = RPCAsyncSequence(wrapping: request.messages.map { message in
                 if let m = message as? any SwiftProtobuf.Message, let size = try? (m.serializedBytes() as [UInt8]).count, size > limit {
-                    throw RPCError(code: .resourceExhausted, message: "\(method): the request is \(size) bytes; at most \(limit) are accepted (Ingest takes up to 16 MiB)")
+                    throw TwinError(.resourceExhausted, "\(method): the request is \(size) bytes; at most \(limit) are accepted (Ingest takes up to 16 MiB)", reason: .limitExceeded)
                 }
                 return message
             })

@@ -81,7 +81,7 @@ struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
         try Self.validate(request.service)
         guard let s = status.status(of: request.service) else {
-            throw RPCError(code: .notFound, message: "unknown service '\(request.service.prefix(100))'")
+            throw TwinError.status(.notFound, .notFound, "unknown service '\(request.service.prefix(100))'")
         }
         var response = Grpc_Health_V1_HealthCheckResponse()
         response.status = s

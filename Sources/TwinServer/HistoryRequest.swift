@@ -18,13 +18,11 @@ struct HistoryRequest {
         + [1, 2, 7, 14, 28].map { $0 * Time.day }
 
     init(_ request: Twin_V1_GetHistoryRequest, plant: Plant, now: Nanos) throws(TwinError) {
-        if request.deviceID.isEmpty { throw .invalidArgument("device_id is required") }
-        guard let device = plant.live.device(request.deviceID) else {
-            throw .notFound("device '\(request.deviceID.prefix(80))' not found")
-        }
+        let device = try plant.device(request.deviceID).device
         let known = device.sensors.map(\.name)
         for sensor in request.sensors where !known.contains(sensor) {
-            throw .invalidArgument("device '\(device.id)' has no sensor '\(sensor.prefix(80))'; its sensors are \(known.joined(separator: ", "))")
+            throw TwinError.invalidArgument("device '\(device.id)' has no sensor '\(sensor.prefix(80))'; its sensors are \(known.joined(separator: ", "))", reason: .sensorNotFound)
+                .adding(["device": device.id, "sensor": String(sensor.prefix(200))]).field("sensors")
         }
         let to = request.hasTo ? try request.to.checked("to") : now
         let from = request.hasFrom ? try request.from.checked("from") : to - Time.day

@@ -148,7 +148,7 @@ public final class Identity: Sendable {
         // reaches the throttle table or the audit log.
         try Self.validateUsername(username)
         guard password.utf8.count <= Self.maximumPasswordBytes else {
-            throw .invalidArgument("the password is longer than \(Self.maximumPasswordBytes) bytes")
+            throw TwinError.invalidArgument("the password is longer than \(Self.maximumPasswordBytes) bytes").field("password")
         }
         let address = Self.address(of: peer)
         do {
@@ -164,7 +164,7 @@ public final class Identity: Sendable {
         guard let user, matches, !user.disabled else {
             Telemetry.login("failed")
             recordAudit(.init(time: Time.now(), kind: "login.failed", actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
-            throw .init(.unauthenticated, Self.failureMessage)
+            throw .unauthenticated(.credentialsInvalid, Self.failureMessage)
         }
         throttle.succeeded(username: username, address: address)
         Telemetry.login("ok")
@@ -182,16 +182,16 @@ public final class Identity: Sendable {
         let now = Time.now()
         switch try users.useRefreshToken(token, now: now) {
         case .invalid:
-            throw .init(.unauthenticated, "the refresh token is not valid (expired, revoked or unknown); log in again")
+            throw .unauthenticated(.refreshTokenInvalid, "the refresh token is not valid (expired, revoked or unknown); log in again")
         case .reused(let userID, let family):
             endSessions([family])
             let name = (try? users.user(id: userID))??.username ?? "#\(userID)"
             logger.warning("a used refresh token was presented again; its session is revoked", metadata: ["user": "\(name)", "peer": "\(peer)"])
             recordAudit(.init(time: now, kind: "token.family_revoked", actor: name, peer: peer, detail: "refresh token reused"))
-            throw .init(.unauthenticated, "this refresh token was already used, so its session has been revoked; log in again")
+            throw .unauthenticated(.refreshTokenInvalid, "this refresh token was already used, so its session has been revoked; log in again")
         case .valid(let userID, let family):
             guard let user = try users.user(id: userID), !user.disabled else {
-                throw .init(.unauthenticated, "the account is disabled or gone; log in again")
+                throw .unauthenticated(.sessionEnded, "the account is disabled or gone; log in again")
             }
             return try await issue(for: user, family: family, now: now)
         }
@@ -202,7 +202,7 @@ public final class Identity: Sendable {
     /// token from before sessions were named in tokens: every refresh token of the caller).
     func logout(token: String, principal: Principal?) throws(TwinError) {
         if !token.isEmpty {
-            guard let family = try users.revokeRefreshFamily(of: token) else { throw .invalidArgument("that refresh token is not known") }
+            guard let family = try users.revokeRefreshFamily(of: token) else { throw TwinError.invalidArgument("that refresh token is not known", reason: .refreshTokenInvalid).field("refresh_token") }
             endSessions([family])
         } else if let principal, principal.apiKeyID == nil, let user = try users.user(named: principal.username) {
             if let session = principal.session {
@@ -212,7 +212,7 @@ public final class Identity: Sendable {
             }
             endSessions([principal.session ?? "jti:" + principal.tokenID])
         } else {
-            throw .init(.unauthenticated, "log in first, or pass the refresh token to revoke")
+            throw .unauthenticated(.tokenMissing, "log in first, or pass the refresh token to revoke")
         }
     }
 
@@ -239,12 +239,12 @@ public final class Identity: Sendable {
     func recheck(_ principal: Principal, now: Nanos = Time.now()) throws(TwinError) {
         if let keyID = principal.apiKeyID {
             guard apiKeys.withLock({ $0.values.contains { $0.key.id == keyID } }) else {
-                throw .init(.unauthenticated, "the API key was revoked; ask an admin for a new one (twin apikeys create)")
+                throw .unauthenticated(.sessionEnded, "the API key was revoked; ask an admin for a new one (twin apikeys create)")
             }
             return
         }
         guard principal.expiresAt > now else {
-            throw .init(.unauthenticated, "the access token has expired; refresh it or log in again")
+            throw .unauthenticated(.tokenExpired, "the access token has expired; refresh it or log in again")
         }
         try checkNotRevoked(principal)
     }
@@ -298,17 +298,17 @@ public final class Identity: Sendable {
             try checkNotRevoked(known)
             if known.expiresAt > now { return known }
             _ = verified.withLock { $0.removeValue(forKey: token) }
-            throw .init(.unauthenticated, "the access token has expired; refresh it or log in again")
+            throw .unauthenticated(.tokenExpired, "the access token has expired; refresh it or log in again")
         }
         let principal = try await verify(bearer: token)
         try checkNotRevoked(principal)
         if let session = principal.session, try users.isSessionRevoked(family: session) {
-            throw .init(.unauthenticated, "this session was logged out; log in again")
+            throw .unauthenticated(.sessionEnded, "this session was logged out; log in again")
         }
         // First sight of this token: the account must still exist, be enabled and have that role
         // (catches changes made before a restart, and deleted users).
         guard let user = try users.user(named: principal.username), !user.disabled, user.role == principal.role else {
-            throw .init(.unauthenticated, "this session was ended by an account change (role, password, disabled, deleted); log in again")
+            throw .unauthenticated(.sessionEnded, "this session was ended by an account change (role, password, disabled, deleted); log in again")
         }
         verified.withLock { cache in
             if cache.count >= Self.cacheLimit { cache = cache.filter { $0.value.expiresAt > now } }
@@ -319,12 +319,12 @@ public final class Identity: Sendable {
 
     func checkNotRevoked(_ principal: Principal) throws(TwinError) {
         if let cutoff = notBefore.withLock({ $0[principal.username] }), principal.issuedAt <= cutoff {
-            throw .init(.unauthenticated, "this session was ended by an account change (role, password, disabled); log in again")
+            throw .unauthenticated(.sessionEnded, "this session was ended by an account change (role, password, disabled); log in again")
         }
         let session = principal.session ?? ""
         let jti = "jti:" + principal.tokenID
         if endedSessions.withLock({ $0[session] != nil || $0[jti] != nil }) {
-            throw .init(.unauthenticated, "this session was logged out; log in again")
+            throw .unauthenticated(.sessionEnded, "this session was logged out; log in again")
         }
     }
 
@@ -333,19 +333,19 @@ public final class Identity: Sendable {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let header = Self.base64URL(parts[0]),
               let fields = try? JSONSerialization.jsonObject(with: header) as? [String: Any]
-        else { throw .init(.unauthenticated, "the access token is malformed; log in again") }
+        else { throw .unauthenticated(.tokenInvalid, "the access token is malformed; log in again") }
         guard fields["alg"] as? String == Self.algorithm else {
-            throw .init(.unauthenticated, "the access token is not signed the way twind signs; log in again")
+            throw .unauthenticated(.tokenInvalid, "the access token is not signed the way twind signs; log in again")
         }
         let claims: AccessClaims
         do {
             claims = try await keys.verify(token, as: AccessClaims.self)
         } catch let error as JWTError where error.errorType == .claimVerificationFailure && (error.failedClaim is ExpirationClaim) {
-            throw .init(.unauthenticated, "the access token has expired; refresh it or log in again")
+            throw .unauthenticated(.tokenExpired, "the access token has expired; refresh it or log in again")
         } catch {
-            throw .init(.unauthenticated, "the access token is not valid; log in again")
+            throw .unauthenticated(.tokenInvalid, "the access token is not valid; log in again")
         }
-        guard let role = User.Role(rawValue: claims.role) else { throw .init(.unauthenticated, "the access token names an unknown role") }
+        guard let role = User.Role(rawValue: claims.role) else { throw .unauthenticated(.tokenInvalid, "the access token names an unknown role") }
         return Principal(
             username: claims.sub.value, role: role, expiresAt: Nanos.clamping(seconds: claims.exp.value.timeIntervalSince1970),
             issuedAt: Nanos.clamping(seconds: claims.iat.value.timeIntervalSince1970), tokenID: claims.jti.value, session: claims.sid)
@@ -442,7 +442,8 @@ final class LoginThrottle: Sendable {
             case .address: "this address (across accounts)"
             case .account: "this account (from many addresses)"
             }
-            throw .init(.resourceExhausted, "too many failed password checks for \(what); try again in \(max(1, wait / Time.second)) s")
+            throw TwinError(.resourceExhausted, "too many failed password checks for \(what); try again in \(max(1, wait / Time.second)) s", reason: .loginThrottled, metadata: ["scope": "\(scope)"])
+                .retry(after: wait)
         }
     }
 
@@ -515,7 +516,7 @@ struct AuthInterceptor: ServerInterceptor {
         var principal: Principal?
         if let value = request.metadata[stringValues: "authorization"].first(where: { _ in true }) {
             guard value.lowercased().hasPrefix("bearer ") else {
-                throw TwinError(.unauthenticated, "the authorization header must be 'Bearer <token>'")
+                throw TwinError.unauthenticated(.tokenInvalid, "the authorization header must be 'Bearer <token>'")
             }
             principal = try await identity.authenticate(bearer: String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces))
         }
@@ -539,7 +540,7 @@ struct AuthInterceptor: ServerInterceptor {
                             group.addTask {
                                 let remaining = principal.expiresAt - Time.now()
                                 if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
-                                throw TwinError(.unauthenticated, "the access token expired; refresh it (twin does so by itself) and call again")
+                                throw TwinError.unauthenticated(.tokenExpired, "the access token expired; refresh it (twin does so by itself) and call again")
                             }
                         }
                         // Access taken away (logout, account change, key revoked) ends the stream at once.

@@ -13,7 +13,7 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
         var window: Nanos?
         if request.hasWindow {
             let w = try request.window.checked("window")
-            guard w >= 3 * Time.day, w <= 730 * Time.day else { throw TwinError.invalidArgument("window must be from 3 days to 730 days") }
+            guard w >= 3 * Time.day, w <= 730 * Time.day else { throw TwinError.invalidArgument("window must be from 3 days to 730 days").field("window") }
             window = w
         }
         let caller = Principal.current?.username ?? ""
@@ -26,7 +26,8 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
 
     func getTrainingJob(request: Twin_V1_GetTrainingJobRequest, context: ServerContext) async throws -> Twin_V1_GetTrainingJobResponse {
         guard let job = prognostics.job(request.jobID) else {
-            throw TwinError.notFound("training job '\(request.jobID.prefix(64))' not found (jobs are kept until twind restarts)")
+            throw TwinError.missing(.trainingJobNotFound, type: "twin.v1.TrainingJob", name: request.jobID,
+                                    "training job '\(request.jobID.prefix(64))' not found (jobs are kept until twind restarts)")
         }
         var response = Twin_V1_GetTrainingJobResponse()
         response.job = job.proto
@@ -43,7 +44,7 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
     }
 
     func activateModel(request: Twin_V1_ActivateModelRequest, context: ServerContext) async throws -> Twin_V1_ActivateModelResponse {
-        guard !request.version.isEmpty else { throw TwinError.invalidArgument("version is required (twin models lists them)") }
+        guard !request.version.isEmpty else { throw TwinError.invalidArgument("version is required (twin models lists them)").field("version") }
         let manifest = try prognostics.activate(request.version)
         identity.recordAudit(.init(time: Time.now(), kind: "model.activated", actor: Principal.current?.username ?? "", peer: context.remotePeer, detail: request.version))
         var response = Twin_V1_ActivateModelResponse()

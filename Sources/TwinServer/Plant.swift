@@ -28,13 +28,27 @@ final class Plant: Sendable {
         self.logger = logger
     }
 
+    /// The one "device not found" check: the device a request names in `field` (empty → the
+    /// field is required; unknown → DEVICE_NOT_FOUND with ResourceInfo).
+    func device(_ id: String, field: String = "device_id") throws(TwinError) -> (index: Int32, device: Device) {
+        if id.isEmpty { throw TwinError.invalidArgument("\(field) is required").field(field) }
+        guard let index = live.index(of: id), let device = live.device(at: index) else { throw .deviceNotFound(id, field: field) }
+        return (index, device)
+    }
+
+    /// DEVICE_NOT_FOUND for the first of `ids` (a filter list in `field`) that is not known.
+    func checkDevices(_ ids: some Sequence<String>, field: String) throws(TwinError) {
+        for (n, id) in ids.enumerated() where live.index(of: id) == nil { throw .deviceNotFound(id, field: "\(field)[\(n)]") }
+    }
+
     /// Adds or replaces a device and tells the bus.
     @discardableResult
     func upsert(_ device: Device, now: Nanos = Time.now()) throws(TwinError) -> (device: Device, created: Bool, index: Int32) {
         let existing = live.device(device.id)
         if let existing, existing.simulated, existing.sensors != device.sensors {
             throw .failedPrecondition(
-                "device '\(device.id)' is simulated and its sensors are fixed by the simulator; run twind with --simulator off to define it yourself")
+                "device '\(device.id)' is simulated and its sensors are fixed by the simulator; run twind with --simulator off to define it yourself",
+                reason: .deviceConflict)
         }
         var device = device
         device.simulated = existing?.simulated ?? device.simulated

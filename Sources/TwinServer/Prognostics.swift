@@ -124,7 +124,8 @@ final class Prognostics: Sendable {
         let now = Time.now()
         let job = try jobs.withLock { state throws(TwinError) -> TrainingJobStatus in
             if let running = state.running {
-                throw .failedPrecondition("training job \(running) is still running; follow it with twin retrain --follow or GetTrainingJob")
+                throw TwinError.failedPrecondition("training job \(running) is still running; follow it with twin retrain --follow or GetTrainingJob", reason: .trainingInProgress)
+                    .adding(["job_id": running])
             }
             let job = TrainingJobStatus(id: "job-\(Time.iso(now).filter { $0.isNumber }.prefix(14))-\(sequence.add(1, ordering: .relaxed).newValue)", startedAt: now, trigger: trigger, requestedBy: requestedBy)
             state.all.append(job)

@@ -17,25 +17,20 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     // MARK: Devices
 
     func listDevices(request: Twin_V1_ListDevicesRequest, context: ServerContext) async throws -> Twin_V1_ListDevicesResponse {
-        if request.pageSize < 0 || request.pageSize > 10_000 {
-            throw TwinError.invalidArgument("page_size must be between 0 and 10000, got \(request.pageSize)")
-        }
-        let pageSize = request.pageSize == 0 ? 1_000 : Int(request.pageSize)
+        let pageSize = try Page.size(request.pageSize, default: 1_000)
+        let after = try Page.cursor(request.pageToken, list: "devices")
         let all = plant.live.devices(types: Set(request.types), site: request.site, line: request.line)
-        let start = request.pageToken.isEmpty ? 0 : (all.firstIndex { $0.id > request.pageToken } ?? all.count)
+        let start = after.map { after in all.firstIndex { $0.id > after } ?? all.count } ?? 0
         let page = all[start..<min(all.count, start + pageSize)]
         var response = Twin_V1_ListDevicesResponse()
         response.devices = page.map(\.proto)
         response.totalCount = Int32(all.count)
-        if start + pageSize < all.count, let last = page.last { response.nextPageToken = last.id }
+        if start + pageSize < all.count, let last = page.last { response.nextPageToken = Page.token("devices", last.id) }
         return response
     }
 
     func getDevice(request: Twin_V1_GetDeviceRequest, context: ServerContext) async throws -> Twin_V1_GetDeviceResponse {
-        if request.deviceID.isEmpty { throw TwinError.invalidArgument("device_id is required") }
-        guard let index = plant.live.index(of: request.deviceID), let device = plant.live.device(at: index) else {
-            throw TwinError.notFound("device '\(request.deviceID.prefix(80))' not found")
-        }
+        let (index, device) = try plant.device(request.deviceID)
         var response = Twin_V1_GetDeviceResponse()
         response.device = device.proto
         if let snapshot = plant.live.snapshot(index) { response.snapshot = snapshot.proto() }
@@ -86,15 +81,19 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 try plant.live.resolve(message.readings, now: now, into: &samples)
             } catch {
                 Telemetry.ingest(readings: message.readings.count, accepted: false)
-                throw TwinError.invalidArgument(
-                    "batch \(batch), \(error.message); this batch was rejected whole, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were accepted")
+                throw error.prefixed(
+                    "batch \(batch), ",
+                    suffix: "; this batch was rejected whole, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were accepted"
+                ).adding(["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
             }
             do {
                 try plant.ingest(samples, now: now)
             } catch {
                 plant.logger.error("cannot store an ingest batch", metadata: ["error": "\(error.message)"])
-                throw TwinError.unavailable(
-                    "batch \(batch) could not be stored (\(error.message)); it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were; send it again")
+                throw TwinError(.unavailable,
+                    "batch \(batch) could not be stored (\(error.message)); it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were; send it again",
+                    reason: .storeUnavailable,
+                    metadata: ["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
             }
             Telemetry.ingest(readings: samples.count, accepted: true)
             response.acceptedReadings += UInt64(samples.count)
@@ -143,10 +142,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func patterns(_ request: Twin_V1_GetPatternsRequest) throws(TwinError) -> Twin_V1_GetPatternsResponse {
-        guard !request.deviceID.isEmpty else { throw TwinError.invalidArgument("device_id is required") }
-        guard let index = plant.live.index(of: request.deviceID), let device = plant.live.device(at: index) else {
-            throw TwinError.notFound("device '\(request.deviceID.prefix(64))' not found")
-        }
+        let (index, device) = try plant.device(request.deviceID)
         let now = Time.now()
         let to = request.hasTo ? try request.to.checked("to") : now
         let from = request.hasFrom ? try request.from.checked("from") : to - 7 * Time.day
@@ -155,7 +151,8 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         var specs = device.sensors
         if !request.sensors.isEmpty {
             for name in request.sensors where !specs.contains(where: { $0.name == name }) {
-                throw TwinError.invalidArgument("device '\(device.id)' has no sensor '\(name.prefix(64))'; it has: \(specs.map(\.name).joined(separator: ", "))")
+                throw TwinError.invalidArgument("device '\(device.id)' has no sensor '\(name.prefix(64))'; it has: \(specs.map(\.name).joined(separator: ", "))", reason: .sensorNotFound)
+                    .adding(["device": device.id, "sensor": String(name.prefix(200))]).field("sensors")
             }
             specs = specs.filter { request.sensors.contains($0.name) }
         }
@@ -233,7 +230,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func getPrediction(request: Twin_V1_GetPredictionRequest, context: ServerContext) async throws -> Twin_V1_GetPredictionResponse {
-        try checkDevices(request.deviceIds)
+        try plant.checkDevices(request.deviceIds, field: "device_ids")
         var horizons: [Nanos] = []
         for h in request.horizons {
             let n = try h.checked("horizons")
@@ -267,21 +264,16 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             if let known = allowed[r.deviceID] {
                 ok = known
             } else {
-                guard let device = plant.live.device(r.deviceID) else {
-                    throw .invalidArgument("reading \(n): unknown device '\(r.deviceID.prefix(80))'; register it with UpsertDevice first")
-                }
+                // An unknown device is the reading's own error (READING_INVALID), found next.
+                guard let device = plant.live.device(r.deviceID) else { continue }
                 ok = scope.allows(id: device.id, site: device.site, line: device.line)
                 allowed[r.deviceID] = ok
             }
             if !ok {
-                throw .init(.permissionDenied, "reading \(n): device '\(r.deviceID)' is outside the scope of API key \(key) (\(scope.description)); this batch was rejected whole")
+                throw TwinError.permissionDenied(.outOfScope, "reading \(n): device '\(r.deviceID)' is outside the scope of API key \(key) (\(scope.description)); this batch was rejected whole")
+                    .adding(["reading": "\(n)", "device": String(r.deviceID.prefix(200)), "api_key": key]).field("readings[\(n)].device_id")
             }
         }
-    }
-
-    /// NOT_FOUND naming the first unknown device.
-    func checkDevices(_ ids: [String]) throws(TwinError) {
-        for id in ids where plant.live.index(of: id) == nil { throw .notFound("device '\(id.prefix(64))' not found") }
     }
 
     func getRecommendations(
@@ -299,8 +291,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func listAlerts(request: Twin_V1_ListAlertsRequest, context: ServerContext) async throws -> Twin_V1_ListAlertsResponse {
-        try checkDevices(request.deviceIds)
-        guard request.pageSize >= 0 && request.pageSize <= 10_000 else { throw TwinError.invalidArgument("page_size must be from 0 to 10000") }
+        try plant.checkDevices(request.deviceIds, field: "device_ids")
+        let pageSize = try Page.size(request.pageSize, default: 500)
+        let offset = try Page.cursor(request.pageToken, list: "alerts")
         var states = Set<Alert.State>()
         for s in request.states {
             switch s {
@@ -313,12 +306,13 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         if states.isEmpty { states = [.open, .acknowledged] }
         let minimum = request.minSeverity == .unspecified ? nil : Alert.Severity(rawValue: request.minSeverity.rawValue)
         let all = alerts.list(devices: Set(request.deviceIds), states: states, minimum: minimum)
-        let pageSize = request.pageSize == 0 ? 500 : Int(request.pageSize)
-        let start = request.pageToken.isEmpty ? 0 : (Int(request.pageToken) ?? 0)
-        guard start >= 0 && start <= all.count else { throw TwinError.invalidArgument("page_token is not valid; start again without it") }
+        let start = offset.map { Int($0) ?? -1 } ?? 0
+        guard start >= 0 && start <= all.count else {
+            throw TwinError.invalidArgument("page_token is past the end of the list; start again without it", reason: .pageTokenInvalid).field("page_token")
+        }
         var response = Twin_V1_ListAlertsResponse()
         response.alerts = all[start..<min(all.count, start + pageSize)].map(\.proto)
-        if start + pageSize < all.count { response.nextPageToken = String(start + pageSize) }
+        if start + pageSize < all.count { response.nextPageToken = Page.token("alerts", String(start + pageSize)) }
         return response
     }
 
@@ -343,10 +337,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     func recordEvent(request: Twin_V1_RecordEventRequest, context: ServerContext) async throws -> Twin_V1_RecordEventResponse {
         guard request.hasEvent else { throw TwinError.invalidArgument("event is required") }
         let e = request.event
-        if e.deviceID.isEmpty { throw TwinError.invalidArgument("event.device_id is required") }
-        guard plant.live.index(of: e.deviceID) != nil else {
-            throw TwinError.notFound("device '\(e.deviceID.prefix(80))' not found")
-        }
+        _ = try plant.device(e.deviceID, field: "event.device_id")
         guard let kind = MaintenanceEvent.Kind(e.kind) else {
             throw TwinError.invalidArgument("event.kind is required (failure, repair, inspection, part_replaced, fault_onset, sensor_serviced, maintenance or note)")
         }
@@ -375,9 +366,8 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func listEvents(request: Twin_V1_ListEventsRequest, context: ServerContext) async throws -> Twin_V1_ListEventsResponse {
-        if request.pageSize < 0 || request.pageSize > 10_000 {
-            throw TwinError.invalidArgument("page_size must be between 0 and 10000, got \(request.pageSize)")
-        }
+        let pageSize = try Page.size(request.pageSize, default: 500)
+        let cursor = try Page.cursor(request.pageToken, list: "events")
         var query = EventQuery()
         query.deviceIDs = Set(request.deviceIds)
         query.kinds = Set(try request.kinds.map { kind in
@@ -386,18 +376,18 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         })
         if request.hasFrom { query.from = try request.from.checked("from") }
         if request.hasTo { query.to = try request.to.checked("to") }
-        query.limit = request.pageSize == 0 ? 500 : Int(request.pageSize)
-        if !request.pageToken.isEmpty {
-            let parts = request.pageToken.split(separator: "_")
+        query.limit = pageSize
+        if let cursor {
+            let parts = cursor.split(separator: "_")
             guard parts.count == 2, let time = Int64(parts[0]), let id = Int64(parts[1]) else {
-                throw TwinError.invalidArgument("page_token '\(request.pageToken.prefix(40))' is not one this server gave out")
+                throw TwinError.invalidArgument("page_token '\(request.pageToken.prefix(40))' is not one this server gave out", reason: .pageTokenInvalid).field("page_token")
             }
             query.before = (time, id)
         }
         let events = try plant.store.events(query)
         var response = Twin_V1_ListEventsResponse()
         response.events = events.map(\.proto)
-        if events.count == query.limit, let last = events.last { response.nextPageToken = "\(last.time)_\(last.id)" }
+        if events.count == query.limit, let last = events.last { response.nextPageToken = Page.token("events", "\(last.time)_\(last.id)") }
         return response
     }
 }

@@ -36,9 +36,7 @@ struct UpdateStreamService: RegistrableRPCService {
             }
             heartbeat = h
         }
-        for id in request.deviceIds where plant.live.index(of: id) == nil {
-            throw TwinError.notFound("device '\(id.prefix(80))' not found")
-        }
+        try plant.checkDevices(request.deviceIds, field: "device_ids")
         let filter = UpdateBus.Filter(deviceIDs: Set(request.deviceIds), types: Set(request.types))
         let sensors = Set(request.sensors)
         let encoder = plant.encoder
@@ -103,7 +101,7 @@ struct UpdateStreamService: RegistrableRPCService {
             subscription.close(UpdateBus.CloseReason.cancelled)
         }
         if subscription.closeReason == UpdateBus.CloseReason.shuttingDown {
-            throw RPCError(code: .unavailable, message: "twind is shutting down; reconnect to another instance or retry later")
+            throw TwinError.status(.unavailable, .shuttingDown, "twind is shutting down; reconnect to another instance or retry later")
         }
     }
 }

@@ -10,21 +10,21 @@ extension Identity {
 
     static func validateUsername(_ name: String) throws(TwinError) {
         guard (1...64).contains(name.count), name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || "._-".contains($0)) }) else {
-            throw .invalidArgument("username '\(name.prefix(64))' must be 1–64 characters: lowercase letters, digits, '.', '_' or '-'")
+            throw TwinError.invalidArgument("username '\(name.prefix(64))' must be 1–64 characters: lowercase letters, digits, '.', '_' or '-'").field("username")
         }
     }
 
     static func validatePassword(_ password: String) throws(TwinError) {
         guard password.count >= minimumPasswordLength else {
-            throw .invalidArgument("the password must have at least \(minimumPasswordLength) characters")
+            throw TwinError.invalidArgument("the password must have at least \(minimumPasswordLength) characters", reason: .passwordRejected)
         }
         guard password.utf8.count <= maximumPasswordBytes else {
-            throw .invalidArgument("the password must have at most \(maximumPasswordBytes) bytes")
+            throw TwinError.invalidArgument("the password must have at most \(maximumPasswordBytes) bytes", reason: .passwordRejected)
         }
     }
 
     func existing(_ username: String) throws(TwinError) -> User {
-        guard let user = try users.user(named: username) else { throw .notFound("user '\(username.prefix(64))' not found") }
+        guard let user = try users.user(named: username) else { throw .missing(.userNotFound, type: "twin.v1.User", name: username, "user '\(username.prefix(64))' not found") }
         return user
     }
 
@@ -35,7 +35,7 @@ extension Identity {
         guard losesAdmin else { return }
         let admins = try users.allUsers().filter { $0.role == .admin && !$0.disabled }
         if admins.count <= 1 {
-            throw .failedPrecondition("\(user.username) is the last enabled admin; make another admin first")
+            throw .failedPrecondition("\(user.username) is the last enabled admin; make another admin first", reason: .lastAdmin)
         }
     }
 
@@ -89,17 +89,17 @@ extension Identity {
         let user = try existing(target)
         try Self.validatePassword(new)
         if target == actor.username {
-            guard old.utf8.count <= Self.maximumPasswordBytes else { throw .invalidArgument("old_password does not match the current password") }
+            guard old.utf8.count <= Self.maximumPasswordBytes else { throw TwinError.invalidArgument("old_password does not match the current password", reason: .credentialsInvalid).field("old_password") }
             let address = Self.address(of: peer)
             try throttle.begin(username: target, address: address, now: Time.now())
             let encoded = user.passwordHash
             guard try await hashing.run({ PasswordHasher.verify(old, against: encoded) }) else {
                 recordAudit(.init(time: Time.now(), kind: "password_change.failed", actor: actor.username, peer: peer, detail: "wrong old password"))
-                throw .invalidArgument("old_password does not match the current password")
+                throw TwinError.invalidArgument("old_password does not match the current password", reason: .credentialsInvalid).field("old_password")
             }
             throttle.succeeded(username: target, address: address)
         } else if actor.role != .admin {
-            throw .init(.permissionDenied, "only an admin may change another user's password")
+            throw .permissionDenied(.roleInsufficient, "only an admin may change another user's password")
         }
         try users.setPasswordHash(
             userID: user.id, try await hash(new),

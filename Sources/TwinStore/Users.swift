@@ -77,7 +77,7 @@ extension UsersDatabase {
         do {
             return try pool.write { db in
                 if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM users WHERE username = ?)", arguments: [username]) == true {
-                    throw TwinError(.alreadyExists, "user '\(username)' already exists")
+                    throw TwinError(.alreadyExists, "user '\(username)' already exists", metadata: ["username": username])
                 }
                 let id = (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM users") ?? 0) + 1
                 let details = sealer.seal(Array(try JSONEncoder().encode(SealedUser(email: email))), context: Self.userContext(id: id, username: username))

@@ -34,13 +34,20 @@ import TwinStore
                 ) { response -> RPCError.Code? in
                     switch response.accepted {
                     case .success: return nil
-                    case .failure(let error): return error.message.hasPrefix("\(method.method) needs") || error.message.contains("access table") ? error.code : nil
+                    case .failure(let error): return Self.accessRefusal(error, method)
                     }
                 }
             } catch let error as RPCError {
-                return error.message.hasPrefix("\(method.method) needs") ? error.code : nil
+                return Self.accessRefusal(error, method)
             }
         }
+    }
+
+    /// The code of an error the access table raised for `method` (its reasons carry `method`).
+    static func accessRefusal(_ error: RPCError, _ method: MethodDescriptor) -> RPCError.Code? {
+        let gate: Set<TwinError.Reason> = [.tokenMissing, .roleInsufficient, .gatewayKeyLimited]
+        guard let reason = error.twinReason, gate.contains(reason), error.twinMetadata["method"] == method.fullyQualifiedMethod else { return nil }
+        return error.code
     }
 
     @Test func everyRPCIsInTheTableAndEachRoleGetsExactlyItsPart() async throws {

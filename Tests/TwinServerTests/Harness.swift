@@ -113,3 +113,18 @@ func expectRPCError(_ code: RPCError.Code, _ body: () async throws -> Void, sour
     }
     return nil
 }
+
+/// Expects `body` to fail with `code` and twin.v1 reason `reason`; returns the error.
+@discardableResult
+func expectReason(_ code: RPCError.Code, _ reason: TwinError.Reason, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async -> RPCError? {
+    do {
+        try await body()
+        Issue.record("expected \(code) \(reason.rawValue), but the call succeeded", sourceLocation: sourceLocation)
+    } catch let error as RPCError {
+        if error.code == code && error.twinReason == reason { return error }
+        Issue.record("expected \(code) \(reason.rawValue), got \(error.code) \(error.twinReason?.rawValue ?? "no reason"): \(error.message)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(code) \(reason.rawValue), got \(error)", sourceLocation: sourceLocation)
+    }
+    return nil
+}

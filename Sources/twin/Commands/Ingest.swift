@@ -128,8 +128,8 @@ struct Ingest: AsyncParsableCommand {
                 Terminal.out("ingest: \(summary)")
             }
         case .failure(let error):
-            if let rpc = error as? RPCError, rpc.code == .invalidArgument,
-               let line = progress.state.withLock({ Self.line(for: rpc.message, batches: $0.batchLines) }) {
+            if let rpc = error as? RPCError, rpc.twinReason == .readingInvalid,
+               let line = progress.state.withLock({ Self.line(for: rpc.twinMetadata, batches: $0.batchLines) }) {
                 Terminal.err("twin: \(file) line \(line): rejected by twind: \(rpc.message)")
                 throw ExitCode(TwinExitCode.invalidArgument)
             }
@@ -137,15 +137,11 @@ struct Ingest: AsyncParsableCommand {
         }
     }
 
-    /// Maps "batch B, reading R" in a server message to the CSV line it came from.
-    static func line(for message: String, batches: [[Int32]]) -> Int? {
-        func number(after key: String) -> Int? {
-            guard let range = message.range(of: key) else { return nil }
-            return Int(message[range.upperBound...].prefix { $0.isNumber })
-        }
-        guard let b = number(after: "batch "), let r = number(after: "reading "), b < batches.count, r < batches[b].count else {
-            return nil
-        }
+    /// Maps a READING_INVALID error's `batch` and `reading` to the CSV line it came from.
+    static func line(for metadata: [String: String], batches: [[Int32]]) -> Int? {
+        guard let b = metadata["batch"].flatMap({ Int($0) }), let r = metadata["reading"].flatMap({ Int($0) }),
+              b >= 0, r >= 0, b < batches.count, r < batches[b].count
+        else { return nil }
         return Int(batches[b][r])
     }
 

@@ -73,11 +73,11 @@ struct Watch: AsyncParsableCommand {
                 if done.1 { break }
                 backoff = 0.5
                 Terminal.err("twin: the stream ended; reconnecting")
-            } catch let error as RPCError where error.code == .unauthenticated && error.message.contains("access token expired") {
+            } catch let error as RPCError where error.twinReason == .tokenExpired {
                 // The stream outlived its token: the next connection refreshes it.
                 continue
             } catch let error as RPCError where error.code == .unavailable {
-                let why = error.message.contains("shutting down") ? "twind is shutting down" : "cannot reach twind at \(address)"
+                let why = error.twinReason == .shuttingDown ? "twind is shutting down" : "cannot reach twind at \(address)"
                 Terminal.err("twin: \(why); reconnecting in \(Format.number(backoff))s")
                 try? await Task.sleep(for: .milliseconds(Int(backoff * 1000)))
                 backoff = min(backoff * 2, 10)
