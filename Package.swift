@@ -64,11 +64,18 @@ let package = Package(
             dependencies: ["TwinCore", "CXGBoost"],
             swiftSettings: swiftSettings
         ),
+        // The product's rules between the engines and the transports: alert lifecycle, retrain
+        // policy, login throttle. Store protocols and an injected clock; no gRPC, no SQLite.
+        .target(
+            name: "TwinApp",
+            dependencies: ["TwinCore", "TwinEngines", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // gRPC services, proto <-> domain mapping, update bus, daemon assembly.
         .target(
             name: "TwinServer",
             dependencies: [
-                "Proto", "TwinCore", "TwinStore", "TwinEngines",
+                "Proto", "TwinCore", "TwinStore", "TwinEngines", "TwinApp",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -149,11 +156,12 @@ let package = Package(
         ),
         .testTarget(name: "TwinCoreTests", dependencies: ["TwinCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TwinEnginesTests", dependencies: ["TwinEngines", "TwinCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "TwinAppTests", dependencies: ["TwinApp", "TwinCore", "TwinEngines"], swiftSettings: swiftSettings),
         .testTarget(name: "TwinStoreTests", dependencies: ["TwinStore", "TwinCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TwinServerTests",
             dependencies: [
-                "TwinServer", "Proto", "TwinClient", "TwinStore",
+                "TwinServer", "TwinApp", "Proto", "TwinClient", "TwinStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

@@ -121,10 +121,17 @@ struct HealthyRunBench: AsyncParsableCommand {
                     }
                     if v.score < 80 {
                         degradedHours += 1
-                        if let f = v.factors.first { causes["\(f.kind) \(f.subject)", default: 0] += 1 }
+                        if let f = v.factors.first { causes["\(f.kind.rawValue) \(f.subject)", default: 0] += 1 }
                     }
                     if v.score < 50 { criticalHours += 1 }
-                    let alertWorthy = v.factors.contains { ($0.kind == "limit" && $0.penalty >= 60) || ($0.kind == "deviation" && $0.penalty >= 30) || ($0.kind == "trend" && $0.penalty >= 15) || $0.sensorFault }
+                    let alertWorthy = v.factors.contains { (f: HealthEngine.Factor) -> Bool in
+                        switch f.kind {
+                        case .limit: f.penalty >= 60
+                        case .deviation: f.penalty >= 30
+                        case .trend: f.penalty >= 15
+                        default: f.sensorFault
+                        }
+                    }
                     if alertWorthy { alertHours += 1 }
                 }
             }

@@ -23,3 +23,11 @@ public struct EventQuery: Sendable {
 
     public init() {}
 }
+
+/// Where alerts are kept: `TwinStore` seals them in health_data.db; tests keep them in memory.
+public protocol AlertStore: Sendable {
+    /// Saves (inserts or replaces) alerts; durable when it returns.
+    func saveAlerts(_ alerts: [Alert]) throws(TwinError)
+    /// Every alert not resolved, and those resolved since `resolvedSince`.
+    func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert]
+}

@@ -232,8 +232,12 @@ public final class HealthEngine: Sendable {
         public var unit: String
         /// True when it is the sensor that is at fault, not the machine.
         public var sensorFault: Bool = false
-        /// "stuck", "spikes", "dropout", "deviation", "limit", "trend", "prediction".
-        public var kind: String
+        public var kind: Kind
+
+        /// What a factor is about. Sensor faults (stuck, spikes, dropout) blame the sensor.
+        public enum Kind: String, Sendable, CaseIterable {
+            case stuck, spikes, dropout, deviation, limit, trend, prediction
+        }
     }
 
     public struct Verdict: Sendable {
@@ -260,12 +264,12 @@ public final class HealthEngine: Sendable {
                 if st.lastTime == 0 { continue }
                 // Sensor faults first: they explain odd readings without blaming the machine.
                 if st.identical >= Swift.max(options.stuckAfter, 3 * st.longestRun + 1) && state.mode == .running && st.normals[0].warm {
-                    mine.append(Factor(subject: spec.name, description: "\(spec.name) has reported exactly \(f(st.last))\(unit) \(st.identical + 1) times in a row: the sensor looks stuck", penalty: 30, value: st.last, unit: spec.unit, sensorFault: true, kind: "stuck"))
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) has reported exactly \(f(st.last))\(unit) \(st.identical + 1) times in a row: the sensor looks stuck", penalty: 30, value: st.last, unit: spec.unit, sensorFault: true, kind: .stuck))
                 } else if st.spikes.count >= 3 {
-                    mine.append(Factor(subject: spec.name, description: "\(spec.name) jumped to implausible values \(st.spikes.count) times in the last hour and came straight back: a faulty sensor or wiring", penalty: 15, unit: spec.unit, sensorFault: true, kind: "spikes"))
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) jumped to implausible values \(st.spikes.count) times in the last hour and came straight back: a faulty sensor or wiring", penalty: 15, unit: spec.unit, sensorFault: true, kind: .spikes))
                 }
                 if dev.interval > 0, newest - st.lastTime > 5 * dev.interval, state != .offline {
-                    mine.append(Factor(subject: spec.name, description: "\(spec.name) has sent nothing for \(DurationText.format(newest - st.lastTime)) while the device's other sensors report: a dropout", penalty: 20, unit: spec.unit, sensorFault: true, kind: "dropout"))
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) has sent nothing for \(DurationText.format(newest - st.lastTime)) while the device's other sensors report: a dropout", penalty: 20, unit: spec.unit, sensorFault: true, kind: .dropout))
                 }
                 let normal = st.normals[st.mode]
                 let sensorFault = !mine.isEmpty
@@ -273,18 +277,18 @@ public final class HealthEngine: Sendable {
                 if !sensorFault, normal.warm, abs(st.z) > 3 {
                     let penalty = Swift.min(50, (abs(st.z) - 3) * 8)
                     let direction = st.fast > normal.mean ? "above" : "below"
-                    mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit), \(f(abs(st.fast - normal.mean)))\(unit) \(direction) its normal (\(f(normal.mean))\(unit)) for this load", penalty: penalty, value: st.fast, expected: normal.mean, unit: spec.unit, kind: "deviation"))
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit), \(f(abs(st.fast - normal.mean)))\(unit) \(direction) its normal (\(f(normal.mean))\(unit)) for this load", penalty: penalty, value: st.fast, expected: normal.mean, unit: spec.unit, kind: .deviation))
                 }
                 // Limits.
                 let span = Swift.max(spec.nominalMax - spec.nominalMin, 1e-9)
                 if !sensorFault, !st.fast.isNaN {
                     if let high = spec.alarmHigh, st.fast >= high {
-                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is above its alarm limit \(f(high))\(unit)", penalty: 60, value: st.fast, unit: spec.unit, kind: "limit"))
+                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is above its alarm limit \(f(high))\(unit)", penalty: 60, value: st.fast, unit: spec.unit, kind: .limit))
                     } else if let low = spec.alarmLow, st.fast <= low {
-                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is below its alarm limit \(f(low))\(unit)", penalty: 60, value: st.fast, unit: spec.unit, kind: "limit"))
+                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is below its alarm limit \(f(low))\(unit)", penalty: 60, value: st.fast, unit: spec.unit, kind: .limit))
                     } else if state != .idle, st.fast > spec.nominalMax || st.fast < spec.nominalMin {
                         let excess = Swift.max(st.fast - spec.nominalMax, spec.nominalMin - st.fast) / span
-                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is outside its nominal range \(f(spec.nominalMin))–\(f(spec.nominalMax))\(unit)", penalty: Swift.min(30, 10 + 100 * excess), value: st.fast, unit: spec.unit, kind: "limit"))
+                        mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit) is outside its nominal range \(f(spec.nominalMin))–\(f(spec.nominalMax))\(unit)", penalty: Swift.min(30, 10 + 100 * excess), value: st.fast, unit: spec.unit, kind: .limit))
                     }
                 }
                 // Trend toward a limit (Theil–Sen over the hourly means of the last 24 h).
@@ -300,7 +304,7 @@ public final class HealthEngine: Sendable {
                         let days = toward / abs(trend.slope)
                         if days < 7 {
                             let penalty = 25 * (1 - days / 7)
-                            mine.append(Factor(subject: spec.name, description: "\(spec.name) is \(trend.slope > 0 ? "rising" : "falling") \(f(abs(trend.slope)))\(unit)/day; at this rate it reaches \(f(trend.slope > 0 ? limitHigh : limitLow))\(unit) in \(DurationText.format(Nanos(days * Double(Time.day))))", penalty: penalty, value: st.fast, trendPerDay: trend.slope, unit: spec.unit, kind: "trend"))
+                            mine.append(Factor(subject: spec.name, description: "\(spec.name) is \(trend.slope > 0 ? "rising" : "falling") \(f(abs(trend.slope)))\(unit)/day; at this rate it reaches \(f(trend.slope > 0 ? limitHigh : limitLow))\(unit) in \(DurationText.format(Nanos(days * Double(Time.day))))", penalty: penalty, value: st.fast, trendPerDay: trend.slope, unit: spec.unit, kind: .trend))
                         }
                     }
                 }
@@ -309,7 +313,7 @@ public final class HealthEngine: Sendable {
             }
             if let outlook, outlook.within24h >= 0.2 || outlook.within7d >= 0.4 {
                 let penalty = 45 * outlook.within24h + 20 * outlook.within7d
-                factors.append(Factor(subject: outlook.lead ?? "machine", description: String(format: "failure predicted: %.0f %% within 24 h, %.0f %% within 7 days", 100 * outlook.within24h, 100 * outlook.within7d) + (outlook.lead.map { ", led by \($0)" } ?? ""), penalty: penalty, unit: "", kind: "prediction"))
+                factors.append(Factor(subject: outlook.lead ?? "machine", description: String(format: "failure predicted: %.0f %% within 24 h, %.0f %% within 7 days", 100 * outlook.within24h, 100 * outlook.within7d) + (outlook.lead.map { ", led by \($0)" } ?? ""), penalty: penalty, unit: "", kind: .prediction))
             }
             factors.sort { $0.penalty > $1.penalty }
             // The worst machine factor counts fully, the others partly; sensor faults weigh less

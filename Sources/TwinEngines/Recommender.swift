@@ -92,7 +92,7 @@ public enum Recommender {
                     expectedEffect: "trustworthy \(f.subject) readings again; health and predictions for \(id) depend on them", sensorFault: true))
             }
             let p24 = input.within24h ?? 0, p7 = input.within7d ?? 0
-            let machineFactors = factors.filter { !$0.sensorFault && $0.kind != "prediction" }
+            let machineFactors = factors.filter { !$0.sensorFault && $0.kind != .prediction }
             if p24 >= 0.4 || p7 >= 0.5 {
                 let urgent = p24 >= 0.7
                 let priority: Recommendation.Priority = urgent ? .urgent : p24 >= 0.4 || p7 >= 0.8 ? .high : .medium
@@ -104,7 +104,7 @@ public enum Recommender {
                     kind: "prediction", description: String(format: "failure within 24 h: %.0f %%, within 7 days: %.0f %%", 100 * p24, 100 * p7) + (rul.map { ", expected in about \(span($0.expected))" } ?? ""),
                     sensor: lead, value: p24)]
                 for f in machineFactors.prefix(3) {
-                    evidence.append(.init(kind: f.kind == "trend" ? "trend" : f.kind == "limit" ? "reading" : "anomaly", description: f.description, sensor: f.subject, value: f.value))
+                    evidence.append(.init(kind: f.kind == .trend ? "trend" : f.kind == .limit ? "reading" : "anomaly", description: f.description, sensor: f.subject, value: f.value))
                 }
                 let verb: String = switch action {
                 case .replacePart: "Replace the \(component)"
@@ -124,7 +124,7 @@ public enum Recommender {
                 add(Recommendation(
                     id: Self.id(id, worst.subject, .inspect), deviceID: id, component: worst.subject, action: .inspect, priority: priority,
                     title: "Inspect \(id): \(worst.subject) is off its normal", deadline: now + (priority == .medium ? 3 : 7) * Time.day,
-                    evidence: machineFactors.prefix(3).map { .init(kind: $0.kind == "trend" ? "trend" : "reading", description: $0.description, sensor: $0.subject, value: $0.value) },
+                    evidence: machineFactors.prefix(3).map { .init(kind: $0.kind == .trend ? "trend" : "reading", description: $0.description, sensor: $0.subject, value: $0.value) },
                     expectedEffect: String(format: "finds the cause while health is %.0f/100, before it turns into a failure", verdict.score), sensorFault: false))
             }
         }

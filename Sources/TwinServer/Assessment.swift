@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TwinApp
 import TwinCore
 import TwinEngines
 
@@ -43,7 +44,7 @@ final class Assessment: Sendable {
             scored.append((device, indices[k], states[k], v, outlooks[device.id]))
         }
         verdicts.withLock { $0 = fresh }
-        let open = alerts?.evaluate(scored.map { ($0.device, $0.index, $0.state, $0.verdict, $0.outlook) }, now: now) ?? [:]
+        let open = alerts?.evaluate(scored.map { .init(device: $0.device, state: $0.state, verdict: $0.verdict, outlook: $0.outlook) }) ?? [:]
         var marks: [(index: Int32, health: HealthSummary?, openAlerts: UInt32)] = []
         for s in scored where s.verdict != nil || open[s.device.id] != nil {
             marks.append((s.index, s.verdict?.summary, open[s.device.id] ?? 0))

@@ -6,6 +6,7 @@ import Prometheus
 import Proto
 import ServiceLifecycle
 import Synchronization
+import TwinApp
 import TwinCore
 import TwinEngines
 import TwinStore
@@ -219,7 +220,7 @@ public final class Daemon: Service, Sendable {
         }
 
         prognostics = try Prognostics(plant: plant, modelsDirectory: dataDirectory.file("models"), options: configuration.prognostics, logger: logger)
-        alerts = try AlertBook(store: store, options: configuration.alerts, logger: logger) { [plant] in plant.bus.publishAlerts($0) }
+        alerts = try AlertBook(store: store, options: configuration.alerts, logger: logger, counted: Telemetry.openAlerts) { [plant] in plant.bus.publishAlerts($0) }
         assessment = Assessment(plant: plant, prognostics: prognostics, alerts: alerts)
         health = HealthStatus(services: [
             Twin_V1_TwinService.descriptor.fullyQualifiedService,

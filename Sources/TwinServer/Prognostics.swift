@@ -3,21 +3,7 @@ import Logging
 import Synchronization
 import TwinCore
 import TwinEngines
-
-/// The failure outlook of one device, as the active model sees it.
-struct DeviceOutlook: Sendable {
-    var deviceID: String
-    var within24h: Double
-    var within7d: Double
-    var rulHours: Double
-    var rulLow: Double
-    var rulHigh: Double
-    var contributions: [(feature: String, value: Double, contribution: Double)]
-    /// The sensor deviating most from its normal.
-    var lead: String?
-    var computedAt: Nanos
-    var modelVersion: String
-}
+import TwinApp
 
 /// A training job, as GetTrainingJob reports it.
 struct TrainingJobStatus: Sendable {
@@ -122,6 +108,9 @@ final class Prognostics: Sendable {
     /// Starts a training job; FAILED_PRECONDITION while another runs.
     func retrain(trigger: String, requestedBy: String, window: Nanos?, force: Bool) throws(TwinError) -> TrainingJobStatus {
         let now = Time.now()
+        if trigger != "scheduler", let refusal = policy.requested(force: force, customWindow: window != nil, end: now - now % Time.hour, newest: newest) {
+            throw refusal
+        }
         let job = try jobs.withLock { state throws(TwinError) -> TrainingJobStatus in
             if let running = state.running {
                 throw TwinError.failedPrecondition("training job \(running) is still running; follow it with twin retrain --follow or GetTrainingJob", reason: .trainingInProgress)
@@ -134,7 +123,7 @@ final class Prognostics: Sendable {
             return job
         }
         let windowLength = window ?? options.window
-        Task.detached(priority: .utility) { self.run(job: job.id, window: windowLength, force: force) }
+        Task.detached(priority: .utility) { self.run(job: job.id, window: windowLength) }
         return job
     }
 
@@ -146,7 +135,7 @@ final class Prognostics: Sendable {
         }
     }
 
-    private func run(job id: String, window: Nanos, force: Bool) {
+    private func run(job id: String, window: Nanos) {
         let began = ContinuousClock.now
         update(id) { $0.state = .running; $0.stage = "reading history" }
         do {
@@ -310,29 +299,33 @@ final class Prognostics: Sendable {
 
     // MARK: Scheduler
 
-    /// When the next scheduled retrain is due: a day (± 10 %, fixed per model) after the newest model.
-    func nextScheduledRetrain(now: Nanos) -> Nanos {
-        guard let newest = repository.manifests().models.first else { return now }
-        var h: UInt64 = 1469598103934665603
-        for b in newest.version.utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
-        let jitter = (Double(h % 1000) / 1000 - 0.5) * 0.2
-        return newest.createdAt + options.retrainInterval + Nanos(Double(options.retrainInterval) * jitter)
+    var policy: RetrainPolicy { RetrainPolicy(interval: options.retrainInterval) }
+
+    var newest: RetrainPolicy.Newest? {
+        repository.manifests().models.first.map { RetrainPolicy.Newest(version: $0.version, createdAt: $0.createdAt, trainTo: $0.trainTo) }
     }
 
-    /// One scheduler step: retrain when due, unless there is nothing new to learn from.
+    /// When the next scheduled retrain is due (now when there is no model).
+    func nextScheduledRetrain(now: Nanos) -> Nanos { newest.map { policy.due(after: $0) } ?? now }
+
+    /// One scheduler step: retrain when due, as soon as there is something new to learn from.
     func scheduledStep(now: Nanos) {
-        guard now >= nextScheduledRetrain(now: now), jobs.withLock({ $0.running == nil }) else { return }
-        if let newest = repository.manifests().models.first {
-            let newFailures = ((try? serviceEvents(since: newest.trainTo)) ?? [:]).values.reduce(0) { $0 + $1.failures.count }
-            if newFailures == 0 {
-                logger.info("scheduled retrain skipped: no failure recorded since the last model's training window", metadata: ["model": "\(newest.version)"])
-                // Try again after another interval: record the skip by pushing the clock through a job-less wait.
-                skippedUntil.withLock { $0 = now + options.retrainInterval }
-                return
-            }
+        let newest = self.newest
+        let decision = policy.scheduled(now: now, newest: newest, running: jobs.withLock { $0.running != nil }) { since in
+            ((try? serviceEvents(since: since)) ?? [:]).values.reduce(0) { $0 + $1.failures.count }
         }
-        if let until = skippedUntil.withLock({ $0 }), now < until { return }
-        _ = try? retrain(trigger: "scheduler", requestedBy: "", window: nil, force: false)
+        switch decision {
+        case .wait, .busy:
+            return
+        case .nothingNew(let due):
+            // Said once per due time; the check runs again every step.
+            if skipLogged.withLock({ $0 }) != due {
+                skipLogged.withLock { $0 = due }
+                logger.info("scheduled retrain waits: no failure recorded since the last model's training window", metadata: ["model": "\(newest?.version ?? "")"])
+            }
+        case .train:
+            _ = try? retrain(trigger: "scheduler", requestedBy: "", window: nil, force: false)
+        }
     }
-    let skippedUntil = Mutex<Nanos?>(nil)
+    let skipLogged = Mutex<Nanos?>(nil)
 }

@@ -1,5 +1,6 @@
 import Proto
 import SwiftProtobuf
+import TwinApp
 import TwinCore
 import TwinEngines
 

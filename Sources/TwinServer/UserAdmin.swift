@@ -1,4 +1,5 @@
 import Proto
+import TwinApp
 import TwinCore
 import TwinStore
 

@@ -218,7 +218,7 @@ extension TwinError {
 
 // MARK: Alerts (sealed; id, device, state and time in clear for queries)
 
-extension HealthDatabase {
+extension HealthDatabase: AlertStore {
     static func alertContext(_ id: String, device: String) -> [UInt8] { Array("health_data.db/alerts/\(id)/\(device)".utf8) }
 
     /// Inserts or replaces alerts; durable when it returns.

@@ -85,14 +85,14 @@ import TwinCore
     @Test func aStuckSensorIsASensorFaultNotAMachineFault() throws {
         let (engine, now) = run(hours: 2) { k, _, v in k == 0 ? 51.25 : v }
         let v = try #require(engine.score(device: 0, state: .running, outlook: nil, now: now))
-        let stuck = try #require(v.factors.first { $0.kind == "stuck" })
+        let stuck = try #require(v.factors.first { $0.kind == .stuck })
         #expect(stuck.subject == "bearing_temp" && stuck.sensorFault)
         #expect(v.score >= 80)  // the machine itself may be fine
         let recs = Recommender.recommend([.init(device: Device(id: "m-1", type: "motor", sensors: specs), verdict: v, within24h: 0.01, within7d: 0.02, rulHours: nil, lead: nil)], now: now)
         #expect(recs.map(\.action) == [.checkSensor] && recs[0].sensorFault && recs[0].component == "bearing_temp")
         // Idle machines repeat their stopped values: not stuck.
         let idle = try #require(engine.score(device: 0, state: .idle, outlook: nil, now: now))
-        #expect(!idle.factors.contains { $0.kind == "stuck" })
+        #expect(!idle.factors.contains { $0.kind == .stuck })
     }
 
     @Test func aRampGivesATrendAndADeviation() throws {
@@ -100,9 +100,9 @@ import TwinCore
         // averages, so the daily cycle is not taken for one).
         let (engine, now) = run(hours: 50) { k, h, v in k == 0 ? v + 0.25 * h : v }
         let v = try #require(engine.score(device: 0, state: .running, outlook: nil, now: now))
-        let deviation = try #require(v.factors.first { $0.kind == "deviation" })
+        let deviation = try #require(v.factors.first { $0.kind == .deviation })
         #expect(deviation.subject == "bearing_temp" && (deviation.value ?? 0) > (deviation.expected ?? 0))
-        let trend = try #require(v.factors.first { $0.kind == "trend" })
+        let trend = try #require(v.factors.first { $0.kind == .trend })
         #expect(abs((trend.trendPerDay ?? 0) - 6) < 1, "slope \(trend.trendPerDay ?? .nan)")
         #expect(v.score < 80)
         #expect(engine.anomalies(device: 0, from: 0, to: .max).contains { $0.sensors == ["bearing_temp"] })
@@ -111,7 +111,7 @@ import TwinCore
     @Test func beyondTheAlarmLimitIsCritical() throws {
         let (engine, now) = run(hours: 1) { k, _, v in k == 1 ? 7.5 + v : v }
         let v = try #require(engine.score(device: 0, state: .running, outlook: nil, now: now))
-        #expect(v.factors.first?.kind == "limit" && v.factors.first?.subject == "vibration")
+        #expect(v.factors.first?.kind == .limit && v.factors.first?.subject == "vibration")
         #expect(v.summary.level == .critical)
     }
 }

@@ -56,6 +56,14 @@ import TwinServer
             #expect(m.metrics.testDevices > 0 && m.metrics.trainDevices > m.metrics.testDevices)
             #expect(m.metrics.rocAuc > 0.75, "held-out ROC AUC \(m.metrics.rocAuc)")
             #expect(m.metrics.rocAuc > m.metrics.baselineRocAuc)
+            // The same history again is refused without force (nothing new to learn), unless the
+            // hour turned since the job began (then the history is new).
+            do {
+                _ = try await models.retrain(Twin_V1_RetrainRequest())
+                #expect(Time.now() / Time.hour != started.startedAt.seconds / 3600, "a retrain on the same history was not refused")
+            } catch let error as RPCError {
+                #expect(error.code == .failedPrecondition && error.twinReason == .notEnoughData, "\(error)")
+            }
             let files = try FileManager.default.contentsOfDirectory(atPath: d.directory + "/models/" + job.modelVersion)
             #expect(Set(files) == ["manifest.json", "failure_24h.json", "failure_7d.json", "remaining_life.json"])
 

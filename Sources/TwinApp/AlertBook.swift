@@ -3,63 +3,85 @@ import Logging
 import Synchronization
 import TwinCore
 import TwinEngines
-import TwinStore
 
 /// Alerts with a lifecycle: rules are evaluated on every health pass; one alert per (device,
 /// rule) is open at a time and updates instead of repeating; open → acknowledged (who, when,
 /// comment) → resolved (by hand, or by itself once the condition has stayed clear for
 /// `clearFor`). Kept sealed in health_data.db.
-final class AlertBook: Sendable {
-    struct Options: Sendable {
+public final class AlertBook: Sendable {
+    public struct Options: Sendable {
         /// A condition must hold this long before an alert opens.
-        var minimumDuration: Nanos = 30 * Time.second
+        public var minimumDuration: Nanos = 30 * Time.second
         /// An alert resolves itself after its condition has been clear this long.
-        var clearFor: Nanos = 10 * Time.minute
+        public var clearFor: Nanos = 10 * Time.minute
+        public init() {}
     }
 
-    struct Condition {
-        var rule: String
-        var sensor: String
-        var severity: Alert.Severity
-        var message: String
-        var value: Double?
+    public struct Condition: Sendable, Equatable {
+        public var rule: String
+        public var sensor: String
+        public var severity: Alert.Severity
+        public var message: String
+        public var value: Double?
     }
 
-    let store: HealthDatabase
+    /// One device as a health pass sees it.
+    public struct Subject: Sendable {
+        public var device: Device
+        public var state: DeviceState
+        public var verdict: HealthEngine.Verdict?
+        public var outlook: DeviceOutlook?
+        public init(device: Device, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?) {
+            self.device = device
+            self.state = state
+            self.verdict = verdict
+            self.outlook = outlook
+        }
+    }
+
+    let store: any AlertStore
     let options: Options
     let logger: Logger
+    let clock: any TwinClock
+    /// Told the open alerts by severity ("info", "warning", "critical") after every pass.
+    let counted: @Sendable ([String: Int]) -> Void
     private let state = Mutex<(alerts: [String: Alert], pendingSince: [String: Nanos], lastSaved: [String: Nanos])>(([:], [:], [:]))
     let sequence = Atomic<Int>(0)
     /// Told every alert that opened, changed or resolved (twind streams them in StreamUpdates).
     let changed: @Sendable ([Alert]) -> Void
 
-    init(store: HealthDatabase, options: Options = Options(), logger: Logger, changed: @escaping @Sendable ([Alert]) -> Void = { _ in }) throws(TwinError) {
+    public init(
+        store: any AlertStore, options: Options = Options(), clock: any TwinClock = SystemClock(), logger: Logger,
+        counted: @escaping @Sendable ([String: Int]) -> Void = { _ in }, changed: @escaping @Sendable ([Alert]) -> Void = { _ in }
+    ) throws(TwinError) {
         self.store = store
         self.changed = changed
+        self.counted = counted
         self.options = options
+        self.clock = clock
         self.logger = logger
-        let loaded = try store.alerts(resolvedSince: Time.now() - 30 * Time.day)
+        let loaded = try store.alerts(resolvedSince: clock.now() - 30 * Time.day)
         state.withLock { $0.alerts = Dictionary(loaded.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
     }
 
     /// The conditions that hold for a device now, from its verdict, outlook and state.
-    static func conditions(device: Device, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?) -> [Condition] {
+    public static func conditions(device: Device, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?) -> [Condition] {
         var result: [Condition] = []
         if state == .offline {
             result.append(Condition(rule: "no_data", sensor: "", severity: .warning, message: "\(device.id) has sent no data for several intervals", value: nil))
         }
         for f in verdict?.factors ?? [] {
             switch f.kind {
-            case "limit" where f.penalty >= 60:
+            case .limit where f.penalty >= 60:
                 let spec = device.sensors.first { $0.name == f.subject }
                 let high = spec?.alarmHigh.map { (f.value ?? 0) >= $0 } ?? true
                 result.append(Condition(rule: "\(f.subject).\(high ? "high" : "low")", sensor: f.subject, severity: .critical, message: f.description, value: f.value))
-            case "trend" where f.penalty >= 15:
+            case .trend where f.penalty >= 15:
                 result.append(Condition(rule: "\(f.subject).rate", sensor: f.subject, severity: .warning, message: f.description, value: f.trendPerDay))
-            case "deviation" where f.penalty >= 30:
+            case .deviation where f.penalty >= 30:
                 result.append(Condition(rule: "\(f.subject).anomaly", sensor: f.subject, severity: .warning, message: f.description, value: f.value))
-            case "stuck", "spikes", "dropout":
-                result.append(Condition(rule: "\(f.subject).sensor_\(f.kind)", sensor: f.subject, severity: .info, message: f.description, value: f.value))
+            case .stuck, .spikes, .dropout:
+                result.append(Condition(rule: "\(f.subject).sensor_\(f.kind.rawValue)", sensor: f.subject, severity: .info, message: f.description, value: f.value))
             default:
                 break
             }
@@ -75,12 +97,13 @@ final class AlertBook: Sendable {
     }
 
     /// Applies the rules to every device; returns the open (not resolved) alert count per device.
-    func evaluate(_ devices: [(device: Device, index: Int32, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?)], now: Nanos) -> [String: UInt32] {
+    public func evaluate(_ devices: [Subject]) -> [String: UInt32] {
+        let now = clock.now()
         var holding: [String: Condition] = [:]  // by "device|rule"
         for d in devices {
             for c in Self.conditions(device: d.device, state: d.state, verdict: d.verdict, outlook: d.outlook) { holding["\(d.device.id)|\(c.rule)"] = c }
         }
-        let (changed, counts) = state.withLock { s -> ([Alert], [String: UInt32]) in
+        let (changed, counts, bySeverity) = state.withLock { s -> ([Alert], [String: UInt32], [String: Int]) in
             var changed: [Alert] = []
             var active: [String: String] = [:]  // key → alert id
             for (id, a) in s.alerts where a.state != .resolved { active["\(a.deviceID)|\(a.rule)"] = id }
@@ -98,7 +121,7 @@ final class AlertBook: Sendable {
                 }
                 let since = s.pendingSince[key] ?? now
                 s.pendingSince[key] = since
-                // Predictions and missing data need no waiting; readings must persist a while.
+                // Predictions need no waiting; readings and missing data must persist a while.
                 guard now - since >= options.minimumDuration || c.rule.hasPrefix("predicted") else { continue }
                 let device = String(key.split(separator: "|")[0])
                 let id = "alert-\(now / Time.millisecond)-\(sequence.add(1, ordering: .relaxed).newValue)"
@@ -134,9 +157,9 @@ final class AlertBook: Sendable {
                 counts[a.deviceID, default: 0] += 1
                 bySeverity[a.severity == .critical ? "critical" : a.severity == .warning ? "warning" : "info", default: 0] += 1
             }
-            Telemetry.openAlerts(bySeverity)
-            return (changed, counts)
+            return (changed, counts, bySeverity)
         }
+        counted(bySeverity)
         do { try store.saveAlerts(changed) } catch { logger.error("cannot save alerts", metadata: ["error": "\(error.message)"]) }
         self.changed(changed)
         // Devices whose last alert resolved get a zero count.
@@ -145,7 +168,7 @@ final class AlertBook: Sendable {
         return result
     }
 
-    func list(devices: Set<String>, states: Set<Alert.State>, minimum: Alert.Severity?) -> [Alert] {
+    public func list(devices: Set<String>, states: Set<Alert.State>, minimum: Alert.Severity?) -> [Alert] {
         state.withLock { s in
             s.alerts.values.filter { a in
                 (devices.isEmpty || devices.contains(a.deviceID)) && states.contains(a.state) && (minimum.map { a.severity >= $0 } ?? true)
@@ -154,7 +177,8 @@ final class AlertBook: Sendable {
     }
 
     /// Acknowledges or resolves by hand; durable before it returns.
-    func change(_ id: String, to target: Alert.State, by user: String, comment: String, now: Nanos) throws(TwinError) -> Alert {
+    public func change(_ id: String, to target: Alert.State, by user: String, comment: String) throws(TwinError) -> Alert {
+        let now = clock.now()
         guard comment.count <= 1_000 else { throw .invalidArgument("comment is limited to 1,000 characters") }
         let updated = try state.withLock { s throws(TwinError) -> Alert in
             guard var a = s.alerts[id] else { throw .missing(.alertNotFound, type: "twin.v1.Alert", name: id, "alert '\(id.prefix(64))' not found (twin alerts lists them)") }

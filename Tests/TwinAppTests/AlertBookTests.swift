@@ -1,0 +1,129 @@
+import Logging
+import Synchronization
+import Testing
+import TwinApp
+import TwinCore
+@testable import TwinEngines
+
+/// Alerts kept in memory, as a store protocol user sees them; can be told to fail.
+final class MemoryAlertStore: AlertStore {
+    let saved = Mutex<[String: Alert]>([:])
+    let failing = Mutex(false)
+    func saveAlerts(_ alerts: [Alert]) throws(TwinError) {
+        if failing.withLock({ $0 }) { throw .unavailable("disk full") }
+        saved.withLock { for a in alerts { $0[a.id] = a } }
+    }
+    func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert] {
+        saved.withLock { Array($0.values.filter { $0.state != .resolved || ($0.resolvedAt ?? 0) >= resolvedSince }) }
+    }
+}
+
+/// The alert lifecycle as a policy: in-memory store, a clock moved by hand, no daemon.
+@Suite struct AlertBookTests {
+    let clock = ManualClock()
+    let store = MemoryAlertStore()
+    let logger = Logger(label: "test")
+
+    static let press = Device(id: "press-1", type: "press", sensors: [SensorSpec(name: "force", unit: "kN", nominalMin: 0, nominalMax: 800, alarmHigh: 950)])
+
+    func subject(_ factors: [HealthEngine.Factor], state: DeviceState = .running, outlook: DeviceOutlook? = nil) -> AlertBook.Subject {
+        let verdict = HealthEngine.Verdict(score: 40, components: [], factors: factors, summary: HealthSummary(score: 40, headline: ""))
+        return .init(device: Self.press, state: state, verdict: verdict, outlook: outlook)
+    }
+
+    let overLimit = HealthEngine.Factor(subject: "force", description: "force 990 kN is above its alarm limit 950 kN", penalty: 60, value: 990, unit: "kN", kind: .limit)
+
+    /// What the book told its listener (twind streams it).
+    final class Streamed: Sendable {
+        let alerts = Mutex<[Alert]>([])
+        func withLock<R>(_ body: (inout [Alert]) -> R) -> R { alerts.withLock { body(&$0) } }
+    }
+
+    func book(_ options: AlertBook.Options = .init()) throws -> (AlertBook, Streamed) {
+        let streamed = Streamed()
+        let book = try AlertBook(store: store, options: options, clock: clock, logger: logger, changed: { changed in streamed.withLock { $0 += changed } })
+        return (book, streamed)
+    }
+
+    @Test func aReadingConditionOpensAfterItHeldThirtySecondsAndUpdatesInsteadOfRepeating() throws {
+        let (book, streamed) = try book()
+        #expect(book.evaluate([subject([overLimit])]) == ["press-1": 0])
+        clock.advance(by: 29 * Time.second)
+        #expect(book.evaluate([subject([overLimit])]) == ["press-1": 0])
+        clock.advance(by: 1 * Time.second)
+        #expect(book.evaluate([subject([overLimit])]) == ["press-1": 1])
+        let open = book.list(devices: [], states: [.open], minimum: nil)
+        #expect(open.count == 1 && open[0].rule == "force.high" && open[0].severity == .critical)
+        #expect(streamed.withLock { $0.map(\.rule) } == ["force.high"])
+        // Still holding a minute later: the same alert, updated, not a second one.
+        for _ in 0..<6 {
+            clock.advance(by: 10 * Time.second)
+            _ = book.evaluate([subject([overLimit])])
+        }
+        #expect(book.list(devices: [], states: [.open], minimum: nil).map(\.id) == [open[0].id])
+        #expect(store.saved.withLock { $0.count } == 1)
+    }
+
+    @Test func aConditionThatComesAndGoesBeforeThirtySecondsOpensNothing() throws {
+        let (book, _) = try book()
+        for _ in 0..<10 {
+            _ = book.evaluate([subject([overLimit])])
+            clock.advance(by: 20 * Time.second)
+            _ = book.evaluate([subject([])])
+            clock.advance(by: 20 * Time.second)
+        }
+        #expect(book.list(devices: [], states: [.open, .acknowledged, .resolved], minimum: nil).isEmpty)
+    }
+
+    @Test func acknowledgedThenResolvedByItselfAfterTenMinutesClear() throws {
+        let (book, streamed) = try book()
+        _ = book.evaluate([subject([overLimit])])
+        clock.advance(by: 30 * Time.second)
+        _ = book.evaluate([subject([overLimit])])
+        let id = try #require(book.list(devices: [], states: [.open], minimum: nil).first?.id)
+        let acked = try book.change(id, to: .acknowledged, by: "ops", comment: "crew on the way")
+        #expect(acked.state == .acknowledged && acked.acknowledgedBy == "ops" && acked.acknowledgedAt == clock.now())
+        #expect(throws: TwinError.self) { try book.change(id, to: .acknowledged, by: "ops", comment: "") }
+        do { _ = try book.change(id, to: .acknowledged, by: "ops", comment: "") } catch { #expect(error.reason == .alertStateConflict) }
+        do { _ = try book.change("alert-nope", to: .acknowledged, by: "ops", comment: "") } catch { #expect(error.reason == .alertNotFound) }
+        // Clear: resolved by "system" once clear for 10 minutes, not before.
+        _ = book.evaluate([subject([])])
+        clock.advance(by: 9 * Time.minute)
+        #expect(book.evaluate([subject([])]) == ["press-1": 1])
+        clock.advance(by: 1 * Time.minute)
+        #expect(book.evaluate([subject([])]) == ["press-1": 0])
+        let resolved = try #require(book.list(devices: [], states: [.resolved], minimum: nil).first)
+        #expect(resolved.resolvedBy == "system" && resolved.ackComment == "crew on the way")
+        #expect(streamed.withLock { $0.map(\.state) } == [.open, .acknowledged, .resolved])
+        #expect(store.saved.withLock { $0[id]?.state } == .resolved)
+    }
+
+    @Test func openAlertsSurviveARestartAndAFailedSaveIsRefused() throws {
+        let (first, _) = try book()
+        _ = first.evaluate([subject([overLimit])])
+        clock.advance(by: 30 * Time.second)
+        _ = first.evaluate([subject([overLimit])])
+        let id = try #require(first.list(devices: [], states: [.open], minimum: nil).first?.id)
+        let (second, _) = try book()
+        #expect(second.list(devices: [], states: [.open], minimum: nil).map(\.id) == [id])
+        // An acknowledgement that cannot be made durable is not made at all.
+        store.failing.withLock { $0 = true }
+        #expect(throws: TwinError.self) { try second.change(id, to: .acknowledged, by: "ops", comment: "") }
+        #expect(second.list(devices: [], states: [.open], minimum: nil).map(\.id) == [id])
+    }
+
+    @Test func predictionsOpenAtOnceMissingDataAfterThirtySecondsSensorFaultsAreInfo() throws {
+        let (book, _) = try book()
+        let outlook = DeviceOutlook(deviceID: "press-1", within24h: 0.8, within7d: 0.9, rulHours: 10, rulLow: 5, rulHigh: 20,
+                                    contributions: [], lead: "force", computedAt: clock.now(), modelVersion: "v1")
+        let stuck = HealthEngine.Factor(subject: "force", description: "stuck", penalty: 30, value: 5, unit: "kN", sensorFault: true, kind: .stuck)
+        _ = book.evaluate([subject([stuck], outlook: outlook)])
+        #expect(book.list(devices: [], states: [.open], minimum: nil).map(\.rule) == ["predicted_failure_24h"])
+        clock.advance(by: 30 * Time.second)
+        _ = book.evaluate([subject([stuck], state: .offline, outlook: outlook)])
+        clock.advance(by: 30 * Time.second)
+        _ = book.evaluate([subject([stuck], state: .offline, outlook: outlook)])
+        let rules = book.list(devices: [], states: [.open], minimum: nil).map { "\($0.rule) \($0.severity)" }
+        #expect(Set(rules) == ["predicted_failure_24h critical", "no_data warning", "force.sensor_stuck info"])
+    }
+}
