@@ -29,6 +29,12 @@ import Testing
         #expect(await json.wait() == 0)
         #expect(json.stdout.lines.allSatisfy { $0.contains("\"type\":\"motor\"") })
 
+        // Global options before the subcommand, as kubectl and etcdctl take them.
+        let before = try Child("twin", ["--server", d.address, "-o", "json", "watch", "--count", "3"],
+                               environment: ["XDG_CONFIG_HOME": configHome(for: d.directory)])
+        #expect(await before.wait() == 0, "\(before.stderr.text)")
+        #expect(before.stdout.lines.count == 3 && before.stdout.lines.allSatisfy { $0.hasPrefix("{") })
+
         let missing = try d.twin(["device", "pump-999"])
         #expect(await missing.wait() == 5)
         #expect(missing.stderr.text.contains("pump-999"))
