@@ -92,6 +92,10 @@ public final class ModelRepository: Sendable {
         } catch {
             throw .unavailable("cannot create \(directory): \(error.localizedDescription)")
         }
+        // A job cut off (twind stopped or killed while saving) leaves only a staging directory.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".staging-") {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
     }
 
     static let encoder: JSONEncoder = {

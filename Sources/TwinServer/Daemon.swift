@@ -373,6 +373,7 @@ public final class Daemon: Service, Sendable {
             }
             identity.hashing.shutdown()
             plant.queries.shutdown()
+            prognostics.stop()
             dataDirectory.unlock()
             logger.notice("stopped", metadata: ["drained_in": "\(ContinuousClock.now - started)"])
         }

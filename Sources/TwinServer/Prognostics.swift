@@ -43,6 +43,9 @@ final class Prognostics: Sendable {
     let jobs = Mutex<(all: [TrainingJobStatus], running: String?)>(([], nil))
     let references = Mutex<[String: (serviceStart: Nanos, reference: [FailureFeatures.Reference])]>([:])
     let sequence = Atomic<Int>(0)
+    /// Training runs here: one job at a time on a thread of its own at nice 10, never on the
+    /// cooperative pool (XGBoost holds its thread for seconds to minutes).
+    let trainer = BlockingPool(name: "training", workers: 1, queueLimit: 1, maxWait: .seconds(24 * 3600), niceness: 10)
 
     init(plant: Plant, modelsDirectory: String, options: Options, logger: Logger) throws(TwinError) {
         self.plant = plant
@@ -123,8 +126,37 @@ final class Prognostics: Sendable {
             return job
         }
         let windowLength = window ?? options.window
-        Task.detached(priority: .utility) { self.run(job: job.id, window: windowLength) }
+        let trainer = self.trainer
+        Task {
+            do throws(TwinError) {
+                try await trainer.run { self.run(job: job.id, window: windowLength) }
+            } catch {
+                self.finish(job.id, failure: error.message)
+            }
+        }
         return job
+    }
+
+    /// A job that cannot run (or was cut off) ends failed, and the next one may start.
+    func finish(_ id: String, failure: String) {
+        update(id) { j in
+            guard j.finishedAt == nil else { return }
+            j.state = .failed
+            j.error = failure
+            j.stage = "failed"
+            j.finishedAt = Time.now()
+        }
+        jobs.withLock { if $0.running == id { $0.running = nil } }
+    }
+
+    /// At shutdown: no new job starts; one still training is reported and left to die with the
+    /// process (its files are in a staging directory, never a half-written version).
+    func stop() {
+        trainer.shutdown()
+        if let running = jobs.withLock({ $0.running }) {
+            logger.warning("a training job was still running at shutdown; it is abandoned (nothing of it is kept)", metadata: ["job": "\(running)"])
+            finish(running, failure: "twind stopped before the job finished")
+        }
     }
 
     func job(_ id: String) -> TrainingJobStatus? { jobs.withLock { $0.all.first { $0.id == id } } }
