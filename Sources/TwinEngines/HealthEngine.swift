@@ -78,6 +78,10 @@ public final class HealthEngine: Sendable {
         public var end: Nanos?
         public var detector: String
         public var description: String
+        /// Whom it is about while the engine keeps it: one sensor (by index) or the device as a
+        /// whole; `sensors` is filled in with names when it is read out.
+        enum Subject: Sendable, Equatable { case sensor(Int), device }
+        var subject: Subject = .device
     }
 
     public let options: Options
@@ -189,8 +193,8 @@ public final class HealthEngine: Sendable {
                     st.anomalyPeak = Swift.max(st.anomalyPeak, abs(st.z))
                     if abs(st.z) < options.anomalyClose {
                         d[di].anomalies.append(Anomaly(
-                            id: "\(sample.device)-\(si)-\(start)", sensors: ["\(si)"], score: st.anomalyPeak / options.anomalyOpen, start: start,
-                            end: sample.time, detector: "residual_ewma", description: ""))
+                            id: "\(sample.device)-\(si)-\(start)", sensors: [], score: st.anomalyPeak / options.anomalyOpen, start: start,
+                            end: sample.time, detector: "residual_ewma", description: "", subject: .sensor(si)))
                         if d[di].anomalies.count > 200 { d[di].anomalies.removeFirst() }
                         st.anomalyStart = nil
                     }
@@ -210,8 +214,8 @@ public final class HealthEngine: Sendable {
                     d[di].multivariatePeak = Swift.max(d[di].multivariatePeak, rms)
                     if rms < 1.5 {
                         d[di].anomalies.append(Anomaly(
-                            id: "\(di)-mv-\(start)", sensors: ["*"], score: d[di].multivariatePeak / 2.5, start: start, end: time,
-                            detector: "multivariate_rms", description: ""))
+                            id: "\(di)-mv-\(start)", sensors: [], score: d[di].multivariatePeak / 2.5, start: start, end: time,
+                            detector: "multivariate_rms", description: "", subject: .device))
                         d[di].multivariateStart = nil
                     }
                 }
@@ -367,20 +371,23 @@ public final class HealthEngine: Sendable {
             var all = d[Int(index)].anomalies
             for (k, st) in d[Int(index)].sensors.enumerated() {
                 if let start = st.anomalyStart {
-                    all.append(Anomaly(id: "\(index)-\(k)-\(start)", sensors: ["\(k)"], score: st.anomalyPeak / options.anomalyOpen, start: start, end: nil, detector: "residual_ewma", description: ""))
+                    all.append(Anomaly(id: "\(index)-\(k)-\(start)", sensors: [], score: st.anomalyPeak / options.anomalyOpen, start: start, end: nil, detector: "residual_ewma", description: "", subject: .sensor(k)))
                 }
             }
             if let start = d[Int(index)].multivariateStart {
-                all.append(Anomaly(id: "\(index)-mv-\(start)", sensors: ["*"], score: d[Int(index)].multivariatePeak / 2.5, start: start, end: nil, detector: "multivariate_rms", description: ""))
+                all.append(Anomaly(id: "\(index)-mv-\(start)", sensors: [], score: d[Int(index)].multivariatePeak / 2.5, start: start, end: nil, detector: "multivariate_rms", description: "", subject: .device))
             }
             return all.filter { ($0.end ?? .max) >= from && $0.start < to }.map { a in
                 var a = a
-                if a.sensors == ["*"] {
+                switch a.subject {
+                case .device:
                     a.sensors = names
                     a.description = String(format: "sensors of the device off their normal together (RMS z %.1f)", a.score * 2.5)
-                } else if let k = Int(a.sensors[0]), k < names.count {
+                case .sensor(let k) where k < names.count:
                     a.sensors = [names[k]]
                     a.description = String(format: "%@ off its learned normal (peak z %.1f)", names[k], a.score * options.anomalyOpen)
+                case .sensor:
+                    break
                 }
                 return a
             }

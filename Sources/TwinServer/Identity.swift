@@ -124,7 +124,7 @@ public final class Identity: Sendable {
             try KeyRing.create(path, contents: password + "\n")
             logger.notice("created user admin; its password is in a file readable by twind's user only: log in and change it, then delete the file", metadata: ["file": "\(path)"])
         }
-        try users.audit(.init(time: Time.now(), kind: "user.created", actor: "twind", peer: "local", detail: "admin (first start)"))
+        try users.audit(.init(time: Time.now(), action: .userCreated, actor: "twind", peer: "local", detail: "admin (first start)"))
     }
 
     /// An audit entry for an event that changes nothing in users.db (a login, a change in
@@ -164,7 +164,7 @@ public final class Identity: Sendable {
         let matches = try await hashing.run { PasswordHasher.verify(password, against: encoded) }
         guard let user, matches, !user.disabled else {
             Telemetry.login("failed")
-            recordAudit(.init(time: Time.now(), kind: "login.failed", actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
+            recordAudit(.init(time: Time.now(), action: .loginFailed, actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
             throw .unauthenticated(.credentialsInvalid, Self.failureMessage)
         }
         throttle.succeeded(username: username, address: address)
@@ -173,7 +173,7 @@ public final class Identity: Sendable {
         let hasher = self.hasher
         let rehash = hasher.needsRehash(user.passwordHash) ? try? await hashing.run { () throws(TwinError) -> String in try hasher.hash(password) } : nil
         try users.recordLogin(userID: user.id, at: now, newHash: rehash)
-        recordAudit(.init(time: now, kind: "login.ok", actor: username, peer: peer, detail: rehash == nil ? "" : "password rehashed with stronger parameters"))
+        recordAudit(.init(time: now, action: .loginOK, actor: username, peer: peer, detail: rehash == nil ? "" : "password rehashed with stronger parameters"))
         var session = try await issue(for: user, family: UUID().uuidString, now: now)
         session.user.lastLoginAt = now
         return session
@@ -188,7 +188,7 @@ public final class Identity: Sendable {
             endSessions([family])
             let name = (try? users.user(id: userID))??.username ?? "#\(userID)"
             logger.warning("a used refresh token was presented again; its session is revoked", metadata: ["user": "\(name)", "peer": "\(peer)"])
-            recordAudit(.init(time: now, kind: "token.family_revoked", actor: name, peer: peer, detail: "refresh token reused"))
+            recordAudit(.init(time: now, action: .tokenFamilyRevoked, actor: name, peer: peer, detail: "refresh token reused"))
             throw .unauthenticated(.refreshTokenInvalid, "this refresh token was already used, so its session has been revoked; log in again")
         case .valid(let userID, let family):
             guard let user = try users.user(id: userID), !user.disabled else {

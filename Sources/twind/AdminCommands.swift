@@ -145,7 +145,11 @@ struct Keys: ParsableCommand {
             if let users = try? UsersDatabase(path: c.dataDirectory + "/users.db", keys: result.current) {
                 let signingID = try attempt { () throws(TwinError) in try users.addSigningKey() }
                 signing = " and token signing key k\(signingID) to users.db"
-                _ = try? users.audit(.init(time: Time.now(), kind: "keys.rotated", actor: NSUserName(), peer: "local", detail: "new key id \(result.keyID), signing key k\(signingID)"))
+                do {
+                    try users.audit(.init(time: Time.now(), action: .keysRotated, actor: NSUserName(), peer: "local", detail: "new key id \(result.keyID), signing key k\(signingID)"))
+                } catch {
+                    FileHandle.standardError.write(Data("twind: warning: the rotation is done but its audit entry could not be written: \(error.message)\n".utf8))
+                }
                 users.close()
             }
             say("added key id \(result.keyID) to \(result.path) (\(result.ring.keys.count) keys)\(signing); restart twind to seal new data and sign new tokens with them")
