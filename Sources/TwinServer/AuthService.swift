@@ -125,46 +125,9 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
         let entries = try identity.users.auditEntries(
             limit: request.limit == 0 ? 200 : Int(request.limit), since: request.hasSince ? try request.since.checked("since") : .min)
         var response = Twin_V1_ListAuditEventsResponse()
-        response.events = entries.map { e in
-            var event = Twin_V1_AuditEvent()
-            event.time = .init(nanos: e.time)
-            event.action = e.kind
-            event.actor = e.actor
-            event.peer = e.peer
-            event.detail = e.detail
-            return event
-        }
+        response.events = entries.map(\.proto)
         return response
     }
 }
 
-extension ApiKey {
-    var proto: Twin_V1_ApiKey {
-        var k = Twin_V1_ApiKey()
-        k.id = id
-        k.name = name
-        k.role = role.proto
-        k.createdAt = .init(nanos: createdAt)
-        if let lastUsedAt { k.lastUsedAt = .init(nanos: lastUsedAt) }
-        k.revoked = revokedAt != nil
-        if !scope.isEverything {
-            k.scope.sites = scope.sites
-            k.scope.lines = scope.lines
-            k.scope.devices = scope.devices
-        }
-        return k
-    }
-}
 
-extension User {
-    var proto: Twin_V1_User {
-        var u = Twin_V1_User()
-        u.username = username
-        u.role = role.proto
-        u.disabled = disabled
-        u.createdAt = .init(nanos: createdAt)
-        if let lastLoginAt { u.lastLoginAt = .init(nanos: lastLoginAt) }
-        u.email = email
-        return u
-    }
-}

@@ -63,38 +63,7 @@ struct HistoryRequest {
         response.deviceID = device.id
         if query.step > 0 { response.step = .init(nanos: query.step) }
         let units = Dictionary(device.sensors.map { ($0.name, $0.unit) }, uniquingKeysWith: { a, _ in a })
-        response.series = series.map { s in
-            var out = Twin_V1_SensorSeries()
-            out.sensor = s.sensor
-            out.unit = units[s.sensor] ?? ""
-            if query.step > 0 {
-                out.points = s.buckets.map { b in
-                    var p = Twin_V1_HistoryPoint()
-                    p.time = .init(nanos: b.start)
-                    p.min = b.min
-                    p.max = b.max
-                    p.mean = b.mean
-                    p.count = UInt64(b.count)
-                    p.last = b.last
-                    switch aggregate {
-                    case .min: p.value = b.min
-                    case .max: p.value = b.max
-                    case .last: p.value = b.last
-                    case .count: p.value = Double(b.count)
-                    default: p.value = b.mean
-                    }
-                    return p
-                }
-            } else {
-                out.points = zip(s.times, s.values).map { t, v in
-                    var p = Twin_V1_HistoryPoint()
-                    p.time = .init(nanos: t)
-                    p.value = v
-                    return p
-                }
-            }
-            return out
-        }
+        response.series = series.map { $0.proto(unit: units[$0.sensor] ?? "", step: query.step, aggregate: aggregate) }
         return response
     }
 }

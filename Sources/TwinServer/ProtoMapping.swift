@@ -3,6 +3,7 @@ import SwiftProtobuf
 import TwinApp
 import TwinCore
 import TwinEngines
+import TwinStore
 
 // Proto <-> domain conversions. Nothing else in the server builds proto messages by hand.
 
@@ -319,5 +320,232 @@ extension Alert {
         if let resolvedAt { a.resolvedAt = .init(nanos: resolvedAt) }
         a.resolveComment = resolveComment
         return a
+    }
+}
+
+
+// MARK: Identity
+
+extension UsersDatabase.AuditEntry {
+    var proto: Twin_V1_AuditEvent {
+        var event = Twin_V1_AuditEvent()
+        event.time = .init(nanos: time)
+        event.action = kind
+        event.actor = actor
+        event.peer = peer
+        event.detail = detail
+        return event
+    }
+}
+
+extension ApiKey {
+    var proto: Twin_V1_ApiKey {
+        var k = Twin_V1_ApiKey()
+        k.id = id
+        k.name = name
+        k.role = role.proto
+        k.createdAt = .init(nanos: createdAt)
+        if let lastUsedAt { k.lastUsedAt = .init(nanos: lastUsedAt) }
+        k.revoked = revokedAt != nil
+        if !scope.isEverything {
+            k.scope.sites = scope.sites
+            k.scope.lines = scope.lines
+            k.scope.devices = scope.devices
+        }
+        return k
+    }
+}
+
+extension User {
+    var proto: Twin_V1_User {
+        var u = Twin_V1_User()
+        u.username = username
+        u.role = role.proto
+        u.disabled = disabled
+        u.createdAt = .init(nanos: createdAt)
+        if let lastLoginAt { u.lastLoginAt = .init(nanos: lastLoginAt) }
+        u.email = email
+        return u
+    }
+}
+
+// MARK: Models
+
+extension TrainingJobStatus {
+    var proto: Twin_V1_TrainingJob {
+        var j = Twin_V1_TrainingJob()
+        j.id = id
+        j.state = switch state {
+        case .queued: .queued
+        case .running: .running
+        case .succeeded: .succeeded
+        case .failed: .failed
+        }
+        j.progress = progress
+        j.stage = stage
+        j.startedAt = .init(nanos: startedAt)
+        if let finishedAt { j.finishedAt = .init(nanos: finishedAt) }
+        j.modelVersion = modelVersion
+        j.promoted = promoted
+        j.error = error
+        j.trigger = trigger
+        j.requestedBy = requestedBy
+        return j
+    }
+}
+
+extension ModelManifest {
+    func proto(active: String?, everActive: Set<String>) -> Twin_V1_ModelVersion {
+        var m = Twin_V1_ModelVersion()
+        m.version = version
+        m.status = version == active ? .active : everActive.contains(version) ? .retired : .candidate
+        m.createdAt = .init(nanos: createdAt)
+        m.features = features
+        m.trainFrom = .init(nanos: trainFrom)
+        m.trainTo = .init(nanos: trainTo)
+        m.hyperparameters = hyperparameters
+        m.promotionNote = promotionNote
+        var x = Twin_V1_ModelMetrics()
+        x.rocAuc = metrics.rocAUC
+        x.precision = metrics.precision
+        x.recall = metrics.recall
+        x.threshold = metrics.threshold
+        x.rulMaeHours = metrics.rulMAEHours
+        x.rulRmseHours = metrics.rulRMSEHours
+        x.baselineRocAuc = metrics.baselineRocAUC
+        x.baselineRulMaeHours = metrics.baselineRulMAEHours
+        x.trainExamples = UInt64(metrics.trainExamples)
+        x.testExamples = UInt64(metrics.testExamples)
+        x.trainDevices = UInt32(metrics.trainDevices)
+        x.testDevices = UInt32(metrics.testDevices)
+        m.metrics = x
+        return m
+    }
+}
+
+// MARK: Health and patterns
+
+extension Twin_V1_HealthPoint {
+    init(_ point: (time: Nanos, score: Double)) {
+        self.init()
+        time = .init(nanos: point.time)
+        score = point.score
+    }
+}
+
+extension HealthEngine.Anomaly {
+    func proto(deviceID: String) -> Twin_V1_Anomaly {
+        var x = Twin_V1_Anomaly()
+        x.id = id
+        x.deviceID = deviceID
+        x.sensors = sensors
+        x.score = score
+        x.start = .init(nanos: start)
+        if let end { x.end = .init(nanos: end) }
+        x.detector = detector
+        x.description_p = description
+        return x
+    }
+}
+
+extension PatternAnalysis.AnomalousSpan {
+    func proto(deviceID: String) -> Twin_V1_Anomaly {
+        var x = Twin_V1_Anomaly()
+        x.id = "\(deviceID)-\(sensor)-h\(start / Time.hour)"
+        x.deviceID = deviceID
+        x.sensors = [sensor]
+        x.score = score
+        x.start = .init(nanos: start)
+        x.end = .init(nanos: end)
+        x.detector = "hourly_profile_mad"
+        x.description_p = String(format: "%@: hourly mean far from its usual value for that hour of day (peak %.1f robust z)", sensor, score * 5)
+        return x
+    }
+}
+
+extension PatternAnalysis.Trend {
+    func proto(windowStart: Nanos, windowEnd: Nanos) -> Twin_V1_Trend {
+        var x = Twin_V1_Trend()
+        x.sensor = sensor
+        x.slopePerDay = slopePerDay
+        x.slopeLow = low
+        x.slopeHigh = high
+        if let timeToLimit { x.timeToLimit = .init(seconds: timeToLimit / Time.second) }
+        x.windowStart = .init(nanos: windowStart)
+        x.windowEnd = .init(nanos: windowEnd)
+        return x
+    }
+}
+
+extension PatternAnalysis.ChangePoint {
+    var proto: Twin_V1_ChangePoint {
+        var x = Twin_V1_ChangePoint()
+        x.sensor = sensor
+        x.time = .init(nanos: time)
+        x.levelBefore = before
+        x.levelAfter = after
+        x.confidence = confidence
+        return x
+    }
+}
+
+extension PatternAnalysis.CorrelationBreak {
+    var proto: Twin_V1_CorrelationBreak {
+        var x = Twin_V1_CorrelationBreak()
+        x.sensorA = a
+        x.sensorB = b
+        x.normalCorrelation = normal
+        x.recentCorrelation = recent
+        x.since = .init(nanos: since)
+        return x
+    }
+}
+
+extension PatternAnalysis.Profile {
+    var proto: Twin_V1_Profile {
+        var x = Twin_V1_Profile()
+        x.sensor = sensor
+        x.period = weekly ? .weekly : .daily
+        x.bucket = .init(seconds: 3600)
+        x.mean = mean
+        x.stddev = stddev
+        return x
+    }
+}
+
+// MARK: History
+
+extension SeriesHistory {
+    func proto(unit: String, step: Nanos, aggregate: Twin_V1_Aggregate) -> Twin_V1_SensorSeries {
+        var out = Twin_V1_SensorSeries()
+        out.sensor = sensor
+        out.unit = unit
+        if step > 0 {
+            out.points = buckets.map { b in
+                var p = Twin_V1_HistoryPoint()
+                p.time = .init(nanos: b.start)
+                p.min = b.min
+                p.max = b.max
+                p.mean = b.mean
+                p.count = UInt64(b.count)
+                p.last = b.last
+                switch aggregate {
+                case .min: p.value = b.min
+                case .max: p.value = b.max
+                case .last: p.value = b.last
+                case .count: p.value = Double(b.count)
+                default: p.value = b.mean
+                }
+                return p
+            }
+        } else {
+            out.points = zip(times, values).map { t, v in
+                var p = Twin_V1_HistoryPoint()
+                p.time = .init(nanos: t)
+                p.value = v
+                return p
+            }
+        }
+        return out
     }
 }

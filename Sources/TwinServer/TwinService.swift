@@ -125,12 +125,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             var entry = Twin_V1_DeviceHealthWithHistory()
             entry.health = verdict.proto(deviceID: device.id, at: now)
             if window > 0 {
-                entry.history = plant.health.scoreHistory(device: index, since: now - window).map { p in
-                    var h = Twin_V1_HealthPoint()
-                    h.time = .init(nanos: p.time)
-                    h.score = p.score
-                    return h
-                }
+                entry.history = plant.health.scoreHistory(device: index, since: now - window).map(Twin_V1_HealthPoint.init)
             }
             response.devices.append(entry)
         }
@@ -166,67 +161,15 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         response.deviceID = device.id
         let wanted = Set(specs.map(\.name))
         for a in plant.health.anomalies(device: index, from: from, to: to) where !Set(a.sensors).isDisjoint(with: wanted) {
-            var x = Twin_V1_Anomaly()
-            x.id = a.id
-            x.deviceID = device.id
-            x.sensors = a.sensors
-            x.score = a.score
-            x.start = .init(nanos: a.start)
-            if let end = a.end { x.end = .init(nanos: end) }
-            x.detector = a.detector
-            x.description_p = a.description
-            response.anomalies.append(x)
+            response.anomalies.append(a.proto(deviceID: device.id))
         }
         for a in result.anomalies {
-            var x = Twin_V1_Anomaly()
-            x.id = "\(device.id)-\(a.sensor)-h\(a.start / Time.hour)"
-            x.deviceID = device.id
-            x.sensors = [a.sensor]
-            x.score = a.score
-            x.start = .init(nanos: a.start)
-            x.end = .init(nanos: a.end)
-            x.detector = "hourly_profile_mad"
-            x.description_p = String(format: "%@: hourly mean far from its usual value for that hour of day (peak %.1f robust z)", a.sensor, a.score * 5)
-            response.anomalies.append(x)
+            response.anomalies.append(a.proto(deviceID: device.id))
         }
-        response.trends = result.trends.map { t in
-            var x = Twin_V1_Trend()
-            x.sensor = t.sensor
-            x.slopePerDay = t.slopePerDay
-            x.slopeLow = t.low
-            x.slopeHigh = t.high
-            if let ttl = t.timeToLimit { x.timeToLimit = .init(seconds: ttl / Time.second) }
-            x.windowStart = .init(nanos: from)
-            x.windowEnd = .init(nanos: to)
-            return x
-        }
-        response.changePoints = result.changePoints.map { c in
-            var x = Twin_V1_ChangePoint()
-            x.sensor = c.sensor
-            x.time = .init(nanos: c.time)
-            x.levelBefore = c.before
-            x.levelAfter = c.after
-            x.confidence = c.confidence
-            return x
-        }
-        response.correlationBreaks = result.correlationBreaks.map { c in
-            var x = Twin_V1_CorrelationBreak()
-            x.sensorA = c.a
-            x.sensorB = c.b
-            x.normalCorrelation = c.normal
-            x.recentCorrelation = c.recent
-            x.since = .init(nanos: c.since)
-            return x
-        }
-        response.profiles = result.profiles.map { p in
-            var x = Twin_V1_Profile()
-            x.sensor = p.sensor
-            x.period = p.weekly ? .weekly : .daily
-            x.bucket = .init(seconds: 3600)
-            x.mean = p.mean
-            x.stddev = p.stddev
-            return x
-        }
+        response.trends = result.trends.map { $0.proto(windowStart: from, windowEnd: to) }
+        response.changePoints = result.changePoints.map(\.proto)
+        response.correlationBreaks = result.correlationBreaks.map(\.proto)
+        response.profiles = result.profiles.map(\.proto)
         return response
     }
 
