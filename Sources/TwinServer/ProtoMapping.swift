@@ -433,33 +433,31 @@ extension Twin_V1_HealthPoint {
     }
 }
 
+extension Twin_V1_Anomaly {
+    init(id: String, deviceID: String, sensors: [String], score: Double, start: Nanos, end: Nanos?, detector: String, description: String) {
+        self.init()
+        self.id = id
+        self.deviceID = deviceID
+        self.sensors = sensors
+        self.score = score
+        self.start = .init(nanos: start)
+        if let end { self.end = .init(nanos: end) }
+        self.detector = detector
+        description_p = description
+    }
+}
+
 extension HealthEngine.Anomaly {
     func proto(deviceID: String) -> Twin_V1_Anomaly {
-        var x = Twin_V1_Anomaly()
-        x.id = id
-        x.deviceID = deviceID
-        x.sensors = sensors
-        x.score = score
-        x.start = .init(nanos: start)
-        if let end { x.end = .init(nanos: end) }
-        x.detector = detector
-        x.description_p = description
-        return x
+        .init(id: id, deviceID: deviceID, sensors: sensors, score: score, start: start, end: end, detector: detector, description: description)
     }
 }
 
 extension PatternAnalysis.AnomalousSpan {
     func proto(deviceID: String) -> Twin_V1_Anomaly {
-        var x = Twin_V1_Anomaly()
-        x.id = "\(deviceID)-\(sensor)-h\(start / Time.hour)"
-        x.deviceID = deviceID
-        x.sensors = [sensor]
-        x.score = score
-        x.start = .init(nanos: start)
-        x.end = .init(nanos: end)
-        x.detector = "hourly_profile_mad"
-        x.description_p = String(format: "%@: hourly mean far from its usual value for that hour of day (peak %.1f robust z)", sensor, score * 5)
-        return x
+        .init(id: "\(deviceID)-\(sensor)-h\(start / Time.hour)", deviceID: deviceID, sensors: [sensor], score: score, start: start, end: end,
+              detector: "hourly_profile_mad",
+              description: String(format: "%@: hourly mean far from its usual value for that hour of day (peak %.1f robust z)", sensor, score * 5))
     }
 }
 
