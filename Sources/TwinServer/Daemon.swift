@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2Posix
 import Logging
 import Prometheus
@@ -161,6 +162,9 @@ public final class Daemon: Service, Sendable {
     let alerts: AlertBook
     let assessment: Assessment
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
+    /// What every server serves, in this order through these interceptors.
+    let services: [any RegistrableRPCService]
+    let interceptors: [any ServerInterceptor]
     let logger: Logger
     let hooks: DaemonHooks
     private let bound = Mutex<[NetworkAddress]?>(nil)
@@ -238,6 +242,8 @@ public final class Daemon: Service, Sendable {
             RequestLogInterceptor(logger: logger, level: configuration.rpcLogLevel), AuthInterceptor(identity: identity),
             RequestShapeInterceptor(maxMessage: configuration.limits.maxMessage),
         ]
+        self.services = services
+        self.interceptors = interceptors
         servers = try configuration.effectiveListen.map { address in
             let socketAddress: GRPCNIOTransportCore.SocketAddress
             var security = HTTP2ServerTransport.Posix.TransportSecurity.plaintext
@@ -313,6 +319,18 @@ public final class Daemon: Service, Sendable {
             return runtime.message
         }
         return String(describing: error)
+    }
+
+    /// Serves the same services through the same interceptors over grpc-swift's in-process
+    /// transport for the length of `body` (the service test tier: no sockets, no HTTP/2).
+    public func withInProcessClient<R: Sendable>(_ body: (GRPCClient<InProcessTransport.Client>) async throws -> R) async throws -> R {
+        let transport = InProcessTransport()
+        let server = GRPCServer(transport: transport.server, services: services, interceptors: interceptors)
+        return try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            defer { server.beginGracefulShutdown() }
+            return try await withGRPCClient(transport: transport.client) { client in try await body(client) }
+        }
     }
 
     public func run() async throws {
