@@ -15,11 +15,14 @@ final class HealthStatus: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Open Watch streams, at most; the next one is RESOURCE_EXHAUSTED.
+    let maxWatchers: Int
 
-    init(services: [String]) {
+    init(services: [String], maxWatchers: Int = 1_000) {
         var statuses: [String: Status] = ["": .serving]
         for s in services { statuses[s] = .serving }
         state = Mutex(State(statuses: statuses))
+        self.maxWatchers = maxWatchers
     }
 
     func status(of service: String) -> Status? { state.withLock { $0.statuses[service] } }
@@ -39,27 +42,35 @@ final class HealthStatus: Sendable {
         }
     }
 
-    /// A stream of the service's status: the current one first, then changes.
-    /// Open Watch streams, at most; the next one is RESOURCE_EXHAUSTED.
-    static let maxWatchers = 1_000
     /// Service names longer than this are refused (no service of twind's is that long).
     static let maxServiceName = 200
 
     var watcherCount: Int { state.withLock { $0.watchers.count } }
 
-    func watch(_ service: String) -> (AsyncStream<Status>, cancel: @Sendable () -> Void) {
+    /// A stream of the service's status: the current one first, then changes; nil when
+    /// `maxWatchers` are open already (counted under the same lock, so a burst cannot pass it).
+    func watch(_ service: String) -> (AsyncStream<Status>, cancel: @Sendable () -> Void)? {
         let (stream, continuation) = AsyncStream.makeStream(of: Status.self, bufferingPolicy: .bufferingNewest(1))
-        let id: UInt64? = state.withLock { s in
+        enum Admission { case full, drained, watching(UInt64) }
+        let admission = state.withLock { s -> Admission in
+            guard s.watchers.count < maxWatchers else { return .full }
             continuation.yield(s.statuses[service] ?? .serviceUnknown)
-            if s.final { return nil }
+            if s.final { return .drained }
             let id = s.nextID
             s.nextID += 1
             s.watchers[id] = (service, continuation)
-            return id
+            return .watching(id)
         }
-        guard let id else {
+        let id: UInt64
+        switch admission {
+        case .full:
+            return nil
+        case .drained:
+            // The server is draining: the current status, then the end.
             continuation.finish()
             return (stream, {})
+        case .watching(let n):
+            id = n
         }
         return (stream, { [self] in
             let w = state.withLock { $0.watchers.removeValue(forKey: id) }
@@ -93,10 +104,10 @@ struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         try Self.validate(request.service)
-        guard status.watcherCount < HealthStatus.maxWatchers else {
-            throw TwinError(.resourceExhausted, "\(HealthStatus.maxWatchers) health Watch streams are open, the most twind keeps; use Check, or try again later")
+        guard let (updates, cancel) = status.watch(request.service) else {
+            throw TwinError(.resourceExhausted, "\(status.maxWatchers) health Watch streams are open, the most twind keeps; use Check, or try again later",
+                            reason: .limitExceeded, metadata: ["limit": "\(status.maxWatchers)"])
         }
-        let (updates, cancel) = status.watch(request.service)
         try await withRPCCancellationHandler {
             var last: HealthStatus.Status?
             for await s in updates where s != last {

@@ -1,11 +1,12 @@
 import Foundation
 import GRPCCore
 import GRPCInProcessTransport
+import GRPCNIOTransportHTTP2Posix
 import Proto
 import Testing
 import TwinClient
 import TwinCore
-import TwinServer
+@testable import TwinServer
 
 /// The service tier over grpc-swift's in-process transport: the daemon's own services and
 /// interceptors (authentication, access table, request shape), no sockets.
@@ -43,5 +44,58 @@ import TwinServer
             await expectReason(.notFound, .deviceNotFound) { _ = try await twin.getDevice(get, metadata: admin) }
         }
         try await d.stop()
+    }
+}
+
+/// Health Watch streams are bounded: beyond the limit RESOURCE_EXHAUSTED (LIMIT_EXCEEDED), and
+/// a closed stream frees its place.
+@Suite(.timeLimit(.minutes(1))) struct HealthWatchLimitTests {
+    @Test func watchersBeyondTheLimitAreRefusedAndAClosedOneFreesItsPlace() async throws {
+        let status = HealthStatus(services: ["twin.v1.TwinService"], maxWatchers: 3)
+        // Over loopback HTTP/2: a client going away is an RST_STREAM the server sees.
+        let transport = HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext)
+        let server = GRPCServer(transport: transport, services: [HealthService(status: status)])
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            defer { server.beginGracefulShutdown() }
+            let port = try #require(try await transport.listeningAddress.ipv4?.port)
+            try await TwinConnection.with(.tcp(host: "127.0.0.1", port: port)) { client in
+                let health = Grpc_Health_V1_Health.Client(wrapping: client)
+                let (opened, openedTap) = AsyncStream.makeStream(of: Void.self)
+                // Three watchers, each held open once it has its first status.
+                let watchers = (0..<3).map { _ in
+                    Task {
+                        try await health.watch(Grpc_Health_V1_HealthCheckRequest()) { response in
+                            for try await message in response.messages where message.status == .serving {
+                                openedTap.yield()
+                                try await Task.sleep(for: .seconds(600))
+                            }
+                        }
+                    }
+                }
+                var count = 0
+                for await _ in opened { count += 1; if count == 3 { break } }
+                #expect(status.watcherCount == 3)
+                let refused = await expectReason(.resourceExhausted, .limitExceeded) {
+                    try await health.watch(Grpc_Health_V1_HealthCheckRequest()) { response in for try await _ in response.messages {} }
+                }
+                #expect(refused?.twinMetadata["limit"] == "3")
+                // Check still answers while Watch is full.
+                #expect(try await health.check(Grpc_Health_V1_HealthCheckRequest()).status == .serving)
+                // One watcher leaves: its place is free again.
+                watchers[0].cancel()
+                _ = await watchers[0].result
+                let deadline = ContinuousClock.now + .seconds(10)
+                while status.watcherCount > 2 && ContinuousClock.now < deadline { await Task.yield() }
+                #expect(status.watcherCount == 2)
+                let again = try await health.watch(Grpc_Health_V1_HealthCheckRequest()) { response in
+                    for try await message in response.messages { return message.status }
+                    return .unknown
+                }
+                #expect(again == .serving)
+                for w in watchers { w.cancel() }
+                for w in watchers { _ = await w.result }
+            }
+        }
     }
 }
