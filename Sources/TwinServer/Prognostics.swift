@@ -43,9 +43,9 @@ final class Prognostics: Sendable {
     let jobs = Mutex<(all: [TrainingJobStatus], running: String?)>(([], nil))
     let references = Mutex<[String: (serviceStart: Nanos, reference: [FailureFeatures.Reference])]>([:])
     let sequence = Atomic<Int>(0)
-    /// Training runs here: one job at a time on a thread of its own at nice 10, never on the
+    /// Training runs here: one job at a time on a thread of its own at nice 5, never on the
     /// cooperative pool (XGBoost holds its thread for seconds to minutes).
-    let trainer = BlockingPool(name: "training", workers: 1, queueLimit: 1, maxWait: .seconds(24 * 3600), niceness: 10)
+    let trainer = BlockingPool(name: "training", workers: 1, queueLimit: 1, maxWait: .seconds(24 * 3600), niceness: 5)
 
     init(plant: Plant, modelsDirectory: String, options: Options, logger: Logger) throws(TwinError) {
         self.plant = plant
