@@ -1,6 +1,7 @@
 import Foundation
 import TwinCore
 import GRPCCore
+import GRPCProtobuf
 
 /// Sends generated hostile requests to every method of a `Contract` over a real gRPC client and
 /// records what came back. A run is a function of its seed: case `c` of method `m` is generated
@@ -40,6 +41,9 @@ public struct ContractFuzzer: Sendable {
         public var findings: [Finding] = []
         public var calls = 0
         public var streamsLeftOpen = 0
+        /// Errors that came without a twin.v1 ErrorInfo reason, per method and message (the
+        /// transport's own refusals, e.g. a frame that does not decode, carry none).
+        public var withoutReason: [String: [String: Int]] = [:]
 
         public var summary: String {
             codes.keys.sorted().map { m in
@@ -83,6 +87,9 @@ public struct ContractFuzzer: Sendable {
                 let codeName = outcome.code.map { "\($0)" } ?? (outcome.timedOut ? "timeout" : "ok")
                 report.codes[method.fullName, default: [:]][codeName, default: 0] += 1
                 if outcome.leftOpen { report.streamsLeftOpen += 1 }
+                if outcome.code != nil, outcome.reason == nil {
+                    report.withoutReason[method.fullName, default: [:]][String(outcome.message.prefix(80)), default: 0] += 1
+                }
                 let bad = outcome.code.map(Self.forbidden.contains) ?? false
                 if bad || (outcome.timedOut && !method.serverStreaming) {
                     report.findings.append(Finding(
@@ -97,6 +104,7 @@ public struct ContractFuzzer: Sendable {
     struct Outcome: Sendable {
         var code: RPCError.Code?
         var message = ""
+        var reason: String?
         var timedOut = false
         var leftOpen = false
     }
@@ -122,7 +130,8 @@ public struct ContractFuzzer: Sendable {
                         return outcome
                     }
                 } catch let error as RPCError {
-                    return Outcome(code: error.code, message: error.message)
+                    let info = ((try? error.unpackGoogleRPCStatus()) ?? nil)?.details.compactMap(\.errorInfo).first { $0.domain == "twin.v1" }
+                    return Outcome(code: error.code, message: error.message, reason: info?.reason)
                 } catch {
                     return Outcome(code: .unknown, message: "client: \(error)")
                 }

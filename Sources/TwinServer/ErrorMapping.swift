@@ -70,6 +70,9 @@ struct RequestShapeInterceptor: ServerInterceptor {
         if let rpc = error as? RPCError, rpc.code == .internalError, let text = shapeErrors[rpc.message] {
             return TwinError.status(.invalidArgument, .requestInvalid, "\(method): \(text)")
         }
+        if let rpc = error as? RPCError, rpc.code == .invalidArgument, rpc.message.hasPrefix("Can't deserialize"), (try? rpc.unpackGoogleRPCStatus()) ?? nil == nil {
+            return TwinError.status(.invalidArgument, .requestInvalid, "\(method): the request message does not decode (\(rpc.message))")
+        }
         if error is CancellationError { return RPCError(code: .cancelled, message: "the call was cancelled") }
         return error
     }
