@@ -59,6 +59,18 @@ public final class LoadedModel: Sendable {
         public var rulHigh: Double
         /// Feature name, value, contribution to the 24 h log-odds; strongest first.
         public var contributions: [(feature: String, value: Double, contribution: Double)]
+
+        public init(
+            within24h: Double, within7d: Double, rulHours: Double, rulLow: Double, rulHigh: Double,
+            contributions: [(feature: String, value: Double, contribution: Double)]
+        ) {
+            self.within24h = within24h
+            self.within7d = within7d
+            self.rulHours = rulHours
+            self.rulLow = rulLow
+            self.rulHigh = rulHigh
+            self.contributions = contributions
+        }
     }
 
     public func predict(_ rows: [[Float]]) throws(TwinError) -> [Prediction] {

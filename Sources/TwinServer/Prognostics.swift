@@ -288,9 +288,7 @@ final class Prognostics: Sendable {
         guard let predictions = try? model.predict(rows) else { return }
         var fresh: [String: DeviceOutlook] = [:]
         for (i, p) in predictions.enumerated() {
-            fresh[ids[i]] = DeviceOutlook(
-                deviceID: ids[i], within24h: p.within24h, within7d: p.within7d, rulHours: p.rulHours, rulLow: p.rulLow, rulHigh: p.rulHigh,
-                contributions: p.contributions, lead: leads[i], computedAt: now, modelVersion: model.manifest.version)
+            fresh[ids[i]] = DeviceOutlook(deviceID: ids[i], prediction: p, lead: leads[i], computedAt: now, modelVersion: model.manifest.version)
         }
         outlooks.withLock { $0 = fresh }
     }

@@ -114,8 +114,8 @@ final class MemoryAlertStore: AlertStore {
 
     @Test func predictionsOpenAtOnceMissingDataAfterThirtySecondsSensorFaultsAreInfo() throws {
         let (book, _) = try book()
-        let outlook = DeviceOutlook(deviceID: "press-1", within24h: 0.8, within7d: 0.9, rulHours: 10, rulLow: 5, rulHigh: 20,
-                                    contributions: [], lead: "force", computedAt: clock.now(), modelVersion: "v1")
+        let prediction = LoadedModel.Prediction(within24h: 0.8, within7d: 0.9, rulHours: 10, rulLow: 5, rulHigh: 20, contributions: [])
+        let outlook = DeviceOutlook(deviceID: "press-1", prediction: prediction, lead: "force", computedAt: clock.now(), modelVersion: "v1")
         let stuck = HealthEngine.Factor(subject: "force", description: "stuck", penalty: 30, value: 5, unit: "kN", sensorFault: true, kind: .stuck)
         _ = book.evaluate([subject([stuck], outlook: outlook)])
         #expect(book.list(devices: [], states: [.open], minimum: nil).map(\.rule) == ["predicted_failure_24h"])
