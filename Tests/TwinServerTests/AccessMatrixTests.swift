@@ -10,7 +10,7 @@ import TwinStore
 
 /// Every RPC of every service, called with no token and as each role: the access table decides,
 /// and it covers every method there is.
-@Suite(.timeLimit(.minutes(1))) struct AccessMatrixTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct AccessMatrixTests {
     static let services: [[MethodDescriptor]] = [
         Twin_V1_TwinService.Method.descriptors, Twin_V1_AuthService.Method.descriptors,
         Twin_V1_ModelService.Method.descriptors, Grpc_Health_V1_Health.Method.descriptors,

@@ -11,7 +11,7 @@ import TwinServer
 /// The engines through twind: a backfilled plant is trained on, its predictions rank the
 /// machines the ground truth says will fail above the healthy ones, recommendations name them;
 /// an alert opens, is acknowledged and resolves itself.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct EnginesServiceTests {
+@Suite(.tearsDownDaemons, .serialized, .timeLimit(.minutes(5))) struct EnginesServiceTests {
     /// Polls `body` until it returns a value (a state change twind makes in the background).
     func eventually<T>(within seconds: Double = 120, _ body: () async throws -> T?) async throws -> T? {
         let deadline = ContinuousClock.now + .seconds(seconds)

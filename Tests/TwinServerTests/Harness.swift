@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -37,6 +38,7 @@ struct RunningDaemon {
         let task = Task { try await group.run() }
         let address = try await daemon.listeningAddresses()[0]
         var running = RunningDaemon(daemon: daemon, group: group, task: task, address: address, directory: configuration.dataDirectory)
+        DaemonRegistry.current?.add(running)
         // Log in as admin with the password this start set (or the one the first start wrote).
         let file = configuration.dataDirectory + "/initial-admin-password"
         let password = configuration.environment["TWIND_ADMIN_PASSWORD"]
@@ -127,4 +129,38 @@ func expectReason(_ code: RPCError.Code, _ reason: TwinError.Reason, _ body: () 
         Issue.record("expected \(code) \(reason.rawValue), got \(error)", sourceLocation: sourceLocation)
     }
     return nil
+}
+
+/// Every daemon a test starts is stopped when the test ends, also when it fails or throws
+/// half way (`@Suite(.tearsDownDaemons)`): RunningDaemon.start registers with the test's scope.
+final class DaemonRegistry: Sendable {
+    @TaskLocal static var current: DaemonRegistry?
+    private let started = Mutex<[RunningDaemon]>([])
+    func add(_ d: RunningDaemon) { started.withLock { $0.append(d) } }
+    func stopAll() async {
+        for d in started.withLock({ $0 }).reversed() {
+            await d.group.triggerGracefulShutdown()
+            _ = try? await d.task.value
+            try? FileManager.default.removeItem(atPath: d.directory)
+        }
+    }
+}
+
+struct DaemonTeardown: TestTrait, SuiteTrait, TestScoping {
+    var isRecursive: Bool { true }
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        guard testCase != nil || !test.isSuite else { return try await function() }
+        let registry = DaemonRegistry()
+        do {
+            try await DaemonRegistry.$current.withValue(registry) { try await function() }
+        } catch {
+            await registry.stopAll()
+            throw error
+        }
+        await registry.stopAll()
+    }
+}
+
+extension Trait where Self == DaemonTeardown {
+    static var tearsDownDaemons: Self { DaemonTeardown() }
 }

@@ -10,7 +10,7 @@ import TwinCore
 
 /// The service tier over grpc-swift's in-process transport: the daemon's own services and
 /// interceptors (authentication, access table, request shape), no sockets.
-@Suite(.timeLimit(.minutes(1))) struct InProcessServiceTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct InProcessServiceTests {
     @Test func theSameServicesAndInterceptorsAnswerInProcess() async throws {
         let d = try await RunningDaemon.start { $0.simulator = false }
         defer { Task { try? await d.stop() } }
@@ -49,7 +49,7 @@ import TwinCore
 
 /// Health Watch streams are bounded: beyond the limit RESOURCE_EXHAUSTED (LIMIT_EXCEEDED), and
 /// a closed stream frees its place.
-@Suite(.timeLimit(.minutes(1))) struct HealthWatchLimitTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct HealthWatchLimitTests {
     @Test func watchersBeyondTheLimitAreRefusedAndAClosedOneFreesItsPlace() async throws {
         let status = HealthStatus(services: ["twin.v1.TwinService"], maxWatchers: 3)
         // Over loopback HTTP/2: a client going away is an RST_STREAM the server sees.
@@ -97,5 +97,18 @@ import TwinCore
                 for w in watchers { _ = await w.result }
             }
         }
+    }
+}
+
+/// The harness's promise: a daemon a test leaves running (it failed or threw half way) is
+/// stopped and its data directory removed when the test's scope ends.
+@Suite struct DaemonTeardownTests {
+    @Test func aDaemonLeftRunningIsStoppedWithItsScope() async throws {
+        let registry = DaemonRegistry()
+        let d = try await DaemonRegistry.$current.withValue(registry) { try await RunningDaemon.start { $0.simulator = false } }
+        #expect(try await d.withTwin { try await $0.listDevices(Twin_V1_ListDevicesRequest()) }.devices.isEmpty)
+        await registry.stopAll()
+        #expect(!FileManager.default.fileExists(atPath: d.directory))
+        await #expect(throws: (any Error).self) { _ = try await d.withTwin { try await $0.listDevices(Twin_V1_ListDevicesRequest()) } }
     }
 }

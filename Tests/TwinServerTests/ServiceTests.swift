@@ -6,7 +6,7 @@ import TwinClient
 import TwinCore
 import TwinServer
 
-@Suite(.timeLimit(.minutes(1))) struct ServiceTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct ServiceTests {
     @Test func listsTheDefaultPlantAndPages() async throws {
         let d = try await RunningDaemon.start()
         try await d.withTwin { twin in
@@ -248,7 +248,7 @@ import TwinServer
 }
 
 /// A YAML fleet file describes a mixed plant: simulated machines by type, ingest-fed ones by sensors.
-@Suite struct FleetFileTests {
+@Suite(.tearsDownDaemons) struct FleetFileTests {
     @Test func yamlFleetMixesSimulatedAndIngestFedDevices() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString).yaml").path
         try """
