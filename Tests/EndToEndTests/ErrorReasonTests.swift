@@ -12,7 +12,8 @@ import Testing
                                              environment: ["TWIND_ADMIN_PASSWORD": adminPassword])
         defer { Task { await d.stop() } }
         let script = Self.root.appendingPathComponent("Tests/Python/error_reasons.py").path
-        let python = try Child("/usr/bin/env", ["python3", script, d.address, adminPassword, Self.root.appendingPathComponent("proto").path])
+        let python = try Child("/usr/bin/env", ["python3", script, d.address, Self.root.appendingPathComponent("proto").path],
+                               stdin: Data((adminPassword + "\n").utf8))
         let status = await python.wait(timeout: .seconds(90))
         let output = python.stdout.text
         #expect(status == 0, "error_reasons.py: \(output)\(python.stderr.text)")

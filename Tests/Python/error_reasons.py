@@ -7,8 +7,8 @@ grpc_status.rpc_status.from_call: a bad reading in an Ingest batch, a throttled 
 expired access token and an unknown device. Prints one line per check; exits 1 on the first
 check that fails.
 
-usage: error_reasons.py HOST:PORT ADMIN_PASSWORD PROTO_DIR
-(twind must run with --simulator off and --access-token-lifetime 10s)
+usage: error_reasons.py HOST:PORT PROTO_DIR  (the admin password on standard input, never
+in the process list; twind must run with --simulator off and --access-token-lifetime 10s)
 """
 import importlib
 import math
@@ -21,7 +21,8 @@ from grpc_status import rpc_status
 from grpc_tools import protoc
 from google.rpc import error_details_pb2
 
-address, admin_password, proto_dir = sys.argv[1:4]
+address, proto_dir = sys.argv[1:3]
+admin_password = sys.stdin.readline().rstrip("\n")
 
 out = tempfile.mkdtemp(prefix="twin-py-")
 protos = [f"twin/v1/{name}.proto" for name in ("types", "twin", "auth", "model")]
