@@ -154,13 +154,6 @@ public struct TwinError: Error, Sendable, Equatable, CustomStringConvertible {
         return e
     }
 
-    public func with(_ reason: Reason, _ metadata: [String: String] = [:]) -> TwinError {
-        var e = self
-        e.reason = reason
-        e.metadata.merge(metadata) { _, new in new }
-        return e
-    }
-
     public func adding(_ metadata: [String: String]) -> TwinError {
         var e = self
         e.metadata.merge(metadata) { _, new in new }

@@ -349,8 +349,8 @@ final class Prognostics: Sendable {
             return
         case .nothingNew(let due):
             // Said once per due time; the check runs again every step.
-            if skipLogged.withLock({ $0 }) != due {
-                skipLogged.withLock { $0 = due }
+            let first = skipLogged.withLock { logged in defer { logged = due }; return logged != due }
+            if first {
                 logger.info("scheduled retrain waits: no failure recorded since the last model's training window", metadata: ["model": "\(newest?.version ?? "")"])
             }
         case .train:
