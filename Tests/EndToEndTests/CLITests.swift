@@ -116,7 +116,7 @@ import Testing
 }
 
 /// Under systemd (NOTIFY_SOCKET set) twind reports READY=1 once serving and STOPPING=1 on SIGTERM.
-@Suite(.timeLimit(.minutes(1))) struct SystemdNotifyTests {
+@Suite(.timeLimit(.minutes(2))) struct SystemdNotifyTests {
     @Test func readyThenStopping() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(getpid()).sock").path
         unlink(path)

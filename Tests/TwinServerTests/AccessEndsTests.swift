@@ -9,7 +9,7 @@ import TwinServer
 
 /// Access taken away ends what is already open: an Ingest stream at its next batch, a
 /// StreamUpdates stream at once, a logged-out session's access tokens on their next call.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct AccessEndsTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct AccessEndsTests {
     func auth<R: Sendable>(_ d: RunningDaemon, _ token: String?, _ body: (Twin_V1_AuthService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
         try await TwinConnection.with(d.address, bearer: token) { try await body(Twin_V1_AuthService.Client(wrapping: $0)) }
     }

@@ -10,7 +10,7 @@ import TwinStore
 
 /// Gateways push data with API keys: shown once, stored hashed, Ingest only, revocable, and they
 /// outlive a restart; account changes outlive one too.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct ApiKeyTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct ApiKeyTests {
     func auth<R: Sendable>(_ d: RunningDaemon, _ token: String?, _ body: (Twin_V1_AuthService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
         try await TwinConnection.with(d.address, bearer: token) { try await body(Twin_V1_AuthService.Client(wrapping: $0)) }
     }
@@ -110,7 +110,7 @@ import TwinStore
 }
 
 /// A key limited to part of the plant writes there and nowhere else.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct ApiKeyScopeTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct ApiKeyScopeTests {
     @Test func patternsMatchWithoutBacktrackingBlowUp() {
         #expect(ApiKeyScope.matches(pattern: "press-*", "press-12"))
         #expect(ApiKeyScope.matches(pattern: "p?ess-*2", "press-12"))

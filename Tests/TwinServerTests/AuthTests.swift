@@ -11,7 +11,7 @@ import TwinServer
 import TwinStore
 
 /// Login, tokens and their checks, through gRPC against a real daemon.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct AuthTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct AuthTests {
     func withAuth<R: Sendable>(_ d: RunningDaemon, _ body: (Twin_V1_AuthService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
         try await TwinConnection.with(d.address) { try await body(Twin_V1_AuthService.Client(wrapping: $0)) }
     }

@@ -10,7 +10,7 @@ import TwinCore
 
 /// Errors carry their meaning as google.rpc.Status details (ErrorInfo reason and metadata,
 /// BadRequest, RetryInfo, ResourceInfo), documented by twin.v1.ErrorReason in types.proto.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct ErrorReasonTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct ErrorReasonTests {
     @Test func theReasonsAreTheOnesTypesProtoDocuments() throws {
         let data = try #require(Data(base64Encoded: ContractDescriptors.fileDescriptorSetBase64))
         let set = try Google_Protobuf_FileDescriptorSet(serializedBytes: data)

@@ -10,7 +10,7 @@ import TwinServer
 
 /// The requests that used to kill twind (integer overflow traps on times and durations) are
 /// refused with INVALID_ARGUMENT naming the field, and twind keeps serving.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct TimeInputTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct TimeInputTests {
     static func timestamp(_ seconds: Int64, _ nanos: Int32 = 0) -> Google_Protobuf_Timestamp {
         var t = Google_Protobuf_Timestamp()
         t.seconds = seconds
@@ -91,7 +91,7 @@ import TwinServer
     }
 }
 
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct CleanShutdownTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct CleanShutdownTests {
     @Test func aStoppedDaemonLeavesNoWALBehind() async throws {
         let d = try await RunningDaemon.start { $0.simulatedDevices = 3 }
         // Some writes first: readings, a login, an event.
@@ -106,7 +106,7 @@ import TwinServer
 }
 
 /// Limits reachable from outside answer with the right status and a message naming the limit.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct LimitTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct LimitTests {
     @Test func oversizedRequestsAndHealthNamesAreRefused() async throws {
         let d = try await RunningDaemon.start { $0.simulatedDevices = 1 }
         defer { Task { try? await d.stop() } }

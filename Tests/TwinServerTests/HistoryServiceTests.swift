@@ -8,7 +8,7 @@ import TwinCore
 import TwinServer
 
 /// GetHistory over gRPC: raw and downsampled answers from ingested readings, and clear errors.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct HistoryServiceTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct HistoryServiceTests {
     @Test func rawAndDownsampledHistoryOfIngestedReadings() async throws {
         let d = try await RunningDaemon.start { $0.simulator = false }
         let base = (Time.now() / Time.hour - 2) * Time.hour  // two whole hours ago

@@ -10,7 +10,7 @@ import TwinCore
 
 /// The service tier over grpc-swift's in-process transport: the daemon's own services and
 /// interceptors (authentication, access table, request shape), no sockets.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct InProcessServiceTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct InProcessServiceTests {
     @Test func theSameServicesAndInterceptorsAnswerInProcess() async throws {
         let d = try await RunningDaemon.start { $0.simulator = false }
         defer { Task { try? await d.stop() } }
@@ -49,7 +49,7 @@ import TwinCore
 
 /// Health Watch streams are bounded: beyond the limit RESOURCE_EXHAUSTED (LIMIT_EXCEEDED), and
 /// a closed stream frees its place.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct HealthWatchLimitTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct HealthWatchLimitTests {
     @Test func watchersBeyondTheLimitAreRefusedAndAClosedOneFreesItsPlace() async throws {
         let status = HealthStatus(services: ["twin.v1.TwinService"], maxWatchers: 3)
         // Over loopback HTTP/2: a client going away is an RST_STREAM the server sees.

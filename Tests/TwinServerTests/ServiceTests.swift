@@ -6,7 +6,7 @@ import TwinClient
 import TwinCore
 import TwinServer
 
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct ServiceTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct ServiceTests {
     @Test func listsTheDefaultPlantAndPages() async throws {
         let d = try await RunningDaemon.start()
         try await d.withTwin { twin in

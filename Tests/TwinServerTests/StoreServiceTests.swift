@@ -9,7 +9,7 @@ import TwinServer
 
 /// health_data.db under the daemon: what is acknowledged survives a restart, stays sealed on disk,
 /// and a wrong key is refused.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct StoreServiceTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct StoreServiceTests {
     func event(_ device: String, _ kind: Twin_V1_EventKind, notes: String) -> Twin_V1_RecordEventRequest {
         var request = Twin_V1_RecordEventRequest()
         request.event.deviceID = device

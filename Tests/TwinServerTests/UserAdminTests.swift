@@ -8,7 +8,7 @@ import TwinCore
 import TwinServer
 
 /// Admins manage users; changes take effect on the next call.
-@Suite(.tearsDownDaemons, .timeLimit(.minutes(1))) struct UserAdminTests {
+@Suite(.tearsDownDaemons, .timeLimit(.minutes(2))) struct UserAdminTests {
     func login(_ d: RunningDaemon, _ user: String, _ password: String) async throws -> String {
         var request = Twin_V1_LoginRequest()
         request.username = user
