@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "TwinServer",
             dependencies: [
-                "Proto", "TwinCore", "TwinStore", "TwinEngines", "TwinApp",
+                "Proto", "TwinCore", "TwinStore", "TwinEngines", "TwinApp", "TwinGateway",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -92,12 +92,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // libmosquitto from Debian (libmosquitto-dev; scripts/bootstrap installs it).
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        // The protocols plants speak: an MQTT client (libmosquitto) and the Sparkplug B host
+        // application. Feeds the plant through `GatewaySink`; no gRPC, no SQLite.
+        .target(
+            name: "TwinGateway",
+            dependencies: [
+                "CMosquitto", "Proto", "TwinCore",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // prctl/setrlimit for twind: no core dumps holding the keys.
         .target(name: "CHardening"),
         .executableTarget(
             name: "twind",
             dependencies: [
-                "TwinServer", "TwinStore", "TwinCore", "BuildInfo", "CHardening",
+                "TwinServer", "TwinStore", "TwinCore", "TwinGateway", "BuildInfo", "CHardening",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -158,6 +171,9 @@ let package = Package(
         ),
         .testTarget(name: "TwinCoreTests", dependencies: ["TwinCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TwinEnginesTests", dependencies: ["TwinEngines", "TwinCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TwinGatewayTests", dependencies: ["TwinGateway", "TwinCore", "Proto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "TwinAppTests", dependencies: ["TwinApp", "TwinCore", "TwinEngines"], swiftSettings: swiftSettings),
         .testTarget(name: "TwinStoreTests", dependencies: ["TwinStore", "TwinCore"], swiftSettings: swiftSettings),
         .testTarget(

@@ -224,6 +224,19 @@ public enum Twin_V1_TwinService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListGateways" metadata.
+        public enum ListGateways: Sendable {
+            /// Request type for "ListGateways".
+            public typealias Input = Twin_V1_ListGatewaysRequest
+            /// Response type for "ListGateways".
+            public typealias Output = Twin_V1_ListGatewaysResponse
+            /// Descriptor for "ListGateways".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "ListGateways",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "twin.v1.TwinService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ListDevices.descriptor,
@@ -240,7 +253,8 @@ public enum Twin_V1_TwinService: Sendable {
             AckAlert.descriptor,
             ResolveAlert.descriptor,
             RecordEvent.descriptor,
-            ListEvents.descriptor
+            ListEvents.descriptor,
+            ListGateways.descriptor
         ]
     }
 }
@@ -545,6 +559,25 @@ extension Twin_V1_TwinService {
             request: GRPCCore.StreamingServerRequest<Twin_V1_ListEventsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ListEventsResponse>
+
+        /// Handle the "ListGateways" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The MQTT connections and the Sparkplug B edge nodes feeding twind, with their state and
+        /// > counts (what `twin gateways` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_ListGatewaysRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_ListGatewaysResponse` messages.
+        func listGateways(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_ListGatewaysRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ListGatewaysResponse>
     }
 
     /// Service protocol for the "twin.v1.TwinService" service.
@@ -833,6 +866,25 @@ extension Twin_V1_TwinService {
             request: GRPCCore.ServerRequest<Twin_V1_ListEventsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Twin_V1_ListEventsResponse>
+
+        /// Handle the "ListGateways" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The MQTT connections and the Sparkplug B edge nodes feeding twind, with their state and
+        /// > counts (what `twin gateways` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_ListGatewaysRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_ListGatewaysResponse` message.
+        func listGateways(
+            request: GRPCCore.ServerRequest<Twin_V1_ListGatewaysRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_ListGatewaysResponse>
     }
 
     /// Simple service protocol for the "twin.v1.TwinService" service.
@@ -1120,6 +1172,25 @@ extension Twin_V1_TwinService {
             request: Twin_V1_ListEventsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Twin_V1_ListEventsResponse
+
+        /// Handle the "ListGateways" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The MQTT connections and the Sparkplug B edge nodes feeding twind, with their state and
+        /// > counts (what `twin gateways` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_ListGatewaysRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_ListGatewaysResponse` to respond with.
+        func listGateways(
+            request: Twin_V1_ListGatewaysRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_ListGatewaysResponse
     }
 }
 
@@ -1292,6 +1363,17 @@ extension Twin_V1_TwinService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.ListGateways.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_ListGatewaysRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_ListGatewaysResponse>(),
+            handler: { request, context in
+                try await self.listGateways(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1457,6 +1539,17 @@ extension Twin_V1_TwinService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ListEventsResponse> {
         let response = try await self.listEvents(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listGateways(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_ListGatewaysRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ListGatewaysResponse> {
+        let response = try await self.listGateways(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1659,6 +1752,19 @@ extension Twin_V1_TwinService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Twin_V1_ListEventsResponse> {
         return GRPCCore.ServerResponse<Twin_V1_ListEventsResponse>(
             message: try await self.listEvents(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listGateways(
+        request: GRPCCore.ServerRequest<Twin_V1_ListGatewaysRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_ListGatewaysResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_ListGatewaysResponse>(
+            message: try await self.listGateways(
                 request: request.message,
                 context: context
             ),
@@ -2028,6 +2134,30 @@ extension Twin_V1_TwinService {
             deserializer: some GRPCCore.MessageDeserializer<Twin_V1_ListEventsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ListEventsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListGateways" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The MQTT connections and the Sparkplug B edge nodes feeding twind, with their state and
+        /// > counts (what `twin gateways` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_ListGatewaysRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_ListGatewaysRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_ListGatewaysResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listGateways<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_ListGatewaysRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_ListGatewaysRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_ListGatewaysResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ListGatewaysResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2563,6 +2693,41 @@ extension Twin_V1_TwinService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ListGateways" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The MQTT connections and the Sparkplug B edge nodes feeding twind, with their state and
+        /// > counts (what `twin gateways` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_ListGatewaysRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_ListGatewaysRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_ListGatewaysResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listGateways<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_ListGatewaysRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_ListGatewaysRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_ListGatewaysResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ListGatewaysResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.ListGateways.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3006,6 +3171,36 @@ extension Twin_V1_TwinService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_ListEventsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_ListEventsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListGateways" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The MQTT connections and the Sparkplug B edge nodes feeding twind, with their state and
+    /// > counts (what `twin gateways` shows). Role: viewer.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_ListGatewaysRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listGateways<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_ListGatewaysRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ListGatewaysResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listGateways(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_ListGatewaysRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_ListGatewaysResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3512,6 +3707,40 @@ extension Twin_V1_TwinService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listEvents(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListGateways" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The MQTT connections and the Sparkplug B edge nodes feeding twind, with their state and
+    /// > counts (what `twin gateways` shows). Role: viewer.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listGateways<Result>(
+        _ message: Twin_V1_ListGatewaysRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ListGatewaysResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_ListGatewaysRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listGateways(
             request: request,
             options: options,
             onResponse: handleResponse

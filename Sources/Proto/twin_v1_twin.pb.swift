@@ -957,6 +957,143 @@ public nonisolated struct Twin_V1_ListEventsResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Twin_V1_ListGatewaysRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Twin_V1_ListGatewaysResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One per broker twind is a client of (--mqtt-broker).
+  public var connections: [Twin_V1_MqttConnection] = []
+
+  /// Every Sparkplug B edge node twind has heard from since it started, by group then node id.
+  public var edgeNodes: [Twin_V1_EdgeNode] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// twind's client connection to an MQTT broker.
+public nonisolated struct Twin_V1_MqttConnection: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The broker, as configured (mqtt://HOST:PORT or mqtts://HOST:PORT).
+  public var broker: String = String()
+
+  /// The MQTT client id twind connects with.
+  public var clientID: String = String()
+
+  /// Connected to the broker now.
+  public var connected: Bool = false
+
+  /// When the connection last came up or went down.
+  public var since: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_since ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_since = newValue}
+  }
+  /// Returns true if `since` has been explicitly set.
+  public var hasSince: Bool {self._since != nil}
+  /// Clears the value of `since`. Subsequent reads from it will return its default value.
+  public mutating func clearSince() {self._since = nil}
+
+  /// Messages received.
+  public var messages: UInt64 = 0
+
+  /// Readings stored from them.
+  public var readings: UInt64 = 0
+
+  /// Messages that did not decode or were refused (counted, logged once per topic a minute).
+  public var errors: UInt64 = 0
+
+  /// Connections made after the first (each after a lost connection).
+  public var reconnects: UInt64 = 0
+
+  /// The last connection or payload error, empty if none.
+  public var lastError: String = String()
+
+  /// The Sparkplug B host id twind serves on this connection; empty when Sparkplug is off.
+  public var sparkplugHostID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _since: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// A Sparkplug B edge node, as twind's host application sees it.
+public nonisolated struct Twin_V1_EdgeNode: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  public var edgeNodeID: String = String()
+
+  /// Born (NBIRTH seen) and not dead since.
+  public var online: Bool = false
+
+  public var lastBirth: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastBirth ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastBirth = newValue}
+  }
+  /// Returns true if `lastBirth` has been explicitly set.
+  public var hasLastBirth: Bool {self._lastBirth != nil}
+  /// Clears the value of `lastBirth`. Subsequent reads from it will return its default value.
+  public mutating func clearLastBirth() {self._lastBirth = nil}
+
+  public var lastDeath: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastDeath ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastDeath = newValue}
+  }
+  /// Returns true if `lastDeath` has been explicitly set.
+  public var hasLastDeath: Bool {self._lastDeath != nil}
+  /// Clears the value of `lastDeath`. Subsequent reads from it will return its default value.
+  public mutating func clearLastDeath() {self._lastDeath = nil}
+
+  /// NBIRTH/NDATA/DBIRTH/DDATA/DDEATH/NDEATH messages received.
+  public var messages: UInt64 = 0
+
+  /// Readings stored.
+  public var readings: UInt64 = 0
+
+  /// Rebirths twind asked for (NCMD Node Control/Rebirth): after a sequence gap, a DATA before
+  /// its BIRTH or an unknown alias.
+  public var rebirthsRequested: UInt64 = 0
+
+  /// Messages that did not decode or were refused.
+  public var errors: UInt64 = 0
+
+  /// The twind devices this node defines (its node-level device and one per Sparkplug device).
+  public var devices: [String] = []
+
+  /// The bdSeq of the node's current session (from its NBIRTH).
+  public var bdSeq: UInt64 = 0
+
+  /// Metrics that are not numbers (strings, arrays, datasets, templates, …): counted, ignored.
+  public var ignoredMetrics: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _lastBirth: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastDeath: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "twin.v1"
@@ -2543,6 +2680,228 @@ nonisolated extension Twin_V1_ListEventsResponse: SwiftProtobuf.Message, SwiftPr
   public static func ==(lhs: Twin_V1_ListEventsResponse, rhs: Twin_V1_ListEventsResponse) -> Bool {
     if lhs.events != rhs.events {return false}
     if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_ListGatewaysRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListGatewaysRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_ListGatewaysRequest, rhs: Twin_V1_ListGatewaysRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_ListGatewaysResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListGatewaysResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connections\0\u{3}edge_nodes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.connections) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.edgeNodes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.connections.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.connections, fieldNumber: 1)
+    }
+    if !self.edgeNodes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.edgeNodes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_ListGatewaysResponse, rhs: Twin_V1_ListGatewaysResponse) -> Bool {
+    if lhs.connections != rhs.connections {return false}
+    if lhs.edgeNodes != rhs.edgeNodes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_MqttConnection: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MqttConnection"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}broker\0\u{3}client_id\0\u{1}connected\0\u{1}since\0\u{1}messages\0\u{1}readings\0\u{1}errors\0\u{1}reconnects\0\u{3}last_error\0\u{3}sparkplug_host_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.broker) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.clientID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.connected) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._since) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.messages) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.readings) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.errors) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.reconnects) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.sparkplugHostID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.broker.isEmpty {
+      try visitor.visitSingularStringField(value: self.broker, fieldNumber: 1)
+    }
+    if !self.clientID.isEmpty {
+      try visitor.visitSingularStringField(value: self.clientID, fieldNumber: 2)
+    }
+    if self.connected != false {
+      try visitor.visitSingularBoolField(value: self.connected, fieldNumber: 3)
+    }
+    try { if let v = self._since {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.messages != 0 {
+      try visitor.visitSingularUInt64Field(value: self.messages, fieldNumber: 5)
+    }
+    if self.readings != 0 {
+      try visitor.visitSingularUInt64Field(value: self.readings, fieldNumber: 6)
+    }
+    if self.errors != 0 {
+      try visitor.visitSingularUInt64Field(value: self.errors, fieldNumber: 7)
+    }
+    if self.reconnects != 0 {
+      try visitor.visitSingularUInt64Field(value: self.reconnects, fieldNumber: 8)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 9)
+    }
+    if !self.sparkplugHostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sparkplugHostID, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_MqttConnection, rhs: Twin_V1_MqttConnection) -> Bool {
+    if lhs.broker != rhs.broker {return false}
+    if lhs.clientID != rhs.clientID {return false}
+    if lhs.connected != rhs.connected {return false}
+    if lhs._since != rhs._since {return false}
+    if lhs.messages != rhs.messages {return false}
+    if lhs.readings != rhs.readings {return false}
+    if lhs.errors != rhs.errors {return false}
+    if lhs.reconnects != rhs.reconnects {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs.sparkplugHostID != rhs.sparkplugHostID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_EdgeNode: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EdgeNode"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{3}edge_node_id\0\u{1}online\0\u{3}last_birth\0\u{3}last_death\0\u{1}messages\0\u{1}readings\0\u{3}rebirths_requested\0\u{1}errors\0\u{1}devices\0\u{3}bd_seq\0\u{3}ignored_metrics\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.edgeNodeID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.online) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._lastBirth) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._lastDeath) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.messages) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.readings) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.rebirthsRequested) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.errors) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.devices) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.bdSeq) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.ignoredMetrics) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    if !self.edgeNodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.edgeNodeID, fieldNumber: 2)
+    }
+    if self.online != false {
+      try visitor.visitSingularBoolField(value: self.online, fieldNumber: 3)
+    }
+    try { if let v = self._lastBirth {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._lastDeath {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if self.messages != 0 {
+      try visitor.visitSingularUInt64Field(value: self.messages, fieldNumber: 6)
+    }
+    if self.readings != 0 {
+      try visitor.visitSingularUInt64Field(value: self.readings, fieldNumber: 7)
+    }
+    if self.rebirthsRequested != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rebirthsRequested, fieldNumber: 8)
+    }
+    if self.errors != 0 {
+      try visitor.visitSingularUInt64Field(value: self.errors, fieldNumber: 9)
+    }
+    if !self.devices.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.devices, fieldNumber: 10)
+    }
+    if self.bdSeq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bdSeq, fieldNumber: 11)
+    }
+    if self.ignoredMetrics != 0 {
+      try visitor.visitSingularUInt64Field(value: self.ignoredMetrics, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_EdgeNode, rhs: Twin_V1_EdgeNode) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.edgeNodeID != rhs.edgeNodeID {return false}
+    if lhs.online != rhs.online {return false}
+    if lhs._lastBirth != rhs._lastBirth {return false}
+    if lhs._lastDeath != rhs._lastDeath {return false}
+    if lhs.messages != rhs.messages {return false}
+    if lhs.readings != rhs.readings {return false}
+    if lhs.rebirthsRequested != rhs.rebirthsRequested {return false}
+    if lhs.errors != rhs.errors {return false}
+    if lhs.devices != rhs.devices {return false}
+    if lhs.bdSeq != rhs.bdSeq {return false}
+    if lhs.ignoredMetrics != rhs.ignoredMetrics {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -918,6 +918,11 @@ public nonisolated struct Twin_V1_SensorValue: Sendable {
   /// Clears the value of `time`. Subsequent reads from it will return its default value.
   public mutating func clearTime() {self._time = nil}
 
+  /// The value is no longer current: its source said it went away (a Sparkplug B NDEATH or
+  /// DDEATH) at `DeviceSnapshot.time`. The last known value is kept so it can still be shown;
+  /// the next reading from the source clears the mark.
+  public var stale: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2008,7 +2013,7 @@ nonisolated extension Twin_V1_Reading: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Twin_V1_SensorValue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SensorValue"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sensor\0\u{1}value\0\u{1}time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sensor\0\u{1}value\0\u{1}time\0\u{1}stale\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2019,6 +2024,7 @@ nonisolated extension Twin_V1_SensorValue: SwiftProtobuf.Message, SwiftProtobuf.
       case 1: try { try decoder.decodeSingularStringField(value: &self.sensor) }()
       case 2: try { try decoder.decodeSingularDoubleField(value: &self.value) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._time) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.stale) }()
       default: break
       }
     }
@@ -2038,6 +2044,9 @@ nonisolated extension Twin_V1_SensorValue: SwiftProtobuf.Message, SwiftProtobuf.
     try { if let v = self._time {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    if self.stale != false {
+      try visitor.visitSingularBoolField(value: self.stale, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2045,6 +2054,7 @@ nonisolated extension Twin_V1_SensorValue: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.sensor != rhs.sensor {return false}
     if lhs.value != rhs.value {return false}
     if lhs._time != rhs._time {return false}
+    if lhs.stale != rhs.stale {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

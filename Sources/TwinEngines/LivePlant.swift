@@ -24,6 +24,8 @@ public struct DeviceSnapshot: Sendable, Equatable {
         public var sensor: Int32
         public var value: Double
         public var time: Nanos
+        /// The source said it went away (a Sparkplug death); the value is the last known one.
+        public var stale = false
     }
 
     public var index: Int32
@@ -92,6 +94,9 @@ public final class LivePlant: Sendable {
         var touchedEpoch: UInt64 = 0
         var health: HealthSummary?
         var openAlerts: UInt32 = 0
+        /// Its source said it went away (a Sparkplug NDEATH/DDEATH): offline, values stale,
+        /// until it reports again.
+        var dead = false
 
         init(device: Device) {
             self.device = device
@@ -102,6 +107,7 @@ public final class LivePlant: Sendable {
         }
 
         mutating func deriveState(now: Nanos, offlineAfter: Nanos) -> DeviceState {
+            if dead { return .offline }
             if let hint { return hint }
             if lastArrival == 0 || now - lastArrival > offlineAfter { return .offline }
             var result = DeviceState.running
@@ -153,6 +159,7 @@ public final class LivePlant: Sendable {
                 slot.version = old.version + 1
                 slot.hint = old.hint
                 slot.lastArrival = old.lastArrival
+                slot.dead = old.dead
                 slot.state = slot.deriveState(now: now, offlineAfter: options.offlineAfter)
                 s.slots[Int(i)] = slot
                 return (updated, false, i)
@@ -283,6 +290,7 @@ public final class LivePlant: Sendable {
                 guard d < s.slots.count, Int(sample.sensor) < s.slots[d].values.count else { continue }
                 touch(d, &s)
                 s.slots[d].lastArrival = now
+                s.slots[d].dead = false
                 let k = Int(sample.sensor)
                 if sample.time >= s.slots[d].times[k] {
                     s.slots[d].times[k] = sample.time
@@ -304,6 +312,22 @@ public final class LivePlant: Sendable {
                 let i = Int(d)
                 s.slots[i].state = s.slots[i].deriveState(now: now, offlineAfter: options.offlineAfter)
                 s.slots[i].version &+= 1
+            }
+            return changed
+        }
+    }
+
+    /// Marks devices offline with their values stale because their source said they went away
+    /// (at `now`); the next reading brings them back. Returns the devices that changed.
+    public func markDead(_ indices: [Int32], now: Nanos) -> [Int32] {
+        state.withLock { s in
+            var changed: [Int32] = []
+            for i in indices where Int(i) < s.slots.count && !s.slots[Int(i)].dead {
+                s.slots[Int(i)].dead = true
+                if s.slots[Int(i)].lastArrival == 0 { s.slots[Int(i)].lastArrival = now }
+                s.slots[Int(i)].state = .offline
+                s.slots[Int(i)].version &+= 1
+                changed.append(i)
             }
             return changed
         }
@@ -377,7 +401,7 @@ public final class LivePlant: Sendable {
         var values: [DeviceSnapshot.Value] = []
         values.reserveCapacity(slot.values.count)
         for k in slot.values.indices where !slot.values[k].isNaN {
-            values.append(.init(sensor: Int32(k), value: slot.values[k], time: slot.times[k]))
+            values.append(.init(sensor: Int32(k), value: slot.values[k], time: slot.times[k], stale: slot.dead))
         }
         return DeviceSnapshot(
             index: index, deviceID: slot.device.id, type: slot.device.type, state: slot.state,

@@ -25,7 +25,7 @@ enum AccessTable {
             "ListAuditEvents")
         set("twin.v1.TwinService", .role(.viewer),
             "ListDevices", "GetDevice", "StreamUpdates", "GetHistory", "GetHealth", "GetPatterns", "GetPrediction",
-            "GetRecommendations", "ListAlerts", "ListEvents")
+            "GetRecommendations", "ListAlerts", "ListEvents", "ListGateways")
         set("twin.v1.TwinService", .role(.operator), "Ingest", "AckAlert", "ResolveAlert", "RecordEvent")
         set("twin.v1.TwinService", .role(.admin), "UpsertDevice")
         set("twin.v1.ModelService", .role(.viewer), "GetTrainingJob", "ListModels")

@@ -75,6 +75,8 @@ public struct DaemonConfiguration: Sendable {
     public var metrics: (host: String, port: Int, registry: PrometheusCollectorRegistry)?
     /// Bounds on what one client can hold (see `ServerLimits`).
     public var limits = ServerLimits()
+    /// MQTT and Sparkplug B in (`--mqtt-broker`, `--sparkplug-host-id`); nil: off.
+    public var gateways: GatewayConfiguration?
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
     public var environment: [String: String] = [:]
 
@@ -161,6 +163,7 @@ public final class Daemon: Service, Sendable {
     let prognostics: Prognostics
     let alerts: AlertBook
     let assessment: Assessment
+    let gateways: Gateways?
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
     /// What every server serves, in this order through these interceptors.
     let services: [any RegistrableRPCService]
@@ -229,6 +232,7 @@ public final class Daemon: Service, Sendable {
         prognostics = try Prognostics(plant: plant, modelsDirectory: dataDirectory.file("models"), options: configuration.prognostics, logger: logger)
         alerts = try AlertBook(store: store, options: configuration.alerts, logger: logger, counted: Telemetry.openAlerts) { [plant] in plant.bus.publishAlerts($0) }
         assessment = Assessment(plant: plant, prognostics: prognostics, alerts: alerts)
+        if let g = configuration.gateways { gateways = Gateways(configuration: g, plant: plant, logger: logger) } else { gateways = nil }
         health = HealthStatus(services: [
             Twin_V1_TwinService.descriptor.fullyQualifiedService,
             Twin_V1_AuthService.descriptor.fullyQualifiedService,
@@ -236,7 +240,7 @@ public final class Daemon: Service, Sendable {
             Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
         ])
         let services: [any RegistrableRPCService] = [
-            TwinService(plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, identity: identity),
+            TwinService(plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, identity: identity, gateways: gateways),
             UpdateStreamService(plant: plant), AuthService(identity: identity),
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
@@ -356,6 +360,7 @@ public final class Daemon: Service, Sendable {
             }
 
             let loops = Task { await self.runLoops() }
+            gateways?.start()
             hooks.ready(addresses)
             logger.notice("twind is serving")
 
@@ -366,6 +371,8 @@ public final class Daemon: Service, Sendable {
             health.drain()
             plant.bus.shutdown()
             loops.cancel()
+            // The gateways first: their STATE death goes out and nothing more comes in.
+            await gateways?.stop()
             await exporter?.close()
             for (_, server) in servers { server.beginGracefulShutdown() }
             await loops.value

@@ -124,6 +124,11 @@ final class Plant: Sendable {
         publish(live.annotate(marks))
     }
 
+    /// Devices whose source said it went away: offline, values stale, until they report again.
+    func markDead(_ indices: [Int32], now: Nanos) {
+        publish(live.markDead(indices, now: now))
+    }
+
     /// Periodic housekeeping: offline detection and heartbeats.
     func housekeeping(now: Nanos) {
         publish(live.sweep(now: now))

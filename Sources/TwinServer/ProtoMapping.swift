@@ -133,6 +133,7 @@ extension DeviceSnapshot {
             sv.sensor = name
             sv.value = v.value
             if v.time != time { sv.time = .init(nanos: v.time) }
+            sv.stale = v.stale
             p.values.append(sv)
         }
         return p

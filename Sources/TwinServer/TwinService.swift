@@ -14,6 +14,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let assessment: Assessment
     let alerts: AlertBook
     let identity: Identity
+    var gateways: Gateways? = nil
 
     // MARK: Devices
 
@@ -102,6 +103,12 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             batch += 1
         }
         return response
+    }
+
+    // MARK: Gateways
+
+    func listGateways(request: Twin_V1_ListGatewaysRequest, context: ServerContext) async throws -> Twin_V1_ListGatewaysResponse {
+        gateways?.proto() ?? Twin_V1_ListGatewaysResponse()
     }
 
     // MARK: Not built yet (each names the capability that will bring it)

@@ -19,6 +19,13 @@ enum Format {
         return String(format: "%.3f", v)
     }
 
+    /// A nominal range; an unbounded side (a gateway that gave none) shows as `-`.
+    static func range(_ low: Double, _ high: Double) -> String {
+        let unbounded = 1e300
+        if low <= -unbounded && high >= unbounded { return "-" }
+        return "\(low <= -unbounded ? "" : number(low))–\(high >= unbounded ? "" : number(high))"
+    }
+
     static func state(_ s: Twin_V1_DeviceState) -> String {
         switch s {
         case .running: "running"

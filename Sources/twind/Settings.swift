@@ -3,6 +3,7 @@ import Logging
 import Foundation
 import TwinCore
 import TwinServer
+import TwinGateway
 import TwinStore
 
 /// One configuration key, looked up in flags, then `TWIND_*` environment, then the config file.
@@ -92,7 +93,73 @@ struct Settings {
         "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file", "durability",
         "raw-retention", "rollup-retention", "access-token-lifetime", "tls-cert", "tls-key", "tls-client-ca",
         "retrain-interval", "metrics-listen", "rpc-log-level", "audit-retention", "refresh-token-retention",
+        "mqtt-broker", "mqtt-client-id", "mqtt-username", "mqtt-password-file", "mqtt-ca", "mqtt-cert", "mqtt-key",
+        "mqtt-protocol", "sparkplug-host-id", "sparkplug-group", "sparkplug-reorder-timeout",
     ]
+
+    /// The MQTT connection and the Sparkplug B host on it, if `mqtt-broker` is set.
+    func gatewayConfiguration() throws(ConfigError) -> GatewayConfiguration? {
+        let hostID = string("sparkplug-host-id")
+        guard let broker = string("mqtt-broker") else {
+            if hostID != nil { throw ConfigError("config: sparkplug-host-id needs mqtt-broker (the broker the edge nodes publish to)") }
+            return nil
+        }
+        var host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        host = String(host.unicodeScalars.map { CharacterSet.alphanumerics.contains($0) || $0 == "-" ? Character($0) : "_" })
+        let clientID = string("mqtt-client-id") ?? "twind-\(host)"
+        var mqtt: MQTTSettings
+        do {
+            mqtt = try MQTTSettings.parse(broker: broker, clientID: clientID)
+        } catch {
+            throw ConfigError("config: invalid mqtt-broker: \(error.message)")
+        }
+        mqtt.username = string("mqtt-username")
+        // The password from a file or a systemd credential, never from a flag value.
+        var passwordFile = string("mqtt-password-file")
+        if passwordFile == nil, let dir = environment["CREDENTIALS_DIRECTORY"], access(dir + "/mqtt-password", R_OK) == 0 {
+            passwordFile = dir + "/mqtt-password"
+        }
+        if let passwordFile {
+            guard let data = FileManager.default.contents(atPath: passwordFile), let text = String(data: data, encoding: .utf8) else {
+                throw ConfigError("config: invalid mqtt-password-file: cannot read \(passwordFile)")
+            }
+            var password = Substring(text)
+            while password.last == "\n" || password.last == "\r" { password = password.dropLast() }
+            mqtt.password = String(password)
+            if mqtt.username == nil { throw ConfigError("config: mqtt-password-file needs mqtt-username") }
+        }
+        mqtt.caFile = string("mqtt-ca")
+        mqtt.certFile = string("mqtt-cert")
+        mqtt.keyFile = string("mqtt-key")
+        if (mqtt.certFile == nil) != (mqtt.keyFile == nil) { throw ConfigError("config: mqtt-cert and mqtt-key go together") }
+        for (name, path) in [("mqtt-ca", mqtt.caFile), ("mqtt-cert", mqtt.certFile), ("mqtt-key", mqtt.keyFile)] {
+            if let path {
+                if !mqtt.tls { throw ConfigError("config: \(name) needs an mqtts:// broker") }
+                if access(path, R_OK) != 0 { throw ConfigError("config: invalid \(name): cannot read \(path) (\(String(cString: strerror(errno))))") }
+            }
+        }
+        mqtt.version = try parse("mqtt-protocol", expected: "3.1.1 or 5") { MQTTSettings.Version(rawValue: $0 == "5.0" ? "5" : $0) } ?? .v311
+        guard let hostID else {
+            throw ConfigError("config: mqtt-broker needs sparkplug-host-id: Sparkplug B is what twind reads from MQTT in this version (plain topics with JSON payloads are not built yet)")
+        }
+        var sparkplug: SparkplugHost.Options?
+        do {
+            guard !hostID.isEmpty, hostID.utf8.count <= 128, !hostID.contains(where: { "/+#".contains($0) }) else {
+                throw ConfigError("config: invalid sparkplug-host-id '\(hostID.prefix(80))': 1–128 characters, none of / + #")
+            }
+            var options = SparkplugHost.Options(hostID: hostID)
+            options.groups = values("sparkplug-group")?.values ?? []
+            for g in options.groups where g.isEmpty || g.contains(where: { "/+#".contains($0) }) {
+                throw ConfigError("config: invalid sparkplug-group '\(g.prefix(80))': a group id, none of / + #")
+            }
+            if let timeout = try duration("sparkplug-reorder-timeout") {
+                guard timeout >= 10 * Time.millisecond, timeout <= Time.minute else { throw ConfigError("config: invalid value for sparkplug-reorder-timeout: from 10ms to 1m") }
+                options.reorderTimeout = timeout
+            }
+            sparkplug = options
+        }
+        return GatewayConfiguration(mqtt: mqtt, sparkplug: sparkplug)
+    }
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.
     func daemonConfiguration() throws(ConfigError) -> DaemonConfiguration {
@@ -163,6 +230,7 @@ struct Settings {
             guard every >= Time.hour else { throw ConfigError("config: invalid value for retrain-interval: at least 1h") }
             c.retrainInterval = every
         }
+        c.gateways = try gatewayConfiguration()
         c.environment = environment
         return c
     }

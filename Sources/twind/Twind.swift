@@ -68,6 +68,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Retrain the failure models this often, e.g. 24h (TWIND_RETRAIN_INTERVAL); skipped when no failure was recorded since.") var retrainInterval: String?
     @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics, plain HTTP; off by default (TWIND_METRICS_LISTEN).") var metricsListen: String?
     @Option(help: "Level of the line logged per finished RPC: trace|debug|info|notice|… (TWIND_RPC_LOG_LEVEL; default info).") var rpcLogLevel: String?
+    @Option(help: "MQTT broker to take readings from: mqtt://HOST:PORT or mqtts://HOST:PORT (TWIND_MQTT_BROKER); off by default.") var mqttBroker: String?
+    @Option(help: "MQTT client id, stable across restarts so the broker keeps the session (TWIND_MQTT_CLIENT_ID; default twind-<hostname>).") var mqttClientId: String?
+    @Option(help: "MQTT user name (TWIND_MQTT_USERNAME).") var mqttUsername: String?
+    @Option(help: "File holding the MQTT password (TWIND_MQTT_PASSWORD_FILE); else the systemd credential mqtt-password.") var mqttPasswordFile: String?
+    @Option(help: "PEM CA certificates to verify an mqtts:// broker (TWIND_MQTT_CA; default the system's).") var mqttCa: String?
+    @Option(help: "PEM client certificate for the broker (TWIND_MQTT_CERT; with --mqtt-key).") var mqttCert: String?
+    @Option(help: "PEM private key of --mqtt-cert (TWIND_MQTT_KEY).") var mqttKey: String?
+    @Option(help: "MQTT protocol version: 3.1.1|5 (TWIND_MQTT_PROTOCOL; default 3.1.1).") var mqttProtocol: String?
+    @Option(help: "Run a Sparkplug B host application with this host id on the MQTT connection (TWIND_SPARKPLUG_HOST_ID).") var sparkplugHostId: String?
+    @Option(help: ArgumentHelp("Sparkplug group to serve, repeatable; default every group (TWIND_SPARKPLUG_GROUP).", valueName: "group"))
+    var sparkplugGroup: [String] = []
+    @Option(help: "How long a Sparkplug sequence gap may stay open before twind asks for a rebirth, e.g. 2s (TWIND_SPARKPLUG_REORDER_TIMEOUT).") var sparkplugReorderTimeout: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -81,10 +93,14 @@ struct Serve: AsyncParsableCommand {
             ("raw-retention", rawRetention), ("rollup-retention", rollupRetention), ("access-token-lifetime", accessTokenLifetime),
             ("tls-cert", tlsCert), ("tls-key", tlsKey), ("tls-client-ca", tlsClientCa), ("retrain-interval", retrainInterval),
             ("metrics-listen", metricsListen), ("rpc-log-level", rpcLogLevel), ("audit-retention", auditRetention),
-            ("refresh-token-retention", refreshTokenRetention),
+            ("refresh-token-retention", refreshTokenRetention), ("mqtt-broker", mqttBroker), ("mqtt-client-id", mqttClientId),
+            ("mqtt-username", mqttUsername), ("mqtt-password-file", mqttPasswordFile), ("mqtt-ca", mqttCa), ("mqtt-cert", mqttCert),
+            ("mqtt-key", mqttKey), ("mqtt-protocol", mqttProtocol), ("sparkplug-host-id", sparkplugHostId),
+            ("sparkplug-reorder-timeout", sparkplugReorderTimeout),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }
+        if !sparkplugGroup.isEmpty { f["sparkplug-group"] = sparkplugGroup }
         return f
     }
 

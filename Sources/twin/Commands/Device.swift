@@ -27,15 +27,15 @@ struct DeviceCommand: AsyncParsableCommand {
               state \(response.hasSnapshot ? Format.state(s.state) : "never reported")\(response.hasSnapshot && s.hasTime ? "   as of \(Format.time(s.time))" : "")
 
             """)
-        let latest = Dictionary(s.values.map { ($0.sensor, $0.value) }, uniquingKeysWith: { $1 })
+        let latest = Dictionary(s.values.map { ($0.sensor, $0) }, uniquingKeysWith: { $1 })
         Terminal.out(Format.table(
             ["SENSOR", "VALUE", "UNIT", "NOMINAL", "ALARM", "DESCRIPTION"],
             d.sensors.map { sensor in
                 let alarm = [sensor.hasAlarmLow ? "<\(Format.number(sensor.alarmLow))" : nil,
                              sensor.hasAlarmHigh ? ">\(Format.number(sensor.alarmHigh))" : nil]
                     .compactMap { $0 }.joined(separator: " ")
-                return [sensor.name, latest[sensor.name].map(Format.number) ?? "-", sensor.unit,
-                        "\(Format.number(sensor.nominalMin))–\(Format.number(sensor.nominalMax))", alarm.isEmpty ? "-" : alarm,
+                let value = latest[sensor.name].map { Format.number($0.value) + ($0.stale ? " (stale)" : "") } ?? "-"
+                return [sensor.name, value, sensor.unit, Format.range(sensor.nominalMin, sensor.nominalMax), alarm.isEmpty ? "-" : alarm,
                         sensor.description_p]
             }))
     }

@@ -98,6 +98,8 @@ struct Watch: AsyncParsableCommand {
             "device": s.deviceID, "type": s.type, "state": Format.stateKey(s.state), "values": values,
             "version": s.version, "skipped": update.skipped,
         ]
+        let stale = s.values.filter(\.stale).map(\.sensor)
+        if !stale.isEmpty { object["stale"] = stale }
         if s.hasTime { object["time"] = Format.time(s.time) }
         if s.hasHealth { object["health"] = s.health.score }
         return Format.json(object)
@@ -157,7 +159,7 @@ final class LiveTable: @unchecked Sendable {
         var lines = ["twin watch — \(server) — \(now) — \(ordered.count) devices: \(summary)", ""]
         let rows = ordered.map { s -> [String] in
             let units = Dictionary((devices[s.deviceID]?.sensors ?? []).map { ($0.name, $0.unit) }, uniquingKeysWith: { $1 })
-            let readings = s.values.map { "\($0.sensor) \(Format.number($0.value))\(units[$0.sensor].map { " " + $0 } ?? "")" }
+            let readings = s.values.map { "\($0.sensor) \(Format.number($0.value))\(units[$0.sensor].map { " " + $0 } ?? "")\($0.stale ? " (stale)" : "")" }
                 .joined(separator: "  ")
             let health = s.hasHealth ? Format.number(s.health.score) : "-"
             return [s.deviceID, s.type, Format.state(s.state), health, s.openAlerts > 0 ? "\(s.openAlerts)" : "-", readings]

@@ -1,0 +1,130 @@
+import Foundation
+import GRPCCore
+import Logging
+import Proto
+import TwinCore
+import TwinEngines
+import TwinGateway
+
+/// The gateways twind runs (`--mqtt-broker`, `--sparkplug-host-id`).
+public struct GatewayConfiguration: Sendable {
+    public var mqtt: MQTTSettings
+    /// Sparkplug B host application on that connection; nil: off.
+    public var sparkplug: SparkplugHost.Options?
+    public init(mqtt: MQTTSettings, sparkplug: SparkplugHost.Options? = nil) {
+        self.mqtt = mqtt
+        self.sparkplug = sparkplug
+    }
+}
+
+/// The plant as the gateways see it: the same validation, store, health and bus as `Ingest`.
+struct PlantGatewaySink: GatewaySink {
+    let plant: Plant
+
+    func define(_ device: Device, now: Nanos) throws(TwinError) {
+        if let existing = plant.live.device(device.id) {
+            if existing.simulated {
+                throw .failedPrecondition("device '\(device.id)' is simulated; a gateway cannot define it", reason: .deviceConflict)
+            }
+            if existing.sensors == device.sensors && existing.type == device.type && existing.name == device.name
+                && existing.site == device.site && existing.line == device.line && existing.labels == device.labels { return }
+        }
+        try plant.upsert(device, now: now)
+    }
+
+    func deliver(_ readings: [GatewayReading], now: Nanos) throws(TwinError) -> GatewayDelivery {
+        var samples: [Sample] = []
+        var refused: [(index: Int, error: TwinError)] = []
+        var kinds: [(historical: Bool, transient: Bool)] = []
+        // The whole batch in one go; when something in it is refused, reading by reading.
+        do {
+            try plant.live.resolve(readings, now: now, into: &samples)
+            kinds = readings.map { ($0.historical, $0.transient) }
+        } catch {
+            samples = []
+            var one: [Sample] = []
+            for (n, r) in readings.enumerated() {
+                do {
+                    try plant.live.resolve(CollectionOfOne(r), now: now, into: &one)
+                    samples.append(one[0])
+                    kinds.append((r.historical, r.transient))
+                } catch {
+                    refused.append((n, error))
+                }
+            }
+        }
+        if samples.isEmpty { return GatewayDelivery(accepted: 0, refused: refused) }
+        let stored = zip(samples, kinds).filter { !$0.1.transient }.map(\.0)
+        let live = zip(samples, kinds).filter { !$0.1.historical }.map(\.0)
+        try plant.history.append(stored)
+        if !live.isEmpty { plant.apply(live, now: now) }
+        Telemetry.ingest(readings: samples.count, accepted: true)
+        return GatewayDelivery(accepted: samples.count, refused: refused)
+    }
+
+    func markOffline(_ devices: [String], at: Nanos) {
+        plant.markDead(devices.compactMap { plant.live.index(of: $0) }, now: at)
+    }
+}
+
+extension GatewayReading: ReadingConvertible {
+    public var readingDeviceID: String { device }
+    public var readingSensor: String { sensor }
+    public var readingTime: Nanos? { time }
+    public var readingValue: Double { value }
+}
+
+/// The running gateways: one MQTT connection, and the Sparkplug host on it if enabled.
+final class Gateways: Sendable {
+    let client: MQTTClient
+    let sparkplug: SparkplugConnection?
+
+    init(configuration: GatewayConfiguration, plant: Plant, logger: Logger) {
+        client = MQTTClient(settings: configuration.mqtt, logger: logger)
+        sparkplug = configuration.sparkplug.map {
+            SparkplugConnection(host: SparkplugHost(options: $0, sink: PlantGatewaySink(plant: plant), logger: logger))
+        }
+    }
+
+    func start() {
+        if let sparkplug { client.start(handler: sparkplug) }
+    }
+
+    func stop() async {
+        await client.stop()
+    }
+
+    func proto() -> Twin_V1_ListGatewaysResponse {
+        var response = Twin_V1_ListGatewaysResponse()
+        let status = client.snapshot
+        var c = Twin_V1_MqttConnection()
+        c.broker = client.settings.brokerURL
+        c.clientID = client.settings.clientID
+        c.connected = status.connected
+        if status.since != 0 { c.since = .init(nanos: status.since) }
+        c.messages = status.messages
+        c.readings = status.readings
+        c.errors = status.errors
+        c.reconnects = status.reconnects
+        c.lastError = status.lastError
+        c.sparkplugHostID = sparkplug?.host.options.hostID ?? ""
+        response.connections = [c]
+        for n in sparkplug?.host.nodes ?? [] {
+            var e = Twin_V1_EdgeNode()
+            e.groupID = n.group
+            e.edgeNodeID = n.node
+            e.online = n.online
+            if n.lastBirth != 0 { e.lastBirth = .init(nanos: n.lastBirth) }
+            if n.lastDeath != 0 { e.lastDeath = .init(nanos: n.lastDeath) }
+            e.messages = n.messages
+            e.readings = n.readings
+            e.rebirthsRequested = n.rebirthsRequested
+            e.errors = n.errors
+            e.devices = n.devices
+            e.bdSeq = n.bdSeq
+            e.ignoredMetrics = n.ignoredMetrics
+            response.edgeNodes.append(e)
+        }
+        return response
+    }
+}
