@@ -101,6 +101,7 @@ let package = Package(
             dependencies: [
                 "CMosquitto", "Proto", "TwinCore",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

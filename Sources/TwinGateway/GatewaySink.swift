@@ -37,6 +37,9 @@ public protocol GatewaySink: Sendable {
     /// Registers a device a gateway defines (a Sparkplug birth), or updates it when its
     /// definition changed; an unchanged definition costs nothing.
     func define(_ device: Device, now: Nanos) throws(TwinError)
+    /// Registers a device a mapping with `auto_register` met, or adds the sensors it lacks
+    /// (its other sensors and definition stay); returns the definition now in force.
+    func extend(_ device: Device, now: Nanos) throws(TwinError) -> Device
     /// Validates each reading, stores the valid ones durably and applies them. Readings that fail
     /// validation are refused one by one; throws only when the store cannot take them (then
     /// nothing was stored).

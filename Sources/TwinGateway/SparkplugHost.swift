@@ -83,6 +83,8 @@ public final class SparkplugHost: Sendable {
         /// Readings stored and refused per node, counted at commit (apart from `nodes`, which a
         /// message holds while it is handled).
         var committed: [String: (readings: UInt64, errors: UInt64)] = [:]
+        /// Accepted by deliveries since the last `flush` returned (births deliver before it).
+        var accepted = 0
     }
 
     public let options: Options
@@ -393,12 +395,13 @@ public final class SparkplugHost: Sendable {
     /// Stores what the messages since the last flush carried. Throws when the store cannot.
     public func flush(now: Nanos) throws(TwinError) -> Int {
         try state.withLock { s throws(TwinError) -> Int in
-            let accepted = flushPending(&s, now: now)
+            flushPending(&s, now: now)
             if let error = s.storeError {
                 s.storeError = nil
                 throw error
             }
-            return accepted
+            defer { s.accepted = 0 }
+            return s.accepted
         }
     }
 
@@ -423,6 +426,7 @@ public final class SparkplugHost: Sendable {
                 logRefusal(&s, topic: "readings", now: now, "\(result.refused.count) reading(s) refused, first: \(first.error.message)")
             }
             refusedAt.removeAll()
+            s.accepted += result.accepted
             return result.accepted
         } catch {
             s.storeError = error
@@ -439,43 +443,55 @@ public final class SparkplugHost: Sendable {
     }
 }
 
-/// Drives a `SparkplugHost` over an MQTT connection: STATE will and birth, the namespace
-/// subscription, messages, commits, timers, and the STATE death before a clean disconnect.
-public final class SparkplugConnection: MQTTHandler {
-    public let host: SparkplugHost
+/// Drives the gateways on one MQTT connection: the Sparkplug B host (STATE will and birth,
+/// the namespace, rebirth requests, the STATE death before a clean disconnect) and the mapped
+/// plain topics; messages in, one commit per read round, timers.
+public final class GatewayConnection: MQTTHandler {
+    public let sparkplug: SparkplugHost?
+    public let topics: TopicConsumer?
 
-    public init(host: SparkplugHost) {
-        self.host = host
+    public init(sparkplug: SparkplugHost?, topics: TopicConsumer?) {
+        self.sparkplug = sparkplug
+        self.topics = topics
     }
 
     public func will(for client: MQTTClient) -> MQTTClient.Message? {
-        let w = host.will(now: Time.now())
+        guard let w = sparkplug?.will(now: Time.now()) else { return nil }
         return .init(topic: w.topic, payload: w.payload, qos: w.qos, retain: w.retain)
     }
 
     public func connected(_ client: MQTTClient, sessionPresent: Bool) {
         // Subscribe first, then say online (Sparkplug 3.0 host birth order).
-        client.subscribe(host.subscriptions, qos: 1)
-        send(client, [host.birth()])
+        for (filter, qos) in topics?.subscriptions ?? [] { client.subscribe([filter], qos: qos) }
+        if let sparkplug {
+            client.subscribe(sparkplug.subscriptions, qos: 1)
+            send(client, [sparkplug.birth()])
+        }
     }
 
     public func received(_ client: MQTTClient, topic: String, payload: UnsafeRawBufferPointer, retained: Bool, now: Nanos) {
-        send(client, host.handle(topic: topic, payload: payload, now: now))
+        if let sparkplug, topic.hasPrefix(Sparkplug.namespace + "/") {
+            send(client, sparkplug.handle(topic: topic, payload: payload, now: now))
+        } else if let topics {
+            topics.handle(topic: topic, payload: payload, now: now)
+        }
     }
 
     public func flush(_ client: MQTTClient, now: Nanos) throws {
-        let n = try host.flush(now: now)
+        var n = 0
+        if let sparkplug { n += try sparkplug.flush(now: now) }
+        if let topics { n += try topics.flush(now: now) }
         if n > 0 { client.count(readings: n) }
     }
 
     public func disconnected(_ client: MQTTClient, error: String?) {}
 
     public func tick(_ client: MQTTClient, now: Nanos) {
-        send(client, host.tick(now: now))
+        if let sparkplug { send(client, sparkplug.tick(now: now)) }
     }
 
     public func stopping(_ client: MQTTClient) {
-        send(client, [host.death(now: Time.now())])
+        if let sparkplug { send(client, [sparkplug.death(now: Time.now())]) }
     }
 
     private func send(_ client: MQTTClient, _ messages: [SparkplugHost.Outgoing]) {

@@ -11,9 +11,12 @@ public struct GatewayConfiguration: Sendable {
     public var mqtt: MQTTSettings
     /// Sparkplug B host application on that connection; nil: off.
     public var sparkplug: SparkplugHost.Options?
-    public init(mqtt: MQTTSettings, sparkplug: SparkplugHost.Options? = nil) {
+    /// Plain topics with JSON payloads (`--mqtt-mapping`); nil: none.
+    public var mapping: TopicMapping?
+    public init(mqtt: MQTTSettings, sparkplug: SparkplugHost.Options? = nil, mapping: TopicMapping? = nil) {
         self.mqtt = mqtt
         self.sparkplug = sparkplug
+        self.mapping = mapping
     }
 }
 
@@ -30,6 +33,20 @@ struct PlantGatewaySink: GatewaySink {
                 && existing.site == device.site && existing.line == device.line && existing.labels == device.labels { return }
         }
         try plant.upsert(device, now: now)
+    }
+
+    func extend(_ device: Device, now: Nanos) throws(TwinError) -> Device {
+        guard var existing = plant.live.device(device.id) else {
+            return try plant.upsert(device, now: now).device
+        }
+        let have = Set(existing.sensors.map(\.name))
+        let missing = device.sensors.filter { !have.contains($0.name) }
+        if missing.isEmpty { return existing }
+        if existing.simulated {
+            throw .failedPrecondition("device '\(device.id)' is simulated; a gateway cannot add sensors to it", reason: .deviceConflict)
+        }
+        existing.sensors += missing
+        return try plant.upsert(existing, now: now).device
     }
 
     func deliver(_ readings: [GatewayReading], now: Nanos) throws(TwinError) -> GatewayDelivery {
@@ -77,17 +94,18 @@ extension GatewayReading: ReadingConvertible {
 /// The running gateways: one MQTT connection, and the Sparkplug host on it if enabled.
 final class Gateways: Sendable {
     let client: MQTTClient
-    let sparkplug: SparkplugConnection?
+    let connection: GatewayConnection
 
     init(configuration: GatewayConfiguration, plant: Plant, logger: Logger) {
         client = MQTTClient(settings: configuration.mqtt, logger: logger)
-        sparkplug = configuration.sparkplug.map {
-            SparkplugConnection(host: SparkplugHost(options: $0, sink: PlantGatewaySink(plant: plant), logger: logger))
-        }
+        let sink = PlantGatewaySink(plant: plant)
+        connection = GatewayConnection(
+            sparkplug: configuration.sparkplug.map { SparkplugHost(options: $0, sink: sink, logger: logger) },
+            topics: configuration.mapping.map { TopicConsumer(mapping: $0, sink: sink, logger: logger) })
     }
 
     func start() {
-        if let sparkplug { client.start(handler: sparkplug) }
+        client.start(handler: connection)
     }
 
     func stop() async {
@@ -107,9 +125,9 @@ final class Gateways: Sendable {
         c.errors = status.errors
         c.reconnects = status.reconnects
         c.lastError = status.lastError
-        c.sparkplugHostID = sparkplug?.host.options.hostID ?? ""
+        c.sparkplugHostID = connection.sparkplug?.options.hostID ?? ""
         response.connections = [c]
-        for n in sparkplug?.host.nodes ?? [] {
+        for n in connection.sparkplug?.nodes ?? [] {
             var e = Twin_V1_EdgeNode()
             e.groupID = n.group
             e.edgeNodeID = n.node

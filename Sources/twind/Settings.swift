@@ -94,7 +94,7 @@ struct Settings {
         "raw-retention", "rollup-retention", "access-token-lifetime", "tls-cert", "tls-key", "tls-client-ca",
         "retrain-interval", "metrics-listen", "rpc-log-level", "audit-retention", "refresh-token-retention",
         "mqtt-broker", "mqtt-client-id", "mqtt-username", "mqtt-password-file", "mqtt-ca", "mqtt-cert", "mqtt-key",
-        "mqtt-protocol", "sparkplug-host-id", "sparkplug-group", "sparkplug-reorder-timeout",
+        "mqtt-protocol", "mqtt-mapping", "sparkplug-host-id", "sparkplug-group", "sparkplug-reorder-timeout",
     ]
 
     /// The MQTT connection and the Sparkplug B host on it, if `mqtt-broker` is set.
@@ -102,6 +102,7 @@ struct Settings {
         let hostID = string("sparkplug-host-id")
         guard let broker = string("mqtt-broker") else {
             if hostID != nil { throw ConfigError("config: sparkplug-host-id needs mqtt-broker (the broker the edge nodes publish to)") }
+            if string("mqtt-mapping") != nil { throw ConfigError("config: mqtt-mapping needs mqtt-broker") }
             return nil
         }
         var host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
@@ -139,11 +140,19 @@ struct Settings {
             }
         }
         mqtt.version = try parse("mqtt-protocol", expected: "3.1.1 or 5") { MQTTSettings.Version(rawValue: $0 == "5.0" ? "5" : $0) } ?? .v311
-        guard let hostID else {
-            throw ConfigError("config: mqtt-broker needs sparkplug-host-id: Sparkplug B is what twind reads from MQTT in this version (plain topics with JSON payloads are not built yet)")
+        var mapping: TopicMapping?
+        if let file = string("mqtt-mapping") {
+            do {
+                mapping = try TopicMapping.load(path: file)
+            } catch {
+                throw ConfigError("config: invalid mqtt-mapping: \(error.message)")
+            }
+        }
+        if hostID == nil && mapping == nil {
+            throw ConfigError("config: mqtt-broker needs something to read: sparkplug-host-id (Sparkplug B) and/or mqtt-mapping (plain topics with JSON)")
         }
         var sparkplug: SparkplugHost.Options?
-        do {
+        if let hostID {
             guard !hostID.isEmpty, hostID.utf8.count <= 128, !hostID.contains(where: { "/+#".contains($0) }) else {
                 throw ConfigError("config: invalid sparkplug-host-id '\(hostID.prefix(80))': 1–128 characters, none of / + #")
             }
@@ -158,7 +167,7 @@ struct Settings {
             }
             sparkplug = options
         }
-        return GatewayConfiguration(mqtt: mqtt, sparkplug: sparkplug)
+        return GatewayConfiguration(mqtt: mqtt, sparkplug: sparkplug, mapping: mapping)
     }
 
     /// Builds the daemon configuration; the first bad value stops with a line naming its key.

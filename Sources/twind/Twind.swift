@@ -76,6 +76,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM client certificate for the broker (TWIND_MQTT_CERT; with --mqtt-key).") var mqttCert: String?
     @Option(help: "PEM private key of --mqtt-cert (TWIND_MQTT_KEY).") var mqttKey: String?
     @Option(help: "MQTT protocol version: 3.1.1|5 (TWIND_MQTT_PROTOCOL; default 3.1.1).") var mqttProtocol: String?
+    @Option(help: "YAML file mapping plain MQTT topics with JSON payloads to devices and sensors (TWIND_MQTT_MAPPING); see the README.") var mqttMapping: String?
     @Option(help: "Run a Sparkplug B host application with this host id on the MQTT connection (TWIND_SPARKPLUG_HOST_ID).") var sparkplugHostId: String?
     @Option(help: ArgumentHelp("Sparkplug group to serve, repeatable; default every group (TWIND_SPARKPLUG_GROUP).", valueName: "group"))
     var sparkplugGroup: [String] = []
@@ -95,7 +96,7 @@ struct Serve: AsyncParsableCommand {
             ("metrics-listen", metricsListen), ("rpc-log-level", rpcLogLevel), ("audit-retention", auditRetention),
             ("refresh-token-retention", refreshTokenRetention), ("mqtt-broker", mqttBroker), ("mqtt-client-id", mqttClientId),
             ("mqtt-username", mqttUsername), ("mqtt-password-file", mqttPasswordFile), ("mqtt-ca", mqttCa), ("mqtt-cert", mqttCert),
-            ("mqtt-key", mqttKey), ("mqtt-protocol", mqttProtocol), ("sparkplug-host-id", sparkplugHostId),
+            ("mqtt-key", mqttKey), ("mqtt-protocol", mqttProtocol), ("mqtt-mapping", mqttMapping), ("sparkplug-host-id", sparkplugHostId),
             ("sparkplug-reorder-timeout", sparkplugReorderTimeout),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }

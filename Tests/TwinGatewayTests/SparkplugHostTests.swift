@@ -22,6 +22,17 @@ final class RecordingSink: GatewaySink {
         state.withLock { $0.devices[device.id] = device }
     }
 
+    func extend(_ device: Device, now: Nanos) throws(TwinError) -> Device {
+        try state.withLock { s throws(TwinError) -> Device in
+            var d = s.devices[device.id] ?? Device(id: device.id, name: device.name, type: device.type, sensors: [])
+            let have = Set(d.sensors.map(\.name))
+            d.sensors += device.sensors.filter { !have.contains($0.name) }
+            try d.validate()
+            s.devices[d.id] = d
+            return d
+        }
+    }
+
     func deliver(_ readings: [GatewayReading], now: Nanos) throws(TwinError) -> GatewayDelivery {
         try state.withLock { s throws(TwinError) in
             if s.failStore { throw TwinError.unavailable("disk full") }
