@@ -395,6 +395,13 @@ public nonisolated struct Twin_V1_IngestRequest: Sendable {
   /// One batch; at most 100,000 readings.
   public var readings: [Twin_V1_Reading] = []
 
+  /// History import: readings of any age within the raw retention (not only the late window),
+  /// in any order, each stored in its place. Imported readings raise no alerts for the past and
+  /// move the live state only where they are newer than it; roll-ups are made for what they
+  /// touch. Operators and admins only (PERMISSION_DENIED GATEWAY_KEY_LIMITED for an API key).
+  /// `twin import FILE.csv` sets it.
+  public var importHistory: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1663,7 +1670,7 @@ nonisolated extension Twin_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Twin_V1_IngestRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".IngestRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}readings\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}readings\0\u{3}import_history\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1672,6 +1679,7 @@ nonisolated extension Twin_V1_IngestRequest: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.readings) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.importHistory) }()
       default: break
       }
     }
@@ -1681,11 +1689,15 @@ nonisolated extension Twin_V1_IngestRequest: SwiftProtobuf.Message, SwiftProtobu
     if !self.readings.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.readings, fieldNumber: 1)
     }
+    if self.importHistory != false {
+      try visitor.visitSingularBoolField(value: self.importHistory, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Twin_V1_IngestRequest, rhs: Twin_V1_IngestRequest) -> Bool {
     if lhs.readings != rhs.readings {return false}
+    if lhs.importHistory != rhs.importHistory {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

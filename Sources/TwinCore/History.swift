@@ -101,4 +101,6 @@ public protocol HistoryStore: Sendable {
     func history(_ query: HistoryQuery) throws(TwinError) -> [SeriesHistory]
     /// True when any reading has been stored.
     func hasReadings() throws(TwinError) -> Bool
+    /// How far back raw readings are kept (how old an imported reading may be).
+    var rawRetention: Nanos { get }
 }

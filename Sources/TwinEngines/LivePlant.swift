@@ -206,7 +206,8 @@ public final class LivePlant: Sendable {
     /// Validates a batch against the registry and the time limits and resolves it to samples.
     /// All or nothing: the first bad reading throws `invalidArgument` naming its index and why.
     @inlinable
-    public func resolve<C: Collection>(_ readings: C, now: Nanos, into samples: inout [Sample]) throws(TwinError)
+    /// `lateWindow` replaces the options' one (a history import takes the raw retention).
+    public func resolve<C: Collection>(_ readings: C, now: Nanos, lateWindow: Nanos? = nil, into samples: inout [Sample]) throws(TwinError)
     where C.Element: ReadingConvertible {
         if readings.count > options.maxBatch {
             throw TwinError.invalidArgument("batch has \(readings.count) readings; at most \(options.maxBatch) are allowed per batch", reason: .limitExceeded)
@@ -214,7 +215,8 @@ public final class LivePlant: Sendable {
         }
         samples.removeAll(keepingCapacity: true)
         samples.reserveCapacity(readings.count)
-        let earliest = now - options.lateWindow
+        let window = lateWindow ?? options.lateWindow
+        let earliest = now - window
         let latest = now + options.maxFutureSkew
         /// READING_INVALID naming the reading (its index in the batch), the field and the problem.
         func bad(_ n: Int, _ field: String, _ problem: String, device: String, sensor: String? = nil, _ text: String) -> TwinError {
@@ -262,7 +264,7 @@ public final class LivePlant: Sendable {
                 }
                 if time < earliest {
                     return bad(n, "time", "time_too_old", device: id, sensor: sensorName,
-                        "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(now - time)) old; readings older than \(DurationText.format(options.lateWindow)) are not accepted")
+                        "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(now - time)) old; readings older than \(DurationText.format(window)) are not accepted\(lateWindow == nil ? " (to bring in older history, import it: twin import, or import_history on IngestRequest)" : " (the raw retention)")")
                 }
                 samples.append(Sample(device: lastIndex, sensor: sensor, time: time, value: value))
             }
@@ -330,6 +332,19 @@ public final class LivePlant: Sendable {
                 changed.append(i)
             }
             return changed
+        }
+    }
+
+    /// The samples newer than the live value of their sensor (and recent enough to be live):
+    /// what of a history import may move the live state.
+    public func newerThanLive(_ samples: [Sample], now: Nanos) -> [Sample] {
+        let recent = now - options.offlineAfter
+        return state.withLock { s in
+            samples.filter { sample in
+                let d = Int(sample.device), k = Int(sample.sensor)
+                guard d < s.slots.count, k < s.slots[d].times.count else { return false }
+                return sample.time >= recent && sample.time > s.slots[d].times[k]
+            }
         }
     }
 

@@ -97,6 +97,14 @@ final class Plant: Sendable {
         apply(samples, hints: hints, now: now)
     }
 
+    /// A history import: stored in place; only what is newer than the live state (and recent)
+    /// moves it, so the past raises no alerts and does not bring a device back to life.
+    func importHistory(_ samples: [Sample], now: Nanos) throws(TwinError) {
+        try history.append(samples)
+        let live = self.live.newerThanLive(samples, now: now)
+        if !live.isEmpty { apply(live, now: now) }
+    }
+
     /// Applies samples (already durable) and status hints to the live state, then publishes.
     func apply(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) {
         let changed = live.apply(samples, hints: hints, now: now)

@@ -79,8 +79,12 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 try AccessTable.check(Twin_V1_TwinService.Method.Ingest.descriptor, principal: caller)
             }
             if let scope = caller?.scope { try checkScope(scope, key: caller?.apiKeyID ?? "", message.readings) }
+            if message.importHistory, caller?.role == .gateway {
+                throw TwinError.permissionDenied(.gatewayKeyLimited, "a history import needs a person's login (operator or admin), not a gateway API key")
+                    .adding(["method": Twin_V1_TwinService.Method.Ingest.descriptor.fullyQualifiedMethod]).field("import_history")
+            }
             do {
-                try plant.live.resolve(message.readings, now: now, into: &samples)
+                try plant.live.resolve(message.readings, now: now, lateWindow: message.importHistory ? plant.history.rawRetention : nil, into: &samples)
             } catch {
                 Telemetry.ingest(readings: message.readings.count, accepted: false)
                 throw error.prefixed(
@@ -89,7 +93,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 ).adding(["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
             }
             do {
-                try plant.ingest(samples, now: now)
+                if message.importHistory { try plant.importHistory(samples, now: now) } else { try plant.ingest(samples, now: now) }
             } catch {
                 plant.logger.error("cannot store an ingest batch", metadata: ["error": "\(error.message)"])
                 throw TwinError(.unavailable,

@@ -77,6 +77,7 @@ public final class SeriesStore: HistoryStore {
     let pool: DatabasePool
     let sealer: Sealer
     public let options: Options
+    public var rawRetention: Nanos { options.rawRetention }
     private let state: Mutex<State>
 
     /// Opens the series store on `health_data.db` (already migrated) and replays its head.

@@ -45,6 +45,12 @@ struct Ingest: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await Self.send(global: global, file: file, batchSize: batchSize, importHistory: false)
+    }
+
+    /// Streams the file's readings over one Ingest call (`importHistory`: as a history import).
+    static func send(global: GlobalOptions, file: String, batchSize: Int, importHistory: Bool) async throws {
+        let verb = importHistory ? "import" : "ingest"
         let address = try global.address()
         let credentials = try global.credentials(address)
         let text: String
@@ -70,6 +76,7 @@ struct Ingest: AsyncParsableCommand {
                     let twin = Twin_V1_TwinService.Client(wrapping: client)
                     let request = StreamingClientRequest<Twin_V1_IngestRequest> { writer in
                         var batch = Twin_V1_IngestRequest()
+                        batch.importHistory = importHistory
                         var lines: [Int32] = []
                         var bytesDone = 0
                         func flush() async throws {
@@ -125,7 +132,7 @@ struct Ingest: AsyncParsableCommand {
             if global.output == .json {
                 Terminal.out(Format.json(["accepted_readings": response.acceptedReadings, "accepted_batches": response.acceptedBatches]))
             } else {
-                Terminal.out("ingest: \(summary)")
+                Terminal.out("\(verb): \(summary)")
             }
         case .failure(let error):
             if let rpc = error as? RPCError, rpc.twinReason == .readingInvalid,
@@ -226,5 +233,29 @@ enum CSVReading {
         let days = era * 146_097 + doe - 719_468
         let seconds = days * 86_400 + h * 3600 + mi * 60 + s - offset
         return Nanos(seconds) * Time.second + frac
+    }
+}
+
+/// `twin import FILE.csv`: brings in history older than the late window (Ingest with
+/// import_history), with a progress bar.
+struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Import history from a CSV file: readings of any age within the raw retention, in any order (Ingest with import_history).",
+        discussion: """
+            Same columns as twin ingest: device,sensor,time,value. Imported readings are stored in \
+            their place; they raise no alerts for the past and move the live state only where they \
+            are newer than it. Needs an operator or admin login.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "CSV file, or - for standard input.") var file: String
+    @Option(help: "Readings per batch (1–100000).") var batchSize: Int = 50_000
+
+    func validate() throws {
+        if !(1...100_000).contains(batchSize) { throw ValidationError("--batch-size must be from 1 to 100000") }
+    }
+
+    func run() async throws {
+        try await Ingest.send(global: global, file: file, batchSize: batchSize, importHistory: true)
     }
 }
