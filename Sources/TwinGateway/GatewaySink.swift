@@ -47,3 +47,50 @@ public protocol GatewaySink: Sendable {
     /// Marks devices offline with their values stale (their source said it went away).
     func markOffline(_ devices: [String], at: Nanos)
 }
+
+/// What a gateway gathered since its last commit, and the commit itself: readings pending,
+/// a store failure kept for the commit to throw, the readings accepted since, and the
+/// once-a-minute-per-topic rule for logging refusals. Shared by the Sparkplug host and the
+/// topic consumer.
+struct PendingReadings {
+    var readings: [GatewayReading] = []
+    private var storeError: TwinError?
+    private var accepted = 0
+    private var logged: [String: Nanos] = [:]
+
+    /// Delivers what is pending (before a redefinition, or at the commit). Returns the batch
+    /// and its result; nil when nothing was pending or the store failed (kept for `commit`).
+    mutating func deliver(to sink: any GatewaySink, now: Nanos) -> (batch: [GatewayReading], result: GatewayDelivery)? {
+        if readings.isEmpty { return nil }
+        let batch = readings
+        readings.removeAll(keepingCapacity: true)
+        do {
+            let result = try sink.deliver(batch, now: now)
+            accepted += result.accepted
+            return (batch, result)
+        } catch {
+            storeError = error
+            return nil
+        }
+    }
+
+    /// The commit point: throws a store failure since the last commit (nothing of this round may
+    /// be acknowledged), else returns the readings accepted since.
+    mutating func commit() throws(TwinError) -> Int {
+        if let error = storeError {
+            storeError = nil
+            accepted = 0
+            throw error
+        }
+        defer { accepted = 0 }
+        return accepted
+    }
+
+    /// True when a refusal on `topic` should be logged now (once a minute per topic).
+    mutating func shouldLog(_ topic: String, now: Nanos) -> Bool {
+        if let last = logged[topic], now - last < Time.minute { return false }
+        if logged.count > 10_000 { logged = [:] }
+        logged[topic] = now
+        return true
+    }
+}

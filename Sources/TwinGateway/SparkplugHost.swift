@@ -73,18 +73,14 @@ public final class SparkplugHost: Sendable {
 
     struct State {
         var nodes: [String: Node] = [:]
-        var pending: [GatewayReading] = []
+        var pending = PendingReadings()
         /// Which pending readings belong to which node (for the counts after the commit).
         var pendingNodes: [(node: String, count: Int)] = []
-        var storeError: TwinError?
         /// The timestamp of this session's STATE birth (and its will).
         var stateTimestamp: UInt64 = 0
-        var refusedLogged: [String: Nanos] = [:]
         /// Readings stored and refused per node, counted at commit (apart from `nodes`, which a
         /// message holds while it is handled).
         var committed: [String: (readings: UInt64, errors: UInt64)] = [:]
-        /// Accepted by deliveries since the last `flush` returned (births deliver before it).
-        var accepted = 0
     }
 
     public let options: Options
@@ -209,7 +205,7 @@ public final class SparkplugHost: Sendable {
                     return
                 }
                 var unknown = false
-                let start = s.pending.count
+                let start = s.pending.readings.count
                 for metric in payload.metrics {
                     var name = metric.hasName ? metric.name : nil
                     if name == nil, metric.hasAlias {
@@ -226,7 +222,7 @@ public final class SparkplugHost: Sendable {
                     }
                     append(&s, metric: metric, binding: binding, device: entry.twinID, payloadTime: payload.hasTimestamp ? payload.timestamp : nil, now: now)
                 }
-                let added = s.pending.count - start
+                let added = s.pending.readings.count - start
                 if added > 0 { s.pendingNodes.append((k, added)) }
                 if unknown {
                     node.status.errors &+= 1
@@ -329,13 +325,13 @@ public final class SparkplugHost: Sendable {
         }
         node.devices[deviceKey] = entry
         guard entry.defined else { return }
-        let start = s.pending.count
+        let start = s.pending.readings.count
         for metric in payload.metrics where metric.hasName {
             if let binding = entry.metrics[metric.name] {
                 append(&s, metric: metric, binding: binding, device: twinID, payloadTime: payload.hasTimestamp ? payload.timestamp : nil, now: now)
             }
         }
-        let added = s.pending.count - start
+        let added = s.pending.readings.count - start
         if added > 0 { s.pendingNodes.append((key(node.status.group, node.status.node), added)) }
     }
 
@@ -347,7 +343,7 @@ public final class SparkplugHost: Sendable {
         if metric.hasProperties, let q = Sparkplug.property(metric.properties, "Quality").flatMap(Sparkplug.number), q != 192 { bad = true }
         let historical = (metric.hasIsHistorical && metric.isHistorical) || bad
         let transient = metric.hasIsTransient && metric.isTransient
-        s.pending.append(GatewayReading(device: device, sensor: binding.sensor, time: time, value: value, historical: historical, transient: transient))
+        s.pending.readings.append(GatewayReading(device: device, sensor: binding.sensor, time: time, value: value, historical: historical, transient: transient))
     }
 
     private func checkSequence(_ node: inout Node, payload: SparkplugPayload, now: Nanos) {
@@ -396,49 +392,30 @@ public final class SparkplugHost: Sendable {
     public func flush(now: Nanos) throws(TwinError) -> Int {
         try state.withLock { s throws(TwinError) -> Int in
             flushPending(&s, now: now)
-            if let error = s.storeError {
-                s.storeError = nil
-                throw error
-            }
-            defer { s.accepted = 0 }
-            return s.accepted
+            return try s.pending.commit()
         }
     }
 
-    @discardableResult
-    private func flushPending(_ s: inout State, now: Nanos) -> Int {
-        if s.pending.isEmpty { return 0 }
-        let batch = s.pending
+    private func flushPending(_ s: inout State, now: Nanos) {
         let owners = s.pendingNodes
-        s.pending.removeAll(keepingCapacity: true)
         s.pendingNodes.removeAll(keepingCapacity: true)
-        do {
-            let result = try sink.deliver(batch, now: now)
-            var refusedAt = Set(result.refused.map(\.index))
-            var offset = 0
-            for (k, count) in owners {
-                let refused = (offset..<(offset + count)).filter { refusedAt.contains($0) }.count
-                s.committed[k, default: (0, 0)].readings &+= UInt64(count - refused)
-                s.committed[k, default: (0, 0)].errors &+= UInt64(refused > 0 ? 1 : 0)
-                offset += count
-            }
-            if let first = result.refused.first {
-                logRefusal(&s, topic: "readings", now: now, "\(result.refused.count) reading(s) refused, first: \(first.error.message)")
-            }
-            refusedAt.removeAll()
-            s.accepted += result.accepted
-            return result.accepted
-        } catch {
-            s.storeError = error
-            return 0
+        guard let (_, result) = s.pending.deliver(to: sink, now: now) else { return }
+        let refusedAt = Set(result.refused.map(\.index))
+        var offset = 0
+        for (k, count) in owners {
+            let refused = (offset..<(offset + count)).filter { refusedAt.contains($0) }.count
+            s.committed[k, default: (0, 0)].readings &+= UInt64(count - refused)
+            s.committed[k, default: (0, 0)].errors &+= UInt64(refused > 0 ? 1 : 0)
+            offset += count
+        }
+        if let first = result.refused.first {
+            logRefusal(&s, topic: "readings", now: now, "\(result.refused.count) reading(s) refused, first: \(first.error.message)")
         }
     }
 
     /// Logged once per topic a minute; always counted.
     private func logRefusal(_ s: inout State, topic: String, now: Nanos, _ text: String) {
-        if let last = s.refusedLogged[topic], now - last < Time.minute { return }
-        s.refusedLogged[topic] = now
-        if s.refusedLogged.count > 10_000 { s.refusedLogged = [:] }
+        guard s.pending.shouldLog(topic, now: now) else { return }
         logger.warning("Sparkplug message refused", metadata: ["topic": "\(topic.prefix(200))", "problem": "\(text)"])
     }
 }

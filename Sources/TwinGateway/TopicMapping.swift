@@ -274,14 +274,10 @@ public final class TopicConsumer: Sendable {
     }
 
     struct State {
-        var pending: [GatewayReading] = []
-        var storeError: TwinError?
-        var logged: [String: Nanos] = [:]
+        var pending = PendingReadings()
         var status = Status()
         /// Devices this consumer registered or checked, with their sensors.
         var known: [String: Device] = [:]
-        /// Accepted by deliveries since the last `flush` returned (some happen before it).
-        var accepted = 0
     }
 
     public let mapping: TopicMapping
@@ -308,7 +304,7 @@ public final class TopicConsumer: Sendable {
             do throws(TwinError) {
                 let x = try TopicMapping.extract(entry, topic: topic, payload: payload, now: now)
                 if let type = entry.autoRegister { try register(&s, x, type: type, now: now) }
-                for r in x.readings { s.pending.append(GatewayReading(device: x.device, sensor: r.sensor, time: x.time, value: r.value)) }
+                for r in x.readings { s.pending.readings.append(GatewayReading(device: x.device, sensor: r.sensor, time: x.time, value: r.value)) }
             } catch {
                 s.status.errors &+= 1
                 refuse(&s, topic: topic, now: now, error.message)
@@ -333,39 +329,21 @@ public final class TopicConsumer: Sendable {
     public func flush(now: Nanos) throws(TwinError) -> Int {
         try state.withLock { s throws(TwinError) -> Int in
             flushPending(&s, now: now)
-            if let e = s.storeError {
-                s.storeError = nil
-                throw e
-            }
-            defer { s.accepted = 0 }
-            return s.accepted
+            return try s.pending.commit()
         }
     }
 
-    @discardableResult
-    private func flushPending(_ s: inout State, now: Nanos) -> Int {
-        if s.pending.isEmpty { return 0 }
-        let batch = s.pending
-        s.pending.removeAll(keepingCapacity: true)
-        do {
-            let result = try sink.deliver(batch, now: now)
-            s.status.readings &+= UInt64(result.accepted)
-            s.accepted += result.accepted
-            if let first = result.refused.first {
-                s.status.errors &+= UInt64(result.refused.count)
-                refuse(&s, topic: "readings", now: now, "\(result.refused.count) reading(s) refused, first: \(first.error.message)")
-            }
-            return result.accepted
-        } catch {
-            s.storeError = error
-            return 0
+    private func flushPending(_ s: inout State, now: Nanos) {
+        guard let (_, result) = s.pending.deliver(to: sink, now: now) else { return }
+        s.status.readings &+= UInt64(result.accepted)
+        if let first = result.refused.first {
+            s.status.errors &+= UInt64(result.refused.count)
+            refuse(&s, topic: "readings", now: now, "\(result.refused.count) reading(s) refused, first: \(first.error.message)")
         }
     }
 
     private func refuse(_ s: inout State, topic: String, now: Nanos, _ text: String) {
-        if let last = s.logged[topic], now - last < Time.minute { return }
-        s.logged[topic] = now
-        if s.logged.count > 10_000 { s.logged = [:] }
+        guard s.pending.shouldLog(topic, now: now) else { return }
         logger.warning("MQTT message refused (logged once a minute per topic; all are counted)", metadata: ["topic": "\(topic.prefix(200))", "problem": "\(text)"])
     }
 }

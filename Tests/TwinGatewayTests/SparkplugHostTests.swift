@@ -80,26 +80,17 @@ func metric(_ name: String?, alias: UInt64? = nil, datatype: UInt32? = nil, doub
     return m
 }
 
-func property(string: String) -> SparkplugPayload.PropertyValue {
+/// A property value of Sparkplug datatype `type` (String 12, Double 10, Int32 3).
+func property(_ type: UInt32, _ value: SparkplugPayload.PropertyValue.OneOf_Value) -> SparkplugPayload.PropertyValue {
     var p = SparkplugPayload.PropertyValue()
-    p.type = 12
-    p.stringValue = string
+    p.type = type
+    p.value = value
     return p
 }
 
-func property(double: Double) -> SparkplugPayload.PropertyValue {
-    var p = SparkplugPayload.PropertyValue()
-    p.type = 10
-    p.doubleValue = double
-    return p
-}
-
-func property(int: UInt32) -> SparkplugPayload.PropertyValue {
-    var p = SparkplugPayload.PropertyValue()
-    p.type = 3
-    p.intValue = int
-    return p
-}
+func property(string: String) -> SparkplugPayload.PropertyValue { property(12, .stringValue(string)) }
+func property(double: Double) -> SparkplugPayload.PropertyValue { property(10, .doubleValue(double)) }
+func property(int: UInt32) -> SparkplugPayload.PropertyValue { property(3, .intValue(int)) }
 
 /// A host under test with a manual clock.
 struct Harness {
