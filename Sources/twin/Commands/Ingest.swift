@@ -53,20 +53,19 @@ struct Ingest: AsyncParsableCommand {
         let verb = importHistory ? "import" : "ingest"
         let address = try global.address()
         let credentials = try global.credentials(address)
-        let text: String
-        do {
-            if file == "-" {
-                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-            } else {
-                text = try String(contentsOfFile: file, encoding: .utf8)
-            }
-        } catch {
-            Terminal.err("twin: cannot read \(file): \(error.localizedDescription)")
+        let input: FileHandle
+        if file == "-" {
+            input = FileHandle.standardInput
+        } else if let handle = FileHandle(forReadingAtPath: file) {
+            input = handle
+        } else {
+            Terminal.err("twin: cannot read \(file): \(String(cString: strerror(errno)))")
             throw ExitCode(TwinExitCode.invalidArgument)
         }
+        let fileSize = file == "-" ? 0 : ((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0)
         let progress = Progress()
         let showProgress = Terminal.stderrIsTTY
-        let totalBytes = max(1, text.utf8.count)
+        let totalBytes = max(1, fileSize)
         let batchSize = batchSize
         let started = Date()
 
@@ -92,20 +91,49 @@ struct Ingest: AsyncParsableCommand {
                             lines.removeAll(keepingCapacity: true)
                         }
                         var lineNumber = 0
-                        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-                            lineNumber += 1
-                            bytesDone += line.utf8.count + 1
-                            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
-                            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-                            if lineNumber == 1 && trimmed.lowercased().hasPrefix("device") { continue }
-                            switch CSVReading.parse(trimmed) {
-                            case .success(let reading):
-                                batch.readings.append(reading)
-                                lines.append(Int32(lineNumber))
-                                if batch.readings.count >= batchSize { try await flush() }
-                            case .failure(let reason):
+                        // Read in 4 MiB pieces and parse bytes: the file never has to fit in memory.
+                        var carry: [UInt8] = []
+                        var eof = false
+                        while !eof {
+                            var chunk = carry
+                            let piece = input.readData(ofLength: 4 << 20)
+                            if piece.isEmpty { eof = true } else { chunk.append(contentsOf: piece) }
+                            var failed: (Int, String)?
+                            let consumed = chunk.withUnsafeBufferPointer { buf -> Int in
+                                var start = 0
+                                var i = 0
+                                let n = buf.count
+                                while start < n {
+                                    guard let nl = (buf[start...].firstIndex(of: 10)) ?? (eof ? n : nil) else { break }
+                                    i = nl
+                                    lineNumber += 1
+                                    let line = UnsafeBufferPointer(rebasing: buf[start..<i])
+                                    start = i + 1
+                                    switch CSVReading.parse(bytes: line, first: lineNumber == 1) {
+                                    case .skip: continue
+                                    case .reading(let reading):
+                                        batch.readings.append(reading)
+                                        lines.append(Int32(lineNumber))
+                                    case .failure(let reason):
+                                        failed = (lineNumber, reason)
+                                        return start
+                                    }
+                                }
+                                return min(start, n)
+                            }
+                            bytesDone += consumed
+                            carry = Array(chunk[consumed...])
+                            while batch.readings.count >= batchSize {
+                                let rest = Array(batch.readings[batchSize...]), restLines = Array(lines[batchSize...])
+                                batch.readings.removeLast(batch.readings.count - batchSize)
+                                lines.removeLast(lines.count - batchSize)
                                 try await flush()
-                                progress.state.withLock { $0.badLine = BadLine(line: lineNumber, reason: reason.message) }
+                                batch.readings = rest
+                                lines = restLines
+                            }
+                            if let (line, reason) = failed {
+                                try await flush()
+                                progress.state.withLock { $0.badLine = BadLine(line: line, reason: reason) }
                                 return
                             }
                         }
@@ -164,6 +192,85 @@ struct Ingest: AsyncParsableCommand {
 /// One CSV row: `device,sensor,time,value`.
 enum CSVReading {
     struct Failure: Error { var message: String }
+
+    enum Parsed {
+        case skip
+        case reading(Twin_V1_Reading)
+        case failure(String)
+    }
+
+    /// One line's bytes (without the newline): blank lines, `#` comments and a `device,…` header
+    /// on the first line are skipped.
+    static func parse(bytes raw: UnsafeBufferPointer<UInt8>, first: Bool) -> Parsed {
+        func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 13 }
+        var lo = 0, hi = raw.count
+        while lo < hi, isSpace(raw[lo]) { lo += 1 }
+        while hi > lo, isSpace(raw[hi - 1]) { hi -= 1 }
+        if lo == hi || raw[lo] == 35 { return .skip }
+        let line = UnsafeBufferPointer(rebasing: raw[lo..<hi])
+        // Split on commas, trimming each field.
+        var fields: [UnsafeBufferPointer<UInt8>] = []
+        fields.reserveCapacity(4)
+        var start = 0
+        for i in 0...line.count where i == line.count || line[i] == 44 {
+            var a = start, b = i
+            while a < b, isSpace(line[a]) { a += 1 }
+            while b > a, isSpace(line[b - 1]) { b -= 1 }
+            fields.append(UnsafeBufferPointer(rebasing: line[a..<b]))
+            start = i + 1
+            if fields.count > 4 { break }
+        }
+        if first, let f = fields.first, f.count >= 6, String(decoding: f, as: UTF8.self).lowercased().hasPrefix("device") { return .skip }
+        guard fields.count == 4 else { return .failure("expected 4 columns (device,sensor,time,value), found \(fields.count)") }
+        guard let time = parseTime(bytes: fields[2]) else {
+            return .failure("time '\(String(decoding: fields[2], as: UTF8.self).prefix(40))' is not RFC 3339 (2026-11-29T06:30:00Z) or Unix seconds")
+        }
+        guard let value = number(fields[3]) else {
+            return .failure("value '\(String(decoding: fields[3], as: UTF8.self).prefix(40))' is not a number")
+        }
+        var reading = Twin_V1_Reading()
+        reading.deviceID = String(decoding: fields[0], as: UTF8.self)
+        reading.sensor = String(decoding: fields[1], as: UTF8.self)
+        reading.time = Google_Protobuf_Timestamp(seconds: Int64(floorDiv(time, Time.second)), nanos: Int32(time - floorDiv(time, Time.second) * Time.second))
+        reading.value = value
+        return .reading(reading)
+    }
+
+    static func floorDiv(_ a: Nanos, _ b: Nanos) -> Nanos { a >= 0 ? a / b : -((-a + b - 1) / b) }
+
+    /// A decimal number (strtod on a bounded copy; nil unless the whole field is the number).
+    static func number(_ f: UnsafeBufferPointer<UInt8>) -> Double? {
+        guard !f.isEmpty, f.count < 64 else { return nil }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: f.count + 1) { buf -> Double? in
+            for i in 0..<f.count { buf[i] = CChar(bitPattern: f[i]) }
+            buf[f.count] = 0
+            var end: UnsafeMutablePointer<CChar>?
+            let v = strtod(buf.baseAddress!, &end)
+            guard end == buf.baseAddress! + f.count else { return nil }
+            return v
+        }
+    }
+
+    /// Unix seconds (with a fraction) or RFC 3339, from bytes.
+    static func parseTime(bytes f: UnsafeBufferPointer<UInt8>) -> Nanos? {
+        // Plain seconds[.fraction]: digits only, the common case of exports.
+        var seconds: Int64 = 0, i = 0, negative = false
+        if i < f.count, f[i] == 45 { negative = true; i += 1 }
+        let digitsStart = i
+        while i < f.count, f[i] >= 48, f[i] <= 57, i - digitsStart < 12 { seconds = seconds * 10 + Int64(f[i] - 48); i += 1 }
+        if i > digitsStart, i == f.count || f[i] == 46 {
+            var frac: Nanos = 0, scale: Nanos = 100_000_000
+            if i < f.count {
+                i += 1
+                while i < f.count, f[i] >= 48, f[i] <= 57 { frac += Nanos(f[i] - 48) * scale; scale /= 10; i += 1 }
+            }
+            if i == f.count {
+                let t = seconds * Time.second + frac
+                return negative ? -t : t
+            }
+        }
+        return parseTime(String(decoding: f, as: UTF8.self))
+    }
 
     static func parse(_ line: String) -> Result<Twin_V1_Reading, Failure> {
         let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
