@@ -456,6 +456,14 @@ public final class Daemon: Service, Sendable {
                     self.plant.housekeeping(now: Time.now())
                 }
             }
+            if let gateways {
+                group.addTask {
+                    while !Task.isCancelled {
+                        gateways.recordMetrics()
+                        try? await Task.sleep(for: .seconds(5))
+                    }
+                }
+            }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .nanoseconds(self.configuration.maintenanceInterval))

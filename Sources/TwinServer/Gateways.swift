@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import Logging
 import Proto
+import Synchronization
 import TwinCore
 import TwinEngines
 import TwinGateway
@@ -95,6 +96,8 @@ extension GatewayReading: ReadingConvertible {
 final class Gateways: Sendable {
     let client: MQTTClient
     let connection: GatewayConnection
+    /// The totals last given to the metrics.
+    private let recorded = Mutex((messages: UInt64(0), readings: UInt64(0), errors: UInt64(0), reconnects: UInt64(0), rebirths: UInt64(0)))
 
     init(configuration: GatewayConfiguration, plant: Plant, logger: Logger) {
         client = MQTTClient(settings: configuration.mqtt, logger: logger)
@@ -112,6 +115,28 @@ final class Gateways: Sendable {
         await client.stop()
     }
 
+    /// Errors of the connection and everything on it: refused payloads, bad births, store failures.
+    var totals: (messages: UInt64, readings: UInt64, errors: UInt64, reconnects: UInt64, rebirths: UInt64) {
+        let status = client.snapshot
+        let nodes = connection.sparkplug?.nodes ?? []
+        let errors = status.errors + nodes.reduce(0) { $0 + $1.errors } + (connection.topics?.status.errors ?? 0)
+        return (status.messages, status.readings, errors, status.reconnects, nodes.reduce(0) { $0 + $1.rebirthsRequested })
+    }
+
+    func recordMetrics() {
+        let now = totals
+        let nodes = connection.sparkplug?.nodes ?? []
+        let before = recorded.withLock { r in
+            defer { r = now }
+            return r
+        }
+        Telemetry.gateways(
+            connected: client.snapshot.connected,
+            grown: (now.messages &- before.messages, now.readings &- before.readings, now.errors &- before.errors,
+                    now.reconnects &- before.reconnects, now.rebirths &- before.rebirths),
+            online: nodes.filter(\.online).count, offline: nodes.filter { !$0.online }.count)
+    }
+
     func proto() -> Twin_V1_ListGatewaysResponse {
         var response = Twin_V1_ListGatewaysResponse()
         let status = client.snapshot
@@ -122,7 +147,7 @@ final class Gateways: Sendable {
         if status.since != 0 { c.since = .init(nanos: status.since) }
         c.messages = status.messages
         c.readings = status.readings
-        c.errors = status.errors
+        c.errors = totals.errors
         c.reconnects = status.reconnects
         c.lastError = status.lastError
         c.sparkplugHostID = connection.sparkplug?.options.hostID ?? ""

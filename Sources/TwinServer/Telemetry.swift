@@ -24,6 +24,18 @@ enum Telemetry {
         Counter(label: "twind_ingest_batches_total", dimensions: [("result", result)]).increment()
     }
 
+    /// The MQTT connection and Sparkplug nodes (recorded every few seconds; counters by the
+    /// growth since the last record).
+    static func gateways(connected: Bool, grown: (messages: UInt64, readings: UInt64, errors: UInt64, reconnects: UInt64, rebirths: UInt64), online: Int, offline: Int) {
+        Gauge(label: "twind_mqtt_connected").record(connected ? 1 : 0)
+        for (name, n) in [("messages", grown.messages), ("readings", grown.readings), ("errors", grown.errors), ("reconnects", grown.reconnects)] where n > 0 {
+            Counter(label: "twind_mqtt_\(name)_total").increment(by: Int(n))
+        }
+        if grown.rebirths > 0 { Counter(label: "twind_sparkplug_rebirths_requested_total").increment(by: Int(grown.rebirths)) }
+        Gauge(label: "twind_sparkplug_edge_nodes", dimensions: [("state", "online")]).record(online)
+        Gauge(label: "twind_sparkplug_edge_nodes", dimensions: [("state", "offline")]).record(offline)
+    }
+
     static let subscribers = Atomic<Int>(0)
     static func subscriber(_ delta: Int) {
         let now = subscribers.add(delta, ordering: .relaxed).newValue
