@@ -351,7 +351,8 @@ public final class MQTTClient: @unchecked Sendable {
         mosquitto_disconnect_callback_set(m) { _, context, rc in
             guard let context else { return }
             let client = Unmanaged<MQTTClient>.fromOpaque(context).takeUnretainedValue()
-            if rc != 0 { client.pendingError = "disconnected: \(MQTTClient.describe(rc))" }
+            // A refusal said at CONNACK is the reason; the disconnect that follows is not news.
+            if rc != 0, client.pendingError == nil { client.pendingError = "disconnected: \(MQTTClient.describe(rc))" }
         }
         var rc: Int32
         if settings.version == .v5 {
@@ -374,7 +375,8 @@ public final class MQTTClient: @unchecked Sendable {
     private func onConnect(rc: Int32, flags: Int32) {
         guard let handler = handlerReference else { return }
         if rc != 0 {
-            pendingError = "the broker refused the connection: \(String(cString: mosquitto_connack_string(rc)))"
+            let why = settings.version == .v5 ? String(cString: mosquitto_reason_string(rc)) : String(cString: mosquitto_connack_string(rc))
+            pendingError = "the broker refused the connection: \(why)"
             return
         }
         let reconnected = everConnected

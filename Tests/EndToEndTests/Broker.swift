@@ -11,7 +11,8 @@ struct Broker {
     static let executable = "/usr/sbin/mosquitto"
 
     /// `extra` lines go into mosquitto.conf (e.g. `max_inflight_messages 1000`).
-    static func start(extra: [String] = []) async throws -> Broker {
+    /// `listener: false` leaves the listeners to `extra` (which must then name the port to wait on first).
+    static func start(extra: [String] = [], listener: Bool = true) async throws -> Broker {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw TestFailure("\(executable) is missing: run scripts/bootstrap (it installs Debian's mosquitto)")
         }
@@ -20,7 +21,9 @@ struct Broker {
         var lastError = ""
         for _ in 0..<5 {
             let port = try freePort()
-            let config = (["listener \(port) 127.0.0.1", "allow_anonymous true", "log_dest stderr", "log_type error", "log_type warning",
+            // Run as root (CI), mosquitto would switch to its own user and not read the test's files.
+            let own = (getuid() == 0 ? ["user root"] : []) + (listener ? ["listener \(port) 127.0.0.1", "allow_anonymous true"] : [])
+            let config = (own + ["log_dest stderr", "log_type error", "log_type warning",
                            "log_type notice", "log_type information", "persistence_location \(dir)/"] + extra).joined(separator: "\n") + "\n"
             try config.write(toFile: dir + "/mosquitto.conf", atomically: true, encoding: .utf8)
             let child = try Child(executable, ["-c", dir + "/mosquitto.conf"])
