@@ -133,7 +133,7 @@ struct BenchBroker {
         let port = Int(UInt16(bigEndian: address.sin_port))
         close(fd)
         // QoS 0 to a connected client is queued, not dropped, however fast it comes.
-        try "listener \(port) 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_queued_bytes 0\n".write(toFile: dir + "/m.conf", atomically: true, encoding: .utf8)
+        try "\(getuid() == 0 ? "user root\n" : "")listener \(port) 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_queued_bytes 0\n".write(toFile: dir + "/m.conf", atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")
         p.arguments = ["-c", dir + "/m.conf"]
@@ -157,7 +157,10 @@ struct BenchBroker {
     }
 
     func stop() {
-        process.terminate()
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -77,7 +77,9 @@ public enum Sparkplug {
 
     /// Metrics that are the protocol's own, not measurements.
     static func isControl(_ name: String) -> Bool {
+        // Also under a prefix some edge nodes put on every metric (mqtt-spb-wrapper: CMD/…).
         name == "bdSeq" || name.hasPrefix("Node Control/") || name.hasPrefix("Device Control/")
+            || name.contains("/Node Control/") || name.contains("/Device Control/")
     }
 
     // MARK: Values

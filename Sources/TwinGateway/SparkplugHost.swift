@@ -53,6 +53,9 @@ public final class SparkplugHost: Sendable {
     struct DeviceEntry {
         var twinID: String
         var metrics: [String: MetricBinding] = [:]
+        /// Birth names without their first path element (`DATA/current` → `current`), where that
+        /// is unambiguous: mqtt-spb-wrapper births `DATA/x` and then sends `x` in its DATA.
+        var shortNames: [String: String] = [:]
         var online = false
         var defined = false
     }
@@ -78,6 +81,8 @@ public final class SparkplugHost: Sendable {
         var pendingNodes: [(node: String, count: Int)] = []
         /// The timestamp of this session's STATE birth (and its will).
         var stateTimestamp: UInt64 = 0
+        /// Set by `death`: the host is going; its own STATE offline is no longer contradicted.
+        var stopping = false
         /// Readings stored and refused per node, counted at commit (apart from `nodes`, which a
         /// message holds while it is handled).
         var committed: [String: (readings: UInt64, errors: UInt64)] = [:]
@@ -105,7 +110,10 @@ public final class SparkplugHost: Sendable {
     /// The will for the next connection: STATE offline, with the timestamp its birth will carry.
     public func will(now: Nanos) -> Outgoing {
         let t = UInt64(max(0, now / 1_000_000))
-        state.withLock { $0.stateTimestamp = t }
+        state.withLock {
+            $0.stateTimestamp = t
+            $0.stopping = false
+        }
         return Outgoing(topic: stateTopic, payload: Sparkplug.statePayload(online: false, timestamp: t), qos: 1, retain: true)
     }
 
@@ -116,7 +124,8 @@ public final class SparkplugHost: Sendable {
 
     /// The STATE death published before a clean disconnect.
     public func death(now: Nanos) -> Outgoing {
-        Outgoing(topic: stateTopic, payload: Sparkplug.statePayload(online: false, timestamp: UInt64(max(0, now / 1_000_000))), qos: 1, retain: true)
+        state.withLock { $0.stopping = true }
+        return Outgoing(topic: stateTopic, payload: Sparkplug.statePayload(online: false, timestamp: UInt64(max(0, now / 1_000_000))), qos: 1, retain: true)
     }
 
     public var nodes: [NodeStatus] {
@@ -138,7 +147,7 @@ public final class SparkplugHost: Sendable {
         switch parsed {
         case .state(let host):
             // Someone (or a stale retained message) says this host is offline: say otherwise.
-            if host == options.hostID, Sparkplug.stateOnline(payload) == false {
+            if host == options.hostID, Sparkplug.stateOnline(payload) == false, !state.withLock({ $0.stopping }) {
                 logger.notice("saw this host's STATE offline; publishing it online again", metadata: ["host_id": "\(host)"])
                 return [birth()]
             }
@@ -216,7 +225,7 @@ public final class SparkplugHost: Sendable {
                         name = target.metric
                     }
                     guard let name else { node.status.errors &+= 1; continue }
-                    guard let binding = entry.metrics[name] else {
+                    guard let binding = entry.metrics[name] ?? entry.shortNames[name].flatMap({ entry.metrics[$0] }) else {
                         if !Sparkplug.isControl(name) { node.status.ignoredMetrics &+= 1 }
                         continue
                     }
@@ -301,6 +310,15 @@ public final class SparkplugHost: Sendable {
             if sensors.count == 256 { break }
         }
         node.status.ignoredMetrics &+= ignored
+        var shortCounts: [String: Int] = [:]
+        for name in entry.metrics.keys {
+            if let slash = name.firstIndex(of: "/") { shortCounts[String(name[name.index(after: slash)...]), default: 0] += 1 }
+        }
+        for name in entry.metrics.keys {
+            guard let slash = name.firstIndex(of: "/") else { continue }
+            let short = String(name[name.index(after: slash)...])
+            if shortCounts[short] == 1, entry.metrics[short] == nil { entry.shortNames[short] = name }
+        }
         if sensors.isEmpty {
             node.devices[deviceKey] = entry  // known, nothing to measure
             return

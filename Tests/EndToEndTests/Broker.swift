@@ -38,11 +38,15 @@ struct Broker {
 
     var url: String { "mqtt://127.0.0.1:\(port)" }
 
-    func stop() async {
+    /// Stops the broker and waits for it, synchronously, so a `defer` tears it down even when
+    /// the test fails or throws (a Task started in a defer may never run before exit).
+    func stop() {
         child.signal(SIGTERM)
-        if await child.wait(timeout: .seconds(5)) == nil {
+        let deadline = Date().addingTimeInterval(5)
+        while child.process.isRunning && Date() < deadline { usleep(10_000) }
+        if child.process.isRunning {
             child.signal(SIGKILL)
-            _ = await child.wait(timeout: .seconds(5))
+            child.process.waitUntilExit()
         }
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -34,7 +34,7 @@ import TwinCore
         let plain = try Broker.freePort()
         let tls = try Broker.freePort()
         let broker = try await Broker.start(extra: brokerConfig(certs, plain: plain, tls: tls), listener: false)
-        defer { Task { await broker.stop() } }
+        defer { broker.stop() }
         func start(ca: String, passwordFile: String) async throws -> TwindProcess {
             try await TwindProcess.start([
                 "--simulator", "off", "--mqtt-broker", "mqtts://127.0.0.1:\(tls)", "--mqtt-ca", ca,

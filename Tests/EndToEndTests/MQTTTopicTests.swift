@@ -58,7 +58,7 @@ import TwinCore
 
     @Test func mappedTopicsPersistentSessionAndNoLossOnKill() async throws {
         let broker = try await Broker.start(extra: ["max_queued_messages 100000", "max_inflight_messages 100"])
-        defer { Task { await broker.stop() } }
+        defer { broker.stop() }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir + "-mapping", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir + "-mapping") }

@@ -14,7 +14,7 @@ import TwinCore
 
     @Test func aThirdPartyEdgeNodeDefinesStreamsRebirthsAndDies() async throws {
         let broker = try await Broker.start()
-        defer { Task { await broker.stop() } }
+        defer { broker.stop() }
         let d = try await TwindProcess.start([
             "--simulator", "off", "--mqtt-broker", broker.url, "--mqtt-client-id", "twind-e2e-\(UUID().uuidString.prefix(8))",
             "--sparkplug-host-id", "twin-e2e", "--sparkplug-reorder-timeout", "300ms",

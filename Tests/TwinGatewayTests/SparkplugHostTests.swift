@@ -296,6 +296,23 @@ struct Harness {
         #expect(out.count == 1)
     }
 
+    /// mqtt-spb-wrapper births `DATA/current` and `CMD/Node Control/Rebirth`, then sends `current`.
+    @Test func prefixedBirthNamesAreFoundByTheirShortNameAndPrefixedControlsAreNotSensors() throws {
+        let h = Harness()
+        try h.send("spBv1.0/Plant 1/NBIRTH/edge-a", seq: 0, [
+            metric("bdSeq", datatype: 4, long: 1), metric("CMD/Node Control/Rebirth", datatype: 11, bool: false),
+            metric("DATA/cpu", datatype: 10, double: 1), metric("ATTR/description", datatype: 14, string: "x"),
+        ])
+        try h.send("spBv1.0/Plant 1/DBIRTH/edge-a/m", seq: 1, [metric("DATA/current", datatype: 10, double: 4.2), metric("ATTR/current", datatype: 10, double: 0)])
+        #expect(h.sink.devices["Plant_1.edge-a"]?.sensors.map(\.name) == ["data.cpu"])
+        try h.send("spBv1.0/Plant 1/NDATA/edge-a", seq: 2, [metric("cpu", datatype: 10, double: 7)])
+        #expect(h.sink.readings.last?.sensor == "data.cpu" && h.sink.readings.last?.value == 7)
+        // Ambiguous (DATA/current and ATTR/current): not guessed.
+        let count = h.sink.readings.count
+        try h.send("spBv1.0/Plant 1/DDATA/edge-a/m", seq: 3, [metric("current", datatype: 10, double: 5)])
+        #expect(h.sink.readings.count == count)
+    }
+
     @Test func theHostRepublishesItsBirthWhenItSeesItselfOffline() throws {
         let h = Harness()
         let will = h.host.will(now: 5_000_000_000)
@@ -308,6 +325,9 @@ struct Harness {
         #expect(out == [birth])
         let other = offline.withUnsafeBytes { h.host.handle(topic: "spBv1.0/STATE/someone-else", payload: $0, now: h.now) }
         #expect(other.isEmpty)
+        // Its own death, echoed back while it stops, is not contradicted.
+        _ = h.host.death(now: h.now)
+        #expect(offline.withUnsafeBytes { h.host.handle(topic: "spBv1.0/STATE/twin", payload: $0, now: h.now) }.isEmpty)
     }
 
     @Test func groupsNotServedAreIgnored() throws {
