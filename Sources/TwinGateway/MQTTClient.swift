@@ -128,7 +128,7 @@ public final class MQTTClient: @unchecked Sendable {
     private let status = Mutex(Status())
     private let running = Atomic<Bool>(true)
     /// Set by the loop thread once it has finished (clean disconnect done).
-    private let finished = Mutex<[CheckedContinuation<Void, Never>]?>([])
+    private let finished = Shared<[CheckedContinuation<Void, Never>]?>([])
     // Loop-thread state (only the loop thread touches these).
     private var mosq: OpaquePointer?
     private var connectedNow = false
@@ -167,16 +167,28 @@ public final class MQTTClient: @unchecked Sendable {
         thread.start()
     }
 
-    /// Asks the loop to disconnect cleanly (the handler's `stopping` first) and waits for it.
-    public func stop() async {
+    /// Asks the loop to disconnect cleanly (the handler's `stopping` first) and waits for it, at
+    /// most `limit` (a connect attempt to an unreachable broker can block its thread far longer;
+    /// the daemon's drain does not wait for that).
+    public func stop(limit: Duration = .seconds(3)) async {
         running.store(false, ordering: .releasing)
+        let finished = self.finished
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let done = finished.withLock { waiters -> Bool in
                 guard waiters != nil else { return true }
                 waiters!.append(c)
                 return false
             }
-            if done { c.resume() }
+            if done { c.resume(); return }
+            Task {
+                try? await Task.sleep(for: limit)
+                let late = finished.withLock { w -> [CheckedContinuation<Void, Never>] in
+                    let all = w ?? []
+                    if w != nil { w = [] }
+                    return all
+                }
+                for w in late { w.resume() }
+            }
         }
     }
 
@@ -402,5 +414,17 @@ public final class MQTTClient: @unchecked Sendable {
 
     static func describe(_ rc: Int32) -> String {
         String(cString: mosquitto_strerror(rc))
+    }
+}
+
+/// A value behind a lock, shareable with a Task.
+final class Shared<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
     }
 }
