@@ -117,7 +117,6 @@ public final class MQTTClient: @unchecked Sendable {
         public var since: Nanos = 0
         public var messages: UInt64 = 0
         public var readings: UInt64 = 0
-        public var errors: UInt64 = 0
         public var reconnects: UInt64 = 0
         public var lastError = ""
     }
@@ -148,13 +147,9 @@ public final class MQTTClient: @unchecked Sendable {
 
     public var snapshot: Status { status.withLock { $0 } }
 
-    /// Counts readings and refused messages for `ListGateways` (the handler calls these).
-    public func count(readings: Int = 0, errors: Int = 0, error: String? = nil) {
-        status.withLock { s in
-            s.readings &+= UInt64(readings)
-            s.errors &+= UInt64(errors)
-            if let error { s.lastError = error }
-        }
+    /// Counts the readings a commit stored, for `ListGateways` (the handler calls it).
+    public func count(readings: Int) {
+        status.withLock { $0.readings &+= UInt64(readings) }
     }
 
     /// Starts the loop thread; it connects, and reconnects with backoff, until `stop`.
@@ -227,9 +222,7 @@ public final class MQTTClient: @unchecked Sendable {
                     }
                     lastAttemptFailed = true
                     status.withLock { $0.lastError = error }
-                    sleepInterruptibly(backoff)
-                    // Backoff with jitter (±20 %), so a plant's gateways do not reconnect in step.
-                    backoff = min(settings.reconnectMax, Nanos(Double(backoff) * Double.random(in: 1.6...2.4)))
+                    backOff(&backoff)
                     continue
                 }
                 lastAttemptFailed = false
@@ -259,8 +252,7 @@ public final class MQTTClient: @unchecked Sendable {
                                  metadata: ["broker": "\(settings.brokerURL)", "error": "\(text)"])
                     status.withLock { $0.lastError = text }
                     dropConnection(handler: handler, error: "store: \(text)")
-                    sleepInterruptibly(backoff)
-                    backoff = min(settings.reconnectMax, backoff * 2)
+                    backOff(&backoff)
                     continue
                 }
             }
@@ -319,6 +311,13 @@ public final class MQTTClient: @unchecked Sendable {
             logger.warning("lost the MQTT broker", metadata: ["broker": "\(settings.brokerURL)", "error": "\(error)"])
             handler.disconnected(self, error: error)
         }
+    }
+
+    /// Waits `backoff` (or until stopped), then doubles it with jitter (±20 %, so a plant's
+    /// gateways do not reconnect in step) up to `reconnectMax`.
+    private func backOff(_ backoff: inout Nanos) {
+        sleepInterruptibly(backoff)
+        backoff = min(settings.reconnectMax, Nanos(Double(backoff) * Double.random(in: 1.6...2.4)))
     }
 
     private func sleepInterruptibly(_ span: Nanos) {

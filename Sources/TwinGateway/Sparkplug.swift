@@ -7,6 +7,7 @@ public typealias SparkplugPayload = Org_Eclipse_Tahu_Protobuf_Payload
 /// Sparkplug B 3.0 topics, names and payload values, as twind's host application reads them.
 public enum Sparkplug {
     public static let namespace = "spBv1.0"
+    static let topicPrefix = namespace + "/"
 
     public enum MessageType: String, Sendable, CaseIterable {
         case nbirth = "NBIRTH", ndeath = "NDEATH", dbirth = "DBIRTH", ddeath = "DDEATH"
@@ -43,11 +44,7 @@ public enum Sparkplug {
     /// with a hash of the whole so distinct nodes stay distinct.
     public static func deviceID(group: String, node: String, device: String? = nil) -> String {
         let joined = ([group, node] + (device.map { [$0] } ?? [])).map { part in
-            String(String.UnicodeScalarView(part.unicodeScalars.map { s -> Unicode.Scalar in
-                let v = s.value
-                let ok = (v >= 0x30 && v <= 0x39) || (v >= 0x41 && v <= 0x5A) || (v >= 0x61 && v <= 0x7A) || v == 0x2D || v == 0x5F || v == 0x2E
-                return ok ? s : "_"
-            }))
+            mapped(part) { v in (v >= 0x30 && v <= 0x39) || (v >= 0x41 && v <= 0x5A) || (v >= 0x61 && v <= 0x7A) || v == 0x2D || v == 0x5F || v == 0x2E ? nil : "_" }
         }.joined(separator: ".")
         return shortened(joined, limit: 64)
     }
@@ -55,13 +52,15 @@ public enum Sparkplug {
     /// A sensor name from a metric name: lower-cased, `/` → `.`, characters outside
     /// `[a-z0-9_.]` → `_`; longer than 64 → shortened with a hash.
     public static func sensorName(_ metric: String) -> String {
-        let mapped = String(String.UnicodeScalarView(metric.lowercased().unicodeScalars.map { s -> Unicode.Scalar in
-            let v = s.value
-            if v == 0x2F { return "." }
-            let ok = (v >= 0x61 && v <= 0x7A) || (v >= 0x30 && v <= 0x39) || v == 0x5F || v == 0x2E
-            return ok ? s : "_"
-        }))
-        return shortened(mapped.isEmpty ? "_" : mapped, limit: 64, separator: "_")
+        let name = mapped(metric.lowercased()) { v in
+            v == 0x2F ? "." : (v >= 0x61 && v <= 0x7A) || (v >= 0x30 && v <= 0x39) || v == 0x5F || v == 0x2E ? nil : "_"
+        }
+        return shortened(name.isEmpty ? "_" : name, limit: 64, separator: "_")
+    }
+
+    /// `text` with each scalar `replacement` gives a replacement for swapped (nil: kept).
+    static func mapped(_ text: String, _ replacement: (UInt32) -> Unicode.Scalar?) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { replacement($0.value) ?? $0 }))
     }
 
     static func shortened(_ text: String, limit: Int, separator: String = "-") -> String {
@@ -108,6 +107,11 @@ public enum Sparkplug {
         case .booleanValue(let v)?: return v ? 1 : 0
         default: return nil
         }
+    }
+
+    /// The `bdSeq` metric of a birth or death.
+    static func bdSeq(_ payload: SparkplugPayload) -> UInt64? {
+        payload.metrics.first { $0.name == "bdSeq" }.flatMap { number($0, datatype: $0.datatype) }.map { UInt64(max(0, $0)) }
     }
 
     static func property(_ set: SparkplugPayload.PropertySet, _ key: String) -> SparkplugPayload.PropertyValue? {

@@ -188,7 +188,7 @@ public final class SparkplugHost: Sendable {
                 node.aliases = [:]
                 node.missing = [:]
                 node.expected = payload.hasSeq ? UInt8(truncatingIfNeeded: payload.seq &+ 1) : 1
-                node.bdSeq = payload.metrics.first { $0.name == "bdSeq" }.flatMap { Sparkplug.number($0, datatype: $0.datatype) }.map { UInt64(max(0, $0)) }
+                node.bdSeq = Sparkplug.bdSeq(payload)
                 node.status.bdSeq = node.bdSeq ?? 0
                 node.status.online = true
                 node.status.lastBirth = now
@@ -248,7 +248,7 @@ public final class SparkplugHost: Sendable {
                 if entry.defined { sink.markOffline([entry.twinID], at: now) }
             case .ndeath:
                 // Only the death of the current session counts (a late will of an older one does not).
-                let bd = payload.metrics.first { $0.name == "bdSeq" }.flatMap { Sparkplug.number($0, datatype: $0.datatype) }.map { UInt64(max(0, $0)) }
+                let bd = Sparkplug.bdSeq(payload)
                 if let bd, let current = node.bdSeq, bd != current {
                     logger.info("ignored an NDEATH of an earlier session", metadata: ["node": "\(k)", "bdSeq": "\(bd)", "current_bdSeq": "\(current)"])
                     return
@@ -465,7 +465,7 @@ public final class GatewayConnection: MQTTHandler {
     }
 
     public func received(_ client: MQTTClient, topic: String, payload: UnsafeRawBufferPointer, retained: Bool, now: Nanos) {
-        if let sparkplug, topic.hasPrefix(Sparkplug.namespace + "/") {
+        if let sparkplug, topic.hasPrefix(Sparkplug.topicPrefix) {
             send(client, sparkplug.handle(topic: topic, payload: payload, now: now))
         } else if let topics {
             topics.handle(topic: topic, payload: payload, now: now)

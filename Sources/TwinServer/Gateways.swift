@@ -30,8 +30,9 @@ struct PlantGatewaySink: GatewaySink {
             if existing.simulated {
                 throw .failedPrecondition("device '\(device.id)' is simulated; a gateway cannot define it", reason: .deviceConflict)
             }
-            if existing.sensors == device.sensors && existing.type == device.type && existing.name == device.name
-                && existing.site == device.site && existing.line == device.line && existing.labels == device.labels { return }
+            var same = device
+            (same.createdAt, same.updatedAt, same.simulated) = (existing.createdAt, existing.updatedAt, existing.simulated)
+            if same == existing { return }
         }
         try plant.upsert(device, now: now)
     }
@@ -115,23 +116,22 @@ final class Gateways: Sendable {
         await client.stop()
     }
 
-    /// Errors of the connection and everything on it: refused payloads, bad births, store failures.
-    var totals: (messages: UInt64, readings: UInt64, errors: UInt64, reconnects: UInt64, rebirths: UInt64) {
-        let status = client.snapshot
-        let nodes = connection.sparkplug?.nodes ?? []
-        let errors = status.errors + nodes.reduce(0) { $0 + $1.errors } + (connection.topics?.status.errors ?? 0)
-        return (status.messages, status.readings, errors, status.reconnects, nodes.reduce(0) { $0 + $1.rebirthsRequested })
+    /// Errors of everything on the connection: refused payloads and readings, bad births.
+    func errors(_ nodes: [SparkplugHost.NodeStatus]) -> UInt64 {
+        nodes.reduce(0) { $0 + $1.errors } + (connection.topics?.status.errors ?? 0)
     }
 
     func recordMetrics() {
-        let now = totals
+        let status = client.snapshot
         let nodes = connection.sparkplug?.nodes ?? []
+        let now = (messages: status.messages, readings: status.readings, errors: errors(nodes), reconnects: status.reconnects,
+                   rebirths: nodes.reduce(0) { $0 + $1.rebirthsRequested })
         let before = recorded.withLock { r in
             defer { r = now }
             return r
         }
         Telemetry.gateways(
-            connected: client.snapshot.connected,
+            connected: status.connected,
             grown: (now.messages &- before.messages, now.readings &- before.readings, now.errors &- before.errors,
                     now.reconnects &- before.reconnects, now.rebirths &- before.rebirths),
             online: nodes.filter(\.online).count, offline: nodes.filter { !$0.online }.count)
@@ -140,6 +140,7 @@ final class Gateways: Sendable {
     func proto() -> Twin_V1_ListGatewaysResponse {
         var response = Twin_V1_ListGatewaysResponse()
         let status = client.snapshot
+        let nodes = connection.sparkplug?.nodes ?? []
         var c = Twin_V1_MqttConnection()
         c.broker = client.settings.brokerURL
         c.clientID = client.settings.clientID
@@ -147,12 +148,12 @@ final class Gateways: Sendable {
         if status.since != 0 { c.since = .init(nanos: status.since) }
         c.messages = status.messages
         c.readings = status.readings
-        c.errors = totals.errors
+        c.errors = errors(nodes)
         c.reconnects = status.reconnects
         c.lastError = status.lastError
         c.sparkplugHostID = connection.sparkplug?.options.hostID ?? ""
         response.connections = [c]
-        for n in connection.sparkplug?.nodes ?? [] {
+        for n in nodes {
             var e = Twin_V1_EdgeNode()
             e.groupID = n.group
             e.edgeNodeID = n.node

@@ -98,39 +98,37 @@ struct Ingest: AsyncParsableCommand {
                             var chunk = carry
                             let piece = input.readData(ofLength: 4 << 20)
                             if piece.isEmpty { eof = true } else { chunk.append(contentsOf: piece) }
+                            var offset = 0
                             var failed: (Int, String)?
-                            let consumed = chunk.withUnsafeBufferPointer { buf -> Int in
-                                var start = 0
-                                var i = 0
-                                let n = buf.count
-                                while start < n {
-                                    guard let nl = (buf[start...].firstIndex(of: 10)) ?? (eof ? n : nil) else { break }
-                                    i = nl
-                                    lineNumber += 1
-                                    let line = UnsafeBufferPointer(rebasing: buf[start..<i])
-                                    start = i + 1
-                                    switch CSVReading.parse(bytes: line, first: lineNumber == 1) {
-                                    case .skip: continue
-                                    case .reading(let reading):
-                                        batch.readings.append(reading)
-                                        lines.append(Int32(lineNumber))
-                                    case .failure(let reason):
-                                        failed = (lineNumber, reason)
-                                        return start
+                            var full = false
+                            // Whole lines only (the last one too at the end of the file); parsing
+                            // stops when the batch is full, it is sent, and parsing goes on.
+                            repeat {
+                                full = false
+                                offset = chunk.withUnsafeBufferPointer { buf -> Int in
+                                    var start = offset
+                                    while start < buf.count {
+                                        if batch.readings.count >= batchSize { full = true; break }
+                                        guard let end = buf[start...].firstIndex(of: 10) ?? (eof ? buf.count : nil) else { break }
+                                        lineNumber += 1
+                                        let line = UnsafeBufferPointer(rebasing: buf[start..<end])
+                                        start = end + 1
+                                        switch CSVReading.parse(bytes: line, first: lineNumber == 1) {
+                                        case .skip: continue
+                                        case .reading(let reading):
+                                            batch.readings.append(reading)
+                                            lines.append(Int32(lineNumber))
+                                        case .failure(let reason):
+                                            failed = (lineNumber, reason)
+                                            return start
+                                        }
                                     }
+                                    return min(start, buf.count)
                                 }
-                                return min(start, n)
-                            }
-                            bytesDone += consumed
-                            carry = Array(chunk[consumed...])
-                            while batch.readings.count >= batchSize {
-                                let rest = Array(batch.readings[batchSize...]), restLines = Array(lines[batchSize...])
-                                batch.readings.removeLast(batch.readings.count - batchSize)
-                                lines.removeLast(lines.count - batchSize)
-                                try await flush()
-                                batch.readings = rest
-                                lines = restLines
-                            }
+                                if full { try await flush() }
+                            } while full && failed == nil
+                            bytesDone += offset
+                            carry = Array(chunk[offset...])
                             if let (line, reason) = failed {
                                 try await flush()
                                 progress.state.withLock { $0.badLine = BadLine(line: line, reason: reason) }
@@ -191,8 +189,6 @@ struct Ingest: AsyncParsableCommand {
 
 /// One CSV row: `device,sensor,time,value`.
 enum CSVReading {
-    struct Failure: Error { var message: String }
-
     enum Parsed {
         case skip
         case reading(Twin_V1_Reading)
@@ -270,25 +266,6 @@ enum CSVReading {
             }
         }
         return parseTime(String(decoding: f, as: UTF8.self))
-    }
-
-    static func parse(_ line: String) -> Result<Twin_V1_Reading, Failure> {
-        let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard fields.count == 4 else {
-            return .failure(Failure(message: "expected 4 columns (device,sensor,time,value), found \(fields.count)"))
-        }
-        guard let time = parseTime(fields[2]) else {
-            return .failure(Failure(message: "time '\(fields[2].prefix(40))' is not RFC 3339 (2026-11-29T06:30:00Z) or Unix seconds"))
-        }
-        guard let value = Double(fields[3]) else {
-            return .failure(Failure(message: "value '\(fields[3].prefix(40))' is not a number"))
-        }
-        var reading = Twin_V1_Reading()
-        reading.deviceID = fields[0]
-        reading.sensor = fields[1]
-        reading.time = Google_Protobuf_Timestamp(seconds: time / Time.second, nanos: Int32(time % Time.second))
-        reading.value = value
-        return .success(reading)
     }
 
     /// RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) or Unix seconds, as nanoseconds.
