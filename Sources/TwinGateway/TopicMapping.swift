@@ -99,7 +99,8 @@ public struct TopicMapping: Sendable {
                         sensors.append(Sensor(name: name, path: Self.path(p), unit: "", scale: 1))
                     } else if let sm = spec.mapping {
                         guard let p = sm["path"]?.string else { throw .invalidArgument("\(at): sensor '\(name)' needs a path") }
-                        let scale = sm["scale"].flatMap { Double($0.string ?? "") } ?? 1
+                        let scaleText = sm["scale"].map { $0.string ?? "" }
+                        let scale = scaleText.map { Double($0) ?? .nan } ?? 1  // given but not a number: refused below
                         guard scale.isFinite, scale != 0 else { throw .invalidArgument("\(at): sensor '\(name)': scale must be a finite number other than 0") }
                         sensors.append(Sensor(name: name, path: Self.path(p), unit: String((sm["unit"]?.string ?? "").prefix(32)), scale: scale))
                     } else {

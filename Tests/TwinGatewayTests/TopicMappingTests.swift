@@ -141,6 +141,37 @@ import TwinCore
         #expect(throws: TwinError.self) { _ = try consumer.flush(now: 0) }
     }
 
+    /// Fuzz tier: mutated and truncated mapping files are refused with a message or parse into
+    /// entries that hold together; extreme values in them are refused.
+    @Test func hostileMappingFilesNeverCrash() {
+        var rng = SystemRandomNumberGenerator()
+        let good = Array(Self.example.utf8)
+        let alphabet = Array("{}[]:-#&*!|>'\"%@`, \n\t0123456789abcxyz+/.".utf8)
+        for i in 0..<2000 {
+            var bytes = good
+            if i % 2 == 0 {
+                bytes = Array(good.prefix(Int.random(in: 0...good.count, using: &rng)))
+            } else {
+                for _ in 0..<4 { bytes[Int.random(in: 0..<bytes.count, using: &rng)] = alphabet.randomElement(using: &rng)! }
+            }
+            do {
+                let m = try TopicMapping.parse(String(decoding: bytes, as: UTF8.self))
+                for e in m.entries {
+                    #expect(TopicMapping.isValidFilter(e.topic) && (0...2).contains(e.qos))
+                    for s in e.sensors { #expect(s.scale.isFinite && s.scale != 0) }
+                }
+            } catch {
+                #expect(!error.message.isEmpty)
+            }
+        }
+        for (bad, says) in [("1e999", "scale"), ("0", "scale"), (".nan", "scale")] {
+            let text = "mappings:\n  - topic: a/b\n    device: 0\n    sensors: {x: {path: v, scale: \(bad)}}"
+            #expect(throws: TwinError.self, "\(says) \(bad)") { try TopicMapping.parse(text) }
+        }
+        let huge = "mappings:\n  - topic: " + String(repeating: "a/", count: 40_000) + "b\n    device: " + String(repeating: "9", count: 40)
+        #expect(throws: TwinError.self) { try TopicMapping.parse(huge) }
+    }
+
     /// Fuzz tier: random and mutated payloads on mapped topics never crash the consumer.
     @Test func hostilePayloadsNeverCrash() throws {
         let sink = RecordingSink()
