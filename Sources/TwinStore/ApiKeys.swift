@@ -107,6 +107,7 @@ extension UsersDatabase {
                 try db.execute(
                     sql: "INSERT INTO api_keys (id, name, role, secret_hash, created_at, created_by, scope) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     arguments: [id, name, role.rawValue, Self.apiKeyHash(secret), now, createdBy, scopeText])
+                try RowBinding.apiKeys.bind(db, id: id, sealer: sealer)
                 try insertAudit(db, audit)
             }
         } catch {
@@ -120,7 +121,9 @@ extension UsersDatabase {
         do {
             return try pool.read { db in
                 try Row.fetchAll(db, sql: "SELECT * FROM api_keys ORDER BY created_at, id").compactMap { row in
-                    guard let role = User.Role(rawValue: row["role"]) else { return nil }
+                    // A key whose row was altered outside twind (role raised, revocation undone,
+                    // scope widened) is refused; twind verify names it.
+                    guard RowBinding.apiKeys.check(row, sealer: sealer), let role = User.Role(rawValue: row["role"]) else { return nil }
                     // A scope that does not read back is no scope at all: the key is refused
                     // rather than widened to the whole plant.
                     let scopeText: String? = row["scope"]
@@ -146,6 +149,7 @@ extension UsersDatabase {
             return try pool.write { db in
                 try db.execute(sql: "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", arguments: [now, id])
                 guard db.changesCount > 0 else { return false }
+                try RowBinding.apiKeys.bind(db, id: id, sealer: sealer)
                 try insertAudit(db, audit)
                 return true
             }
@@ -167,7 +171,10 @@ extension UsersDatabase {
     /// Tokens of this user issued at or before `time` are refused from now on.
     public func endSessions(userID: Int64, before time: Nanos) throws(TwinError) {
         do {
-            try pool.write { db in try db.execute(sql: "UPDATE users SET sessions_not_before = ? WHERE id = ?", arguments: [time, userID]) }
+            try pool.write { db in
+                try db.execute(sql: "UPDATE users SET sessions_not_before = ? WHERE id = ?", arguments: [time, userID])
+                try RowBinding.users.bind(db, id: userID, sealer: sealer)
+            }
         } catch {
             throw .unavailable("cannot end the user's sessions: \(error)")
         }
@@ -178,11 +185,16 @@ extension UsersDatabase {
         do {
             return try pool.read { db in
                 var result: [String: Nanos] = [:]
-                for row in try Row.fetchAll(db, sql: "SELECT username, sessions_not_before FROM users WHERE sessions_not_before IS NOT NULL") {
+                for row in try Row.fetchAll(db, sql: "SELECT \(RowBinding.users.selection) FROM users WHERE sessions_not_before IS NOT NULL") {
+                    guard RowBinding.users.check(row, sealer: sealer) else {
+                        throw TwinError.dataLoss("the session cut-off of user '\(row["username"] as String)' was altered outside twind (row MAC does not match); run twind verify")
+                    }
                     result[row["username"]] = row["sessions_not_before"]
                 }
                 return result
             }
+        } catch let error as TwinError {
+            throw error
         } catch {
             throw .unavailable("cannot read session cut-offs: \(error)")
         }

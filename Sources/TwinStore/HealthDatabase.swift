@@ -25,7 +25,10 @@ public final class HealthDatabase: PlantStore {
         series = try SeriesStore(pool: pool, sealer: sealer, options: options)
     }
 
-    static var migrator: DatabaseMigrator {
+    /// The migration that binds device definitions (alarm limits) with row MACs.
+    static let rowBindingMigration = "v4: device bindings"
+
+    static func migrator(_ sealer: Sealer) -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: devices, events, key checks") { db in
             try db.execute(sql: """
@@ -77,6 +80,10 @@ public final class HealthDatabase: PlantStore {
                 CREATE INDEX alerts_by_state ON alerts (state, updated_at);
                 """)
         }
+        migrator.registerMigration(rowBindingMigration) { db in
+            try db.execute(sql: "ALTER TABLE devices ADD COLUMN mac BLOB")
+            try RowBinding.devices.bindAll(db, sealer: sealer)
+        }
         return migrator
     }
 
@@ -105,21 +112,41 @@ public final class HealthDatabase: PlantStore {
             let definition = try JSONEncoder().encode(device)
             try pool.write { db in
                 try db.execute(sql: "INSERT OR REPLACE INTO devices (id, definition) VALUES (?, ?)", arguments: [device.id, definition])
+                try RowBinding.devices.bind(db, id: device.id, sealer: sealer)
             }
         } catch {
             throw .unavailable("cannot save device '\(device.id)': \(error)")
         }
     }
 
+    /// The saved devices. A definition altered outside twind (its row MAC does not match: alarm
+    /// limits changed in a backup, say) is refused with `dataLoss` naming the device.
     public func savedDevices() throws(TwinError) -> [Device] {
         do {
             return try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT definition FROM devices ORDER BY id").map { row in
-                    try JSONDecoder().decode(Device.self, from: row["definition"] as Data)
+                try Row.fetchAll(db, sql: "SELECT \(RowBinding.devices.selection) FROM devices ORDER BY id").map { row in
+                    guard RowBinding.devices.check(row, sealer: sealer) else {
+                        throw TwinError.dataLoss(
+                            "the definition of device '\(row["id"] as String)' in \(path) was altered outside twind (row MAC does not match); restore a good backup or run twind verify")
+                    }
+                    return try JSONDecoder().decode(Device.self, from: row["definition"] as Data)
                 }
             }
+        } catch let error as TwinError {
+            throw error
         } catch {
             throw .dataLoss("cannot read saved devices from \(path): \(error)")
+        }
+    }
+
+    /// Devices whose row MAC is missing or does not match.
+    func unboundDevices() throws(TwinError) -> [String] {
+        do {
+            return try pool.read { db in
+                try RowBinding.devices.unbound(db, sealer: sealer).map { "device \($0): definition (alarm limits) altered outside twind (row MAC does not match)" }
+            }
+        } catch {
+            throw .unavailable("cannot read \(path): \(error)")
         }
     }
 

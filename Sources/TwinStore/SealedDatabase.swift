@@ -19,7 +19,7 @@ enum SealedDatabase {
     static let keyCheckPlaintext = Array("twin key check v1".utf8)
 
     static func open(
-        path: String, purpose: String, keys: KeyRing, durability: Durability, migrator: DatabaseMigrator
+        path: String, purpose: String, keys: KeyRing, durability: Durability, migrator: (Sealer) -> DatabaseMigrator
     ) throws(TwinError) -> (DatabasePool, Sealer) {
         let sealer = Sealer(purpose: purpose, keys: Array(keys.keys.dropLast()), current: keys.current)
         let pool: DatabasePool
@@ -38,7 +38,7 @@ enum SealedDatabase {
             guard actual == wanted else {
                 throw TwinError(.internal, "PRAGMA synchronous is \(actual) after setting it to \(wanted)")
             }
-            try migrator.migrate(pool)
+            try migrator(sealer).migrate(pool)
         } catch {
             throw .unavailable("cannot open \(path): \(error)")
         }
@@ -119,7 +119,7 @@ public final class UsersDatabase: Sendable {
         (pool, sealer) = try SealedDatabase.open(path: path, purpose: "users", keys: keys, durability: durability, migrator: Self.migrator)
     }
 
-    static var migrator: DatabaseMigrator {
+    static func migrator(_ sealer: Sealer) -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: users, audit, key checks") { db in
             try db.execute(sql: """
@@ -146,8 +146,16 @@ public final class UsersDatabase: Sendable {
         registerIdentityMigration(&migrator)
         registerAccessMigration(&migrator)
         registerScopeMigration(&migrator)
+        migrator.registerMigration(rowBindingMigration) { db in
+            try db.execute(sql: "ALTER TABLE users ADD COLUMN mac BLOB; ALTER TABLE api_keys ADD COLUMN mac BLOB")
+            try RowBinding.users.bindAll(db, sealer: sealer)
+            try RowBinding.apiKeys.bindAll(db, sealer: sealer)
+        }
         return migrator
     }
+
+    /// The migration that binds users and API keys with row MACs; a backup without it predates them.
+    static let rowBindingMigration = "v5: row bindings"
 
     /// One audit entry.
     public struct AuditEntry: Sendable, Codable, Equatable {
@@ -270,7 +278,20 @@ public final class UsersDatabase: Sendable {
         }
         var problems: [String] = []
         do { _ = try auditEntries(limit: max(1, count)) } catch { problems.append(error.message) }
+        problems += try unboundRows()
         return (count, problems)
+    }
+
+    /// Users and API keys whose row MAC is missing or does not match (altered outside twind).
+    func unboundRows() throws(TwinError) -> [String] {
+        do {
+            return try pool.read { db in
+                try RowBinding.users.unbound(db, sealer: sealer).map { "user \($0): role, password hash, disabled flag or session cut-off altered outside twind (row MAC does not match)" }
+                    + RowBinding.apiKeys.unbound(db, sealer: sealer).map { "API key \($0): role, secret, scope or revocation altered outside twind (row MAC does not match)" }
+            }
+        } catch {
+            throw .unavailable("cannot read \(path): \(error)")
+        }
     }
 
     public func close() {

@@ -33,12 +33,15 @@ public enum StoreAdmin {
         let events = try health.verifyEvents()
         report.lines.append("health_data.db: \(events.checked) events")
         report.problems += events.problems
+        let devices = try health.unboundDevices()
+        report.lines.append("health_data.db: device definitions bound (row MACs), \(devices.count) altered")
+        report.problems += devices
         let usersPath = dataDirectory + "/users.db"
         if access(usersPath, F_OK) == 0 {
             let users = try UsersDatabase(path: usersPath, keys: keys, durability: .normal)
             defer { users.close() }
             let audit = try users.verify()
-            report.lines.append("users.db: \(audit.checked) audit entries")
+            report.lines.append("users.db: \(audit.checked) audit entries; users and API keys bound (row MACs)")
             report.problems += audit.problems
         }
         return report
@@ -75,7 +78,14 @@ public enum StoreAdmin {
     /// anything opens the databases (`completeInterruptedRestore`); one cut off before it left
     /// the data directory as it was.
     @discardableResult
-    public static func restore(dataDirectory: String, from source: String, keys: KeyRing, crashAfterMoves: Int? = nil) throws(TwinError) -> [String] {
+    ///
+    /// Users, API keys and device definitions must carry valid row MACs: a backup altered outside
+    /// twind (a role raised, a hash replaced, a revocation undone, an alarm limit moved) is
+    /// refused naming the rows. A backup made before row MACs existed cannot be checked; it is
+    /// refused unless `acceptUnbound` (`--accept-unbound-rows`), when its rows are bound as found.
+    public static func restore(
+        dataDirectory: String, from source: String, keys: KeyRing, acceptUnbound: Bool = false, crashAfterMoves: Int? = nil
+    ) throws(TwinError) -> [String] {
         let directory = try DataDirectory(path: dataDirectory)  // refuses while twind runs
         defer { directory.unlock() }
         try completeInterruptedRestore(dataDirectory: dataDirectory)
@@ -87,11 +97,26 @@ public enum StoreAdmin {
             let scratch = dataDirectory + "/" + name + ".restoring"
             for suffix in ["", "-wal", "-shm"] { unlink(scratch + suffix) }
             try copy(source + "/" + name, to: scratch)
-            do {
-                if name == "health_data.db" {
-                    try HealthDatabase(path: scratch, keys: keys, durability: .full).shutDown()
+            do throws(TwinError) {
+                let health = name == "health_data.db"
+                let binding = health ? HealthDatabase.rowBindingMigration : UsersDatabase.rowBindingMigration
+                if !acceptUnbound, try !applied(binding, in: scratch) {
+                    throw TwinError(
+                        .failedPrecondition,
+                        "it was made by a twind older than row MACs, so its roles, password hashes, API keys and alarm limits cannot be checked; if you trust it, run twind restore again with --accept-unbound-rows")
+                }
+                var problems: [String]
+                if health {
+                    let database = try HealthDatabase(path: scratch, keys: keys, durability: .full)
+                    problems = try database.unboundDevices()
+                    try database.shutDown()
                 } else {
-                    try UsersDatabase(path: scratch, keys: keys, durability: .full).shutDown()
+                    let database = try UsersDatabase(path: scratch, keys: keys, durability: .full)
+                    problems = try database.unboundRows()
+                    try database.shutDown()
+                }
+                if !problems.isEmpty {
+                    throw TwinError(.dataLoss, "it was altered outside twind: " + problems.joined(separator: "; "))
                 }
             } catch {
                 for n in names { for suffix in ["", "-wal", "-shm"] { unlink(dataDirectory + "/" + n + ".restoring" + suffix) } }
@@ -109,6 +134,22 @@ public enum StoreAdmin {
     }
 
     static func journalPath(_ dataDirectory: String) -> String { dataDirectory + "/restore.journal" }
+
+    /// Whether a database file has had the named migration (read before anything migrates it).
+    static func applied(_ migration: String, in path: String) throws(TwinError) -> Bool {
+        do {
+            var configuration = Configuration()
+            configuration.readonly = true
+            let queue = try DatabaseQueue(path: path, configuration: configuration)
+            defer { try? queue.close() }
+            return try queue.read { db in
+                guard try db.tableExists("grdb_migrations") else { return false }
+                return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM grdb_migrations WHERE identifier = ?)", arguments: [migration]) ?? false
+            }
+        } catch {
+            throw .invalidArgument("\(path) is not a twind database: \(error)")
+        }
+    }
 
     /// Finishes a restore that was cut off after its journal was written (see `restore`).
     /// Returns the databases it moved into place; none when there was nothing to finish.

@@ -84,6 +84,7 @@ extension UsersDatabase {
                 try db.execute(
                     sql: "INSERT INTO users (id, username, role, disabled, created_at, password_hash, details) VALUES (?, ?, ?, 0, ?, ?, ?)",
                     arguments: [id, username, role.rawValue, now, passwordHash, Data(details)])
+                try RowBinding.users.bind(db, id: id, sealer: sealer)
                 try insertAudit(db, audit)
                 return User(id: id, username: username, role: role, disabled: false, createdAt: now, lastLoginAt: nil, passwordHash: passwordHash, email: email)
             }
@@ -111,7 +112,7 @@ extension UsersDatabase {
         do {
             rows = try pool.read { db in
                 try Row.fetchAll(
-                    db, sql: "SELECT id, username, role, disabled, created_at, last_login_at, password_hash, details FROM users WHERE \(clause) ORDER BY username",
+                    db, sql: "SELECT \(RowBinding.users.selection), last_login_at, details FROM users WHERE \(clause) ORDER BY username",
                     arguments: StatementArguments(arguments))
             }
         } catch {
@@ -120,6 +121,9 @@ extension UsersDatabase {
         var result: [User] = []
         for row in rows {
             let id: Int64 = row["id"], username: String = row["username"]
+            guard RowBinding.users.check(row, sealer: sealer) else {
+                throw .dataLoss("the record of user '\(username)' was altered outside twind (its role, password hash, disabled flag or session cut-off do not match the row MAC); restore a good backup or run twind verify")
+            }
             guard let role = User.Role(rawValue: row["role"]),
                   let plain = try? sealer.open(Array(row["details"] as Data), context: Self.userContext(id: id, username: username)),
                   let details = try? JSONDecoder().decode(SealedUser.self, from: Data(plain))
@@ -139,6 +143,7 @@ extension UsersDatabase {
             try pool.write { db in
                 if let newHash {
                     try db.execute(sql: "UPDATE users SET last_login_at = ?, password_hash = ? WHERE id = ?", arguments: [time, newHash, userID])
+                    try RowBinding.users.bind(db, id: userID, sealer: sealer)
                 } else {
                     try db.execute(sql: "UPDATE users SET last_login_at = ? WHERE id = ?", arguments: [time, userID])
                 }
@@ -160,6 +165,7 @@ extension UsersDatabase {
                 try db.execute(
                     sql: "UPDATE users SET role = ?, disabled = ?, details = ? WHERE id = ?",
                     arguments: [updated.role.rawValue, updated.disabled, Data(details), user.id])
+                try RowBinding.users.bind(db, id: user.id, sealer: sealer)
                 try insertAudit(db, audit)
             }
         } catch {
@@ -172,6 +178,7 @@ extension UsersDatabase {
         do {
             try pool.write { db in
                 try db.execute(sql: "UPDATE users SET password_hash = ? WHERE id = ?", arguments: [hash, userID])
+                try RowBinding.users.bind(db, id: userID, sealer: sealer)
                 try insertAudit(db, audit)
             }
         } catch {

@@ -105,16 +105,20 @@ struct Restore: ParsableCommand {
         abstract: "Bring a backup back into the data directory (stop twind first).",
         discussion: """
             Checks that the backup opens with the current master key before replacing anything; \
-            the replaced databases are kept beside, renamed *.before-restore-<time>.
+            the replaced databases are kept beside, renamed *.before-restore-<time>. Users, API keys and \
+            device definitions must carry valid row MACs: a backup altered outside twind is refused, \
+            naming the rows.
             """)
     @OptionGroup var store: StoreOptions
     @Argument(help: "A directory written by twind backup.") var source: String
+    @Flag(help: "Restore a backup made before row MACs existed (its rows cannot be checked; they are bound as found).")
+    var acceptUnboundRows = false
 
     func run() throws {
         umask(0o077)
         let c = try store.configuration()
         let keys = try store.keys(c)
-        let restored = try attempt { () throws(TwinError) in try StoreAdmin.restore(dataDirectory: c.dataDirectory, from: source, keys: keys) }
+        let restored = try attempt { () throws(TwinError) in try StoreAdmin.restore(dataDirectory: c.dataDirectory, from: source, keys: keys, acceptUnbound: acceptUnboundRows) }
         for path in restored { say("restored \(path)") }
     }
 }

@@ -225,7 +225,7 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         let test = try TestDatabase()
         do {
             let pool = try DatabasePool(path: test.path)
-            try HealthDatabase.migrator.migrate(pool, upTo: "v1: devices, events, key checks")
+            try HealthDatabase.migrator(Sealer(purpose: "health_data", keys: [], current: .generate())).migrate(pool, upTo: "v1: devices, events, key checks")
             try pool.write { try $0.execute(sql: "INSERT INTO devices (id, definition) VALUES ('x', x'7b7d')") }
             try pool.close()
         }
