@@ -14,9 +14,14 @@ import TwinCore
 /// the other two); it never clears what other accounts or addresses did. The table is bounded:
 /// records older than the window are dropped first when it is full.
 /// Follows OWASP ASVS V2.2 (anti-automation without account lockout as a weapon).
+///
+/// The counts outlive a restart: `snapshot` is saved (sealed, in users.db) every few seconds
+/// and at shutdown, and `load` takes it back at start, so restarting twind does not hand an
+/// attacker a fresh allowance.
 public final class LoginThrottle: Sendable {
     struct Record { var failures = 0; var last: Nanos = 0 }
-    private let state = Mutex<[String: Record]>([:])
+    private struct State { var records: [String: Record] = [:]; var version: UInt64 = 0 }
+    private let state = Mutex(State())
     public static let window = 15 * Time.minute
     static let limits: [(scope: Scope, free: Int)] = [(.pair, 5), (.address, 20), (.account, 100)]
     public static let maxEntries = 100_000
@@ -54,21 +59,22 @@ public final class LoginThrottle: Sendable {
     /// otherwise.
     public func begin(username: String, address: String, now: Nanos) throws(TwinError) {
         let keys = Self.keys(username: username, address: address)
-        let refusal: (Scope, Nanos)? = state.withLock { s in
+        let refusal: (Scope, Nanos)? = state.withLock { st in
+            defer { st.version &+= 1 }
             var worst: (Scope, Nanos)?
             for (scope, key, free) in keys {
-                guard let r = s[key], now - r.last < Self.window else { continue }
+                guard let r = st.records[key], now - r.last < Self.window else { continue }
                 let wait = max(0, r.last + lockout(r.failures, free: free) - now)
                 if wait > 0, wait > (worst?.1 ?? 0) { worst = (scope, wait) }
             }
             if worst != nil { return worst }
-            if s.count + keys.count > Self.maxEntries { prune(&s, now: now) }
+            if st.records.count + keys.count > Self.maxEntries { prune(&st.records, now: now) }
             for (_, key, _) in keys {
-                var r = s[key] ?? Record()
+                var r = st.records[key] ?? Record()
                 if now - r.last >= Self.window { r.failures = 0 }
                 r.failures += 1
                 r.last = now
-                s[key] = r
+                st.records[key] = r
             }
             return nil
         }
@@ -86,12 +92,13 @@ public final class LoginThrottle: Sendable {
     /// The attempt `begin` counted was right: the account-and-address count starts again, and the
     /// attempt is taken back from the address and account counts.
     public func succeeded(username: String, address: String) {
-        state.withLock { s in
+        state.withLock { st in
+            st.version &+= 1
             for (scope, key, _) in Self.keys(username: username, address: address) {
-                if scope == .pair { s[key] = nil; continue }
-                if var r = s[key] {
+                if scope == .pair { st.records[key] = nil; continue }
+                if var r = st.records[key] {
                     r.failures = max(0, r.failures - 1)
-                    s[key] = r
+                    st.records[key] = r
                 }
             }
         }
@@ -99,12 +106,52 @@ public final class LoginThrottle: Sendable {
 
     /// Clears an account's counts from every address (an admin's unlock).
     public func unlock(username: String) {
-        state.withLock { s in
-            s = s.filter { key, _ in !(key == "u:\(username)" || key.hasPrefix("p:\(username)|")) }
+        state.withLock { st in
+            st.version &+= 1
+            st.records = st.records.filter { key, _ in !(key == "u:\(username)" || key.hasPrefix("p:\(username)|")) }
         }
     }
 
-    public var count: Int { state.withLock { $0.count } }
+    public var count: Int { state.withLock { $0.records.count } }
+
+    /// One counted record, as saved across restarts.
+    public struct Entry: Sendable, Codable, Equatable {
+        public var key: String
+        public var failures: Int
+        public var last: Nanos
+
+        public init(key: String, failures: Int, last: Nanos) {
+            self.key = key
+            self.failures = failures
+            self.last = last
+        }
+    }
+
+    /// A number that changes whenever the counts do (to save only when something changed).
+    public var version: UInt64 { state.withLock { $0.version } }
+
+    /// The records still inside the window, and the version they are of.
+    public func snapshot(now: Nanos) -> (version: UInt64, entries: [Entry]) {
+        state.withLock { st in
+            (st.version, st.records.compactMap { key, r in
+                now - r.last < Self.window ? Entry(key: key, failures: r.failures, last: r.last) : nil
+            }.sorted { $0.key < $1.key })
+        }
+    }
+
+    /// Takes back saved records (at start), keeping the higher count where both know a key;
+    /// records past the window, from the future (a clock set back) or malformed are dropped.
+    public func load(_ entries: [Entry], now: Nanos) {
+        state.withLock { st in
+            for e in entries.prefix(Self.maxEntries) where e.failures > 0 && now - e.last < Self.window && e.last <= now {
+                guard ["p:", "a:", "u:"].contains(where: e.key.hasPrefix) else { continue }
+                let current = st.records[e.key]
+                if current == nil || current!.failures < e.failures {
+                    st.records[e.key] = Record(failures: e.failures, last: max(e.last, current?.last ?? 0))
+                }
+            }
+        }
+    }
 
     private func prune(_ s: inout [String: Record], now: Nanos) {
         s = s.filter { now - $0.value.last < Self.window }

@@ -396,6 +396,7 @@ public final class Daemon: Service, Sendable {
             }
             group.cancelAll()
             for case .unix(let path) in configuration.effectiveListen { unlink(path) }
+            identity.persistThrottle(now: Time.now())
             for (name, close) in [("health_data.db", store.shutDown), ("users.db", users.shutDown)] {
                 do { try close() } catch { logger.error("a database did not close cleanly", metadata: ["db": "\(name)", "error": "\(error)"]) }
             }
@@ -464,6 +465,14 @@ public final class Daemon: Service, Sendable {
                     }
                 }
             }
+            // Failed-login counts saved every 2 s when they changed: a restart keeps them.
+            let passes = self.passes
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(2))
+                    try? await passes.run { self.identity.persistThrottle(now: Time.now()) }
+                }
+            }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .nanoseconds(self.configuration.maintenanceInterval))
@@ -473,7 +482,6 @@ public final class Daemon: Service, Sendable {
             }
             // Scoring every device and predicting for all of them hold a thread for a while (326 ms
             // at 10,000 devices): they run on a thread of their own, never the cooperative pool.
-            let passes = self.passes
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .nanoseconds(self.configuration.healthInterval))

@@ -102,6 +102,34 @@ public final class Identity: Sendable {
         let cutoffs = try users.sessionCutoffs()
         notBefore.withLock { $0 = cutoffs }
         try loadApiKeys()
+        do {
+            if let saved = try users.savedThrottle() {
+                throttle.load(try JSONDecoder().decode([LoginThrottle.Entry].self, from: Data(saved)), now: Time.now())
+                savedThrottleVersion.withLock { $0 = throttle.version }
+            }
+        } catch let error as TwinError {
+            logger.error("the saved login throttle cannot be read; counting failed logins from zero", metadata: ["error": "\(error.message)"])
+        } catch {
+            logger.error("the saved login throttle cannot be read; counting failed logins from zero", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private let savedThrottleVersion = Mutex<UInt64>(0)
+
+    /// Saves the login throttle's counts when they changed since the last save (every few
+    /// seconds, and at shutdown), so a restart does not clear them. Blocking: run it off the
+    /// cooperative pool.
+    func persistThrottle(now: Nanos) {
+        let (version, entries) = throttle.snapshot(now: now)
+        guard savedThrottleVersion.withLock({ $0 }) != version else { return }
+        do {
+            try users.saveThrottle(Array(try JSONEncoder().encode(entries)))
+            savedThrottleVersion.withLock { $0 = version }
+        } catch let error as TwinError {
+            logger.error("cannot save the login throttle", metadata: ["error": "\(error.message)"])
+        } catch {
+            logger.error("cannot save the login throttle", metadata: ["error": "\(error)"])
+        }
     }
 
     /// With no users, creates `admin` with a password from `TWIND_ADMIN_PASSWORD`, else a random

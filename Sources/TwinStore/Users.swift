@@ -283,6 +283,35 @@ extension UsersDatabase {
         }
     }
 
+    // MARK: Login throttle (sealed: it names accounts and addresses)
+
+    static let throttleContext = Array("users.db/meta/login-throttle".utf8)
+
+    /// Saves the login throttle's counts (replacing the last saved ones).
+    public func saveThrottle(_ bytes: [UInt8]) throws(TwinError) {
+        let sealed = sealer.seal(bytes, context: Self.throttleContext)
+        do {
+            try pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('login-throttle', ?)", arguments: [Data(sealed)])
+            }
+        } catch {
+            throw .unavailable("cannot save the login throttle: \(error)")
+        }
+    }
+
+    /// The counts saved last, nil when none were; `dataLoss` when they do not open.
+    public func savedThrottle() throws(TwinError) -> [UInt8]? {
+        let blob: Data?
+        do { blob = try pool.read { try Data.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'login-throttle'") } } catch {
+            throw .unavailable("cannot read the login throttle: \(error)")
+        }
+        guard let blob else { return nil }
+        guard let plain = try? sealer.open(Array(blob), context: Self.throttleContext) else {
+            throw .dataLoss("the saved login throttle in \(path) cannot be opened: it was altered or moved")
+        }
+        return plain
+    }
+
     // MARK: Signing keys (sealed; the newest signs)
 
     static func signingKeyContext(_ id: Int64) -> [UInt8] { Array("users.db/signing_keys/\(id)".utf8) }

@@ -21,6 +21,26 @@ import TwinCore
         #expect(!attempt(t, "admin", "10.0.0.1", at: start + 2 * Time.second + 1))
     }
 
+    @Test func theCountsSurviveARestart() {
+        let before = LoginThrottle(firstLockout: Time.minute)
+        for i in 0..<5 { #expect(attempt(before, "admin", "10.0.0.1", at: start + Nanos(i))) }
+        let v = before.version
+        let saved = before.snapshot(now: start + 10)
+        #expect(saved.version == v && saved.entries.count == 3)
+        // A new process: the saved counts come back and the lockout holds.
+        let after = LoginThrottle(firstLockout: Time.minute)
+        after.load(saved.entries, now: start + Time.second)
+        #expect(!attempt(after, "admin", "10.0.0.1", at: start + Time.second))
+        // Past the window, saved records are dropped rather than loaded.
+        let late = LoginThrottle(firstLockout: Time.minute)
+        late.load(saved.entries, now: start + LoginThrottle.window + Time.second)
+        #expect(late.count == 0)
+        // Records from the future (a clock set back) or with foreign keys are not taken.
+        let odd = LoginThrottle()
+        odd.load([.init(key: "p:x|1.2.3.4", failures: 9, last: start + Time.day), .init(key: "zz", failures: 9, last: start)], now: start)
+        #expect(odd.count == 0)
+    }
+
     @Test func aBurstIsCountedBeforeAnyPasswordIsChecked() {
         // Six attempts "at once" (none has finished verifying): the sixth is refused.
         let t = LoginThrottle(firstLockout: Time.minute)

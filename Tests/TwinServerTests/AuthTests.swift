@@ -154,6 +154,16 @@ import TwinStore
             let throttled = await expectRPCError(.resourceExhausted) { _ = try await login(auth, "admin", "automation-secret-123") }
             #expect(throttled?.contains("try again in") == true)
         }
-        try await d.stop()
+        // A restart (a crash under systemd, or an attacker's doing) does not clear the count.
+        try await d.stop(removing: false)
+        let again = try await RunningDaemon.start {
+            $0.dataDirectory = d.directory
+            $0.environment = [:]
+            $0.firstLoginLockout = Time.minute
+        }
+        try await withAuth(again) { auth in
+            #expect(await expectRPCError(.resourceExhausted) { _ = try await login(auth, "admin", "automation-secret-123") } != nil)
+        }
+        try await again.stop()
     }
 }
