@@ -160,7 +160,7 @@ public final class AlertBook: Sendable {
             return (changed, counts, bySeverity)
         }
         counted(bySeverity)
-        do { try store.saveAlerts(changed) } catch { logger.error("cannot save alerts", metadata: ["error": "\(error.message)"]) }
+        do { try store.saveAlerts(changed, audit: nil) } catch { logger.error("cannot save alerts", metadata: ["error": "\(error.message)"]) }
         self.changed(changed)
         // Devices whose last alert resolved get a zero count.
         var result = counts
@@ -176,8 +176,11 @@ public final class AlertBook: Sendable {
         }.sorted { a, b in a.severity != b.severity ? a.severity > b.severity : a.updatedAt != b.updatedAt ? a.updatedAt > b.updatedAt : a.id < b.id }
     }
 
-    /// Acknowledges or resolves by hand; durable before it returns.
-    public func change(_ id: String, to target: Alert.State, by user: String, comment: String) throws(TwinError) -> Alert {
+    /// Acknowledges or resolves by hand; durable before it returns, with the audit entry
+    /// `audit` makes of the changed alert committed in the same transaction (both or neither).
+    public func change(
+        _ id: String, to target: Alert.State, by user: String, comment: String, audit: (Alert) -> AuditEntry? = { _ in nil }
+    ) throws(TwinError) -> Alert {
         let now = clock.now()
         guard comment.count <= 1_000 else { throw .invalidArgument("comment is limited to 1,000 characters") }
         let updated = try state.withLock { s throws(TwinError) -> Alert in
@@ -201,7 +204,7 @@ public final class AlertBook: Sendable {
             a.updatedAt = now
             return a
         }
-        try store.saveAlerts([updated])
+        try store.saveAlerts([updated], audit: audit(updated))
         state.withLock { $0.alerts[id] = updated }
         changed([updated])
         return updated

@@ -26,8 +26,9 @@ public struct EventQuery: Sendable {
 
 /// Where alerts are kept: `TwinStore` seals them in health_data.db; tests keep them in memory.
 public protocol AlertStore: Sendable {
-    /// Saves (inserts or replaces) alerts; durable when it returns.
-    func saveAlerts(_ alerts: [Alert]) throws(TwinError)
+    /// Saves (inserts or replaces) alerts and, in the same transaction, the audit entry of the
+    /// person's change that caused it (nil for twind's own); durable when it returns.
+    func saveAlerts(_ alerts: [Alert], audit: AuditEntry?) throws(TwinError)
     /// Every alert not resolved, and those resolved since `resolvedSince`.
     func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert]
 }

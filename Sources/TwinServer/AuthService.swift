@@ -7,6 +7,9 @@ import TwinStore
 /// `twin.v1.AuthService`: sessions, users, API keys and the audit log.
 struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     let identity: Identity
+    /// The plant's audit entries (alerts acknowledged and resolved), kept in health_data.db
+    /// beside the changes they record.
+    let plant: HealthDatabase
 
     func login(request: Twin_V1_LoginRequest, context: ServerContext) async throws -> Twin_V1_LoginResponse {
         if request.username.isEmpty || request.password.isEmpty { throw TwinError.invalidArgument("username and password are required") }
@@ -122,8 +125,12 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
 
     func listAuditEvents(request: Twin_V1_ListAuditEventsRequest, context: ServerContext) async throws -> Twin_V1_ListAuditEventsResponse {
         if request.limit < 0 || request.limit > 10_000 { throw TwinError.invalidArgument("limit must be from 0 to 10000, got \(request.limit)") }
-        let entries = try identity.users.auditEntries(
-            limit: request.limit == 0 ? 200 : Int(request.limit), since: request.hasSince ? try request.since.checked("since") : .min)
+        let limit = request.limit == 0 ? 200 : Int(request.limit)
+        let since = request.hasSince ? try request.since.checked("since") : .min
+        // Both logs, newest first: each is sorted, so the newest `limit` of the two are among
+        // the newest `limit` of each.
+        let entries = (try identity.users.auditEntries(limit: limit, since: since) + plant.auditEntries(limit: limit, since: since))
+            .sorted { $0.time > $1.time }.prefix(limit)
         var response = Twin_V1_ListAuditEventsResponse()
         response.events = entries.map(\.proto)
         return response

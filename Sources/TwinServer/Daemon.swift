@@ -241,7 +241,7 @@ public final class Daemon: Service, Sendable {
         ])
         let services: [any RegistrableRPCService] = [
             TwinService(plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, identity: identity, gateways: gateways),
-            UpdateStreamService(plant: plant), AuthService(identity: identity),
+            UpdateStreamService(plant: plant), AuthService(identity: identity, plant: store),
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
         ]
@@ -423,8 +423,9 @@ public final class Daemon: Service, Sendable {
         do {
             let pruned = try users.prune(
                 now: Time.now(), auditOlderThan: configuration.auditRetention, tokensExpiredFor: configuration.refreshTokenRetention)
-            if pruned.audit + pruned.tokens > 0 {
-                logger.info("users.db retention", metadata: ["audit_entries_deleted": "\(pruned.audit)", "refresh_tokens_deleted": "\(pruned.tokens)"])
+            let plantAudit = try store.pruneAudit(olderThan: Time.now() - configuration.auditRetention)
+            if pruned.audit + pruned.tokens + plantAudit > 0 {
+                logger.info("users.db retention", metadata: ["audit_entries_deleted": "\(pruned.audit + plantAudit)", "refresh_tokens_deleted": "\(pruned.tokens)"])
             }
         } catch {
             logger.error("users.db retention failed", metadata: ["error": "\(error.message)"])

@@ -200,8 +200,9 @@ public final class Identity: Sendable {
         let now = Time.now()
         let hasher = self.hasher
         let rehash = hasher.needsRehash(user.passwordHash) ? try? await hashing.run { () throws(TwinError) -> String in try hasher.hash(password) } : nil
-        try users.recordLogin(userID: user.id, at: now, newHash: rehash)
-        recordAudit(.init(time: now, action: .loginOK, actor: username, peer: peer, detail: rehash == nil ? "" : "password rehashed with stronger parameters"))
+        try users.recordLogin(
+            userID: user.id, at: now, newHash: rehash,
+            audit: .init(time: now, action: .loginOK, actor: username, peer: peer, detail: rehash == nil ? "" : "password rehashed with stronger parameters"))
         var session = try await issue(for: user, family: UUID().uuidString, now: now)
         session.user.lastLoginAt = now
         return session

@@ -273,8 +273,10 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     func ackAlert(request: Twin_V1_AckAlertRequest, context: ServerContext) async throws -> Twin_V1_AckAlertResponse {
         let user = Principal.current?.username ?? ""
-        let alert = try alerts.change(request.alertID, to: .acknowledged, by: user, comment: request.comment)
-        identity.recordAudit(.init(time: Time.now(), action: .alertAcked, actor: user, peer: context.remotePeer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)"))
+        let peer = context.remotePeer
+        let alert = try alerts.change(request.alertID, to: .acknowledged, by: user, comment: request.comment) { alert in
+            AuditEntry(time: alert.updatedAt, action: .alertAcked, actor: user, peer: peer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)")
+        }
         var response = Twin_V1_AckAlertResponse()
         response.alert = alert.proto
         return response
@@ -282,8 +284,10 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     func resolveAlert(request: Twin_V1_ResolveAlertRequest, context: ServerContext) async throws -> Twin_V1_ResolveAlertResponse {
         let user = Principal.current?.username ?? ""
-        let alert = try alerts.change(request.alertID, to: .resolved, by: user, comment: request.comment)
-        identity.recordAudit(.init(time: Time.now(), action: .alertResolved, actor: user, peer: context.remotePeer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)"))
+        let peer = context.remotePeer
+        let alert = try alerts.change(request.alertID, to: .resolved, by: user, comment: request.comment) { alert in
+            AuditEntry(time: alert.updatedAt, action: .alertResolved, actor: user, peer: peer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)")
+        }
         var response = Twin_V1_ResolveAlertResponse()
         response.alert = alert.proto
         return response

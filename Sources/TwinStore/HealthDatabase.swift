@@ -84,6 +84,7 @@ public final class HealthDatabase: PlantStore {
             try db.execute(sql: "ALTER TABLE devices ADD COLUMN mac BLOB")
             try RowBinding.devices.bindAll(db, sealer: sealer)
         }
+        migrator.registerMigration("v5: audit") { db in try db.execute(sql: AuditLog.schema) }
         return migrator
     }
 
@@ -248,11 +249,13 @@ extension TwinError {
 extension HealthDatabase: AlertStore {
     static func alertContext(_ id: String, device: String) -> [UInt8] { Array("health_data.db/alerts/\(id)/\(device)".utf8) }
 
-    /// Inserts or replaces alerts; durable when it returns.
-    public func saveAlerts(_ alerts: [Alert]) throws(TwinError) {
+    /// Inserts or replaces alerts, with the audit entry of the change in the same transaction;
+    /// durable when it returns.
+    public func saveAlerts(_ alerts: [Alert], audit: AuditEntry?) throws(TwinError) {
         if alerts.isEmpty { return }
         do {
             try pool.write { db in
+                try auditLog.insert(db, audit)
                 for alert in alerts {
                     let sealed = sealer.seal(Array(try JSONEncoder().encode(alert)), context: Self.alertContext(alert.id, device: alert.deviceID))
                     try db.execute(
@@ -262,6 +265,25 @@ extension HealthDatabase: AlertStore {
             }
         } catch {
             throw .unavailable("cannot save alerts: \(error)")
+        }
+    }
+
+    var auditLog: AuditLog { AuditLog(database: "health_data.db", sealer: sealer) }
+
+    /// Audit entries of plant changes (alerts acknowledged and resolved), newest first.
+    public func auditEntries(limit: Int = 100, since: Nanos = .min) throws(TwinError) -> [AuditEntry] {
+        try auditLog.entries(pool, limit: limit, since: since)
+    }
+
+    /// Retention for the plant's audit entries; returns how many went.
+    public func pruneAudit(olderThan time: Nanos) throws(TwinError) -> Int {
+        do {
+            return try pool.write { db in
+                try db.execute(sql: "DELETE FROM audit WHERE time < ?", arguments: [time])
+                return db.changesCount
+            }
+        } catch {
+            throw .unavailable("cannot apply retention to \(path): \(error)")
         }
     }
 

@@ -157,56 +157,9 @@ public final class UsersDatabase: Sendable {
     /// The migration that binds users and API keys with row MACs; a backup without it predates them.
     static let rowBindingMigration = "v5: row bindings"
 
-    /// One audit entry.
-    public struct AuditEntry: Sendable, Codable, Equatable {
-    /// What an audit entry records; the raw value is what users.db and ListAuditEvents carry.
-    public enum Action: String, Sendable, CaseIterable {
-        case alertAcked = "alert.acked"
-        case alertResolved = "alert.resolved"
-        case apiKeyCreated = "apikey.created"
-        case apiKeyRevoked = "apikey.revoked"
-        case keysRotated = "keys.rotated"
-        case loginFailed = "login.failed"
-        case loginOK = "login.ok"
-        case modelActivated = "model.activated"
-        case modelRetrain = "model.retrain"
-        case passwordChangeFailed = "password_change.failed"
-        case tokenFamilyRevoked = "token.family_revoked"
-        case userCreated = "user.created"
-        case userDeleted = "user.deleted"
-        case userPasswordChanged = "user.password_changed"
-        case userUnlocked = "user.unlocked"
-        case userUpdated = "user.updated"
-    }
+    public typealias AuditEntry = TwinCore.AuditEntry
 
-        public var id: Int64 = 0
-        public var time: Nanos
-        /// e.g. "login.ok", "login.failed", "keys.rotated".
-        public var kind: String
-        public var actor: String
-        public var peer: String
-        public var detail: String
-
-        public init(time: Nanos, action: Action, actor: String, peer: String, detail: String) {
-            self.init(time: time, kind: action.rawValue, actor: actor, peer: peer, detail: detail)
-        }
-
-        init(time: Nanos, kind: String, actor: String, peer: String, detail: String) {
-            self.time = time
-            self.kind = kind
-            self.actor = actor
-            self.peer = peer
-            self.detail = detail
-        }
-    }
-
-    static func context(id: Int64, time: Nanos, kind: String) -> [UInt8] { Array("users.db/audit/\(id)/\(time)/\(kind)".utf8) }
-
-    struct SealedAudit: Codable {
-        var actor: String
-        var peer: String
-        var detail: String
-    }
+    var auditLog: AuditLog { AuditLog(database: "users.db", sealer: sealer) }
 
     @discardableResult
     public func audit(_ entry: AuditEntry) throws(TwinError) -> Int64 {
@@ -236,48 +189,16 @@ public final class UsersDatabase: Sendable {
     /// Writes an audit entry inside the caller's transaction: a change and its entry commit
     /// together, or neither does.
     @discardableResult
-    func insertAudit(_ db: Database, _ entry: AuditEntry?) throws -> Int64 {
-        guard let entry else { return 0 }
-        let id = (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM audit") ?? 0) + 1
-        let plain = Array(try JSONEncoder().encode(SealedAudit(actor: entry.actor, peer: entry.peer, detail: entry.detail)))
-        let sealed = sealer.seal(plain, context: Self.context(id: id, time: entry.time, kind: entry.kind))
-        try db.execute(sql: "INSERT INTO audit (id, time, kind, details) VALUES (?, ?, ?, ?)", arguments: [id, entry.time, entry.kind, Data(sealed)])
-        return id
-    }
+    func insertAudit(_ db: Database, _ entry: AuditEntry?) throws -> Int64 { try auditLog.insert(db, entry) }
 
     /// Audit entries, newest first.
     public func auditEntries(limit: Int = 100, since: Nanos = .min) throws(TwinError) -> [AuditEntry] {
-        let rows: [Row]
-        do {
-            rows = try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT id, time, kind, details FROM audit WHERE time >= ? ORDER BY id DESC LIMIT ?", arguments: [since, limit])
-            }
-        } catch {
-            throw .unavailable("cannot read the audit log: \(error)")
-        }
-        var result: [AuditEntry] = []
-        for row in rows {
-            let id: Int64 = row["id"], time: Int64 = row["time"], kind: String = row["kind"]
-            guard let plain = try? sealer.open(Array(row["details"] as Data), context: Self.context(id: id, time: time, kind: kind)),
-                  let details = try? JSONDecoder().decode(SealedAudit.self, from: Data(plain))
-            else {
-                throw .dataLoss("audit entry \(id) (\(kind) at \(Time.iso(time))) cannot be opened: it was altered or moved")
-            }
-            var entry = AuditEntry(time: time, kind: kind, actor: details.actor, peer: details.peer, detail: details.detail)
-            entry.id = id
-            result.append(entry)
-        }
-        return result
+        try auditLog.entries(pool, limit: limit, since: since)
     }
 
     /// Opens every sealed value; returns the problems found.
     public func verify() throws(TwinError) -> (checked: Int, problems: [String]) {
-        let count: Int
-        do { count = try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM audit") } ?? 0 } catch {
-            throw .unavailable("cannot read \(path): \(error)")
-        }
-        var problems: [String] = []
-        do { _ = try auditEntries(limit: max(1, count)) } catch { problems.append(error.message) }
+        var (count, problems) = try auditLog.verify(pool)
         problems += try unboundRows()
         return (count, problems)
     }

@@ -33,6 +33,9 @@ public enum StoreAdmin {
         let events = try health.verifyEvents()
         report.lines.append("health_data.db: \(events.checked) events")
         report.problems += events.problems
+        let plantAudit = try health.auditLog.verify(health.pool)
+        report.lines.append("health_data.db: \(plantAudit.checked) audit entries")
+        report.problems += plantAudit.problems
         let devices = try health.unboundDevices()
         report.lines.append("health_data.db: device definitions bound (row MACs), \(devices.count) altered")
         report.problems += devices

@@ -138,9 +138,10 @@ extension UsersDatabase {
     }
 
     /// Records a successful login, replacing the hash when it was rehashed with stronger parameters.
-    public func recordLogin(userID: Int64, at time: Nanos, newHash: String?) throws(TwinError) {
+    public func recordLogin(userID: Int64, at time: Nanos, newHash: String?, audit: AuditEntry? = nil) throws(TwinError) {
         do {
             try pool.write { db in
+                try insertAudit(db, audit)
                 if let newHash {
                     try db.execute(sql: "UPDATE users SET last_login_at = ?, password_hash = ? WHERE id = ?", arguments: [time, newHash, userID])
                     try RowBinding.users.bind(db, id: userID, sealer: sealer)

@@ -9,9 +9,11 @@ import TwinCore
 final class MemoryAlertStore: AlertStore {
     let saved = Mutex<[String: Alert]>([:])
     let failing = Mutex(false)
-    func saveAlerts(_ alerts: [Alert]) throws(TwinError) {
+    let audit = Mutex<[AuditEntry]>([])
+    func saveAlerts(_ alerts: [Alert], audit entry: AuditEntry?) throws(TwinError) {
         if failing.withLock({ $0 }) { throw .unavailable("disk full") }
         saved.withLock { for a in alerts { $0[a.id] = a } }
+        if let entry { audit.withLock { $0.append(entry) } }
     }
     func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert] {
         saved.withLock { Array($0.values.filter { $0.state != .resolved || ($0.resolvedAt ?? 0) >= resolvedSince }) }
@@ -108,8 +110,15 @@ final class MemoryAlertStore: AlertStore {
         #expect(second.list(devices: [], states: [.open], minimum: nil).map(\.id) == [id])
         // An acknowledgement that cannot be made durable is not made at all.
         store.failing.withLock { $0 = true }
-        #expect(throws: TwinError.self) { try second.change(id, to: .acknowledged, by: "ops", comment: "") }
+        let entry = { (a: Alert) in AuditEntry(time: a.updatedAt, action: .alertAcked, actor: "ops", peer: "p", detail: a.id) }
+        #expect(throws: TwinError.self) { try second.change(id, to: .acknowledged, by: "ops", comment: "", audit: entry) }
         #expect(second.list(devices: [], states: [.open], minimum: nil).map(\.id) == [id])
+        #expect(store.audit.withLock { $0.isEmpty }, "no audit entry for a change that was not made")
+        // Once the store works, the change and its entry are saved together.
+        store.failing.withLock { $0 = false }
+        _ = try second.change(id, to: .acknowledged, by: "ops", comment: "", audit: entry)
+        #expect(store.audit.withLock { $0.map(\.detail) } == [id])
+        #expect(store.saved.withLock { $0[id]?.state } == .acknowledged)
     }
 
     @Test func predictionsOpenAtOnceMissingDataAfterThirtySecondsSensorFaultsAreInfo() throws {

@@ -191,6 +191,10 @@ import TwinServer
             #expect(acked.state == .acknowledged && acked.acknowledgedBy == "admin")
             #expect(acked.ackComment == "crew on the way")
             await expectReason(.failedPrecondition, .alertStateConflict) { _ = try await twin.ackAlert(ack) }
+            // The acknowledgement is in the audit log (kept in health_data.db, committed with it).
+            let audit = try await Twin_V1_AuthService.Client(wrapping: client).listAuditEvents(.init()).events
+            #expect(audit.first { $0.action == "alert.acked" }?.detail.hasPrefix(alert.id) == true, "\(audit.map(\.action))")
+            #expect(audit.filter { $0.action == "alert.acked" }.count == 1)
             // The stream carried the alert as it opened and as it was acknowledged.
             // (Other rules of the device may open alerts too; this one's messages are what count.)
             let everything = try await streamed.value
