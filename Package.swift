@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "twind", targets: ["twind"]),
         .executable(name: "twin", targets: ["twin"]),
         .executable(name: "twin-bench", targets: ["TwinBench"]),
+        .executable(name: "twin-fuzz", targets: ["TwinFuzzer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -150,6 +151,17 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // libFuzzer over the decode-and-validate path (scripts/fuzz builds it with
+        // -sanitize=fuzzer -DFUZZING); built normally it replays inputs.
+        .executableTarget(
+            name: "TwinFuzzer",
+            dependencies: [
+                "CHardening", "Proto", "TwinCore", "TwinFuzz", "TwinGateway", "TwinServer", "TwinStore",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

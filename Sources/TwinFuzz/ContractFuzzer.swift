@@ -101,6 +101,19 @@ public struct ContractFuzzer: Sendable {
         return report
     }
 
+    /// Sends one case as given (the libFuzzer harness): nil when the answer is allowed, the
+    /// finding when it is UNKNOWN or INTERNAL or a unary call never ends.
+    public func check<T: ClientTransport>(client: GRPCClient<T>, method: Contract.Method, requests: [[UInt8]], token: String?) async -> Finding? {
+        var metadata: Metadata = [:]
+        if let token, !options.withoutToken.contains(method.fullName) { metadata.addString("Bearer \(token)", forKey: "authorization") }
+        let outcome = await call(client: client, method: method, requests: requests, metadata: metadata)
+        let bad = outcome.code.map(Self.forbidden.contains) ?? false
+        guard bad || (outcome.timedOut && !method.serverStreaming) else { return nil }
+        return Finding(
+            method: method.fullName, caseIndex: 0, code: outcome.code.map { "\($0)" } ?? "timeout", message: outcome.message,
+            requestPrefix: requests.first.map { $0.prefix(48).map { String(format: "%02x", $0) }.joined() } ?? "(no message)")
+    }
+
     struct Outcome: Sendable {
         var code: RPCError.Code?
         var message = ""

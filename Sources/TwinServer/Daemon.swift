@@ -10,6 +10,7 @@ import Synchronization
 import TwinApp
 import TwinCore
 import TwinEngines
+import TwinGateway
 import TwinStore
 
 /// Everything `twind` needs to know to run; `twind` fills it from flags, environment and file.
@@ -339,6 +340,10 @@ public final class Daemon: Service, Sendable {
             return try await withGRPCClient(transport: transport.client) { client in try await body(client) }
         }
     }
+
+    /// The plant as gateways see it (the path of `Ingest`), for decoders driven without a broker
+    /// (the libFuzzer harness).
+    public var gatewaySink: any GatewaySink { PlantGatewaySink(plant: plant) }
 
     public func run() async throws {
         if let simulator, configuration.backfill > 0 {

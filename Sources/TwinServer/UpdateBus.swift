@@ -60,14 +60,18 @@ final class UpdateBus: Sendable {
         fileprivate func mark(_ changed: [Int32], identities: [(id: String, type: String)]) {
             let woke = state.withLock { s -> Bool in
                 if s.closed != nil { return false }
+                // Each grows on its own: `resetMask` empties the mask (a device changed type)
+                // while the dirty marks stay.
                 if s.skipped.count < identities.count {
                     s.skipped.append(contentsOf: repeatElement(Self.notDirty, count: identities.count - s.skipped.count))
+                }
+                if s.mask.count < identities.count {
                     s.mask.append(contentsOf: repeatElement(0, count: identities.count - s.mask.count))
                 }
                 var added = false
                 for d in changed {
                     let i = Int(d)
-                    guard i < s.skipped.count else { continue }
+                    guard i >= 0, i < s.skipped.count, i < s.mask.count, i < identities.count else { continue }
                     if !filter.matchesAll {
                         if s.mask[i] == 0 {
                             s.mask[i] = filter.matches(id: identities[i].id, type: identities[i].type) ? 1 : 2

@@ -27,6 +27,26 @@ import TwinCore
         }
     }
 
+    /// Found by the libFuzzer harness (scripts/fuzz): a device changing type (or a new device)
+    /// while a filtered subscriber has marks pending trapped twind with an index out of range.
+    @Test func aTypeChangeUnderAFilteredSubscriberIsReEvaluatedNotACrash() throws {
+        let bus = UpdateBus()
+        bus.registryChanged(identities: [("a", "pump"), ("b", "fan")])
+        let pumps = try bus.subscribe(filter: .init(types: ["pump"]), heartbeat: Time.minute, now: 0)
+        bus.publish([0, 1])
+        // b becomes a pump (same number of devices): the filter is evaluated again.
+        bus.registryChanged(identities: [("a", "pump"), ("b", "pump")])
+        bus.publish([1])
+        // And c arrives.
+        bus.registryChanged(identities: [("a", "pump"), ("b", "pump"), ("c", "pump")])
+        bus.publish([2])
+        guard case .updates(let taken) = pumps.take(now: 1) else {
+            Issue.record("expected updates")
+            return
+        }
+        #expect(taken.map(\.device).sorted() == [0, 1, 2])
+    }
+
     @Test func shutdownClosesAndRefusesNewSubscribers() throws {
         let bus = UpdateBus()
         let sub = try bus.subscribe(filter: .init(), heartbeat: Time.minute, now: 0)
