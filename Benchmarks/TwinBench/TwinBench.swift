@@ -409,7 +409,7 @@ final class DaemonProcess: Sendable {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-bench-\(UUID().uuidString)").path
         let p = Process()
         p.executableURL = exe
-        p.arguments = ["--data-dir", dir, "--listen", "127.0.0.1:0", "--log-level", "notice"] + arguments
+        p.arguments = ["--data-dir", dir, "--listen", "127.0.0.1:0", "--log-level", "notice"] + (arguments.contains("--http-listen") ? [] : ["--http-listen", "off"]) + arguments
         p.environment = ProcessInfo.processInfo.environment.merging(["TWIND_ADMIN_PASSWORD": adminPassword]) { _, new in new }
         let err = Pipe()
         p.standardError = err

@@ -13,7 +13,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
 
     func login(request: Twin_V1_LoginRequest, context: ServerContext) async throws -> Twin_V1_LoginResponse {
         if request.username.isEmpty || request.password.isEmpty { throw TwinError.invalidArgument("username and password are required") }
-        let session = try await identity.login(username: request.username, password: request.password, peer: context.remotePeer)
+        let session = try await identity.login(username: request.username, password: request.password, peer: context.clientPeer)
         var response = Twin_V1_LoginResponse()
         response.accessToken = session.accessToken
         response.refreshToken = session.refreshToken
@@ -25,7 +25,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
 
     func refresh(request: Twin_V1_RefreshRequest, context: ServerContext) async throws -> Twin_V1_RefreshResponse {
         if request.refreshToken.isEmpty { throw TwinError.invalidArgument("refresh_token is required").field("refresh_token") }
-        let session = try await identity.refresh(token: request.refreshToken, peer: context.remotePeer)
+        let session = try await identity.refresh(token: request.refreshToken, peer: context.clientPeer)
         var response = Twin_V1_RefreshResponse()
         response.accessToken = session.accessToken
         response.refreshToken = session.refreshToken
@@ -54,7 +54,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
 
     func changePassword(request: Twin_V1_ChangePasswordRequest, context: ServerContext) async throws -> Twin_V1_ChangePasswordResponse {
         guard let caller = Principal.current else { throw TwinError.unauthenticated(.tokenMissing, "log in first (twin login)") }
-        try await identity.changePassword(username: request.username, old: request.oldPassword, new: request.newPassword, by: caller, peer: context.remotePeer)
+        try await identity.changePassword(username: request.username, old: request.oldPassword, new: request.newPassword, by: caller, peer: context.clientPeer)
         return Twin_V1_ChangePasswordResponse()
     }
 
@@ -68,7 +68,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     func createUser(request: Twin_V1_CreateUserRequest, context: ServerContext) async throws -> Twin_V1_CreateUserResponse {
         let user = try await identity.createUser(
             username: request.username, password: request.password, role: try Self.role(request.role, field: "role"), email: request.email,
-            by: Principal.current, peer: context.remotePeer)
+            by: Principal.current, peer: context.clientPeer)
         var response = Twin_V1_CreateUserResponse()
         response.user = user.proto
         return response
@@ -84,19 +84,19 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
         let role = request.role == .unspecified ? nil : try Self.role(request.role, field: "role")
         let user = try identity.updateUser(
             username: request.username, role: role, disabled: request.hasDisabled ? request.disabled : nil,
-            email: request.hasEmail ? request.email : nil, by: Principal.current, peer: context.remotePeer)
+            email: request.hasEmail ? request.email : nil, by: Principal.current, peer: context.clientPeer)
         var response = Twin_V1_UpdateUserResponse()
         response.user = user.proto
         return response
     }
 
     func deleteUser(request: Twin_V1_DeleteUserRequest, context: ServerContext) async throws -> Twin_V1_DeleteUserResponse {
-        try identity.deleteUser(username: request.username, by: Principal.current, peer: context.remotePeer)
+        try identity.deleteUser(username: request.username, by: Principal.current, peer: context.clientPeer)
         return Twin_V1_DeleteUserResponse()
     }
 
     func unlockUser(request: Twin_V1_UnlockUserRequest, context: ServerContext) async throws -> Twin_V1_UnlockUserResponse {
-        try identity.unlock(username: request.username, by: Principal.current, peer: context.remotePeer)
+        try identity.unlock(username: request.username, by: Principal.current, peer: context.clientPeer)
         return Twin_V1_UnlockUserResponse()
     }
 
@@ -104,7 +104,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
         let role = request.role == .unspecified ? .gateway : User.Role(proto: request.role)
         guard let role else { throw TwinError.invalidArgument("role must be ROLE_GATEWAY (or unspecified)") }
         let scope = ApiKeyScope(sites: request.scope.sites, lines: request.scope.lines, devices: request.scope.devices)
-        let (key, secret) = try identity.createApiKey(name: request.name, role: role, scope: scope, by: Principal.current, peer: context.remotePeer)
+        let (key, secret) = try identity.createApiKey(name: request.name, role: role, scope: scope, by: Principal.current, peer: context.clientPeer)
         var response = Twin_V1_CreateApiKeyResponse()
         response.key = key.proto
         response.secret = secret
@@ -118,7 +118,7 @@ struct AuthService: Twin_V1_AuthService.SimpleServiceProtocol {
     }
 
     func revokeApiKey(request: Twin_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Twin_V1_RevokeApiKeyResponse {
-        try identity.revokeApiKey(id: request.id, by: Principal.current, peer: context.remotePeer)
+        try identity.revokeApiKey(id: request.id, by: Principal.current, peer: context.clientPeer)
         return Twin_V1_RevokeApiKeyResponse()
     }
 

@@ -9,6 +9,7 @@ import ServiceLifecycle
 import Synchronization
 import TwinApp
 import TwinCore
+import TwinConsole
 import TwinEngines
 import TwinGateway
 import TwinStore
@@ -72,6 +73,8 @@ public struct DaemonConfiguration: Sendable {
     }
     /// The level of the one line logged per finished RPC.
     public var rpcLogLevel: Logger.Level = .info
+    /// Serve the console and its Connect bridge here (`--http-listen`); nil: off.
+    public var console: ConsoleServer<InProcessTransport.Client>.Options?
     /// Serve /metrics here (plain HTTP) from this registry; twind bootstraps swift-metrics with it.
     public var metrics: (host: String, port: Int, registry: PrometheusCollectorRegistry)?
     /// Bounds on what one client can hold (see `ServerLimits`).
@@ -247,7 +250,7 @@ public final class Daemon: Service, Sendable {
             HealthService(status: health),
         ]
         let interceptors: [any ServerInterceptor] = [
-            RequestLogInterceptor(logger: logger, level: configuration.rpcLogLevel), AuthInterceptor(identity: identity),
+            ClientPeerInterceptor(), RequestLogInterceptor(logger: logger, level: configuration.rpcLogLevel), AuthInterceptor(identity: identity),
             RequestShapeInterceptor(maxMessage: configuration.limits.maxMessage),
         ]
         self.services = services
@@ -364,6 +367,9 @@ public final class Daemon: Service, Sendable {
                 exporter = try await MetricsExporter(registry: m.registry, host: m.host, port: m.port, logger: logger)
             }
 
+            // The console: HTTP in front of the same services, over the in-process transport.
+            let consoleTask = try await startConsole()
+
             let loops = Task { await self.runLoops() }
             gateways?.start()
             hooks.ready(addresses)
@@ -379,6 +385,8 @@ public final class Daemon: Service, Sendable {
             // The gateways first: their STATE death goes out and nothing more comes in.
             await gateways?.stop()
             await exporter?.close()
+            consoleTask?.cancel()
+            await consoleTask?.value
             for (_, server) in servers { server.beginGracefulShutdown() }
             await loops.value
 
@@ -415,6 +423,55 @@ public final class Daemon: Service, Sendable {
     }
 
     struct DrainTimeout: Error {}
+
+    /// The console's address once it listens (port 0 in tests is resolved here).
+    let consoleAddress = Mutex<(host: String, port: Int)?>(nil)
+    public var consoleURL: String? { consoleAddress.withLock { $0 }.map { "http://\($0.host.contains(":") ? "[\($0.host)]" : $0.host):\($0.port)/" } }
+
+    /// Starts the console (if configured) and waits until it listens; the task ends when cancelled.
+    func startConsole() async throws -> Task<Void, Never>? {
+        guard let options = configuration.console else { return nil }
+        let transport = InProcessTransport()
+        let server = GRPCServer(transport: transport.server, services: services, interceptors: interceptors)
+        let client = GRPCClient(transport: transport.client)
+        let console = ConsoleServer(client: client, options: options, logger: logger)
+        let (bound, boundContinuation) = AsyncStream<Result<Void, any Error>>.makeStream()
+        let logger = logger
+        let task = Task {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await server.serve() }
+                group.addTask { try? await client.runConnections() }
+                group.addTask {
+                    do {
+                        try await console.run { host, port in
+                            self.consoleAddress.withLock { $0 = (host, port) }
+                            boundContinuation.yield(.success(()))
+                        }
+                    } catch {
+                        if !Task.isCancelled {
+                            logger.error("the console stopped", metadata: ["error": "\(error)"])
+                        }
+                        boundContinuation.yield(.failure(error))
+                    }
+                }
+                await withTaskCancellationHandler {
+                    while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                } onCancel: {}
+                client.beginGracefulShutdown()
+                server.beginGracefulShutdown()
+                group.cancelAll()
+            }
+        }
+        for await outcome in bound {
+            if case .failure(let error) = outcome {
+                task.cancel()
+                throw TwinError.unavailable("cannot serve the console on \(options.host):\(options.port): \(Self.describe(error))")
+            }
+            break
+        }
+        if let url = consoleURL { logger.notice("console", metadata: ["url": "\(url)"]) }
+        return task
+    }
 
     /// Cuts stale buffers and runs a slice of retention; logged when it did something.
     func maintainStore() {

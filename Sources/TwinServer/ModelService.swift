@@ -18,7 +18,7 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
         }
         let caller = Principal.current?.username ?? ""
         let job = try prognostics.retrain(trigger: "api", requestedBy: caller, window: window, force: request.force)
-        identity.recordAudit(.init(time: Time.now(), action: .modelRetrain, actor: caller, peer: context.remotePeer, detail: job.id))
+        identity.recordAudit(.init(time: Time.now(), action: .modelRetrain, actor: caller, peer: context.clientPeer, detail: job.id))
         var response = Twin_V1_RetrainResponse()
         response.job = job.proto
         return response
@@ -46,7 +46,7 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
     func activateModel(request: Twin_V1_ActivateModelRequest, context: ServerContext) async throws -> Twin_V1_ActivateModelResponse {
         guard !request.version.isEmpty else { throw TwinError.invalidArgument("version is required (twin models lists them)").field("version") }
         let manifest = try prognostics.activate(request.version)
-        identity.recordAudit(.init(time: Time.now(), action: .modelActivated, actor: Principal.current?.username ?? "", peer: context.remotePeer, detail: request.version))
+        identity.recordAudit(.init(time: Time.now(), action: .modelActivated, actor: Principal.current?.username ?? "", peer: context.clientPeer, detail: request.version))
         var response = Twin_V1_ActivateModelResponse()
         response.model = manifest.proto(active: manifest.version, everActive: [])
         return response

@@ -126,7 +126,7 @@ struct RequestLogInterceptor: ServerInterceptor {
             let slow = !streaming && seconds >= Self.slow && !method.hasSuffix("/Login")
             logger.log(
                 level: slow ? .warning : level, "\(slow ? "slow rpc" : "rpc")",
-                metadata: ["method": "\(method)", "peer": "\(context.remotePeer)", "user": "\(user)", "status": "\(status)", "duration_ms": "\(String(format: "%.1f", seconds * 1000))"])
+                metadata: ["method": "\(method)", "peer": "\(context.clientPeer)", "user": "\(user)", "status": "\(status)", "duration_ms": "\(String(format: "%.1f", seconds * 1000))"])
         }
         let response: StreamingServerResponse<Output>
         do {
@@ -251,5 +251,35 @@ public enum TelemetryBenchmark {
         let began = ContinuousClock.now
         for i in 0..<iterations { Telemetry.rpc(method: "twin.v1.TwinService/ListDevices", code: "ok", seconds: Double(i % 100) * 1e-5) }
         return (ContinuousClock.now - began) / iterations
+    }
+}
+
+/// The address a call came from. Calls the console's HTTP bridge makes for a browser arrive over
+/// the in-process transport carrying the browser's address in `x-twin-peer`; that header is
+/// believed only there (nobody outside twind can open an in-process call), so the login
+/// throttle, the audit log and the request log see the browser, not twind itself.
+enum ClientPeer {
+    @TaskLocal static var current: String?
+    static let header = "x-twin-peer"
+}
+
+extension ServerContext {
+    var clientPeer: String { ClientPeer.current ?? remotePeer }
+}
+
+struct ClientPeerInterceptor: ServerInterceptor {
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        guard context.remotePeer.hasPrefix("in-process:"),
+              let forwarded = request.metadata[stringValues: ClientPeer.header].first(where: { _ in true }), forwarded.utf8.count <= 200
+        else { return try await next(request, context) }
+        var response = try await ClientPeer.$current.withValue(forwarded) { try await next(request, context) }
+        guard case .success(var contents) = response.accepted else { return response }
+        let producer = contents.producer
+        contents.producer = { writer in try await ClientPeer.$current.withValue(forwarded) { try await producer(writer) } }
+        response.accepted = .success(contents)
+        return response
     }
 }

@@ -273,7 +273,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     func ackAlert(request: Twin_V1_AckAlertRequest, context: ServerContext) async throws -> Twin_V1_AckAlertResponse {
         let user = Principal.current?.username ?? ""
-        let peer = context.remotePeer
+        let peer = context.clientPeer
         let alert = try alerts.change(request.alertID, to: .acknowledged, by: user, comment: request.comment) { alert in
             AuditEntry(time: alert.updatedAt, action: .alertAcked, actor: user, peer: peer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)")
         }
@@ -284,7 +284,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     func resolveAlert(request: Twin_V1_ResolveAlertRequest, context: ServerContext) async throws -> Twin_V1_ResolveAlertResponse {
         let user = Principal.current?.username ?? ""
-        let peer = context.remotePeer
+        let peer = context.clientPeer
         let alert = try alerts.change(request.alertID, to: .resolved, by: user, comment: request.comment) { alert in
             AuditEntry(time: alert.updatedAt, action: .alertResolved, actor: user, peer: peer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)")
         }
@@ -312,7 +312,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         }
         let event = MaintenanceEvent(
             deviceID: e.deviceID, kind: kind, time: time, component: e.component, fault: e.fault, notes: e.notes,
-            recordedBy: "peer \(context.remotePeer)", source: .operator,
+            recordedBy: "peer \(context.clientPeer)", source: .operator,
             expectedFailureAt: e.hasExpectedFailureAt ? try e.expectedFailureAt.checked("event.expected_failure_at") : nil)
         let stored = try plant.record([event])
         // Maintenance on a simulated machine happens in the simulation too.

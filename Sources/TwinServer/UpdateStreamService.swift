@@ -18,7 +18,7 @@ struct UpdateStreamService: RegistrableRPCService {
         ) { request, context in
             let single = try await ServerRequest(stream: request)
             return StreamingServerResponse(metadata: [:]) { writer in
-                try await self.serve(single.message, peer: context.remotePeer) { try await writer.write($0) }
+                try await self.serve(single.message, peer: context.clientPeer) { try await writer.write($0) }
                 return [:]
             }
         }

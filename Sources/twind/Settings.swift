@@ -92,7 +92,7 @@ struct Settings {
         "config", "listen", "data-dir", "simulator", "devices", "seed", "interval", "backfill", "fleet",
         "heartbeat", "max-future-skew", "late-window", "log-level", "log-format", "key-file", "durability",
         "raw-retention", "rollup-retention", "access-token-lifetime", "tls-cert", "tls-key", "tls-client-ca",
-        "retrain-interval", "metrics-listen", "rpc-log-level", "audit-retention", "refresh-token-retention",
+        "retrain-interval", "metrics-listen", "http-listen", "rpc-log-level", "audit-retention", "refresh-token-retention",
         "mqtt-broker", "mqtt-client-id", "mqtt-username", "mqtt-password-file", "mqtt-ca", "mqtt-cert", "mqtt-key",
         "mqtt-protocol", "mqtt-mapping", "sparkplug-host-id", "sparkplug-group", "sparkplug-reorder-timeout",
     ]
@@ -233,6 +233,13 @@ struct Settings {
                 throw ConfigError("config: invalid metrics-listen '\(listen)': HOST:PORT, e.g. 127.0.0.1:9464")
             }
             c.metrics = (host, port, PrometheusCollectorRegistry())
+        }
+        let http = string("http-listen") ?? "127.0.0.1:8947"
+        if http.lowercased() != "off" {
+            guard case .tcp(let host, let port)? = try? NetworkAddress.parse(http) else {
+                throw ConfigError("config: invalid http-listen '\(http)': HOST:PORT (e.g. 127.0.0.1:8947), or off")
+            }
+            c.console = .init(host: host, port: port)
         }
         c.rpcLogLevel = try parse("rpc-log-level", expected: "trace|debug|info|notice|warning|error|critical") { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         if let every = try duration("retrain-interval") {

@@ -67,6 +67,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM CA certificates: require clients to present a certificate they signed (TWIND_TLS_CLIENT_CA).") var tlsClientCa: String?
     @Option(help: "Retrain the failure models this often, e.g. 24h (TWIND_RETRAIN_INTERVAL); skipped when no failure was recorded since.") var retrainInterval: String?
     @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics, plain HTTP; off by default (TWIND_METRICS_LISTEN).") var metricsListen: String?
+    @Option(help: "Serve the operator's console and its HTTP API (Connect protocol, JSON) on HOST:PORT, or off (TWIND_HTTP_LISTEN; default 127.0.0.1:8947).") var httpListen: String?
     @Option(help: "Level of the line logged per finished RPC: trace|debug|info|notice|… (TWIND_RPC_LOG_LEVEL; default info).") var rpcLogLevel: String?
     @Option(help: "MQTT broker to take readings from: mqtt://HOST:PORT or mqtts://HOST:PORT (TWIND_MQTT_BROKER); off by default.") var mqttBroker: String?
     @Option(help: "MQTT client id, stable across restarts so the broker keeps the session (TWIND_MQTT_CLIENT_ID; default twind-<hostname>).") var mqttClientId: String?
@@ -93,7 +94,7 @@ struct Serve: AsyncParsableCommand {
             ("log-level", logLevel), ("log-format", logFormat), ("key-file", keyFile), ("durability", durability),
             ("raw-retention", rawRetention), ("rollup-retention", rollupRetention), ("access-token-lifetime", accessTokenLifetime),
             ("tls-cert", tlsCert), ("tls-key", tlsKey), ("tls-client-ca", tlsClientCa), ("retrain-interval", retrainInterval),
-            ("metrics-listen", metricsListen), ("rpc-log-level", rpcLogLevel), ("audit-retention", auditRetention),
+            ("metrics-listen", metricsListen), ("http-listen", httpListen), ("rpc-log-level", rpcLogLevel), ("audit-retention", auditRetention),
             ("refresh-token-retention", refreshTokenRetention), ("mqtt-broker", mqttBroker), ("mqtt-client-id", mqttClientId),
             ("mqtt-username", mqttUsername), ("mqtt-password-file", mqttPasswordFile), ("mqtt-ca", mqttCa), ("mqtt-cert", mqttCert),
             ("mqtt-key", mqttKey), ("mqtt-protocol", mqttProtocol), ("mqtt-mapping", mqttMapping), ("sparkplug-host-id", sparkplugHostId),

@@ -141,7 +141,7 @@ import Testing
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-notify-\(UUID().uuidString)").path
         // With WatchdogSec= (WATCHDOG_USEC), twind pings the watchdog after READY.
-        let child = try Child("twind", ["--data-dir", dir, "--listen", "127.0.0.1:0"], environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"])
+        let child = try Child("twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--http-listen", "off"], environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"])
         #expect(receive().contains("READY=1"))
         #expect(receive().contains("WATCHDOG=1"))
         #expect(receive().contains("WATCHDOG=1"))
@@ -164,7 +164,7 @@ import Testing
         let socket = "unix:\(dir)/twind.sock"
         func startDaemon() async throws -> Child {
             let child = try Child(
-                "twind", ["--data-dir", dir, "--listen", socket, "--interval", "200ms"], environment: ["TWIND_ADMIN_PASSWORD": adminPassword])
+                "twind", ["--data-dir", dir, "--listen", socket, "--interval", "200ms", "--http-listen", "off"], environment: ["TWIND_ADMIN_PASSWORD": adminPassword])
             guard await child.stderr.waitForLine({ $0.contains("twind is serving") }) != nil else {
                 throw TestFailure("twind did not start: \(child.stderr.text)")
             }

@@ -131,7 +131,8 @@ struct TwindProcess {
     ) async throws -> TwindProcess {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
         let child = try Child(
-            "twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--interval", "200ms"] + extra,
+            // The console is off unless a test asks for it (its default port would be shared).
+            "twind", ["--data-dir", dir, "--listen", "127.0.0.1:0", "--interval", "200ms"] + (extra.contains("--http-listen") ? [] : ["--http-listen", "off"]) + extra,
             environment: (login ? ["TWIND_ADMIN_PASSWORD": adminPassword] : [:]).merging(environment) { _, new in new })
         guard let line = await child.stderr.waitForLine(timeout: .seconds(60), { $0.contains("listening") && $0.contains("127.0.0.1:") }),
               let range = line.range(of: "127.0.0.1:")

@@ -1,0 +1,392 @@
+// twin console: plain ES module, no build step. Talks to twind through its Connect bridge
+// (POST /<service>/<method>, JSON). The access token lives only in this page's memory; the
+// refresh token is an HttpOnly cookie the page cannot read.
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return e;
+};
+
+const session = { token: null, user: null };
+const ROLES = { ROLE_VIEWER: 1, ROLE_OPERATOR: 2, ROLE_ADMIN: 3 };
+const canOperate = () => (ROLES[session.user?.role] ?? 0) >= 2;
+
+class CallError extends Error {
+  constructor(body, status) {
+    super(body.message || `HTTP ${status}`);
+    this.code = body.code || "unknown";
+    this.details = body.details || [];
+    this.reason = this.details.find((d) => d.type === "google.rpc.ErrorInfo")?.debug?.reason;
+  }
+}
+
+function headers(json = true) {
+  const h = { "X-Twin-Session": "cookie", "Content-Type": json ? "application/json" : "application/connect+json" };
+  if (session.token) h.Authorization = `Bearer ${session.token}`;
+  return h;
+}
+
+async function call(method, body = {}, retry = true) {
+  const response = await fetch(`/${method}`, { method: "POST", headers: headers(), body: JSON.stringify(body), credentials: "same-origin" });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new CallError(answer, response.status);
+    if (error.code === "unauthenticated" && retry && method !== "twin.v1.AuthService/Login" && (await refresh())) return call(method, body, false);
+    if (error.code === "unauthenticated") showLogin();
+    throw error;
+  }
+  return answer;
+}
+
+async function refresh() {
+  try {
+    const response = await fetch("/twin.v1.AuthService/Refresh", { method: "POST", headers: { "Content-Type": "application/json", "X-Twin-Session": "cookie" }, body: "{}", credentials: "same-origin" });
+    if (!response.ok) return false;
+    session.token = (await response.json()).accessToken;
+    session.user = (await call("twin.v1.AuthService/WhoAmI", {}, false)).user;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function envelope(message) {
+  const bytes = new TextEncoder().encode(JSON.stringify(message));
+  const out = new Uint8Array(5 + bytes.length);
+  new DataView(out.buffer).setUint32(1, bytes.length);
+  out.set(bytes, 5);
+  return out;
+}
+
+// A server stream: calls onMessage for each message; resolves when it ends, rejects with its error.
+async function stream(method, body, onMessage, signal) {
+  const response = await fetch(`/${method}`, { method: "POST", headers: headers(false), body: envelope(body), signal, credentials: "same-origin" });
+  if (!response.ok) throw new CallError(await response.json().catch(() => ({})), response.status);
+  const reader = response.body.getReader();
+  let buffer = new Uint8Array(0);
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    const joined = new Uint8Array(buffer.length + value.length);
+    joined.set(buffer);
+    joined.set(value, buffer.length);
+    buffer = joined;
+    while (buffer.length >= 5) {
+      const length = new DataView(buffer.buffer, buffer.byteOffset).getUint32(1);
+      if (buffer.length < 5 + length) break;
+      const flags = buffer[0];
+      const message = JSON.parse(new TextDecoder().decode(buffer.subarray(5, 5 + length)));
+      buffer = buffer.slice(5 + length);
+      if (flags & 2) {
+        if (message.error) throw new CallError(message.error, 200);
+        return;
+      }
+      onMessage(message);
+    }
+  }
+}
+
+// ---------- pages ----------
+
+const pages = ["login", "overview", "device", "alerts", "recommendations"];
+let leave = () => {};
+
+function show(page) {
+  for (const p of pages) $(`#page-${p}`).hidden = p !== page;
+  $("#bar").hidden = page === "login";
+  for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.id === `nav-${page}`);
+  document.body.dataset.page = page;
+}
+
+function showLogin() {
+  leave();
+  session.token = null;
+  session.user = null;
+  show("login");
+  $("#login-username").focus();
+}
+
+async function route() {
+  leave();
+  leave = () => {};
+  if (!session.token && !(await refresh())) return showLogin();
+  $("#who").textContent = `${session.user.username} (${(session.user.role || "").replace("ROLE_", "").toLowerCase()})`;
+  const [, page, arg] = (location.hash || "#/overview").split("/");
+  if (page === "device" && arg) return deviceView(decodeURIComponent(arg));
+  if (page === "alerts") return alertsView();
+  if (page === "recommendations") return recommendationsView();
+  return overviewView();
+}
+
+$("#login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("#login-error").textContent = "";
+  try {
+    const answer = await call("twin.v1.AuthService/Login", { username: $("#login-username").value, password: $("#login-password").value });
+    session.token = answer.accessToken;
+    session.user = answer.user;
+    $("#login-password").value = "";
+    if (!location.hash || location.hash === "#/login") location.hash = "#/overview";
+    route();
+  } catch (error) {
+    $("#login-error").textContent = error.message;
+  }
+});
+
+$("#logout").addEventListener("click", async () => {
+  try { await call("twin.v1.AuthService/Logout", {}, false); } catch {}
+  location.hash = "#/login";
+  showLogin();
+});
+
+window.addEventListener("hashchange", route);
+
+// ---------- overview ----------
+
+const fmt = (v) => (Math.abs(v) >= 1000 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+const stateName = (s) => (s || "DEVICE_STATE_UNSPECIFIED").replace("DEVICE_STATE_", "").toLowerCase();
+
+async function listAll() {
+  const devices = [];
+  let pageToken = "";
+  do {
+    const page = await call("twin.v1.TwinService/ListDevices", { pageSize: 1000, pageToken });
+    devices.push(...(page.devices || []));
+    pageToken = page.nextPageToken || "";
+  } while (pageToken);
+  return devices;
+}
+
+function overviewView() {
+  show("overview");
+  const controller = new AbortController();
+  leave = () => controller.abort();
+  const rows = new Map(); // id -> { device, snapshot, tr }
+  const pending = new Map();
+  let frame = 0;
+  const tbody = $("#devices tbody");
+  const filters = ["site", "line", "type", "state"].map((f) => $(`#filter-${f}`));
+
+  const score = (r) => (r.snapshot?.health?.score ?? 100) - (stateName(r.snapshot?.state) === "offline" ? 1000 : 0) - (r.snapshot?.openAlerts ?? 0);
+  const visible = (r) => {
+    const [site, line, type, state] = filters.map((f) => f.value);
+    return (!site || r.device.site === site) && (!line || r.device.line === line) && (!type || r.device.type === type) && (!state || stateName(r.snapshot?.state) === state);
+  };
+
+  function render(r) {
+    const s = r.snapshot || {};
+    const state = stateName(s.state);
+    const stale = (s.values || []).some((v) => v.stale);
+    const units = Object.fromEntries((r.device.sensors || []).map((x) => [x.name, x.unit || ""]));
+    const readings = el("td", { class: "readings" }, ...(s.values || []).slice(0, 4).map((v) => el("span", { "data-sensor": v.sensor }, `${v.sensor} ${fmt(v.value ?? 0)} ${units[v.sensor] ?? ""}${v.stale ? " (stale)" : ""}`)));
+    const health = s.health || {};
+    const tr = el("tr", { "data-device": r.device.id, class: `${state === "offline" ? "offline" : ""} ${stale ? "stale" : ""}` },
+      el("td", {}, el("a", { href: `#/device/${encodeURIComponent(r.device.id)}` }, r.device.name || r.device.id)),
+      el("td", {}, r.device.type),
+      el("td", {}, [r.device.site, r.device.line].filter(Boolean).join(" / ")),
+      el("td", { class: `state-${state}` }, state),
+      el("td", { class: `health-${(health.state || "").replace("HEALTH_STATE_", "").toLowerCase()}`, "data-score": health.score ?? "" }, health.score !== undefined ? health.score.toFixed(0) : "–"),
+      el("td", {}, health.headline || ""),
+      el("td", { class: s.openAlerts ? "sev-critical" : "" }, s.openAlerts || 0),
+      readings);
+    if (r.tr) r.tr.replaceWith(tr);
+    r.tr = tr;
+  }
+
+  function layout() {
+    const sorted = [...rows.values()].sort((a, b) => score(a) - score(b) || a.device.id.localeCompare(b.device.id));
+    tbody.replaceChildren(...sorted.filter(visible).map((r) => r.tr));
+    $("#overview-count").textContent = `${tbody.children.length} of ${rows.size} devices`;
+  }
+
+  // Updates are applied once per animation frame, however many arrive.
+  function flush() {
+    frame = 0;
+    let reorder = false;
+    for (const [id, snapshot] of pending) {
+      const r = rows.get(id);
+      if (!r) continue;
+      const before = score(r);
+      r.snapshot = snapshot;
+      render(r);
+      reorder ||= score(r) !== before;
+    }
+    pending.clear();
+    layout();
+  }
+
+  (async () => {
+    try {
+      const devices = await listAll();
+      for (const d of devices) {
+        const r = { device: d, snapshot: null, tr: null };
+        rows.set(d.id, r);
+        render(r);
+      }
+      for (const [i, f] of ["site", "line", "type"].entries()) {
+        const values = [...new Set(devices.map((d) => d[f]).filter(Boolean))].sort();
+        filters[i].replaceChildren(el("option", { value: "" }, `every ${f}`), ...values.map((v) => el("option", { value: v }, v)));
+      }
+      filters[3].replaceChildren(el("option", { value: "" }, "every state"), ...["running", "idle", "warning", "fault", "maintenance", "offline"].map((v) => el("option", { value: v }, v)));
+      for (const f of filters) f.addEventListener("change", layout);
+      layout();
+      $("#stream-status").textContent = "live";
+      await stream("twin.v1.TwinService/StreamUpdates", { heartbeatInterval: "15s" }, (message) => {
+        for (const u of message.devices?.updates || []) pending.set(u.snapshot.deviceId, u.snapshot);
+        if (message.syncComplete) document.body.dataset.synced = "yes";
+        if (pending.size && !frame) frame = requestAnimationFrame(flush);
+      }, controller.signal);
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      $("#stream-status").textContent = `stream ended: ${error.message}`;
+      if (error.code === "unauthenticated" && (await refresh())) route();
+    }
+  })();
+}
+
+// ---------- device ----------
+
+const SVG = "http://www.w3.org/2000/svg";
+const svg = (tag, attrs = {}) => {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+};
+
+function chart(series, spec, from, to) {
+  const points = (series.points || []).map((p) => ({ t: Date.parse(p.time), min: p.min ?? p.value ?? 0, max: p.max ?? p.value ?? 0, mean: p.mean ?? p.value ?? 0 }));
+  const box = el("div", { class: "chart", "data-sensor": series.sensor, "data-points": points.length });
+  box.append(el("h3", {}, `${series.sensor}${series.unit ? ` (${series.unit})` : ""} — ${points.length} points`));
+  const W = 1000, H = 160, P = 28;
+  const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+  const limits = [spec?.alarmLow, spec?.alarmHigh].filter((v) => v !== undefined);
+  const nominal = [spec?.nominalMin, spec?.nominalMax].filter((v) => v !== undefined && !(spec.nominalMin === 0 && spec.nominalMax === 0));
+  let lo = Math.min(...points.map((p) => p.min), ...limits, ...nominal);
+  let hi = Math.max(...points.map((p) => p.max), ...limits, ...nominal);
+  if (!isFinite(lo) || !isFinite(hi)) { lo = 0; hi = 1; }
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const x = (t) => P + ((t - from) / (to - from)) * (W - 2 * P);
+  const y = (v) => H - 14 - ((v - lo) / (hi - lo)) * (H - 28);
+  if (points.length) {
+    const band = points.map((p) => `${x(p.t).toFixed(1)},${y(p.max).toFixed(1)}`).concat([...points].reverse().map((p) => `${x(p.t).toFixed(1)},${y(p.min).toFixed(1)}`));
+    s.append(svg("polygon", { class: "band", points: band.join(" ") }));
+    s.append(svg("polyline", { class: "mean", points: points.map((p) => `${x(p.t).toFixed(1)},${y(p.mean).toFixed(1)}`).join(" ") }));
+  }
+  for (const v of limits) s.append(svg("line", { class: "alarm", x1: P, x2: W - P, y1: y(v), y2: y(v) }));
+  for (const v of nominal) s.append(svg("line", { class: "nominal", x1: P, x2: W - P, y1: y(v), y2: y(v) }));
+  for (const v of [lo, hi]) { const t = svg("text", { x: 2, y: y(v) + 3 }); t.textContent = fmt(v); s.append(t); }
+  box.append(s);
+  return box;
+}
+
+function alertRow(a, onChange) {
+  const sev = (a.severity || "").replace("ALERT_SEVERITY_", "").toLowerCase();
+  const state = (a.state || "").replace("ALERT_STATE_", "").toLowerCase();
+  const actions = el("td", { class: "actions" });
+  if (canOperate() && state !== "resolved") {
+    const comment = el("input", { placeholder: "comment", class: "ack-comment", maxlength: "1000" });
+    actions.append(comment);
+    if (state === "open") actions.append(el("button", { class: "ack", type: "button", onclick: () => onChange("AckAlert", a.id, comment.value) }, "Acknowledge"));
+    actions.append(el("button", { class: "resolve", type: "button", onclick: () => onChange("ResolveAlert", a.id, comment.value) }, "Resolve"));
+  }
+  return el("tr", { "data-alert": a.id, "data-state": state },
+    el("td", { class: `sev-${sev}` }, sev),
+    el("td", {}, el("a", { href: `#/device/${encodeURIComponent(a.deviceId)}` }, a.deviceId)),
+    el("td", {}, a.rule),
+    el("td", {}, a.message),
+    el("td", {}, state + (a.acknowledgedBy ? ` by ${a.acknowledgedBy}` : "")),
+    el("td", {}, a.openedAt ? new Date(a.openedAt).toLocaleString() : ""),
+    actions);
+}
+
+async function changeAlert(method, id, comment) {
+  await call(`twin.v1.TwinService/${method}`, { alertId: id, comment });
+}
+
+function deviceView(id) {
+  show("device");
+  let alive = true;
+  leave = () => { alive = false; };
+  const range = $("#device-range");
+  async function load() {
+    try {
+      const { device, snapshot } = await call("twin.v1.TwinService/GetDevice", { deviceId: id });
+      if (!alive) return;
+      $("#device-title").textContent = `${device.name || device.id} · ${device.type}`;
+      $("#device-summary").textContent = snapshot?.health ? `Health ${snapshot.health.score?.toFixed(0) ?? "–"}: ${snapshot.health.headline || ""}` : "";
+      const seconds = Number(range.value);
+      const to = Date.now(), from = to - seconds * 1000;
+      const began = performance.now();
+      const history = await call("twin.v1.TwinService/GetHistory", { deviceId: id, from: new Date(from).toISOString(), to: new Date(to).toISOString(), maxPoints: 500 });
+      if (!alive) return;
+      const specs = Object.fromEntries((device.sensors || []).map((s) => [s.name, s]));
+      $("#charts").replaceChildren(...(history.series || []).map((s) => chart(s, specs[s.sensor], from, to)));
+      $("#chart-status").textContent = `drawn in ${(performance.now() - began).toFixed(0)} ms`;
+      document.body.dataset.chartMs = (performance.now() - began).toFixed(0);
+      const health = await call("twin.v1.TwinService/GetHealth", { deviceIds: [id] }).catch(() => null);
+      const factors = health?.devices?.[0]?.health?.factors || [];
+      $("#device-factors").replaceChildren(...(factors.length ? factors.map((f) => el("li", {}, f.description)) : [el("li", {}, "nothing wrong")]));
+      const prediction = await call("twin.v1.TwinService/GetPrediction", { deviceIds: [id] }).catch((e) => ({ error: e.message }));
+      const p = prediction.predictions?.[0];
+      const life = p?.remainingLife;
+      const hours = (d) => (d ? `${(parseFloat(d) / 3600).toFixed(0)} h` : "–");
+      $("#device-prediction").replaceChildren(...(p
+        ? [el("span", {}, (p.failureProbabilities || []).map((f) => `failure within ${hours(f.horizon)}: ${((f.probability ?? 0) * 100).toFixed(0)} %`).join("; ") || "no failure predicted"),
+           el("br"), el("span", {}, life ? `remaining life ${hours(life.expected)} (${hours(life.lower)} – ${hours(life.upper)})` : ""),
+           el("br"), el("span", {}, (p.topFeatures || []).slice(0, 3).map((f) => f.feature).join(", "))]
+        : [el("span", {}, prediction.error || prediction.note || "no prediction")]));
+      const alerts = await call("twin.v1.TwinService/ListAlerts", { deviceIds: [id], states: ["ALERT_STATE_OPEN", "ALERT_STATE_ACKNOWLEDGED"] });
+      $("#device-alerts tbody").replaceChildren(...(alerts.alerts || []).map((a) => alertRow(a, async (m, aid, c) => { await changeAlert(m, aid, c); load(); })));
+    } catch (error) {
+      $("#device-summary").textContent = error.message;
+    }
+  }
+  range.onchange = load;
+  load();
+}
+
+// ---------- alerts ----------
+
+function alertsView() {
+  show("alerts");
+  leave = () => {};
+  async function load() {
+    $("#alerts-error").textContent = "";
+    try {
+      const answer = await call("twin.v1.TwinService/ListAlerts", { states: ["ALERT_STATE_OPEN", "ALERT_STATE_ACKNOWLEDGED"], pageSize: 500 });
+      $("#alerts tbody").replaceChildren(...(answer.alerts || []).map((a) => alertRow(a, async (m, id, c) => {
+        try { await changeAlert(m, id, c); } catch (error) { $("#alerts-error").textContent = error.message; }
+        load();
+      })));
+    } catch (error) {
+      $("#alerts-error").textContent = error.message;
+    }
+  }
+  load();
+}
+
+// ---------- recommendations ----------
+
+async function recommendationsView() {
+  show("recommendations");
+  try {
+    const answer = await call("twin.v1.TwinService/GetRecommendations", {});
+    $("#recommendations tbody").replaceChildren(...(answer.recommendations || []).map((r) => el("tr", {},
+      el("td", {}, (r.priority || "").replace("PRIORITY_", "").toLowerCase()),
+      el("td", {}, el("a", { href: `#/device/${encodeURIComponent(r.deviceId)}` }, r.deviceId)),
+      el("td", {}, r.title || (r.action || "").replace("RECOMMENDED_ACTION_", "").toLowerCase()),
+      el("td", {}, (r.evidence || []).map((e) => e.description).join("; ") + (r.expectedEffect ? ` — ${r.expectedEffect}` : "")),
+      el("td", {}, r.deadline ? new Date(r.deadline).toLocaleString() : ""))));
+  } catch (error) {
+    $("#recommendations tbody").replaceChildren(el("tr", {}, el("td", {}, error.message)));
+  }
+}
+
+route();
