@@ -2,8 +2,11 @@ import Foundation
 import GRPCCore
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
 
 /// The operator's console over HTTP: the pages (embedded in the binary) on `GET`, and the
 /// Connect bridge on `POST /<service>/<method>`.
@@ -23,6 +26,9 @@ public struct ConsoleServer<Transport: ClientTransport>: Sendable {
         public var refreshLifetime: Int = 7 * 86_400
         /// Largest request body (Ingest batches included).
         public var maxBody = 16 * 1024 * 1024
+        /// Serve HTTPS with twind's gRPC certificate and key (PEM files); with `clientCA`,
+        /// browsers must present a certificate it signed, as gRPC clients must.
+        public var tls: (certificate: String, privateKey: String, clientCA: String?)?
         public init(host: String, port: Int) {
             self.host = host
             self.port = port
@@ -42,8 +48,20 @@ public struct ConsoleServer<Transport: ClientTransport>: Sendable {
     /// Serves until cancelled; `bound` is told the address once listening.
     public func run(bound: @escaping @Sendable (String, Int) -> Void) async throws {
         let responder = ConsoleResponder(bridge: bridge, options: options)
+        var server = HTTPServerBuilder.http1()
+        if let tls = options.tls {
+            var configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificate).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)))
+            if let ca = tls.clientCA {
+                configuration.certificateVerification = .noHostnameVerification
+                configuration.trustRoots = .file(ca)
+            }
+            server = try .tls(.http1(), tlsConfiguration: configuration)
+        }
         let app = Application(
             responder: responder,
+            server: server,
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: nil),
             onServerRunning: { channel in
                 if let address = channel.localAddress { bound(address.ipAddress ?? options.host, address.port ?? options.port) }

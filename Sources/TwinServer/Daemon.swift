@@ -426,11 +426,12 @@ public final class Daemon: Service, Sendable {
 
     /// The console's address once it listens (port 0 in tests is resolved here).
     let consoleAddress = Mutex<(host: String, port: Int)?>(nil)
-    public var consoleURL: String? { consoleAddress.withLock { $0 }.map { "http://\($0.host.contains(":") ? "[\($0.host)]" : $0.host):\($0.port)/" } }
+    public var consoleURL: String? { consoleAddress.withLock { $0 }.map { "\(configuration.tls == nil ? "http" : "https")://\($0.host.contains(":") ? "[\($0.host)]" : $0.host):\($0.port)/" } }
 
     /// Starts the console (if configured) and waits until it listens; the task ends when cancelled.
     func startConsole() async throws -> Task<Void, Never>? {
-        guard let options = configuration.console else { return nil }
+        guard var options = configuration.console else { return nil }
+        if let tls = configuration.tls { options.tls = (tls.certificate, tls.privateKey, tls.clientCA) }
         let transport = InProcessTransport()
         let server = GRPCServer(transport: transport.server, services: services, interceptors: interceptors)
         let client = GRPCClient(transport: transport.client)

@@ -54,6 +54,27 @@ import Testing
         #expect(await d.stop() == 0)
     }
 
+    /// The console serves HTTPS with the same certificate; plain HTTP to it gets no answer.
+    @Test func theConsoleServesHTTPSWithTheGRPCCertificate() async throws {
+        let certs = try await Self.makeCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        let d = try await TwindProcess.start(
+            ["--tls-cert", certs + "/server.pem", "--tls-key", certs + "/server.key", "--simulator", "off", "--http-listen", "127.0.0.1:0"],
+            clientArguments: ["--ca", certs + "/ca.pem"])
+        let line = try #require(await d.child.stderr.waitForLine { $0.contains("console url=") })
+        let url = String(line[line.range(of: "url=")!.upperBound...].prefix { !$0.isWhitespace })
+        #expect(url.hasPrefix("https://127.0.0.1:"))
+        let body = #"{"username":"admin","password":"\#(adminPassword)"}"#
+        let curl = try Child("/usr/bin/curl", ["-s", "--cacert", certs + "/ca.pem", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json",
+                                               "--data-binary", "@-", url + "twin.v1.AuthService/Login"], stdin: Data(body.utf8))
+        #expect(await curl.wait() == 0)
+        #expect(curl.stdout.text == "200")
+        let plain = try Child("/usr/bin/curl", ["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", url.replacingOccurrences(of: "https://", with: "http://")])
+        _ = await plain.wait()
+        #expect(plain.stdout.text != "200")
+        #expect(await d.stop() == 0)
+    }
+
     @Test func clientCertificatesAreRequiredWhenAsked() async throws {
         let certs = try await Self.makeCertificates()
         defer { try? FileManager.default.removeItem(atPath: certs) }
