@@ -30,6 +30,15 @@ public struct ContractFuzzer: Sendable {
         public var code: String
         public var message: String
         public var requestPrefix: String
+
+        public init(method: String, caseIndex: Int, code: String, message: String, requestPrefix: String) {
+            self.method = method
+            self.caseIndex = caseIndex
+            self.code = code
+            self.message = message
+            self.requestPrefix = requestPrefix
+        }
+
         public var description: String {
             "\(method) case \(caseIndex): \(code) \"\(message.prefix(300))\" (request begins \(requestPrefix))"
         }

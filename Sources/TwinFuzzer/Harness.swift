@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import Logging
 import Proto
+import TwinConsole
 import TwinCore
 import TwinFuzz
 import TwinGateway
@@ -37,6 +38,8 @@ final class FuzzTarget: @unchecked Sendable {
     final class Job: @unchecked Sendable {
         let method: Contract.Method
         let requests: [[UInt8]]
+        /// Set: the requests are JSON for the console's Connect bridge, not protobuf.
+        var viaBridge = false
         let done = DispatchSemaphore(value: 0)
         var finding: ContractFuzzer.Finding?
         init(method: Contract.Method, requests: [[UInt8]]) {
@@ -89,8 +92,19 @@ final class FuzzTarget: @unchecked Sendable {
                     login.password = "fuzz-admin-password"
                     let token = try await Twin_V1_AuthService.Client(wrapping: client).login(login).accessToken
                     ready.signal()
+                    let bridge = ConnectBridge(client: client)
                     for await job in stream {
-                        job.finding = await fuzzer.check(client: client, method: job.method, requests: job.requests, token: token)
+                        if job.viaBridge {
+                            var metadata = Metadata()
+                            metadata.addString("Bearer \(token)", forKey: "authorization")
+                            do {
+                                try await bridge.call(path: "/" + job.method.fullName, inputs: job.requests, metadata: metadata) { _ in }
+                            } catch let error as ConnectError where error.code == "unknown" || error.code == "internal" {
+                                job.finding = .init(method: job.method.fullName, caseIndex: 0, code: error.code, message: error.message, requestPrefix: "(JSON via the bridge)")
+                            } catch {}
+                        } else {
+                            job.finding = await fuzzer.check(client: client, method: job.method, requests: job.requests, token: token)
+                        }
                         job.done.signal()
                     }
                 }
@@ -108,15 +122,28 @@ final class FuzzTarget: @unchecked Sendable {
     func run(_ input: [UInt8]) -> String? {
         guard let selector = input.first else { return nil }
         let body = Array(input.dropFirst())
-        let targets = methods.count + 2
+        let targets = methods.count + 3
         let target = Int(selector) % targets
         if target == methods.count { return sparkplugCase(body) }
         if target == methods.count + 1 { return topicCase(body) }
+        if target == methods.count + 2 { return bridgeCase(body) }
         let job = Job(method: methods[target], requests: Self.split(body))
         jobs.yield(job)
         if job.done.wait(timeout: .now() + 30) == .timedOut {
             return "\(methods[target].fullName): no answer within 30 s"
         }
+        return job.finding?.description
+    }
+
+    /// JSON for a method (the next byte picks it) through the console's Connect bridge.
+    func bridgeCase(_ body: [UInt8]) -> String? {
+        guard let first = body.first else { return nil }
+        let method = methods[Int(first) % methods.count]
+        guard !method.serverStreaming else { return nil }  // a stream would stay open
+        let job = Job(method: method, requests: Self.split(Array(body.dropFirst())))
+        job.viaBridge = true
+        jobs.yield(job)
+        if job.done.wait(timeout: .now() + 30) == .timedOut { return "\(method.fullName) via the bridge: no answer within 30 s" }
         return job.finding?.description
     }
 
@@ -187,6 +214,10 @@ final class FuzzTarget: @unchecked Sendable {
             try write([UInt8(methods.count), UInt8(topic)] + payload)
         }
         try write([UInt8(methods.count + 1)] + Array(#"{"temp": 70, "vib": {"rms": 1000}, "ts": 1767225600}"#.utf8))
+        for (index, json) in [#"{"pageSize": 5}"#, #"{"deviceId": "pump-001", "from": "1970-01-01T00:00:00Z", "step": "1s"}"#,
+                              #"{"readings": [{"deviceId": "pump-001", "sensor": "flow", "time": "2026-12-01T00:00:00Z", "value": 1.5}]}"#].enumerated() {
+            try write([UInt8(methods.count + 2), UInt8(index * 7)] + Array(json.utf8))
+        }
     }
 }
 

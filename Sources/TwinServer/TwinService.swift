@@ -312,7 +312,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         }
         let event = MaintenanceEvent(
             deviceID: e.deviceID, kind: kind, time: time, component: e.component, fault: e.fault, notes: e.notes,
-            recordedBy: "peer \(context.clientPeer)", source: .operator,
+            recordedBy: Principal.current?.username ?? "peer \(context.clientPeer)", source: .operator,
             expectedFailureAt: e.hasExpectedFailureAt ? try e.expectedFailureAt.checked("event.expected_failure_at") : nil)
         let stored = try plant.record([event])
         // Maintenance on a simulated machine happens in the simulation too.

@@ -38,11 +38,13 @@ import Testing
         #expect((at("chart")["points"] as? Int ?? 0) > 0)
         #expect(json["alert_opened"] as? Bool == true)
         #expect(at("acked")["by"] as? String == "olga" && at("acked")["comment"] as? String == "on my way")
+        #expect(at("event")["kind"] as? String == "EVENT_KIND_INSPECTION" && (at("event")["by"] as? String)?.contains("olga") == true, "\(at("event"))")
         #expect(json["logout_back_to_login"] as? Bool == true)
+        #expect(json["viewer_event_form_hidden"] as? Bool == true && json["viewer_model_actions_hidden"] as? Bool == true)
         #expect(json["viewer_buttons"] as? Int == 0)
         #expect(at("viewer_refused")["status"] as? Int == 403 && at("viewer_refused")["code"] as? String == "permission_denied")
         #expect((json["console_errors"] as? [String])?.isEmpty == true, "\(json["console_errors"] ?? "")")
-        for page in ["1-login", "2-overview", "3-device", "4-alerts", "5-viewer-device"] {
+        for page in ["1-login", "2-overview", "3-device", "4-alerts", "5-viewer-device", "6-viewer-models"] {
             #expect(FileManager.default.fileExists(atPath: "\(shots)/\(page).png"))
         }
         #expect(await d.stop() == 0)

@@ -159,6 +159,16 @@ try:
     acked = next((a for a in after.get("alerts", []) if a["id"] == alert["id"]), {})
     result["acked"] = {"by": acked.get("acknowledgedBy"), "comment": acked.get("ackComment")}
 
+    # The operator records an inspection on the device page; it is in the maintenance log.
+    browser.get(base + "/#/device/console-press")
+    wait.until(EC.visibility_of_element_located((By.ID, "event-notes")))
+    browser.find_element(By.ID, "event-notes").send_keys("bearing checked by console")
+    browser.find_element(By.ID, "event-submit").click()
+    wait.until(lambda b: "bearing checked by console" in b.find_element(By.ID, "device-events").text)
+    _, events, _ = call("twin.v1.TwinService/ListEvents", {"deviceIds": ["console-press"]}, admin)
+    recorded = next((e for e in events.get("events", []) if e.get("notes") == "bearing checked by console"), {})
+    result["event"] = {"kind": recorded.get("kind"), "by": recorded.get("recordedBy")}
+
     # Log out: the page is back at the login form and the session is gone on the server.
     browser.find_element(By.ID, "logout").click()
     wait.until(EC.visibility_of_element_located((By.ID, "login-username")))
@@ -172,6 +182,11 @@ try:
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#device-alerts tbody tr")))
     result["viewer_buttons"] = len(browser.find_elements(By.CSS_SELECTOR, "#device-alerts button"))
     shot("5-viewer-device")
+    result["viewer_event_form_hidden"] = not browser.find_element(By.ID, "event-form").is_displayed()
+    browser.get(base + "/#/models")
+    wait.until(lambda b: b.find_element(By.ID, "models-active").text != "")
+    result["viewer_model_actions_hidden"] = not browser.find_element(By.ID, "models-actions").is_displayed()
+    shot("6-viewer-models")
     _, viewer, _ = call("twin.v1.AuthService/Login", {"username": "victor", "password": "victor-password-123"})
     status, refused, _ = call("twin.v1.TwinService/ResolveAlert", {"alertId": alert["id"]}, viewer["accessToken"])
     result["viewer_refused"] = {"status": status, "code": refused.get("code")}

@@ -34,7 +34,7 @@ import TwinServer
             let recorded = try await twin.recordEvent(event("press-1", .partReplaced, notes: secretNote))
             #expect(!recorded.event.id.isEmpty)
             #expect(recorded.event.source == .operator)
-            #expect(recorded.event.recordedBy.hasPrefix("peer "))
+            #expect(recorded.event.recordedBy == "admin", "who recorded it: the user, as the contract says")
         }
         try await first.stop(removing: false)
 

@@ -17,6 +17,7 @@ const el = (tag, attrs = {}, ...children) => {
 const session = { token: null, user: null };
 const ROLES = { ROLE_VIEWER: 1, ROLE_OPERATOR: 2, ROLE_ADMIN: 3 };
 const canOperate = () => (ROLES[session.user?.role] ?? 0) >= 2;
+const isAdmin = () => (ROLES[session.user?.role] ?? 0) >= 3;
 
 class CallError extends Error {
   constructor(body, status) {
@@ -95,7 +96,7 @@ async function stream(method, body, onMessage, signal) {
 
 // ---------- pages ----------
 
-const pages = ["login", "overview", "device", "alerts", "recommendations"];
+const pages = ["login", "overview", "device", "alerts", "recommendations", "models"];
 let leave = () => {};
 
 function show(page) {
@@ -122,6 +123,7 @@ async function route() {
   if (page === "device" && arg) return deviceView(decodeURIComponent(arg));
   if (page === "alerts") return alertsView();
   if (page === "recommendations") return recommendationsView();
+  if (page === "models") return modelsView();
   return overviewView();
 }
 
@@ -344,11 +346,83 @@ function deviceView(id) {
         : [el("span", {}, prediction.error || prediction.note || "no prediction")]));
       const alerts = await call("twin.v1.TwinService/ListAlerts", { deviceIds: [id], states: ["ALERT_STATE_OPEN", "ALERT_STATE_ACKNOWLEDGED"] });
       $("#device-alerts tbody").replaceChildren(...(alerts.alerts || []).map((a) => alertRow(a, async (m, aid, c) => { await changeAlert(m, aid, c); load(); })));
+      const events = await call("twin.v1.TwinService/ListEvents", { deviceIds: [id], pageSize: 50 }).catch(() => ({ events: [] }));
+      $("#device-events tbody").replaceChildren(...(events.events || []).map((e) => el("tr", { "data-event": e.id },
+        el("td", {}, e.time ? new Date(e.time).toLocaleString() : ""),
+        el("td", {}, (e.kind || "").replace("EVENT_KIND_", "").toLowerCase().replace("_", " ")),
+        el("td", {}, e.component || ""), el("td", {}, e.fault || ""), el("td", {}, e.notes || ""), el("td", {}, e.recordedBy || ""))));
     } catch (error) {
       $("#device-summary").textContent = error.message;
     }
   }
   range.onchange = load;
+  const form = $("#event-form");
+  form.hidden = !canOperate();
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    $("#event-error").textContent = "";
+    try {
+      await call("twin.v1.TwinService/RecordEvent", { event: { deviceId: id, kind: $("#event-kind").value, component: $("#event-component").value, notes: $("#event-notes").value, time: new Date().toISOString() } });
+      $("#event-notes").value = "";
+      load();
+    } catch (error) {
+      $("#event-error").textContent = error.message;
+    }
+  };
+  load();
+}
+
+// ---------- models ----------
+
+function modelsView() {
+  show("models");
+  let alive = true;
+  leave = () => { alive = false; };
+  const pct = (v) => (v === undefined ? "–" : v.toFixed(3));
+  async function load() {
+    $("#models-error").textContent = "";
+    try {
+      const answer = await call("twin.v1.ModelService/ListModels", {});
+      $("#models-active").textContent = answer.activeVersion ? `Active: ${answer.activeVersion}` : "No model is active yet.";
+      $("#models-actions").hidden = !isAdmin();
+      $("#models tbody").replaceChildren(...(answer.models || []).map((m) => {
+        const x = m.metrics || {};
+        const status = (m.status || "").replace("MODEL_STATUS_", "").toLowerCase();
+        const activate = isAdmin() && status !== "active"
+          ? el("button", { class: "activate", type: "button", onclick: async () => {
+              try { await call("twin.v1.ModelService/ActivateModel", { version: m.version }); } catch (error) { $("#models-error").textContent = error.message; }
+              load();
+            } }, "Activate")
+          : "";
+        return el("tr", { "data-version": m.version, "data-status": status },
+          el("td", {}, m.version), el("td", {}, status), el("td", {}, m.createdAt ? new Date(m.createdAt).toLocaleString() : ""),
+          el("td", {}, `${pct(x.rocAuc)} (${pct(x.baselineRocAuc)})`), el("td", {}, `${pct(x.precision)} / ${pct(x.recall)}`),
+          el("td", {}, `${x.rulMaeHours?.toFixed(1) ?? "–"} (${x.baselineRulMaeHours?.toFixed(1) ?? "–"})`),
+          el("td", {}, `${x.trainExamples ?? 0} / ${x.testExamples ?? 0}`), el("td", {}, activate));
+      }));
+    } catch (error) {
+      $("#models-error").textContent = error.message;
+    }
+  }
+  $("#retrain").onclick = async () => {
+    $("#retrain-status").textContent = "";
+    try {
+      let { job } = await call("twin.v1.ModelService/Retrain", { force: true });
+      const bar = $("#retrain-progress");
+      bar.hidden = false;
+      while (alive && job && ["JOB_STATE_QUEUED", "JOB_STATE_RUNNING"].includes(job.state)) {
+        bar.value = job.progress ?? 0;
+        $("#retrain-status").textContent = job.stage || "queued";
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        job = (await call("twin.v1.ModelService/GetTrainingJob", { jobId: job.id })).job;
+      }
+      bar.hidden = true;
+      $("#retrain-status").textContent = job?.state === "JOB_STATE_SUCCEEDED" ? `trained ${job.modelVersion}${job.promoted ? " (promoted)" : " (not promoted)"}` : `failed: ${job?.error || ""}`;
+      load();
+    } catch (error) {
+      $("#retrain-status").textContent = error.message;
+    }
+  };
   load();
 }
 
