@@ -161,6 +161,15 @@ struct ConsoleResponder<Transport: ClientTransport>: HTTPResponder {
             let stripped = origin.replacingOccurrences(of: "http://", with: "").replacingOccurrences(of: "https://", with: "")
             guard stripped == host else { return plain(.forbidden, "cross-origin calls are refused (Origin \(origin.prefix(100)) is not \(host.prefix(100)))") }
         }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > options.maxBody {
+            // Refused before reading: the client hears it at once and the connection closes.
+            var response = connectError(
+                ConnectError(code: "resource_exhausted", message: "the request body is \(length) bytes; at most \(options.maxBody) are taken (send Ingest in smaller batches)"),
+                streaming: false)
+            response.status = .contentTooLarge
+            response.headers[.connection] = "close"
+            return response
+        }
         var body: ByteBuffer
         do {
             var r = request

@@ -28,6 +28,7 @@ import Testing
         #expect(at("unary_error")["status"] as? Int == 404 && at("unary_error")["reason"] as? String == "DEVICE_NOT_FOUND")
         #expect(at("ingest_stream")["accepted"] as? String == "720" && at("ingest_stream")["end"] as? Int == 2)
         #expect(at("stream_first")["device"] as? String == "console-press")
+        #expect(at("oversize")["status"] as? Int == 413 && at("oversize")["code"] as? String == "resource_exhausted")
         // The browser.
         #expect(json["csp"] as? Bool == true)
         #expect((json["first_load_ms"] as? Int ?? .max) <= 1000)

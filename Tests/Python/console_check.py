@@ -5,6 +5,8 @@ the Swift end-to-end test (ConsoleTests) asserts on them.
 usage: console_check.py BASE_URL SCREENSHOT_DIR  (the admin password on stdin, never in argv)
 """
 import json
+import os
+import subprocess
 import struct
 import sys
 import time
@@ -84,6 +86,16 @@ with urllib.request.urlopen(request, timeout=20) as response:
     flags, length = struct.unpack(">BI", response.read(5))
     first = json.loads(response.read(length))
 result["stream_first"] = {"flags": flags, "device": first.get("devices", {}).get("updates", [{}])[0].get("snapshot", {}).get("deviceId")}
+
+# A body over the limit is refused before it is read (413), and twind keeps serving.
+# (curl, which reads the answer while it sends; Python's client would only see the closed pipe)
+with open(f"{shots}/oversize.json", "wb") as f:
+    f.write(b" " * (17 * 1024 * 1024))
+out = subprocess.run(["curl", "-s", "-m", "20", "-w", "\\n%{http_code}", "-X", "POST", "-H", "Content-Type: application/json",
+                      "--data-binary", f"@{shots}/oversize.json", f"{base}/twin.v1.TwinService/ListDevices"], capture_output=True, text=True).stdout
+os.unlink(f"{shots}/oversize.json")
+body_text, _, code = out.rpartition("\n")
+result["oversize"] = {"status": int(code or 0), "code": json.loads(body_text or "{}").get("code")}
 
 # ---- the browser ----
 options = webdriver.ChromeOptions()

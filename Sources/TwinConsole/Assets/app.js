@@ -208,20 +208,27 @@ function overviewView() {
     $("#overview-count").textContent = `${tbody.children.length} of ${rows.size} devices`;
   }
 
-  // Updates are applied once per animation frame, however many arrive.
+  // Updates are applied once per animation frame, however many arrive: each changed row is
+  // redrawn in place; the rows are sorted again only when an order changed, at most every 2 s.
+  let sortTimer = 0, lastSort = 0;
+  function scheduleLayout() {
+    if (sortTimer) return;
+    const wait = Math.max(0, 2000 - (performance.now() - lastSort));
+    sortTimer = setTimeout(() => { sortTimer = 0; lastSort = performance.now(); layout(); }, wait);
+  }
   function flush() {
     frame = 0;
     let reorder = false;
     for (const [id, snapshot] of pending) {
       const r = rows.get(id);
       if (!r) continue;
-      const before = score(r);
+      const before = score(r), shown = visible(r);
       r.snapshot = snapshot;
       render(r);
-      reorder ||= score(r) !== before;
+      reorder ||= score(r) !== before || visible(r) !== shown;
     }
     pending.clear();
-    layout();
+    if (reorder) scheduleLayout();
   }
 
   (async () => {
