@@ -182,24 +182,41 @@ function overviewView() {
     return (!site || r.device.site === site) && (!line || r.device.line === line) && (!type || r.device.type === type) && (!state || stateName(r.snapshot?.state) === state);
   };
 
+  // A row is built once; updates only change the text and classes of its cells.
+  function build(r) {
+    const cells = Array.from({ length: 8 }, () => el("td"));
+    cells[0].append(el("a", { href: `#/device/${encodeURIComponent(r.device.id)}` }, r.device.name || r.device.id));
+    cells[1].textContent = r.device.type;
+    cells[2].textContent = [r.device.site, r.device.line].filter(Boolean).join(" / ");
+    cells[7].className = "readings";
+    r.tr = el("tr", { "data-device": r.device.id }, ...cells);
+    r.cells = cells;
+    r.units = Object.fromEntries((r.device.sensors || []).map((x) => [x.name, x.unit || ""]));
+    r.shown = "";
+  }
+
+  function set(cell, text, className) {
+    if (cell.textContent !== text) cell.textContent = text;
+    if (className !== undefined && cell.className !== className) cell.className = className;
+  }
+
   function render(r) {
+    if (!r.tr) build(r);
     const s = r.snapshot || {};
     const state = stateName(s.state);
-    const stale = (s.values || []).some((v) => v.stale);
-    const units = Object.fromEntries((r.device.sensors || []).map((x) => [x.name, x.unit || ""]));
-    const readings = el("td", { class: "readings" }, ...(s.values || []).slice(0, 4).map((v) => el("span", { "data-sensor": v.sensor }, `${v.sensor} ${fmt(v.value ?? 0)} ${units[v.sensor] ?? ""}${v.stale ? " (stale)" : ""}`)));
+    const values = (s.values || []).slice(0, 4);
+    const stale = values.some((v) => v.stale);
     const health = s.health || {};
-    const tr = el("tr", { "data-device": r.device.id, class: `${state === "offline" ? "offline" : ""} ${stale ? "stale" : ""}` },
-      el("td", {}, el("a", { href: `#/device/${encodeURIComponent(r.device.id)}` }, r.device.name || r.device.id)),
-      el("td", {}, r.device.type),
-      el("td", {}, [r.device.site, r.device.line].filter(Boolean).join(" / ")),
-      el("td", { class: `state-${state}` }, state),
-      el("td", { class: `health-${(health.state || "").replace("HEALTH_STATE_", "").toLowerCase()}`, "data-score": health.score ?? "" }, health.score !== undefined ? health.score.toFixed(0) : "–"),
-      el("td", {}, health.headline || ""),
-      el("td", { class: s.openAlerts ? "sev-critical" : "" }, s.openAlerts || 0),
-      readings);
-    if (r.tr) r.tr.replaceWith(tr);
-    r.tr = tr;
+    const rowClass = `${state === "offline" ? "offline" : ""} ${stale ? "stale" : ""}`;
+    if (r.tr.className !== rowClass) r.tr.className = rowClass;
+    const c = r.cells;
+    set(c[3], state, `state-${state}`);
+    set(c[4], health.score !== undefined ? health.score.toFixed(0) : "–", `health-${(health.state || "").replace("HEALTH_STATE_", "").toLowerCase()}`);
+    set(c[5], health.headline || "");
+    set(c[6], String(s.openAlerts || 0), s.openAlerts ? "sev-critical" : "");
+    const spans = c[7].children;
+    if (spans.length !== values.length) c[7].replaceChildren(...values.map((v) => el("span", { "data-sensor": v.sensor })));
+    values.forEach((v, i) => set(spans[i], `${v.sensor} ${fmt(v.value ?? 0)} ${r.units[v.sensor] ?? ""}${v.stale ? " (stale)" : ""}`));
   }
 
   function layout() {
