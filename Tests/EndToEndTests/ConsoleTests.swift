@@ -37,6 +37,7 @@ import Testing
         #expect(json["cookie_hidden"] as? Bool == true && json["storage_empty"] as? Bool == true)
         #expect((json["live_update_ms"] as? Int ?? .max) <= 2000)
         #expect((at("chart")["points"] as? Int ?? 0) > 0)
+        #expect(json["zoomed"] as? Double == 0.8, "one wheel step zooms the chart to 80 % of its window")
         #expect(json["alert_opened"] as? Bool == true)
         #expect(at("acked")["by"] as? String == "olga" && at("acked")["comment"] as? String == "on my way")
         #expect(at("event")["kind"] as? String == "EVENT_KIND_INSPECTION" && (at("event")["by"] as? String)?.contains("olga") == true, "\(at("event"))")

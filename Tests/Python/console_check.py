@@ -148,6 +148,12 @@ try:
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '.chart[data-sensor="force"] polyline')))
     chart = browser.find_element(By.CSS_SELECTOR, '.chart[data-sensor="force"]')
     result["chart"] = {"points": int(chart.get_attribute("data-points")), "ms": int(browser.execute_script("return document.body.dataset.chartMs") or -1)}
+    # Zoom in with the wheel: the chart is fetched again for a narrower window.
+    span = browser.execute_script("const c = document.getElementById('charts'); return c.dataset.to - c.dataset.from")
+    browser.execute_script("""const s = document.querySelector('.chart[data-sensor="force"] svg'), r = s.getBoundingClientRect();
+        s.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, clientX: r.left + r.width * 0.9, clientY: r.top + 10, bubbles: true, cancelable: true}));""")
+    wait.until(lambda b: b.execute_script("const c = document.getElementById('charts'); return c.dataset.to - c.dataset.from") < span * 0.9)
+    result["zoomed"] = round(browser.execute_script("const c = document.getElementById('charts'); return c.dataset.to - c.dataset.from") / span, 2)
     shot("3-device")
 
     # An alert: force above its alarm limit for a while; the operator acknowledges it.

@@ -341,21 +341,59 @@ function deviceView(id) {
   let alive = true;
   leave = () => { alive = false; };
   const range = $("#device-range");
+  const charts = $("#charts");
+  // The window shown: the range chosen, then zoomed (wheel) and panned (drag); double-click resets.
+  const view = { from: 0, to: 0, specs: {} };
+  const resetView = () => { view.to = Date.now(); view.from = view.to - Number(range.value) * 1000; };
+  let generation = 0;
+  async function drawCharts() {
+    const mine = ++generation;
+    const { from, to } = view;
+    const began = performance.now();
+    const history = await call("twin.v1.TwinService/GetHistory", { deviceId: id, from: new Date(from).toISOString(), to: new Date(to).toISOString(), maxPoints: 500 });
+    if (!alive || mine !== generation) return;
+    charts.replaceChildren(...(history.series || []).map((s) => chart(s, view.specs[s.sensor], from, to)));
+    charts.dataset.from = String(from);
+    charts.dataset.to = String(to);
+    $("#chart-status").textContent = `${new Date(from).toLocaleString()} – ${new Date(to).toLocaleString()} · drawn in ${(performance.now() - began).toFixed(0)} ms · wheel to zoom, drag to pan, double-click to reset`;
+    document.body.dataset.chartMs = (performance.now() - began).toFixed(0);
+  }
+  let redraw = 0;
+  const later = () => { clearTimeout(redraw); redraw = setTimeout(() => drawCharts().catch(() => {}), 120); };
+  const fraction = (event) => {
+    const box = event.target.closest?.("svg")?.getBoundingClientRect();
+    return box ? Math.min(1, Math.max(0, (event.clientX - box.left) / box.width)) : 0.5;
+  };
+  charts.onwheel = (event) => {
+    if (!event.target.closest?.("svg")) return;
+    event.preventDefault();
+    const f = fraction(event), span = view.to - view.from;
+    const next = Math.min(Math.max(span * (event.deltaY < 0 ? 0.8 : 1.25), 60_000), 90 * 86_400_000);
+    const at = view.from + f * span;
+    view.from = at - f * next;
+    view.to = view.from + next;
+    later();
+  };
+  let drag = null;
+  charts.onmousedown = (event) => { if (event.target.closest?.("svg")) drag = { x: event.clientX, from: view.from, to: view.to, width: event.target.closest("svg").getBoundingClientRect().width }; };
+  window.onmouseup = () => { drag = null; };
+  charts.onmousemove = (event) => {
+    if (!drag) return;
+    const shift = ((drag.x - event.clientX) / drag.width) * (drag.to - drag.from);
+    view.from = drag.from + shift;
+    view.to = drag.to + shift;
+    later();
+  };
+  charts.ondblclick = () => { resetView(); later(); };
   async function load() {
     try {
       const { device, snapshot } = await call("twin.v1.TwinService/GetDevice", { deviceId: id });
       if (!alive) return;
       $("#device-title").textContent = `${device.name || device.id} · ${device.type}`;
       $("#device-summary").textContent = snapshot?.health ? `Health ${snapshot.health.score?.toFixed(0) ?? "–"}: ${snapshot.health.headline || ""}` : "";
-      const seconds = Number(range.value);
-      const to = Date.now(), from = to - seconds * 1000;
-      const began = performance.now();
-      const history = await call("twin.v1.TwinService/GetHistory", { deviceId: id, from: new Date(from).toISOString(), to: new Date(to).toISOString(), maxPoints: 500 });
-      if (!alive) return;
-      const specs = Object.fromEntries((device.sensors || []).map((s) => [s.name, s]));
-      $("#charts").replaceChildren(...(history.series || []).map((s) => chart(s, specs[s.sensor], from, to)));
-      $("#chart-status").textContent = `drawn in ${(performance.now() - began).toFixed(0)} ms`;
-      document.body.dataset.chartMs = (performance.now() - began).toFixed(0);
+      view.specs = Object.fromEntries((device.sensors || []).map((s) => [s.name, s]));
+      if (!view.to) resetView();
+      await drawCharts();
       const health = await call("twin.v1.TwinService/GetHealth", { deviceIds: [id] }).catch(() => null);
       const factors = health?.devices?.[0]?.health?.factors || [];
       $("#device-factors").replaceChildren(...(factors.length ? factors.map((f) => el("li", {}, f.description)) : [el("li", {}, "nothing wrong")]));
@@ -379,7 +417,7 @@ function deviceView(id) {
       $("#device-summary").textContent = error.message;
     }
   }
-  range.onchange = load;
+  range.onchange = () => { resetView(); load(); };
   const form = $("#event-form");
   form.hidden = !canOperate();
   form.onsubmit = async (event) => {
