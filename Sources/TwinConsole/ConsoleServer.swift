@@ -91,17 +91,6 @@ struct ConsoleResponder<Transport: ClientTransport>: HTTPResponder {
     let bridge: ConnectBridge<Transport>
     let options: ConsoleServer<Transport>.Options
 
-    static var securityHeaders: HTTPFields {
-        var h = HTTPFields()
-        h[.contentSecurityPolicy] =
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-        h[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
-        h[HTTPField.Name("X-Frame-Options")!] = "DENY"
-        h[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
-        h[HTTPField.Name("Cross-Origin-Opener-Policy")!] = "same-origin"
-        return h
-    }
-
     static var refreshPath: String { ConsolePaths.refresh }
     static var cookieName: String { ConsolePaths.cookie }
 
@@ -116,7 +105,7 @@ struct ConsoleResponder<Transport: ClientTransport>: HTTPResponder {
             response = plain(.methodNotAllowed, "use GET for pages and POST for calls")
             response.headers[.allow] = "GET, HEAD, POST"
         }
-        for field in Self.securityHeaders { response.headers[field.name] = field.value }
+        for field in ConsolePaths.securityHeaders { response.headers[field.name] = field.value }
         return response
     }
 
@@ -279,9 +268,22 @@ struct ConsoleResponder<Transport: ClientTransport>: HTTPResponder {
     }
 }
 
+/// What the console's responder needs that a generic type cannot store.
 enum ConsolePaths {
     static let refresh = "/twin.v1.AuthService/Refresh"
     static let cookie = "twin_refresh"
+
+    /// On every answer.
+    static let securityHeaders: HTTPFields = {
+        var h = HTTPFields()
+        h[.contentSecurityPolicy] =
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        h[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        h[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        h[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        h[HTTPField.Name("Cross-Origin-Opener-Policy")!] = "same-origin"
+        return h
+    }()
 }
 
 actor Collected {

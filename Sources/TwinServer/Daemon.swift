@@ -455,9 +455,8 @@ public final class Daemon: Service, Sendable {
                         boundContinuation.yield(.failure(error))
                     }
                 }
-                await withTaskCancellationHandler {
-                    while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-                } onCancel: {}
+                // Until cancelled (the sleep ends early then).
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
                 client.beginGracefulShutdown()
                 server.beginGracefulShutdown()
                 group.cancelAll()

@@ -107,10 +107,8 @@ public final class Identity: Sendable {
                 throttle.load(try JSONDecoder().decode([LoginThrottle.Entry].self, from: Data(saved)), now: Time.now())
                 savedThrottleVersion.withLock { $0 = throttle.version }
             }
-        } catch let error as TwinError {
-            logger.error("the saved login throttle cannot be read; counting failed logins from zero", metadata: ["error": "\(error.message)"])
         } catch {
-            logger.error("the saved login throttle cannot be read; counting failed logins from zero", metadata: ["error": "\(error)"])
+            logger.error("the saved login throttle cannot be read; counting failed logins from zero", metadata: ["error": "\((error as? TwinError)?.message ?? "\(error)")"])
         }
     }
 
@@ -120,15 +118,13 @@ public final class Identity: Sendable {
     /// seconds, and at shutdown), so a restart does not clear them. Blocking: run it off the
     /// cooperative pool.
     func persistThrottle(now: Nanos) {
+        guard savedThrottleVersion.withLock({ $0 }) != throttle.version else { return }
         let (version, entries) = throttle.snapshot(now: now)
-        guard savedThrottleVersion.withLock({ $0 }) != version else { return }
         do {
             try users.saveThrottle(Array(try JSONEncoder().encode(entries)))
             savedThrottleVersion.withLock { $0 = version }
-        } catch let error as TwinError {
-            logger.error("cannot save the login throttle", metadata: ["error": "\(error.message)"])
         } catch {
-            logger.error("cannot save the login throttle", metadata: ["error": "\(error)"])
+            logger.error("cannot save the login throttle", metadata: ["error": "\((error as? TwinError)?.message ?? "\(error)")"])
         }
     }
 

@@ -85,7 +85,7 @@ struct RowBinding: Sendable {
     /// The ids of the rows whose MAC is missing or does not match.
     func unbound(_ db: Database, sealer: Sealer) throws -> [String] {
         try Row.fetchAll(db, sql: "SELECT \(selection) FROM \(table) ORDER BY \(idColumn)").compactMap { row in
-            check(row, sealer: sealer) ? nil : String(describing: (row[idColumn] as DatabaseValue).storage.text)
+            check(row, sealer: sealer) ? nil : (row[idColumn] as DatabaseValue).storage.text
         }
     }
 }
