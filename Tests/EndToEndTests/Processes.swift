@@ -163,9 +163,15 @@ struct TwindProcess {
         }
     }
 
+    /// SIGTERM, then twind's exit status; nil when it had not exited 30 s later (it is then
+    /// killed, so no test leaves a daemon behind).
     func stop(removing: Bool = true) async -> Int32? {
         child.signal(SIGTERM)
-        let status = await child.wait(timeout: .seconds(10))
+        let status = await child.wait(timeout: .seconds(30))
+        if status == nil {
+            child.signal(SIGKILL)
+            _ = await child.wait(timeout: .seconds(5))
+        }
         if removing {
             try? FileManager.default.removeItem(atPath: directory)
             try? FileManager.default.removeItem(atPath: configHome(for: directory))
