@@ -35,7 +35,7 @@ public enum TwinConnection {
             }
         }
         // Large frames: a live-update batch arrives in a few frames instead of dozens.
-        let config = HTTP2ClientTransport.Posix.Config.defaults
+        let config = HTTP2ClientTransport.Posix.Config.defaults { $0.http2.maxFrameSize = 1 << 20 }
         var security = HTTP2ClientTransport.Posix.TransportSecurity.plaintext
         if let tls, case .tcp = address {
             security = .tls { config in

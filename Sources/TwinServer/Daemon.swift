@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2Posix
 import Logging
+import NIOCore
 import Prometheus
 import Proto
 import ServiceLifecycle
@@ -280,6 +281,14 @@ public final class Daemon: Service, Sendable {
                 config.connection.maxAge = .nanoseconds(limits.connectionMaxAge)
                 config.connection.maxGraceTime = .nanoseconds(limits.connectionGrace)
                 config.rpc.maxRequestPayloadSize = limits.maxIngestMessage
+                // A connection's socket buffer may hold a few live-update batches before it
+                // counts as full. With NIO's 64 KiB default every batch of a 1,000-device plant
+                // (~200 KiB per subscriber) flips the connection unwritable and back several
+                // times, and each flip is told to every stream on it: at 100 subscribers per
+                // connection that notification storm was the largest cost of fan-out.
+                config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                    channel.setOption(ChannelOptions.writeBufferWaterMark, value: Self.connectionWaterMark)
+                }
             }
             let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: security, config: config)
             return (address, GRPCServer(transport: transport, services: services, interceptors: interceptors))
@@ -291,6 +300,9 @@ public final class Daemon: Service, Sendable {
                 "data_dir": "\(configuration.dataDirectory)",
             ])
     }
+
+    /// Bytes queued on a connection before its streams are told to wait, and when they resume.
+    static let connectionWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 1 << 20, high: 4 << 20)
 
     /// A Unix socket file left by a daemon that died is removed; anything else there is an error.
     static func clearStaleSocket(_ path: String) throws(TwinError) {

@@ -137,7 +137,7 @@ final class UpdateBus: Sendable {
                     return .alerts(taken)
                 }
                 if !s.dirty.isEmpty {
-                    let taken = s.dirty.map { ($0, s.skipped[Int($0)]) }
+                    let taken = s.dirty.map { (device: $0, skipped: s.skipped[Int($0)]) }
                     for d in s.dirty { s.skipped[Int(d)] = Self.notDirty }
                     s.dirty.removeAll(keepingCapacity: true)
                     s.lastSent = now

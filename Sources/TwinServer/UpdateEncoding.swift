@@ -1,18 +1,38 @@
 import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import NIOCore
 import Proto
 import SwiftProtobuf
 import Synchronization
 import TwinCore
 import TwinEngines
 
-/// A message already in protobuf wire form, sent as is.
+/// A message already in protobuf wire form, sent as is. One batch message is shared by every
+/// subscriber that takes the same batch, so it is held in a `ByteBuffer`: copies share storage.
 struct EncodedMessage: Sendable {
-    var bytes: [UInt8]
+    var buffer: ByteBuffer
+
+    init(bytes: [UInt8]) { buffer = ByteBuffer(bytes: bytes) }
+
+    var bytes: [UInt8] { Array(buffer.readableBytesView) }
 }
 
 struct EncodedMessageSerializer: MessageSerializer {
+    /// The NIO transport's bytes type is a struct holding one `ByteBuffer` (its initialiser from
+    /// a buffer is internal). When its layout is exactly that, the shared buffer is handed over
+    /// as is: no copy and no allocation per subscriber, which at 1,000 subscribers of a
+    /// 1,000-device plant was 200 MB copied into fresh pages every second. Any other transport
+    /// (in-process) gets a copy.
+    static let sharesBuffers =
+        MemoryLayout<GRPCNIOTransportBytes>.size == MemoryLayout<ByteBuffer>.size
+        && MemoryLayout<GRPCNIOTransportBytes>.alignment == MemoryLayout<ByteBuffer>.alignment
+        && MemoryLayout<GRPCNIOTransportBytes>.stride == MemoryLayout<ByteBuffer>.stride
+
     func serialize<Bytes: GRPCContiguousBytes>(_ message: EncodedMessage) throws -> Bytes {
-        Bytes(message.bytes)
+        if Bytes.self == GRPCNIOTransportBytes.self && Self.sharesBuffers {
+            return unsafeBitCast(message.buffer, to: Bytes.self)
+        }
+        return Bytes(message.buffer.readableBytesView)
     }
 }
 

@@ -1,3 +1,4 @@
+import GRPCNIOTransportHTTP2Posix
 import Proto
 import SwiftProtobuf
 import Testing
@@ -44,5 +45,19 @@ import TwinCore
         let messages = SnapshotEncoder.messages(Array(repeating: part, count: 8), sentAt: 1)
         #expect(messages.count == 3)
         #expect(messages.allSatisfy { $0.bytes.count <= SnapshotEncoder.maxMessageBytes + 64 })
+    }
+
+    /// The NIO transport gets the shared buffer itself (no copy per subscriber); any other
+    /// transport a copy with the same bytes. Fails if a grpc-swift upgrade changes the layout
+    /// the sharing relies on, instead of silently copying again.
+    @Test func serializerSharesTheBufferWithTheNIOTransport() throws {
+        #expect(EncodedMessageSerializer.sharesBuffers)
+        let message = EncodedMessage(bytes: Array(0..<200).map { UInt8($0) })
+        let shared: GRPCNIOTransportBytes = try EncodedMessageSerializer().serialize(message)
+        let copied: [UInt8] = try EncodedMessageSerializer().serialize(message)
+        #expect(copied == message.bytes)
+        #expect(shared.withUnsafeBytes { Array($0) } == message.bytes)
+        let sameStorage = shared.withUnsafeBytes { a in message.buffer.withUnsafeReadableBytes { b in a.baseAddress == b.baseAddress } }
+        #expect(sameStorage)
     }
 }
