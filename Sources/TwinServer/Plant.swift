@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import TwinApp
 import TwinCore
 import TwinEngines
 

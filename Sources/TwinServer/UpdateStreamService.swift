@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCProtobuf
 import Proto
+import TwinApp
 import TwinCore
 import TwinEngines
 

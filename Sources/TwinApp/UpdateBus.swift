@@ -8,22 +8,30 @@ import TwinCore
 /// taken a dirty device gets its skip counter bumped instead (latest-state conflation). Each
 /// subscriber's stream task takes the dirty set when it is ready to write, reads the current
 /// snapshots and sends them, so a slow reader costs memory bounded by the fleet size.
-final class UpdateBus: Sendable {
+public final class UpdateBus: Sendable {
+    public init() {}
+
     /// Why a subscription ended.
-    enum CloseReason: Sendable { case cancelled, shuttingDown }
+    public enum CloseReason: Sendable { case cancelled, shuttingDown }
 
     /// Which devices a subscriber wants (empty sets: all).
-    struct Filter: Sendable {
-        var deviceIDs: Set<String> = []
-        var types: Set<String> = []
-        var matchesAll: Bool { deviceIDs.isEmpty && types.isEmpty }
+    public struct Filter: Sendable {
+        public var deviceIDs: Set<String>
+        public var types: Set<String>
 
-        func matches(id: String, type: String) -> Bool {
+        public init(deviceIDs: Set<String> = [], types: Set<String> = []) {
+            self.deviceIDs = deviceIDs
+            self.types = types
+        }
+
+        public var matchesAll: Bool { deviceIDs.isEmpty && types.isEmpty }
+
+        public func matches(id: String, type: String) -> Bool {
             (deviceIDs.isEmpty || deviceIDs.contains(id)) && (types.isEmpty || types.contains(type))
         }
     }
 
-    final class Subscription: Sendable {
+    public final class Subscription: Sendable {
         struct State {
             /// Per device index: `notDirty`, or how many updates were skipped since it became dirty.
             var skipped: [UInt64] = []
@@ -41,11 +49,12 @@ final class UpdateBus: Sendable {
         static let alertBacklog = 1_000
 
         static let notDirty = UInt64.max
-        let id: UInt64
-        let filter: Filter
-        let heartbeat: Nanos
+        public let id: UInt64
+        public let filter: Filter
+        public let heartbeat: Nanos
         let state: Mutex<State>
-        let wakeups: AsyncStream<Void>
+        /// Yields when something became pending; finishes when the subscription closes.
+        public let wakeups: AsyncStream<Void>
         private let wake: AsyncStream<Void>.Continuation
 
         init(id: UInt64, filter: Filter, heartbeat: Nanos, now: Nanos) {
@@ -119,7 +128,7 @@ final class UpdateBus: Sendable {
         }
 
         /// What the stream should send next.
-        enum Next {
+        public enum Next {
             case alerts([Alert])
             case updates([(device: Int32, skipped: UInt64)])
             case heartbeat(skippedTotal: UInt64)
@@ -127,7 +136,7 @@ final class UpdateBus: Sendable {
         }
 
         /// Takes everything pending: the dirty devices, or a due heartbeat.
-        func take(now: Nanos) -> Next {
+        public func take(now: Nanos) -> Next {
             state.withLock { s in
                 if !s.alerts.isEmpty {
                     let taken = s.alerts
@@ -154,11 +163,11 @@ final class UpdateBus: Sendable {
         }
 
         /// Notes that something was sent, so no heartbeat is due for a while.
-        func sent(now: Nanos) { state.withLock { $0.lastSent = now } }
+        public func sent(now: Nanos) { state.withLock { $0.lastSent = now } }
 
-        var closeReason: CloseReason? { state.withLock { $0.closed } }
+        public var closeReason: CloseReason? { state.withLock { $0.closed } }
 
-        func close(_ reason: CloseReason) {
+        public func close(_ reason: CloseReason) {
             state.withLock { s in
                 if s.closed == nil { s.closed = reason }
             }
@@ -175,10 +184,10 @@ final class UpdateBus: Sendable {
 
     private let state = Mutex(State())
 
-    var subscriberCount: Int { state.withLock { $0.subscriptions.count } }
+    public var subscriberCount: Int { state.withLock { $0.subscriptions.count } }
 
     /// Registers a subscriber; changes published from now on reach it. Throws if shutting down.
-    func subscribe(filter: Filter, heartbeat: Nanos, now: Nanos) throws(TwinError) -> Subscription {
+    public func subscribe(filter: Filter, heartbeat: Nanos, now: Nanos) throws(TwinError) -> Subscription {
         let sub: Subscription? = state.withLock { s in
             if s.shuttingDown { return nil }
             let sub = Subscription(id: s.nextID, filter: filter, heartbeat: heartbeat, now: now)
@@ -190,13 +199,13 @@ final class UpdateBus: Sendable {
         return sub
     }
 
-    func unsubscribe(_ sub: Subscription) {
+    public func unsubscribe(_ sub: Subscription) {
         sub.close(.cancelled)
         _ = state.withLock { $0.subscriptions.removeValue(forKey: sub.id) }
     }
 
     /// The registry changed (devices added, or a type changed): filters are re-evaluated.
-    func registryChanged(identities: [(id: String, type: String)]) {
+    public func registryChanged(identities: [(id: String, type: String)]) {
         let subs = state.withLock { s in
             s.identities = identities
             return Array(s.subscriptions.values)
@@ -205,14 +214,14 @@ final class UpdateBus: Sendable {
     }
 
     /// Publishes changed device indices to every subscriber.
-    func publish(_ changed: [Int32]) {
+    public func publish(_ changed: [Int32]) {
         if changed.isEmpty { return }
         let (subs, identities) = state.withLock { s in (Array(s.subscriptions.values), s.identities) }
         for sub in subs { sub.mark(changed, identities: identities) }
     }
 
     /// Sends alert changes to the subscribers whose filter matches the device.
-    func publishAlerts(_ alerts: [Alert]) {
+    public func publishAlerts(_ alerts: [Alert]) {
         if alerts.isEmpty { return }
         let (subs, identities) = state.withLock { s in (Array(s.subscriptions.values), s.identities) }
         var types: [String: String] = [:]
@@ -221,13 +230,13 @@ final class UpdateBus: Sendable {
     }
 
     /// Wakes subscribers whose heartbeat is due. Called by the daemon's housekeeping ticker.
-    func heartbeat(now: Nanos) {
+    public func heartbeat(now: Nanos) {
         let subs = state.withLock { Array($0.subscriptions.values) }
         for sub in subs { sub.checkHeartbeat(now: now) }
     }
 
     /// Ends every stream with UNAVAILABLE and refuses new ones.
-    func shutdown() {
+    public func shutdown() {
         let subs = state.withLock { s in
             s.shuttingDown = true
             return Array(s.subscriptions.values)
