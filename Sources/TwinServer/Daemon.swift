@@ -427,6 +427,7 @@ public final class Daemon: Service, Sendable {
             }
             identity.hashing.shutdown()
             plant.queries.shutdown()
+            plant.writes.shutdown()
             prognostics.stop()
             passes.shutdown()
             dataDirectory.unlock()

@@ -20,6 +20,10 @@ final class Plant: Sendable {
     /// time, off the cooperative pool and at lower priority, so ingest, streams and health checks
     /// keep their threads and get the CPU first.
     let queries = BlockingPool(name: "history queries", workers: max(1, ProcessInfo.processInfo.activeProcessorCount / 2), queueLimit: 32, maxWait: .seconds(10), niceness: 10)
+    /// Store commits of `Ingest` batches and simulator ticks (each ends in an fsync) run on one
+    /// thread of their own: a slow disk holds that thread, never the cooperative pool that the
+    /// streams, health checks and every other call need. The store serializes writers anyway.
+    let writes = BlockingPool(name: "store writes", workers: 1, queueLimit: 1_000, maxWait: .seconds(30))
 
     init(options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, history: any HistoryStore, logger: Logger) {
         self.live = LivePlant(options: options)

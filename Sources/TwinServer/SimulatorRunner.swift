@@ -101,7 +101,11 @@ final class SimulatorRunner: Sendable {
     func run(plant: Plant) async {
         var next = (Time.now() / interval) * interval
         while !Task.isCancelled {
-            tick(at: next, plant: plant)
+            // The tick commits its readings (an fsync): on the store's own thread.
+            let at = next
+            do { _ = try await plant.writes.run { self.tick(at: at, plant: plant) } } catch {
+                logger.warning("simulator tick skipped", metadata: ["error": "\(error.message)"])
+            }
             next += interval
             let now = Time.now()
             if now - next > interval {

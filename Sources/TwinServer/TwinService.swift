@@ -93,7 +93,13 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 ).adding(["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
             }
             do {
-                if message.importHistory { try plant.importHistory(samples, now: now) } else { try plant.ingest(samples, now: now) }
+                let plant = self.plant, taken = samples, importing = message.importHistory
+                try await plant.writes.run { () throws(TwinError) in
+                    if importing { try plant.importHistory(taken, now: now) } else { try plant.ingest(taken, now: now) }
+                }
+            } catch where error.code == .resourceExhausted {
+                throw error.prefixed("batch \(batch): ", suffix: "; it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were")
+                    .adding(["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
             } catch {
                 plant.logger.error("cannot store an ingest batch", metadata: ["error": "\(error.message)"])
                 throw TwinError(.unavailable,
