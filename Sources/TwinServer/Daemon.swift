@@ -246,7 +246,7 @@ public final class Daemon: Service, Sendable {
         ])
         let services: [any RegistrableRPCService] = [
             TwinService(plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, identity: identity, gateways: gateways),
-            UpdateStreamService(plant: plant), AuthService(identity: identity, plant: store),
+            UpdateStreamService(plant: plant), HistoryAnswerService(plant: plant), AuthService(identity: identity, plant: store),
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
         ]

@@ -1,0 +1,37 @@
+import GRPCCore
+import GRPCProtobuf
+import Proto
+import TwinCore
+
+/// `TwinService.GetHistory`, registered over the generated handler so that the answer is
+/// serialized where it is built: on the query pool's low-priority threads. A 24 h raw answer
+/// is 17,280 points, each a nested `Timestamp`; serialized by the transport it ran at normal
+/// priority on the cooperative pool, taking the CPU from ingest. Clients see the ordinary
+/// `GetHistoryResponse`.
+struct HistoryAnswerService: RegistrableRPCService {
+    let plant: Plant
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.GetHistory.descriptor,
+            deserializer: ProtobufDeserializer<Twin_V1_GetHistoryRequest>(),
+            serializer: EncodedMessageSerializer()
+        ) { request, context in
+            let single = try await ServerRequest(stream: request)
+            let encoded = try await self.answer(single.message)
+            return StreamingServerResponse(single: ServerResponse(message: encoded, metadata: [:]))
+        }
+    }
+
+    func answer(_ request: Twin_V1_GetHistoryRequest) async throws(TwinError) -> EncodedMessage {
+        let plant = self.plant
+        return try await plant.queries.run { () throws(TwinError) -> EncodedMessage in
+            let response = try HistoryRequest(request, plant: plant, now: Time.now()).answer()
+            do {
+                return EncodedMessage(bytes: try response.serializedBytes())
+            } catch {
+                throw .internalError("cannot encode the history answer: \(error)")
+            }
+        }
+    }
+}
