@@ -1,5 +1,4 @@
 import GRPCCore
-import GRPCProtobuf
 import Proto
 import TwinCore
 
@@ -12,14 +11,8 @@ struct HistoryAnswerService: RegistrableRPCService {
     let plant: Plant
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-        router.registerHandler(
-            forMethod: Twin_V1_TwinService.Method.GetHistory.descriptor,
-            deserializer: ProtobufDeserializer<Twin_V1_GetHistoryRequest>(),
-            serializer: EncodedMessageSerializer()
-        ) { request, context in
-            let single = try await ServerRequest(stream: request)
-            let encoded = try await self.answer(single.message)
-            return StreamingServerResponse(single: ServerResponse(message: encoded, metadata: [:]))
+        router.registerEncoded(Twin_V1_TwinService.Method.GetHistory.descriptor, request: Twin_V1_GetHistoryRequest.self) { request, _ in
+            StreamingServerResponse(single: ServerResponse(message: try await self.answer(request), metadata: [:]))
         }
     }
 

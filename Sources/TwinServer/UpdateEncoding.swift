@@ -1,4 +1,5 @@
 import GRPCCore
+import GRPCProtobuf
 import GRPCNIOTransportHTTP2Posix
 import NIOCore
 import Proto
@@ -33,6 +34,20 @@ struct EncodedMessageSerializer: MessageSerializer {
             return unsafeBitCast(message.buffer, to: Bytes.self)
         }
         return Bytes(message.buffer.readableBytesView)
+    }
+}
+
+extension RPCRouter {
+    /// Registers a method over its generated handler, taking one request and answering with
+    /// messages already in wire form (`EncodedMessage`): the services that encode their answers
+    /// off the transport (live updates, history).
+    mutating func registerEncoded<Input: SwiftProtobuf.Message & Sendable>(
+        _ descriptor: MethodDescriptor, request: Input.Type,
+        _ handler: @Sendable @escaping (_ request: Input, _ context: ServerContext) async throws -> StreamingServerResponse<EncodedMessage>
+    ) {
+        registerHandler(forMethod: descriptor, deserializer: ProtobufDeserializer<Input>(), serializer: EncodedMessageSerializer()) { request, context in
+            try await handler(try await ServerRequest(stream: request).message, context)
+        }
     }
 }
 

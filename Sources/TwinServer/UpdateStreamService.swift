@@ -12,14 +12,9 @@ struct UpdateStreamService: RegistrableRPCService {
     let plant: Plant
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-        router.registerHandler(
-            forMethod: Twin_V1_TwinService.Method.StreamUpdates.descriptor,
-            deserializer: ProtobufDeserializer<Twin_V1_StreamUpdatesRequest>(),
-            serializer: EncodedMessageSerializer()
-        ) { request, context in
-            let single = try await ServerRequest(stream: request)
-            return StreamingServerResponse(metadata: [:]) { writer in
-                try await self.serve(single.message, peer: context.clientPeer) { try await writer.write($0) }
+        router.registerEncoded(Twin_V1_TwinService.Method.StreamUpdates.descriptor, request: Twin_V1_StreamUpdatesRequest.self) { request, context in
+            StreamingServerResponse(metadata: [:]) { writer in
+                try await self.serve(request, peer: context.clientPeer) { try await writer.write($0) }
                 return [:]
             }
         }
