@@ -72,7 +72,7 @@ let package = Package(
         // policy, login throttle. Store protocols and an injected clock; no gRPC, no SQLite.
         .target(
             name: "TwinApp",
-            dependencies: ["TwinCore", "TwinEngines", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TwinCore", "TwinEngines", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         // gRPC services, proto <-> domain mapping, update bus, daemon assembly.

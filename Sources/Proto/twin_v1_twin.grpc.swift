@@ -198,6 +198,32 @@ public enum Twin_V1_TwinService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetAlertRules" metadata.
+        public enum GetAlertRules: Sendable {
+            /// Request type for "GetAlertRules".
+            public typealias Input = Twin_V1_GetAlertRulesRequest
+            /// Response type for "GetAlertRules".
+            public typealias Output = Twin_V1_GetAlertRulesResponse
+            /// Descriptor for "GetAlertRules".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "GetAlertRules",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetAlertRules" metadata.
+        public enum SetAlertRules: Sendable {
+            /// Request type for "SetAlertRules".
+            public typealias Input = Twin_V1_SetAlertRulesRequest
+            /// Response type for "SetAlertRules".
+            public typealias Output = Twin_V1_SetAlertRulesResponse
+            /// Descriptor for "SetAlertRules".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "SetAlertRules",
+                type: .unary
+            )
+        }
         /// Namespace for "RecordEvent" metadata.
         public enum RecordEvent: Sendable {
             /// Request type for "RecordEvent".
@@ -252,6 +278,8 @@ public enum Twin_V1_TwinService: Sendable {
             ListAlerts.descriptor,
             AckAlert.descriptor,
             ResolveAlert.descriptor,
+            GetAlertRules.descriptor,
+            SetAlertRules.descriptor,
             RecordEvent.descriptor,
             ListEvents.descriptor,
             ListGateways.descriptor
@@ -522,6 +550,45 @@ extension Twin_V1_TwinService {
             request: GRPCCore.StreamingServerRequest<Twin_V1_ResolveAlertRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ResolveAlertResponse>
+
+        /// Handle the "GetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The alert rules in force: their text (a rules file, as `twin rules export` writes it), their
+        /// > version and every rule resolved. Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_GetAlertRulesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_GetAlertRulesResponse` messages.
+        func getAlertRules(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_GetAlertRulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_GetAlertRulesResponse>
+
+        /// Handle the "SetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the alert rules with a rules file's text (checked first: ALERT_RULES_INVALID names
+        /// > the line, and the rules in force stay), writes it to twind's rules file and puts it in force
+        /// > from the next health pass. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_SetAlertRulesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_SetAlertRulesResponse` messages.
+        func setAlertRules(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_SetAlertRulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_SetAlertRulesResponse>
 
         /// Handle the "RecordEvent" method.
         ///
@@ -830,6 +897,45 @@ extension Twin_V1_TwinService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Twin_V1_ResolveAlertResponse>
 
+        /// Handle the "GetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The alert rules in force: their text (a rules file, as `twin rules export` writes it), their
+        /// > version and every rule resolved. Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetAlertRulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_GetAlertRulesResponse` message.
+        func getAlertRules(
+            request: GRPCCore.ServerRequest<Twin_V1_GetAlertRulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_GetAlertRulesResponse>
+
+        /// Handle the "SetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the alert rules with a rules file's text (checked first: ALERT_RULES_INVALID names
+        /// > the line, and the rules in force stay), writes it to twind's rules file and puts it in force
+        /// > from the next health pass. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_SetAlertRulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_SetAlertRulesResponse` message.
+        func setAlertRules(
+            request: GRPCCore.ServerRequest<Twin_V1_SetAlertRulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_SetAlertRulesResponse>
+
         /// Handle the "RecordEvent" method.
         ///
         /// > Source IDL Documentation:
@@ -1136,6 +1242,45 @@ extension Twin_V1_TwinService {
             context: GRPCCore.ServerContext
         ) async throws -> Twin_V1_ResolveAlertResponse
 
+        /// Handle the "GetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The alert rules in force: their text (a rules file, as `twin rules export` writes it), their
+        /// > version and every rule resolved. Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_GetAlertRulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_GetAlertRulesResponse` to respond with.
+        func getAlertRules(
+            request: Twin_V1_GetAlertRulesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_GetAlertRulesResponse
+
+        /// Handle the "SetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the alert rules with a rules file's text (checked first: ALERT_RULES_INVALID names
+        /// > the line, and the rules in force stay), writes it to twind's rules file and puts it in force
+        /// > from the next health pass. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_SetAlertRulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_SetAlertRulesResponse` to respond with.
+        func setAlertRules(
+            request: Twin_V1_SetAlertRulesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_SetAlertRulesResponse
+
         /// Handle the "RecordEvent" method.
         ///
         /// > Source IDL Documentation:
@@ -1342,6 +1487,28 @@ extension Twin_V1_TwinService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.GetAlertRules.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetAlertRulesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetAlertRulesResponse>(),
+            handler: { request, context in
+                try await self.getAlertRules(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.SetAlertRules.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_SetAlertRulesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_SetAlertRulesResponse>(),
+            handler: { request, context in
+                try await self.setAlertRules(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Twin_V1_TwinService.Method.RecordEvent.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_RecordEventRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_RecordEventResponse>(),
@@ -1517,6 +1684,28 @@ extension Twin_V1_TwinService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ResolveAlertResponse> {
         let response = try await self.resolveAlert(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getAlertRules(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_GetAlertRulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_GetAlertRulesResponse> {
+        let response = try await self.getAlertRules(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setAlertRules(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_SetAlertRulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_SetAlertRulesResponse> {
+        let response = try await self.setAlertRules(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1726,6 +1915,32 @@ extension Twin_V1_TwinService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Twin_V1_ResolveAlertResponse> {
         return GRPCCore.ServerResponse<Twin_V1_ResolveAlertResponse>(
             message: try await self.resolveAlert(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getAlertRules(
+        request: GRPCCore.ServerRequest<Twin_V1_GetAlertRulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_GetAlertRulesResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_GetAlertRulesResponse>(
+            message: try await self.getAlertRules(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setAlertRules(
+        request: GRPCCore.ServerRequest<Twin_V1_SetAlertRulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_SetAlertRulesResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_SetAlertRulesResponse>(
+            message: try await self.setAlertRules(
                 request: request.message,
                 context: context
             ),
@@ -2087,6 +2302,55 @@ extension Twin_V1_TwinService {
             deserializer: some GRPCCore.MessageDeserializer<Twin_V1_ResolveAlertResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ResolveAlertResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The alert rules in force: their text (a rules file, as `twin rules export` writes it), their
+        /// > version and every rule resolved. Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetAlertRulesRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_GetAlertRulesRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_GetAlertRulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getAlertRules<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_GetAlertRulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_GetAlertRulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_GetAlertRulesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetAlertRulesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the alert rules with a rules file's text (checked first: ALERT_RULES_INVALID names
+        /// > the line, and the rules in force stay), writes it to twind's rules file and puts it in force
+        /// > from the next health pass. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_SetAlertRulesRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_SetAlertRulesRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_SetAlertRulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setAlertRules<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_SetAlertRulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_SetAlertRulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_SetAlertRulesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_SetAlertRulesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RecordEvent" method.
@@ -2625,6 +2889,77 @@ extension Twin_V1_TwinService {
             )
         }
 
+        /// Call the "GetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The alert rules in force: their text (a rules file, as `twin rules export` writes it), their
+        /// > version and every rule resolved. Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetAlertRulesRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_GetAlertRulesRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_GetAlertRulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getAlertRules<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_GetAlertRulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_GetAlertRulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_GetAlertRulesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetAlertRulesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.GetAlertRules.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetAlertRules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the alert rules with a rules file's text (checked first: ALERT_RULES_INVALID names
+        /// > the line, and the rules in force stay), writes it to twind's rules file and puts it in force
+        /// > from the next health pass. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_SetAlertRulesRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_SetAlertRulesRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_SetAlertRulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setAlertRules<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_SetAlertRulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_SetAlertRulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_SetAlertRulesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_SetAlertRulesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.SetAlertRules.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "RecordEvent" method.
         ///
         /// > Source IDL Documentation:
@@ -3112,6 +3447,67 @@ extension Twin_V1_TwinService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_ResolveAlertRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_ResolveAlertResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetAlertRules" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The alert rules in force: their text (a rules file, as `twin rules export` writes it), their
+    /// > version and every rule resolved. Role: viewer.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_GetAlertRulesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getAlertRules<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_GetAlertRulesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetAlertRulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getAlertRules(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetAlertRulesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetAlertRulesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetAlertRules" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Replaces the alert rules with a rules file's text (checked first: ALERT_RULES_INVALID names
+    /// > the line, and the rules in force stay), writes it to twind's rules file and puts it in force
+    /// > from the next health pass. Audited. Role: admin.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_SetAlertRulesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setAlertRules<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_SetAlertRulesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_SetAlertRulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setAlertRules(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_SetAlertRulesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_SetAlertRulesResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3640,6 +4036,75 @@ extension Twin_V1_TwinService.ClientProtocol {
             metadata: metadata
         )
         return try await self.resolveAlert(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetAlertRules" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The alert rules in force: their text (a rules file, as `twin rules export` writes it), their
+    /// > version and every rule resolved. Role: viewer.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getAlertRules<Result>(
+        _ message: Twin_V1_GetAlertRulesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetAlertRulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_GetAlertRulesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getAlertRules(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetAlertRules" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Replaces the alert rules with a rules file's text (checked first: ALERT_RULES_INVALID names
+    /// > the line, and the rules in force stay), writes it to twind's rules file and puts it in force
+    /// > from the next health pass. Audited. Role: admin.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setAlertRules<Result>(
+        _ message: Twin_V1_SetAlertRulesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_SetAlertRulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_SetAlertRulesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setAlertRules(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -523,6 +523,11 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
   /// INVALID_ARGUMENT: a new password breaks the password rules.
   case passwordRejected // = 6
 
+  /// INVALID_ARGUMENT: alert rules (SetAlertRules' text) that do not check out; the message
+  /// names the line and the problem, metadata `line` the line (when there is one). The rules in
+  /// force stay as they were.
+  case alertRulesInvalid // = 7
+
   /// NOT_FOUND, with ResourceInfo (resource_type, resource_name). DEVICE_NOT_FOUND has metadata
   /// `device` and BadRequest names the field (device_id, device_ids[N], event.device_id).
   case deviceNotFound // = 10
@@ -555,6 +560,10 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
 
   /// FAILED_PRECONDITION of any other kind.
   case preconditionFailed // = 35
+
+  /// FAILED_PRECONDITION: SetAlertRules named an expected_version that is no longer the one in
+  /// force (someone changed the rules meanwhile; metadata `version`, the current one).
+  case alertRulesChanged // = 36
 
   /// RESOURCE_EXHAUSTED: too many failed password checks (metadata `scope`: pair, address or
   /// account); RetryInfo says how long to wait.
@@ -630,6 +639,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case 4: self = .sensorNotFound
     case 5: self = .pageTokenInvalid
     case 6: self = .passwordRejected
+    case 7: self = .alertRulesInvalid
     case 10: self = .deviceNotFound
     case 11: self = .alertNotFound
     case 12: self = .modelNotFound
@@ -644,6 +654,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case 33: self = .lastAdmin
     case 34: self = .deviceConflict
     case 35: self = .preconditionFailed
+    case 36: self = .alertRulesChanged
     case 40: self = .loginThrottled
     case 41: self = .serverBusy
     case 42: self = .limitExceeded
@@ -674,6 +685,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case .sensorNotFound: return 4
     case .pageTokenInvalid: return 5
     case .passwordRejected: return 6
+    case .alertRulesInvalid: return 7
     case .deviceNotFound: return 10
     case .alertNotFound: return 11
     case .modelNotFound: return 12
@@ -688,6 +700,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case .lastAdmin: return 33
     case .deviceConflict: return 34
     case .preconditionFailed: return 35
+    case .alertRulesChanged: return 36
     case .loginThrottled: return 40
     case .serverBusy: return 41
     case .limitExceeded: return 42
@@ -718,6 +731,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     .sensorNotFound,
     .pageTokenInvalid,
     .passwordRejected,
+    .alertRulesInvalid,
     .deviceNotFound,
     .alertNotFound,
     .modelNotFound,
@@ -732,6 +746,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     .lastAdmin,
     .deviceConflict,
     .preconditionFailed,
+    .alertRulesChanged,
     .loginThrottled,
     .serverBusy,
     .limitExceeded,
@@ -1629,6 +1644,127 @@ public nonisolated struct Twin_V1_Alert: @unchecked Sendable {
     set {_uniqueStorage()._resolveComment = newValue}
   }
 
+  /// The version of the alert rules in force when it opened (GetAlertRulesResponse.version);
+  /// empty for alerts older than configurable rules.
+  public var ruleVersion: String {
+    get {_storage._ruleVersion}
+    set {_uniqueStorage()._ruleVersion = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One alert rule as it is in force (GetAlertRules, SetAlertRules): the rules file's entry with
+/// every field resolved from the wider scopes and the defaults.
+public nonisolated struct Twin_V1_AlertRule: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The rule's name. Sensor rules raise alerts named "<sensor>.<name>" (sensor_fault:
+  /// "<sensor>.<name>_<kind>"), device rules (no_data, predicted_failure) "<name>".
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  /// "fleet", "type <type>" or "device <id>": the narrowest scope that set one of its fields.
+  public var scope: String {
+    get {_storage._scope}
+    set {_uniqueStorage()._scope = newValue}
+  }
+
+  /// above, below, above_alarm, below_alarm, rate, anomaly, sensor_fault, no_data,
+  /// predicted_failure.
+  public var condition: String {
+    get {_storage._condition}
+    set {_uniqueStorage()._condition = newValue}
+  }
+
+  /// The sensors it watches; empty: all the device's sensors.
+  public var sensors: [String] {
+    get {_storage._sensors}
+    set {_uniqueStorage()._sensors = newValue}
+  }
+
+  /// above/below: the threshold; rate: the minimum rate per day (unset: the health engine's
+  /// judgement of a trend toward a limit).
+  public var value: Double {
+    get {_storage._value ?? 0}
+    set {_uniqueStorage()._value = newValue}
+  }
+  /// Returns true if `value` has been explicitly set.
+  public var hasValue: Bool {_storage._value != nil}
+  /// Clears the value of `value`. Subsequent reads from it will return its default value.
+  public mutating func clearValue() {_uniqueStorage()._value = nil}
+
+  /// predicted_failure: 24 h or 7 days, and the probability at or above which it holds.
+  public var horizon: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._horizon ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._horizon = newValue}
+  }
+  /// Returns true if `horizon` has been explicitly set.
+  public var hasHorizon: Bool {_storage._horizon != nil}
+  /// Clears the value of `horizon`. Subsequent reads from it will return its default value.
+  public mutating func clearHorizon() {_uniqueStorage()._horizon = nil}
+
+  public var probability: Double {
+    get {_storage._probability}
+    set {_uniqueStorage()._probability = newValue}
+  }
+
+  /// sensor_fault: stuck, spikes, dropout.
+  public var kinds: [String] {
+    get {_storage._kinds}
+    set {_uniqueStorage()._kinds = newValue}
+  }
+
+  /// How long the condition must hold before an alert opens, and stay clear before the alert
+  /// resolves itself.
+  public var hold: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._hold ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._hold = newValue}
+  }
+  /// Returns true if `hold` has been explicitly set.
+  public var hasHold: Bool {_storage._hold != nil}
+  /// Clears the value of `hold`. Subsequent reads from it will return its default value.
+  public mutating func clearHold() {_uniqueStorage()._hold = nil}
+
+  public var clearAfter_p: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._clearAfter_p ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._clearAfter_p = newValue}
+  }
+  /// Returns true if `clearAfter_p` has been explicitly set.
+  public var hasClearAfter_p: Bool {_storage._clearAfter_p != nil}
+  /// Clears the value of `clearAfter_p`. Subsequent reads from it will return its default value.
+  public mutating func clearClearAfter_p() {_uniqueStorage()._clearAfter_p = nil}
+
+  /// Value rules: once raised, the alert's condition clears only this far back inside the limit.
+  public var deadband: Double {
+    get {_storage._deadband}
+    set {_uniqueStorage()._deadband = newValue}
+  }
+
+  public var severity: Twin_V1_AlertSeverity {
+    get {_storage._severity}
+    set {_uniqueStorage()._severity = newValue}
+  }
+
+  public var enabled: Bool {
+    get {_storage._enabled}
+    set {_uniqueStorage()._enabled = newValue}
+  }
+
+  /// Where it was written: "line N" of the rules text, or "built-in".
+  public var origin: String {
+    get {_storage._origin}
+    set {_uniqueStorage()._origin = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1816,7 +1952,7 @@ nonisolated extension Twin_V1_Priority: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Twin_V1_ErrorReason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_REASON_UNSPECIFIED\0\u{1}REQUEST_INVALID\0\u{1}READING_INVALID\0\u{1}TIME_OUT_OF_RANGE\0\u{1}SENSOR_NOT_FOUND\0\u{1}PAGE_TOKEN_INVALID\0\u{1}PASSWORD_REJECTED\0\u{2}\u{4}DEVICE_NOT_FOUND\0\u{1}ALERT_NOT_FOUND\0\u{1}MODEL_NOT_FOUND\0\u{1}TRAINING_JOB_NOT_FOUND\0\u{1}USER_NOT_FOUND\0\u{1}API_KEY_NOT_FOUND\0\u{1}NOT_FOUND\0\u{2}\u{4}ALREADY_EXISTS\0\u{2}\u{a}ALERT_STATE_CONFLICT\0\u{1}TRAINING_IN_PROGRESS\0\u{1}NOT_ENOUGH_DATA\0\u{1}LAST_ADMIN\0\u{1}DEVICE_CONFLICT\0\u{1}PRECONDITION_FAILED\0\u{2}\u{5}LOGIN_THROTTLED\0\u{1}SERVER_BUSY\0\u{1}LIMIT_EXCEEDED\0\u{2}\u{8}CREDENTIALS_INVALID\0\u{1}TOKEN_MISSING\0\u{1}TOKEN_INVALID\0\u{1}TOKEN_EXPIRED\0\u{1}REFRESH_TOKEN_INVALID\0\u{1}SESSION_ENDED\0\u{2}\u{5}ROLE_INSUFFICIENT\0\u{1}GATEWAY_KEY_LIMITED\0\u{1}OUT_OF_SCOPE\0\u{2}\u{8}SHUTTING_DOWN\0\u{1}STORE_UNAVAILABLE\0\u{1}DATA_LOSS\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_REASON_UNSPECIFIED\0\u{1}REQUEST_INVALID\0\u{1}READING_INVALID\0\u{1}TIME_OUT_OF_RANGE\0\u{1}SENSOR_NOT_FOUND\0\u{1}PAGE_TOKEN_INVALID\0\u{1}PASSWORD_REJECTED\0\u{1}ALERT_RULES_INVALID\0\u{2}\u{3}DEVICE_NOT_FOUND\0\u{1}ALERT_NOT_FOUND\0\u{1}MODEL_NOT_FOUND\0\u{1}TRAINING_JOB_NOT_FOUND\0\u{1}USER_NOT_FOUND\0\u{1}API_KEY_NOT_FOUND\0\u{1}NOT_FOUND\0\u{2}\u{4}ALREADY_EXISTS\0\u{2}\u{a}ALERT_STATE_CONFLICT\0\u{1}TRAINING_IN_PROGRESS\0\u{1}NOT_ENOUGH_DATA\0\u{1}LAST_ADMIN\0\u{1}DEVICE_CONFLICT\0\u{1}PRECONDITION_FAILED\0\u{1}ALERT_RULES_CHANGED\0\u{2}\u{4}LOGIN_THROTTLED\0\u{1}SERVER_BUSY\0\u{1}LIMIT_EXCEEDED\0\u{2}\u{8}CREDENTIALS_INVALID\0\u{1}TOKEN_MISSING\0\u{1}TOKEN_INVALID\0\u{1}TOKEN_EXPIRED\0\u{1}REFRESH_TOKEN_INVALID\0\u{1}SESSION_ENDED\0\u{2}\u{5}ROLE_INSUFFICIENT\0\u{1}GATEWAY_KEY_LIMITED\0\u{1}OUT_OF_SCOPE\0\u{2}\u{8}SHUTTING_DOWN\0\u{1}STORE_UNAVAILABLE\0\u{1}DATA_LOSS\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
 }
 
 nonisolated extension Twin_V1_SensorSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -2859,7 +2995,7 @@ nonisolated extension Twin_V1_DevicePrediction: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Alert"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}device_id\0\u{1}rule\0\u{1}sensor\0\u{1}severity\0\u{1}state\0\u{1}message\0\u{1}value\0\u{3}opened_at\0\u{3}updated_at\0\u{1}occurrences\0\u{3}acknowledged_by\0\u{3}acknowledged_at\0\u{3}ack_comment\0\u{3}resolved_by\0\u{3}resolved_at\0\u{3}resolve_comment\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}device_id\0\u{1}rule\0\u{1}sensor\0\u{1}severity\0\u{1}state\0\u{1}message\0\u{1}value\0\u{3}opened_at\0\u{3}updated_at\0\u{1}occurrences\0\u{3}acknowledged_by\0\u{3}acknowledged_at\0\u{3}ack_comment\0\u{3}resolved_by\0\u{3}resolved_at\0\u{3}resolve_comment\0\u{3}rule_version\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -2879,6 +3015,7 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _resolvedBy: String = String()
     var _resolvedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _resolveComment: String = String()
+    var _ruleVersion: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2906,6 +3043,7 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _resolvedBy = source._resolvedBy
       _resolvedAt = source._resolvedAt
       _resolveComment = source._resolveComment
+      _ruleVersion = source._ruleVersion
     }
   }
 
@@ -2941,6 +3079,7 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._resolvedBy) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._resolvedAt) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._resolveComment) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._ruleVersion) }()
         default: break
         }
       }
@@ -3004,6 +3143,9 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if !_storage._resolveComment.isEmpty {
         try visitor.visitSingularStringField(value: _storage._resolveComment, fieldNumber: 17)
       }
+      if !_storage._ruleVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._ruleVersion, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3030,6 +3172,168 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._resolvedBy != rhs_storage._resolvedBy {return false}
         if _storage._resolvedAt != rhs_storage._resolvedAt {return false}
         if _storage._resolveComment != rhs_storage._resolveComment {return false}
+        if _storage._ruleVersion != rhs_storage._ruleVersion {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_AlertRule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertRule"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}scope\0\u{1}condition\0\u{1}sensors\0\u{1}value\0\u{1}horizon\0\u{1}probability\0\u{1}kinds\0\u{1}hold\0\u{3}clear_after\0\u{1}deadband\0\u{1}severity\0\u{1}enabled\0\u{1}origin\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _scope: String = String()
+    var _condition: String = String()
+    var _sensors: [String] = []
+    var _value: Double? = nil
+    var _horizon: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _probability: Double = 0
+    var _kinds: [String] = []
+    var _hold: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _clearAfter_p: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _deadband: Double = 0
+    var _severity: Twin_V1_AlertSeverity = .unspecified
+    var _enabled: Bool = false
+    var _origin: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _scope = source._scope
+      _condition = source._condition
+      _sensors = source._sensors
+      _value = source._value
+      _horizon = source._horizon
+      _probability = source._probability
+      _kinds = source._kinds
+      _hold = source._hold
+      _clearAfter_p = source._clearAfter_p
+      _deadband = source._deadband
+      _severity = source._severity
+      _enabled = source._enabled
+      _origin = source._origin
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._scope) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._condition) }()
+        case 4: try { try decoder.decodeRepeatedStringField(value: &_storage._sensors) }()
+        case 5: try { try decoder.decodeSingularDoubleField(value: &_storage._value) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._horizon) }()
+        case 7: try { try decoder.decodeSingularDoubleField(value: &_storage._probability) }()
+        case 8: try { try decoder.decodeRepeatedStringField(value: &_storage._kinds) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._hold) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._clearAfter_p) }()
+        case 11: try { try decoder.decodeSingularDoubleField(value: &_storage._deadband) }()
+        case 12: try { try decoder.decodeSingularEnumField(value: &_storage._severity) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._enabled) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._origin) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._scope.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._scope, fieldNumber: 2)
+      }
+      if !_storage._condition.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._condition, fieldNumber: 3)
+      }
+      if !_storage._sensors.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._sensors, fieldNumber: 4)
+      }
+      try { if let v = _storage._value {
+        try visitor.visitSingularDoubleField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._horizon {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if _storage._probability.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._probability, fieldNumber: 7)
+      }
+      if !_storage._kinds.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._kinds, fieldNumber: 8)
+      }
+      try { if let v = _storage._hold {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._clearAfter_p {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      if _storage._deadband.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._deadband, fieldNumber: 11)
+      }
+      if _storage._severity != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._severity, fieldNumber: 12)
+      }
+      if _storage._enabled != false {
+        try visitor.visitSingularBoolField(value: _storage._enabled, fieldNumber: 13)
+      }
+      if !_storage._origin.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._origin, fieldNumber: 14)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_AlertRule, rhs: Twin_V1_AlertRule) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._scope != rhs_storage._scope {return false}
+        if _storage._condition != rhs_storage._condition {return false}
+        if _storage._sensors != rhs_storage._sensors {return false}
+        if _storage._value != rhs_storage._value {return false}
+        if _storage._horizon != rhs_storage._horizon {return false}
+        if _storage._probability != rhs_storage._probability {return false}
+        if _storage._kinds != rhs_storage._kinds {return false}
+        if _storage._hold != rhs_storage._hold {return false}
+        if _storage._clearAfter_p != rhs_storage._clearAfter_p {return false}
+        if _storage._deadband != rhs_storage._deadband {return false}
+        if _storage._severity != rhs_storage._severity {return false}
+        if _storage._enabled != rhs_storage._enabled {return false}
+        if _storage._origin != rhs_storage._origin {return false}
         return true
       }
       if !storagesAreEqual {return false}

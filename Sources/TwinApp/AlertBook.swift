@@ -23,6 +23,9 @@ public final class AlertBook: Sendable {
         public var severity: Alert.Severity
         public var message: String
         public var value: Double?
+        /// How long it must hold before an alert opens, and stay clear before it resolves.
+        public var hold: Nanos = 0
+        public var clearAfter: Nanos = 10 * Time.minute
     }
 
     /// One device as a health pass sees it.
@@ -45,13 +48,21 @@ public final class AlertBook: Sendable {
     let clock: any TwinClock
     /// Told the open alerts by severity ("info", "warning", "critical") after every pass.
     let counted: @Sendable ([String: Int]) -> Void
-    private let state = Mutex<(alerts: [String: Alert], pendingSince: [String: Nanos], lastSaved: [String: Nanos])>(([:], [:], [:]))
+    private let state = Mutex<State>(State())
+    private struct State {
+        var alerts: [String: Alert] = [:]
+        var pendingSince: [String: Nanos] = [:]
+        var lastSaved: [String: Nanos] = [:]
+        /// How long each raised condition must stay clear (from the rule that raised it).
+        var clearAfter: [String: Nanos] = [:]
+    }
+    let current: Mutex<AlertRules>
     let sequence = Atomic<Int>(0)
     /// Told every alert that opened, changed or resolved (twind streams them in StreamUpdates).
     let changed: @Sendable ([Alert]) -> Void
 
     public init(
-        store: any AlertStore, options: Options = Options(), clock: any TwinClock = SystemClock(), logger: Logger,
+        store: any AlertStore, options: Options = Options(), rules: AlertRules? = nil, clock: any TwinClock = SystemClock(), logger: Logger,
         counted: @escaping @Sendable ([String: Int]) -> Void = { _ in }, changed: @escaping @Sendable ([Alert]) -> Void = { _ in }
     ) throws(TwinError) {
         self.store = store
@@ -60,53 +71,117 @@ public final class AlertBook: Sendable {
         self.options = options
         self.clock = clock
         self.logger = logger
+        current = Mutex(rules ?? AlertRules.builtIn(defaultHold: options.minimumDuration, defaultClear: options.clearFor))
         let loaded = try store.alerts(resolvedSince: clock.now() - 30 * Time.day)
         state.withLock { $0.alerts = Dictionary(loaded.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
     }
 
-    /// The conditions that hold for a device now, from its verdict, outlook and state.
-    public static func conditions(device: Device, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?) -> [Condition] {
+    /// The rules in force.
+    public var rules: AlertRules { current.withLock { $0 } }
+
+    /// Puts another set of rules in force from the next pass on; alerts already open stay and
+    /// resolve by the new rules (a rule that is gone or disabled holds no more: its alerts clear).
+    public func replaceRules(_ rules: AlertRules) {
+        current.withLock { $0 = rules }
+    }
+
+    /// The conditions that hold for a device now under `rules`. `raised` tells whether an alert
+    /// (or a pending one) exists for a rule name: a raised value rule clears only past its deadband.
+    public static func conditions(
+        device: Device, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?, rules: [AlertRules.Rule],
+        raised: (String) -> Bool = { _ in false }
+    ) -> [Condition] {
         var result: [Condition] = []
-        if state == .offline {
-            result.append(Condition(rule: "no_data", sensor: "", severity: .warning, message: "\(device.id) has sent no data for several intervals", value: nil))
+        var shortestPrediction: Nanos?
+        func add(_ r: AlertRules.Rule, _ name: String, sensor: String, message: String, value: Double?) {
+            result.append(Condition(rule: name, sensor: sensor, severity: r.severity, message: message, value: value, hold: r.hold, clearAfter: r.clearAfter))
         }
-        for f in verdict?.factors ?? [] {
-            switch f.kind {
-            case .limit where f.penalty >= 60:
-                let spec = device.sensors.first { $0.name == f.subject }
-                let high = spec?.alarmHigh.map { (f.value ?? 0) >= $0 } ?? true
-                result.append(Condition(rule: "\(f.subject).\(high ? "high" : "low")", sensor: f.subject, severity: .critical, message: f.description, value: f.value))
-            case .trend where f.penalty >= 15:
-                result.append(Condition(rule: "\(f.subject).rate", sensor: f.subject, severity: .warning, message: f.description, value: f.trendPerDay))
-            case .deviation where f.penalty >= 30:
-                result.append(Condition(rule: "\(f.subject).anomaly", sensor: f.subject, severity: .warning, message: f.description, value: f.value))
-            case .stuck, .spikes, .dropout:
-                result.append(Condition(rule: "\(f.subject).sensor_\(f.kind.rawValue)", sensor: f.subject, severity: .info, message: f.description, value: f.value))
+        for r in rules where r.enabled {
+            switch r.condition {
+            case .noData:
+                if state == .offline { add(r, r.name, sensor: "", message: "\(device.id) has sent no data for several intervals", value: nil) }
+            case .predictedFailure:
+                guard let outlook, state != .failed else { continue }
+                let p = r.horizon <= 24 * Time.hour ? outlook.within24h : outlook.within7d
+                guard p >= r.probability else { continue }
+                add(r, r.name, sensor: outlook.lead ?? "", message: String(format: "failure predicted within %@ (p=%.2f)", r.horizon <= 24 * Time.hour ? "24 h" : "7 days", p), value: p)
+                shortestPrediction = min(shortestPrediction ?? .max, r.horizon)
             default:
-                break
+                let sensors = r.sensors.isEmpty ? device.sensors : r.sensors.compactMap { name in device.sensors.first { $0.name == name } }
+                for spec in sensors {
+                    let key = "\(spec.name).\(r.name)"
+                    let unit = spec.unit.isEmpty ? "" : " \(spec.unit)"
+                    switch r.condition {
+                    case .above, .below, .aboveAlarm, .belowAlarm:
+                        guard let level = verdict?.levels.first(where: { $0.sensor == spec.name }), !level.sensorFault else { continue }
+                        let limit: Double?
+                        switch r.condition {
+                        case .above, .below: limit = r.value
+                        case .aboveAlarm: limit = spec.alarmHigh
+                        default: limit = spec.alarmLow
+                        }
+                        guard let limit else { continue }
+                        let up = r.condition == .above || r.condition == .aboveAlarm
+                        // Raised once, a value rule clears only `deadband` back inside its limit.
+                        let band = raised(key) ? r.deadband : 0
+                        let holds = up ? level.value >= limit - band : level.value <= limit + band
+                        guard holds else { continue }
+                        let what = r.condition == .above || r.condition == .below ? "" : "its alarm limit "
+                        add(r, key, sensor: spec.name, message: "\(spec.name) \(Self.format(level.value))\(unit) is \(up ? "above" : "below") \(what)\(Self.format(limit))\(unit)", value: level.value)
+                    case .rate:
+                        guard let f = verdict?.factors.first(where: { $0.kind == .trend && $0.subject == spec.name }) else { continue }
+                        if let minimum = r.value {
+                            guard abs(f.trendPerDay ?? 0) >= minimum else { continue }
+                        } else {
+                            guard f.penalty >= 15 else { continue }
+                        }
+                        add(r, key, sensor: spec.name, message: f.description, value: f.trendPerDay)
+                    case .anomaly:
+                        guard let f = verdict?.factors.first(where: { $0.kind == .deviation && $0.subject == spec.name }), f.penalty >= 30 else { continue }
+                        add(r, key, sensor: spec.name, message: f.description, value: f.value)
+                    case .sensorFault:
+                        for f in verdict?.factors ?? [] where f.subject == spec.name {
+                            guard let kind = AlertRules.FaultKind(rawValue: f.kind.rawValue), r.kinds.contains(kind) else { continue }
+                            add(r, "\(key)_\(kind.rawValue)", sensor: spec.name, message: f.description, value: f.value)
+                        }
+                    default:
+                        break
+                    }
+                }
             }
         }
-        if let outlook, state != .failed {
-            if outlook.within24h >= 0.5 {
-                result.append(Condition(rule: "predicted_failure_24h", sensor: outlook.lead ?? "", severity: .critical, message: String(format: "failure predicted within 24 h (p=%.2f)", outlook.within24h), value: outlook.within24h))
-            } else if outlook.within7d >= 0.7 {
-                result.append(Condition(rule: "predicted_failure_7d", sensor: outlook.lead ?? "", severity: .warning, message: String(format: "failure predicted within 7 days (p=%.2f)", outlook.within7d), value: outlook.within7d))
-            }
+        // One prediction at a time: the nearest horizon that holds says it.
+        if let shortest = shortestPrediction {
+            let longer = Set(rules.filter { $0.condition == .predictedFailure && $0.horizon > shortest }.map(\.name))
+            result.removeAll { longer.contains($0.rule) }
         }
         return result
     }
 
+    static func format(_ v: Double) -> String { abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.1f", v) }
+
     /// Applies the rules to every device; returns the open (not resolved) alert count per device.
     public func evaluate(_ devices: [Subject]) -> [String: UInt32] {
         let now = clock.now()
+        let rules = self.rules
+        let raised = state.withLock { s in
+            Set(s.alerts.values.lazy.filter { $0.state != .resolved }.map { "\($0.deviceID)|\($0.rule)" }).union(s.pendingSince.keys)
+        }
         var holding: [String: Condition] = [:]  // by "device|rule"
         for d in devices {
-            for c in Self.conditions(device: d.device, state: d.state, verdict: d.verdict, outlook: d.outlook) { holding["\(d.device.id)|\(c.rule)"] = c }
+            let prefix = d.device.id + "|"
+            for c in Self.conditions(
+                device: d.device, state: d.state, verdict: d.verdict, outlook: d.outlook, rules: rules.rules(for: d.device),
+                raised: { raised.contains(prefix + $0) })
+            {
+                holding[prefix + c.rule] = c
+            }
         }
         let (changed, counts, bySeverity) = state.withLock { s -> ([Alert], [String: UInt32], [String: Int]) in
             var changed: [Alert] = []
             var active: [String: String] = [:]  // key → alert id
             for (id, a) in s.alerts where a.state != .resolved { active["\(a.deviceID)|\(a.rule)"] = id }
+            for (key, c) in holding { s.clearAfter[key] = c.clearAfter }
             for (key, c) in holding {
                 if let id = active[key], var a = s.alerts[id] {
                     a.occurrences += a.clearSince == nil ? 0 : 1
@@ -121,11 +196,11 @@ public final class AlertBook: Sendable {
                 }
                 let since = s.pendingSince[key] ?? now
                 s.pendingSince[key] = since
-                // Predictions need no waiting; readings and missing data must persist a while.
-                guard now - since >= options.minimumDuration || c.rule.hasPrefix("predicted") else { continue }
+                guard now - since >= c.hold else { continue }
                 let device = String(key.split(separator: "|")[0])
                 let id = "alert-\(now / Time.millisecond)-\(sequence.add(1, ordering: .relaxed).newValue)"
-                let a = Alert(id: id, deviceID: device, rule: c.rule, sensor: c.sensor, severity: c.severity, message: c.message, value: c.value, at: now)
+                var a = Alert(id: id, deviceID: device, rule: c.rule, sensor: c.sensor, severity: c.severity, message: c.message, value: c.value, at: now)
+                a.ruleVersion = rules.version
                 s.alerts[id] = a
                 s.lastSaved[id] = now
                 changed.append(a)
@@ -137,12 +212,13 @@ public final class AlertBook: Sendable {
                 if a.clearSince == nil {
                     a.clearSince = now
                     s.alerts[id] = a
-                } else if now - a.clearSince! >= options.clearFor {
+                } else if now - a.clearSince! >= s.clearAfter[key] ?? options.clearFor {
                     a.state = .resolved
                     a.resolvedBy = "system"
                     a.resolvedAt = now
                     a.updatedAt = now
-                    a.resolveComment = "condition cleared for \(DurationText.format(options.clearFor))"
+                    a.resolveComment = "condition cleared for \(DurationText.format(s.clearAfter[key] ?? options.clearFor))"
+                    s.clearAfter[key] = nil
                     s.alerts[id] = a
                     changed.append(a)
                 }

@@ -26,6 +26,9 @@ public struct Alert: Sendable, Codable, Equatable {
     public var resolveComment = ""
     /// Since when the condition has been clear (auto-resolve after a while).
     public var clearSince: Nanos?
+    /// The version of the rule set in force when it opened (`AlertRules.version`); nil for
+    /// alerts raised before rules were configurable.
+    public var ruleVersion: String?
 
     public init(id: String, deviceID: String, rule: String, sensor: String, severity: Severity, message: String, value: Double?, at time: Nanos) {
         self.id = id

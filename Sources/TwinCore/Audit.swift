@@ -6,6 +6,7 @@ public struct AuditEntry: Sendable, Codable, Equatable {
     public enum Action: String, Sendable, CaseIterable {
         case alertAcked = "alert.acked"
         case alertResolved = "alert.resolved"
+        case alertRulesChanged = "alert_rules.changed"
         case apiKeyCreated = "apikey.created"
         case apiKeyRevoked = "apikey.revoked"
         case keysRotated = "keys.rotated"

@@ -20,6 +20,7 @@ public struct TwinError: Error, Sendable, Equatable, CustomStringConvertible {
         case sensorNotFound = "SENSOR_NOT_FOUND"
         case pageTokenInvalid = "PAGE_TOKEN_INVALID"
         case passwordRejected = "PASSWORD_REJECTED"
+        case alertRulesInvalid = "ALERT_RULES_INVALID"
         // NOT_FOUND
         case deviceNotFound = "DEVICE_NOT_FOUND"
         case alertNotFound = "ALERT_NOT_FOUND"
@@ -37,6 +38,7 @@ public struct TwinError: Error, Sendable, Equatable, CustomStringConvertible {
         case lastAdmin = "LAST_ADMIN"
         case deviceConflict = "DEVICE_CONFLICT"
         case preconditionFailed = "PRECONDITION_FAILED"
+        case alertRulesChanged = "ALERT_RULES_CHANGED"
         // RESOURCE_EXHAUSTED
         case loginThrottled = "LOGIN_THROTTLED"
         case serverBusy = "SERVER_BUSY"

@@ -249,6 +249,15 @@ public final class HealthEngine: Sendable {
         public var components: [(name: String, score: Double)]
         public var factors: [Factor]
         public var summary: HealthSummary
+        /// Each reporting sensor's smoothed level now (what limits are judged on), and whether
+        /// the sensor itself looks faulty (then its level says nothing about the machine).
+        public var levels: [Level] = []
+    }
+
+    public struct Level: Sendable, Equatable {
+        public var sensor: String
+        public var value: Double
+        public var sensorFault: Bool
     }
 
     /// The health of a device now, given its operating state and failure outlook (p24, p7d).
@@ -259,6 +268,7 @@ public final class HealthEngine: Sendable {
             let dev = d[Int(index)]
             var factors: [Factor] = []
             var components: [(String, Double)] = []
+            var levels: [Level] = []
             let newest = dev.sensors.map(\.lastTime).max() ?? 0
             for (k, spec) in sensors.enumerated() where k < dev.sensors.count {
                 let st = dev.sensors[k]
@@ -277,6 +287,7 @@ public final class HealthEngine: Sendable {
                 }
                 let normal = st.normals[st.mode]
                 let sensorFault = !mine.isEmpty
+                if !st.fast.isNaN { levels.append(Level(sensor: spec.name, value: st.fast, sensorFault: sensorFault)) }
                 // Deviation from the learned normal for this load.
                 if !sensorFault, normal.warm, abs(st.z) > 3 {
                     let penalty = Swift.min(50, (abs(st.z) - 3) * 8)
@@ -330,7 +341,7 @@ public final class HealthEngine: Sendable {
                 score = 0
                 headline = "failed: out of service"
             }
-            return Verdict(score: score, components: components, factors: factors, summary: HealthSummary(score: score.rounded(), headline: headline))
+            return Verdict(score: score, components: components, factors: factors, summary: HealthSummary(score: score.rounded(), headline: headline), levels: levels)
         }
     }
 

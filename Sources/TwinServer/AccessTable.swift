@@ -25,9 +25,9 @@ enum AccessTable {
             "ListAuditEvents")
         set("twin.v1.TwinService", .role(.viewer),
             "ListDevices", "GetDevice", "StreamUpdates", "GetHistory", "GetHealth", "GetPatterns", "GetPrediction",
-            "GetRecommendations", "ListAlerts", "ListEvents", "ListGateways")
+            "GetRecommendations", "ListAlerts", "ListEvents", "ListGateways", "GetAlertRules")
         set("twin.v1.TwinService", .role(.operator), "Ingest", "AckAlert", "ResolveAlert", "RecordEvent")
-        set("twin.v1.TwinService", .role(.admin), "UpsertDevice")
+        set("twin.v1.TwinService", .role(.admin), "UpsertDevice", "SetAlertRules")
         set("twin.v1.ModelService", .role(.viewer), "GetTrainingJob", "ListModels")
         set("twin.v1.ModelService", .role(.admin), "Retrain", "ActivateModel")
         return r

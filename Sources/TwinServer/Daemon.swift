@@ -82,6 +82,10 @@ public struct DaemonConfiguration: Sendable {
     public var limits = ServerLimits()
     /// MQTT and Sparkplug B in (`--mqtt-broker`, `--sparkplug-host-id`); nil: off.
     public var gateways: GatewayConfiguration?
+    /// The alert rules file (`--alert-rules`); nil: `alert-rules.yaml` in the data directory,
+    /// and the built-in rules while that does not exist. SetAlertRules writes it, SIGHUP rereads it.
+    public var alertRulesFile: String?
+    public var effectiveAlertRulesFile: String { alertRulesFile ?? dataDirectory + "/alert-rules.yaml" }
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
     public var environment: [String: String] = [:]
 
@@ -167,6 +171,7 @@ public final class Daemon: Service, Sendable {
     let identity: Identity
     let prognostics: Prognostics
     let alerts: AlertBook
+    let alertRules: AlertRuleFile
     let assessment: Assessment
     let gateways: Gateways?
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
@@ -235,7 +240,16 @@ public final class Daemon: Service, Sendable {
         }
 
         prognostics = try Prognostics(plant: plant, modelsDirectory: dataDirectory.file("models"), options: configuration.prognostics, logger: logger)
-        alerts = try AlertBook(store: store, options: configuration.alerts, logger: logger, counted: Telemetry.openAlerts) { [plant] in plant.bus.publishAlerts($0) }
+        let alertOptions = configuration.alerts
+        let rules = try AlertRuleFile.read(path: configuration.effectiveAlertRulesFile, hold: alertOptions.minimumDuration, clear: alertOptions.clearFor)
+        alerts = try AlertBook(store: store, options: alertOptions, rules: rules, logger: logger, counted: Telemetry.openAlerts) { [plant] in
+            plant.bus.publishAlerts($0)
+        }
+        alertRules = AlertRuleFile(
+            path: configuration.effectiveAlertRulesFile, book: alerts, hold: alertOptions.minimumDuration, clear: alertOptions.clearFor, writes: plant.writes,
+            logger: logger
+        ) { [identity] in identity.recordAudit($0) }
+        logger.info("alert rules", metadata: ["source": "\(rules.source)", "version": "\(rules.version)"])
         assessment = Assessment(plant: plant, prognostics: prognostics, alerts: alerts)
         if let g = configuration.gateways { gateways = Gateways(configuration: g, plant: plant, logger: logger) } else { gateways = nil }
         health = HealthStatus(services: [
@@ -245,7 +259,9 @@ public final class Daemon: Service, Sendable {
             Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
         ])
         let services: [any RegistrableRPCService] = [
-            TwinService(plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, identity: identity, gateways: gateways),
+            TwinService(
+                plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, alertRules: alertRules, identity: identity,
+                gateways: gateways),
             UpdateStreamService(plant: plant), HistoryAnswerService(plant: plant), AuthService(identity: identity, plant: store),
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
@@ -383,6 +399,8 @@ public final class Daemon: Service, Sendable {
             let consoleTask = try await startConsole()
 
             let loops = Task { await self.runLoops() }
+            let reloads = Self.onSIGHUP { [alertRules] in alertRules.reload() }
+            defer { reloads.cancel() }
             gateways?.start()
             hooks.ready(addresses)
             logger.notice("twind is serving")
@@ -436,6 +454,15 @@ public final class Daemon: Service, Sendable {
     }
 
     struct DrainTimeout: Error {}
+
+    /// Calls `body` on every SIGHUP (off the cooperative pool) until the source is cancelled.
+    static func onSIGHUP(_ body: @escaping @Sendable () -> Void) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global(qos: .utility))
+        source.setEventHandler(handler: body)
+        source.resume()
+        return source
+    }
 
     /// The console's address once it listens (port 0 in tests is resolved here).
     let consoleAddress = Mutex<(host: String, port: Int)?>(nil)

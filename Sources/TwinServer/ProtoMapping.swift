@@ -320,7 +320,31 @@ extension Alert {
         a.resolvedBy = resolvedBy
         if let resolvedAt { a.resolvedAt = .init(nanos: resolvedAt) }
         a.resolveComment = resolveComment
+        a.ruleVersion = ruleVersion ?? ""
         return a
+    }
+}
+
+extension AlertRules.Rule {
+    var proto: Twin_V1_AlertRule {
+        var r = Twin_V1_AlertRule()
+        r.name = name
+        r.scope = scope
+        r.condition = condition.rawValue
+        r.sensors = sensors
+        if let value { r.value = value }
+        if condition == .predictedFailure {
+            r.horizon = .init(nanos: horizon)
+            r.probability = probability
+        }
+        if condition == .sensorFault { r.kinds = kinds.map(\.rawValue) }
+        r.hold = .init(nanos: hold)
+        r.clearAfter_p = .init(nanos: clearAfter)  // "_p": SwiftProtobuf keeps clearX() for its own use
+        r.deadband = deadband
+        r.severity = Twin_V1_AlertSeverity(rawValue: severity.rawValue) ?? .unspecified
+        r.enabled = enabled
+        r.origin = origin
+        return r
     }
 }
 

@@ -13,6 +13,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let prognostics: Prognostics
     let assessment: Assessment
     let alerts: AlertBook
+    let alertRules: AlertRuleFile
     let identity: Identity
     var gateways: Gateways? = nil
 
@@ -296,6 +297,36 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         }
         var response = Twin_V1_ResolveAlertResponse()
         response.alert = alert.proto
+        return response
+    }
+
+    // MARK: Alert rules
+
+    func getAlertRules(request: Twin_V1_GetAlertRulesRequest, context: ServerContext) async throws -> Twin_V1_GetAlertRulesResponse {
+        let status = alertRules.status
+        var response = Twin_V1_GetAlertRulesResponse()
+        response.text = status.rules.text
+        response.version = status.rules.version
+        response.source = status.rules.source
+        response.loadedAt = .init(nanos: status.loadedAt)
+        response.rules = status.rules.listed { plant.live.device($0)?.type }.map(\.proto)
+        response.lastError = status.lastError
+        response.path = status.path
+        return response
+    }
+
+    func setAlertRules(request: Twin_V1_SetAlertRulesRequest, context: ServerContext) async throws -> Twin_V1_SetAlertRulesResponse {
+        guard request.text.utf8.count <= AlertRules.maxText else {
+            throw TwinError.invalidArgument("text: alert rules are at most 1 MiB", reason: .limitExceeded).field("text")
+        }
+        guard request.expectedVersion.utf8.count <= 64 else { throw TwinError.invalidArgument("expected_version: at most 64 characters").field("expected_version") }
+        let rules = try await alertRules.set(
+            text: request.text, by: Principal.current?.username ?? "", peer: context.clientPeer, validateOnly: request.validateOnly,
+            expectedVersion: request.expectedVersion)
+        var response = Twin_V1_SetAlertRulesResponse()
+        response.version = rules.version
+        response.rules = rules.listed { plant.live.device($0)?.type }.map(\.proto)
+        if !request.validateOnly { response.path = alertRules.path }
         return response
     }
 

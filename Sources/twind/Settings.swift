@@ -5,6 +5,7 @@ import TwinCore
 import TwinServer
 import TwinGateway
 import TwinStore
+import TwinApp
 
 /// One configuration key, looked up in flags, then `TWIND_*` environment, then the config file.
 struct Settings {
@@ -95,6 +96,7 @@ struct Settings {
         "retrain-interval", "metrics-listen", "http-listen", "rpc-log-level", "audit-retention", "refresh-token-retention",
         "mqtt-broker", "mqtt-client-id", "mqtt-username", "mqtt-password-file", "mqtt-ca", "mqtt-cert", "mqtt-key",
         "mqtt-protocol", "mqtt-mapping", "sparkplug-host-id", "sparkplug-group", "sparkplug-reorder-timeout",
+        "alert-rules",
     ]
 
     /// The MQTT connection and the Sparkplug B host on it, if `mqtt-broker` is set.
@@ -247,6 +249,15 @@ struct Settings {
             c.retrainInterval = every
         }
         c.gateways = try gatewayConfiguration()
+        if let file = string("alert-rules") {
+            guard FileManager.default.fileExists(atPath: file) else { throw ConfigError("config: invalid alert-rules: there is no file \(file)") }
+            do {
+                _ = try AlertRules.load(path: file, defaultHold: c.alertMinimumDuration, defaultClear: c.alertClearTime)
+            } catch {
+                throw ConfigError("config: invalid alert-rules: \(error.message)")
+            }
+            c.alertRulesFile = file
+        }
         c.environment = environment
         return c
     }

@@ -82,6 +82,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Sparkplug group to serve, repeatable; default every group (TWIND_SPARKPLUG_GROUP).", valueName: "group"))
     var sparkplugGroup: [String] = []
     @Option(help: "How long a Sparkplug sequence gap may stay open before twind asks for a rebirth, e.g. 2s (TWIND_SPARKPLUG_REORDER_TIMEOUT).") var sparkplugReorderTimeout: String?
+    @Option(help: "YAML alert rules per device type and device (TWIND_ALERT_RULES; default alert-rules.yaml in the data directory, else the built-in set); SIGHUP reloads it. See the README.") var alertRules: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -98,7 +99,7 @@ struct Serve: AsyncParsableCommand {
             ("refresh-token-retention", refreshTokenRetention), ("mqtt-broker", mqttBroker), ("mqtt-client-id", mqttClientId),
             ("mqtt-username", mqttUsername), ("mqtt-password-file", mqttPasswordFile), ("mqtt-ca", mqttCa), ("mqtt-cert", mqttCert),
             ("mqtt-key", mqttKey), ("mqtt-protocol", mqttProtocol), ("mqtt-mapping", mqttMapping), ("sparkplug-host-id", sparkplugHostId),
-            ("sparkplug-reorder-timeout", sparkplugReorderTimeout),
+            ("sparkplug-reorder-timeout", sparkplugReorderTimeout), ("alert-rules", alertRules),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

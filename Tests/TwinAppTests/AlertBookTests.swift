@@ -29,7 +29,9 @@ final class MemoryAlertStore: AlertStore {
     static let press = Device(id: "press-1", type: "press", sensors: [SensorSpec(name: "force", unit: "kN", nominalMin: 0, nominalMax: 800, alarmHigh: 950)])
 
     func subject(_ factors: [HealthEngine.Factor], state: DeviceState = .running, outlook: DeviceOutlook? = nil) -> AlertBook.Subject {
-        let verdict = HealthEngine.Verdict(score: 40, components: [], factors: factors, summary: HealthSummary(score: 40, headline: ""))
+        // The level a limit factor was judged on is what value rules see.
+        let levels = factors.filter { $0.kind == .limit }.map { HealthEngine.Level(sensor: $0.subject, value: $0.value ?? 0, sensorFault: false) }
+        let verdict = HealthEngine.Verdict(score: 40, components: [], factors: factors, summary: HealthSummary(score: 40, headline: ""), levels: levels)
         return .init(device: Self.press, state: state, verdict: verdict, outlook: outlook)
     }
 
