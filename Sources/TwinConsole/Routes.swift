@@ -38,6 +38,8 @@ extension ConnectBridge {
             r.unary(Twin_V1_TwinService.Method.ListAlerts.descriptor, Twin_V1_ListAlertsRequest.self, Twin_V1_ListAlertsResponse.self),
             r.unary(Twin_V1_TwinService.Method.AckAlert.descriptor, Twin_V1_AckAlertRequest.self, Twin_V1_AckAlertResponse.self),
             r.unary(Twin_V1_TwinService.Method.ResolveAlert.descriptor, Twin_V1_ResolveAlertRequest.self, Twin_V1_ResolveAlertResponse.self),
+            r.unary(Twin_V1_TwinService.Method.GetAlertRules.descriptor, Twin_V1_GetAlertRulesRequest.self, Twin_V1_GetAlertRulesResponse.self),
+            r.unary(Twin_V1_TwinService.Method.SetAlertRules.descriptor, Twin_V1_SetAlertRulesRequest.self, Twin_V1_SetAlertRulesResponse.self),
             r.unary(Twin_V1_TwinService.Method.RecordEvent.descriptor, Twin_V1_RecordEventRequest.self, Twin_V1_RecordEventResponse.self),
             r.unary(Twin_V1_TwinService.Method.ListEvents.descriptor, Twin_V1_ListEventsRequest.self, Twin_V1_ListEventsResponse.self),
             r.unary(Twin_V1_TwinService.Method.ListGateways.descriptor, Twin_V1_ListGatewaysRequest.self, Twin_V1_ListGatewaysResponse.self),
