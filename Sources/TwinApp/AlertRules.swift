@@ -146,7 +146,7 @@ public struct AlertRules: Sendable {
           - name: low                   # <sensor>.low: below its alarm-low limit
             condition: below_alarm
             severity: critical
-          - name: rate                  # trending toward a limit, reached within 7 days
+          - name: rate                  # trending toward a limit, reached within about 3 days
             condition: rate
             severity: warning
           - name: anomaly               # well off the normal learned for this load
