@@ -240,7 +240,7 @@ public struct AlertRules: Sendable {
     ) throws(TwinError) {
         self.text = text
         self.source = source
-        self.version = "r" + String(Self.fnv(text), radix: 16).leftPadded(to: 16)
+        self.version = "r" + String(format: "%016llx", stableHash(text))
         self.types = types
         self.devices = devices
         let base = Rule(
@@ -282,6 +282,12 @@ public struct AlertRules: Sendable {
                     line: e.line)
             }
             for e in list where e.condition != nil { _ = try complete(e, scope: "device \(device)") }
+            // An override must leave a whole rule wherever it applies (the fleet's or a type's).
+            for e in list where e.condition == nil {
+                for var r in ([fleet] + Array(byType.values)).compactMap({ $0.first { $0.name == e.name } }) {
+                    try Self.apply(e, to: &r, scope: "device \(device)", source: source)
+                }
+            }
         }
     }
 
@@ -289,6 +295,8 @@ public struct AlertRules: Sendable {
     public func rules(for device: Device) -> [Rule] {
         var rules = byType[device.type] ?? fleet
         guard let list = devices[device.id] else { return rules }
+        // Every device entry was applied to each rule set it can meet when the file was read,
+        // so applying it here cannot fail.
         for e in list {
             if let k = rules.firstIndex(where: { $0.name == e.name }) {
                 try? Self.apply(e, to: &rules[k], scope: "device \(device.id)", source: source)
@@ -440,15 +448,6 @@ public struct AlertRules: Sendable {
     }
 
     static func clip(_ s: String) -> String { String(s.prefix(40)) }
-
-    static func fnv(_ text: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in text.utf8 {
-            h ^= UInt64(b)
-            h &*= 0x100_0000_01b3
-        }
-        return h
-    }
 }
 
 extension Yams.Node {
@@ -459,8 +458,4 @@ extension Yams.Node {
         default: return nil
         }
     }
-}
-
-extension String {
-    func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

@@ -89,6 +89,46 @@ import TwinCore
         }
     }
 
+    @Test func aDeviceOverrideThatBreaksTheRuleItOverridesIsRefused() throws {
+        let text = "rules:\n  - name: p\n    condition: predicted_failure\ndevices:\n  pump-1:\n    - name: p\n      horizon: 3d\n"
+        #expect {
+            try parse(text)
+        } throws: { error in
+            (error as? TwinError).map { $0.metadata["line"] == "6" && $0.message.contains("24h or 7d") } ?? false
+        }
+    }
+
+    /// The decoder's fuzz tier: truncated, mutated and random texts are refused with the
+    /// rules' reason or accepted, never a crash (seeded, bounded).
+    @Test func hostileTextsNeverCrashTheParser() {
+        var random = SplitMix64(seed: 17)
+        let seed = Array((AlertRules.builtInText + Self.text.replacingOccurrences(of: "defaults:\n  hold: 1m\n", with: "")).utf8)
+        let pieces = ["\u{0}", "*", "&a", "*a", "[", "{", "]", "}", ": ", "- ", "\n  ", "1e400", "-0", ".nan", ".inf", "~", "!!binary", "'", "\"", "9223372036854775807d", String(repeating: "x", count: 5_000)]
+        for round in 0..<2_000 {
+            var bytes = seed
+            switch round % 3 {
+            case 0: bytes = Array(bytes.prefix(Int(random.next() % UInt64(bytes.count + 1))))
+            case 1:
+                for _ in 0..<(1 + random.next() % 8) {
+                    let at = Int(random.next() % UInt64(bytes.count))
+                    let piece = Array(pieces[Int(random.next() % UInt64(pieces.count))].utf8)
+                    bytes.replaceSubrange(at..<min(bytes.count, at + Int(random.next() % 6)), with: piece)
+                }
+            default: bytes = (0..<Int(random.next() % 400)).map { _ in UInt8(truncatingIfNeeded: random.next() % 128) }
+            }
+            let text = String(decoding: bytes, as: UTF8.self)
+            do {
+                let rules = try parse(text)
+                _ = rules.rules(for: Self.pump)
+                _ = rules.listed { _ in "pump" }
+            } catch let error as TwinError {
+                #expect(error.reason == .alertRulesInvalid, "\(error.message)")
+            } catch {
+                Issue.record("not a TwinError: \(error)")
+            }
+        }
+    }
+
     @Test func aValueRuleHoldsThenClearsOnlyPastItsDeadband() throws {
         let book = try AlertBook(store: MemoryAlertStore(), rules: try parse(Self.text), clock: clock, logger: logger)
         _ = book.evaluate([subject(Self.other, temp: 72)])
