@@ -263,6 +263,32 @@ public enum Twin_V1_TwinService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetNotificationStatus" metadata.
+        public enum GetNotificationStatus: Sendable {
+            /// Request type for "GetNotificationStatus".
+            public typealias Input = Twin_V1_GetNotificationStatusRequest
+            /// Response type for "GetNotificationStatus".
+            public typealias Output = Twin_V1_GetNotificationStatusResponse
+            /// Descriptor for "GetNotificationStatus".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "GetNotificationStatus",
+                type: .unary
+            )
+        }
+        /// Namespace for "TestNotification" metadata.
+        public enum TestNotification: Sendable {
+            /// Request type for "TestNotification".
+            public typealias Input = Twin_V1_TestNotificationRequest
+            /// Response type for "TestNotification".
+            public typealias Output = Twin_V1_TestNotificationResponse
+            /// Descriptor for "TestNotification".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "TestNotification",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "twin.v1.TwinService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ListDevices.descriptor,
@@ -282,7 +308,9 @@ public enum Twin_V1_TwinService: Sendable {
             SetAlertRules.descriptor,
             RecordEvent.descriptor,
             ListEvents.descriptor,
-            ListGateways.descriptor
+            ListGateways.descriptor,
+            GetNotificationStatus.descriptor,
+            TestNotification.descriptor
         ]
     }
 }
@@ -645,6 +673,44 @@ extension Twin_V1_TwinService {
             request: GRPCCore.StreamingServerRequest<Twin_V1_ListGatewaysRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ListGatewaysResponse>
+
+        /// Handle the "GetNotificationStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notification channels (--notify-config): what each has delivered, what waits in the
+        /// > outbox, and whether it keeps failing (what `twin notify status` shows). Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_GetNotificationStatusRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_GetNotificationStatusResponse` messages.
+        func getNotificationStatus(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_GetNotificationStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_GetNotificationStatusResponse>
+
+        /// Handle the "TestNotification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends a test message on one channel now, outside the outbox, and says what came of it
+        /// > (NOT_FOUND CHANNEL_NOT_FOUND for a name no channel has). Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_TestNotificationRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_TestNotificationResponse` messages.
+        func testNotification(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_TestNotificationRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_TestNotificationResponse>
     }
 
     /// Service protocol for the "twin.v1.TwinService" service.
@@ -991,6 +1057,44 @@ extension Twin_V1_TwinService {
             request: GRPCCore.ServerRequest<Twin_V1_ListGatewaysRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Twin_V1_ListGatewaysResponse>
+
+        /// Handle the "GetNotificationStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notification channels (--notify-config): what each has delivered, what waits in the
+        /// > outbox, and whether it keeps failing (what `twin notify status` shows). Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetNotificationStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_GetNotificationStatusResponse` message.
+        func getNotificationStatus(
+            request: GRPCCore.ServerRequest<Twin_V1_GetNotificationStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_GetNotificationStatusResponse>
+
+        /// Handle the "TestNotification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends a test message on one channel now, outside the outbox, and says what came of it
+        /// > (NOT_FOUND CHANNEL_NOT_FOUND for a name no channel has). Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_TestNotificationRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_TestNotificationResponse` message.
+        func testNotification(
+            request: GRPCCore.ServerRequest<Twin_V1_TestNotificationRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_TestNotificationResponse>
     }
 
     /// Simple service protocol for the "twin.v1.TwinService" service.
@@ -1336,6 +1440,44 @@ extension Twin_V1_TwinService {
             request: Twin_V1_ListGatewaysRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Twin_V1_ListGatewaysResponse
+
+        /// Handle the "GetNotificationStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notification channels (--notify-config): what each has delivered, what waits in the
+        /// > outbox, and whether it keeps failing (what `twin notify status` shows). Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_GetNotificationStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_GetNotificationStatusResponse` to respond with.
+        func getNotificationStatus(
+            request: Twin_V1_GetNotificationStatusRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_GetNotificationStatusResponse
+
+        /// Handle the "TestNotification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends a test message on one channel now, outside the outbox, and says what came of it
+        /// > (NOT_FOUND CHANNEL_NOT_FOUND for a name no channel has). Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_TestNotificationRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_TestNotificationResponse` to respond with.
+        func testNotification(
+            request: Twin_V1_TestNotificationRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_TestNotificationResponse
     }
 }
 
@@ -1541,6 +1683,28 @@ extension Twin_V1_TwinService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.GetNotificationStatus.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetNotificationStatusRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetNotificationStatusResponse>(),
+            handler: { request, context in
+                try await self.getNotificationStatus(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.TestNotification.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_TestNotificationRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_TestNotificationResponse>(),
+            handler: { request, context in
+                try await self.testNotification(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1739,6 +1903,28 @@ extension Twin_V1_TwinService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ListGatewaysResponse> {
         let response = try await self.listGateways(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getNotificationStatus(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_GetNotificationStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_GetNotificationStatusResponse> {
+        let response = try await self.getNotificationStatus(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func testNotification(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_TestNotificationRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_TestNotificationResponse> {
+        let response = try await self.testNotification(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1980,6 +2166,32 @@ extension Twin_V1_TwinService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Twin_V1_ListGatewaysResponse> {
         return GRPCCore.ServerResponse<Twin_V1_ListGatewaysResponse>(
             message: try await self.listGateways(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getNotificationStatus(
+        request: GRPCCore.ServerRequest<Twin_V1_GetNotificationStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_GetNotificationStatusResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_GetNotificationStatusResponse>(
+            message: try await self.getNotificationStatus(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func testNotification(
+        request: GRPCCore.ServerRequest<Twin_V1_TestNotificationRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_TestNotificationResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_TestNotificationResponse>(
+            message: try await self.testNotification(
                 request: request.message,
                 context: context
             ),
@@ -2422,6 +2634,54 @@ extension Twin_V1_TwinService {
             deserializer: some GRPCCore.MessageDeserializer<Twin_V1_ListGatewaysResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ListGatewaysResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetNotificationStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notification channels (--notify-config): what each has delivered, what waits in the
+        /// > outbox, and whether it keeps failing (what `twin notify status` shows). Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetNotificationStatusRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_GetNotificationStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_GetNotificationStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getNotificationStatus<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_GetNotificationStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_GetNotificationStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_GetNotificationStatusResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetNotificationStatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "TestNotification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends a test message on one channel now, outside the outbox, and says what came of it
+        /// > (NOT_FOUND CHANNEL_NOT_FOUND for a name no channel has). Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_TestNotificationRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_TestNotificationRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_TestNotificationResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func testNotification<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_TestNotificationRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_TestNotificationRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_TestNotificationResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_TestNotificationResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -3063,6 +3323,76 @@ extension Twin_V1_TwinService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetNotificationStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notification channels (--notify-config): what each has delivered, what waits in the
+        /// > outbox, and whether it keeps failing (what `twin notify status` shows). Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetNotificationStatusRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_GetNotificationStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_GetNotificationStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getNotificationStatus<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_GetNotificationStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_GetNotificationStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_GetNotificationStatusResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetNotificationStatusResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.GetNotificationStatus.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "TestNotification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends a test message on one channel now, outside the outbox, and says what came of it
+        /// > (NOT_FOUND CHANNEL_NOT_FOUND for a name no channel has). Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_TestNotificationRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_TestNotificationRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_TestNotificationResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func testNotification<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_TestNotificationRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_TestNotificationRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_TestNotificationResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_TestNotificationResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.TestNotification.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3597,6 +3927,66 @@ extension Twin_V1_TwinService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_ListGatewaysRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_ListGatewaysResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetNotificationStatus" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The notification channels (--notify-config): what each has delivered, what waits in the
+    /// > outbox, and whether it keeps failing (what `twin notify status` shows). Role: operator.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_GetNotificationStatusRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getNotificationStatus<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_GetNotificationStatusRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetNotificationStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getNotificationStatus(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetNotificationStatusRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetNotificationStatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "TestNotification" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sends a test message on one channel now, outside the outbox, and says what came of it
+    /// > (NOT_FOUND CHANNEL_NOT_FOUND for a name no channel has). Audited. Role: admin.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_TestNotificationRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func testNotification<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_TestNotificationRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_TestNotificationResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.testNotification(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_TestNotificationRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_TestNotificationResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4206,6 +4596,74 @@ extension Twin_V1_TwinService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listGateways(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetNotificationStatus" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The notification channels (--notify-config): what each has delivered, what waits in the
+    /// > outbox, and whether it keeps failing (what `twin notify status` shows). Role: operator.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getNotificationStatus<Result>(
+        _ message: Twin_V1_GetNotificationStatusRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetNotificationStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_GetNotificationStatusRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getNotificationStatus(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "TestNotification" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sends a test message on one channel now, outside the outbox, and says what came of it
+    /// > (NOT_FOUND CHANNEL_NOT_FOUND for a name no channel has). Audited. Role: admin.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func testNotification<Result>(
+        _ message: Twin_V1_TestNotificationRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_TestNotificationResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_TestNotificationRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.testNotification(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1190,6 +1190,154 @@ public nonisolated struct Twin_V1_EdgeNode: Sendable {
   fileprivate var _lastDeath: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+public nonisolated struct Twin_V1_GetNotificationStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Twin_V1_GetNotificationStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var channels: [Twin_V1_NotificationChannel] = []
+
+  /// The notifications file (--notify-config, or notify.yaml in the data directory); empty when
+  /// there is none and nothing is sent.
+  public var path: String = String()
+
+  /// A hash of the file in force ("n" and 16 hex digits).
+  public var version: String = String()
+
+  /// The routes in force, by name.
+  public var routes: [String] = []
+
+  /// The last reload (SIGHUP) that failed and why; the configuration in force stayed.
+  public var lastError: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One channel as configured, and how its deliveries go. Secrets (signing keys, passwords, a
+/// webhook URL's path) are never shown.
+public nonisolated struct Twin_V1_NotificationChannel: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// webhook, slack, teams or email.
+  public var type: String = String()
+
+  /// Where it sends: scheme and host of the URL, or smtp://HOST:PORT.
+  public var target: String = String()
+
+  /// Notices waiting in the outbox for it.
+  public var pending: UInt64 = 0
+
+  /// Notices delivered since twind started (a summary counts each notice it carries).
+  public var delivered: UInt64 = 0
+
+  /// Notices given up on since twind started (refused by the receiver, or past retry_for).
+  public var failed: UInt64 = 0
+
+  /// Failed attempts since its last delivery; above zero the channel is failing.
+  public var consecutiveFailures: UInt32 = 0
+
+  public var lastError: String = String()
+
+  public var lastDeliveredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastDeliveredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastDeliveredAt = newValue}
+  }
+  /// Returns true if `lastDeliveredAt` has been explicitly set.
+  public var hasLastDeliveredAt: Bool {self._lastDeliveredAt != nil}
+  /// Clears the value of `lastDeliveredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastDeliveredAt() {self._lastDeliveredAt = nil}
+
+  public var lastAttemptAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastAttemptAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastAttemptAt = newValue}
+  }
+  /// Returns true if `lastAttemptAt` has been explicitly set.
+  public var hasLastAttemptAt: Bool {self._lastAttemptAt != nil}
+  /// Clears the value of `lastAttemptAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastAttemptAt() {self._lastAttemptAt = nil}
+
+  /// When the oldest notice still waiting for it was made.
+  public var oldestPendingAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_oldestPendingAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_oldestPendingAt = newValue}
+  }
+  /// Returns true if `oldestPendingAt` has been explicitly set.
+  public var hasOldestPendingAt: Bool {self._oldestPendingAt != nil}
+  /// Clears the value of `oldestPendingAt`. Subsequent reads from it will return its default value.
+  public mutating func clearOldestPendingAt() {self._oldestPendingAt = nil}
+
+  /// Held back now by its rate limit (what is due goes out as one summary when it allows).
+  public var rateLimited: Bool = false
+
+  /// Summaries sent instead of single notices (rate limit reached).
+  public var summaries: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _lastDeliveredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastAttemptAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _oldestPendingAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Twin_V1_TestNotificationRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A channel's name from the notifications file.
+  public var channel: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Twin_V1_TestNotificationResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The receiver took it.
+  public var delivered: Bool = false
+
+  /// What the receiver answered (e.g. "HTTP 200", "250 OK") or why it was not delivered.
+  public var result: String = String()
+
+  /// From sending to the receiver's answer.
+  public var took: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_took ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_took = newValue}
+  }
+  /// Returns true if `took` has been explicitly set.
+  public var hasTook: Bool {self._took != nil}
+  /// Clears the value of `took`. Subsequent reads from it will return its default value.
+  public mutating func clearTook() {self._took = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _took: SwiftProtobuf.Google_Protobuf_Duration? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "twin.v1"
@@ -3166,6 +3314,243 @@ nonisolated extension Twin_V1_EdgeNode: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.devices != rhs.devices {return false}
     if lhs.bdSeq != rhs.bdSeq {return false}
     if lhs.ignoredMetrics != rhs.ignoredMetrics {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_GetNotificationStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetNotificationStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_GetNotificationStatusRequest, rhs: Twin_V1_GetNotificationStatusRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_GetNotificationStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetNotificationStatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}channels\0\u{1}path\0\u{1}version\0\u{1}routes\0\u{3}last_error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.channels) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.routes) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.channels.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.channels, fieldNumber: 1)
+    }
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 2)
+    }
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 3)
+    }
+    if !self.routes.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.routes, fieldNumber: 4)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_GetNotificationStatusResponse, rhs: Twin_V1_GetNotificationStatusResponse) -> Bool {
+    if lhs.channels != rhs.channels {return false}
+    if lhs.path != rhs.path {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.routes != rhs.routes {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_NotificationChannel: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NotificationChannel"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}target\0\u{1}pending\0\u{1}delivered\0\u{1}failed\0\u{3}consecutive_failures\0\u{3}last_error\0\u{3}last_delivered_at\0\u{3}last_attempt_at\0\u{3}oldest_pending_at\0\u{3}rate_limited\0\u{1}summaries\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.target) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.pending) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.delivered) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.failed) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.consecutiveFailures) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._lastDeliveredAt) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._lastAttemptAt) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._oldestPendingAt) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.rateLimited) }()
+      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.summaries) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 2)
+    }
+    if !self.target.isEmpty {
+      try visitor.visitSingularStringField(value: self.target, fieldNumber: 3)
+    }
+    if self.pending != 0 {
+      try visitor.visitSingularUInt64Field(value: self.pending, fieldNumber: 4)
+    }
+    if self.delivered != 0 {
+      try visitor.visitSingularUInt64Field(value: self.delivered, fieldNumber: 5)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.failed, fieldNumber: 6)
+    }
+    if self.consecutiveFailures != 0 {
+      try visitor.visitSingularUInt32Field(value: self.consecutiveFailures, fieldNumber: 7)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 8)
+    }
+    try { if let v = self._lastDeliveredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._lastAttemptAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    try { if let v = self._oldestPendingAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    if self.rateLimited != false {
+      try visitor.visitSingularBoolField(value: self.rateLimited, fieldNumber: 12)
+    }
+    if self.summaries != 0 {
+      try visitor.visitSingularUInt64Field(value: self.summaries, fieldNumber: 13)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_NotificationChannel, rhs: Twin_V1_NotificationChannel) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.target != rhs.target {return false}
+    if lhs.pending != rhs.pending {return false}
+    if lhs.delivered != rhs.delivered {return false}
+    if lhs.failed != rhs.failed {return false}
+    if lhs.consecutiveFailures != rhs.consecutiveFailures {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs._lastDeliveredAt != rhs._lastDeliveredAt {return false}
+    if lhs._lastAttemptAt != rhs._lastAttemptAt {return false}
+    if lhs._oldestPendingAt != rhs._oldestPendingAt {return false}
+    if lhs.rateLimited != rhs.rateLimited {return false}
+    if lhs.summaries != rhs.summaries {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_TestNotificationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TestNotificationRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}channel\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.channel) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.channel.isEmpty {
+      try visitor.visitSingularStringField(value: self.channel, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_TestNotificationRequest, rhs: Twin_V1_TestNotificationRequest) -> Bool {
+    if lhs.channel != rhs.channel {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_TestNotificationResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TestNotificationResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}delivered\0\u{1}result\0\u{1}took\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.delivered) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.result) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._took) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.delivered != false {
+      try visitor.visitSingularBoolField(value: self.delivered, fieldNumber: 1)
+    }
+    if !self.result.isEmpty {
+      try visitor.visitSingularStringField(value: self.result, fieldNumber: 2)
+    }
+    try { if let v = self._took {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_TestNotificationResponse, rhs: Twin_V1_TestNotificationResponse) -> Bool {
+    if lhs.delivered != rhs.delivered {return false}
+    if lhs.result != rhs.result {return false}
+    if lhs._took != rhs._took {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

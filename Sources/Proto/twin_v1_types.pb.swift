@@ -540,6 +540,9 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
   /// NOT_FOUND of anything else (e.g. a Health service name).
   case notFound // = 16
 
+  /// NOT_FOUND: no notification channel of that name (TestNotification).
+  case channelNotFound // = 17
+
   /// ALREADY_EXISTS: e.g. a user of that name (metadata `username`).
   case alreadyExists // = 20
 
@@ -647,6 +650,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case 14: self = .userNotFound
     case 15: self = .apiKeyNotFound
     case 16: self = .notFound
+    case 17: self = .channelNotFound
     case 20: self = .alreadyExists
     case 30: self = .alertStateConflict
     case 31: self = .trainingInProgress
@@ -693,6 +697,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case .userNotFound: return 14
     case .apiKeyNotFound: return 15
     case .notFound: return 16
+    case .channelNotFound: return 17
     case .alreadyExists: return 20
     case .alertStateConflict: return 30
     case .trainingInProgress: return 31
@@ -739,6 +744,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     .userNotFound,
     .apiKeyNotFound,
     .notFound,
+    .channelNotFound,
     .alreadyExists,
     .alertStateConflict,
     .trainingInProgress,
@@ -1952,7 +1958,7 @@ nonisolated extension Twin_V1_Priority: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Twin_V1_ErrorReason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_REASON_UNSPECIFIED\0\u{1}REQUEST_INVALID\0\u{1}READING_INVALID\0\u{1}TIME_OUT_OF_RANGE\0\u{1}SENSOR_NOT_FOUND\0\u{1}PAGE_TOKEN_INVALID\0\u{1}PASSWORD_REJECTED\0\u{1}ALERT_RULES_INVALID\0\u{2}\u{3}DEVICE_NOT_FOUND\0\u{1}ALERT_NOT_FOUND\0\u{1}MODEL_NOT_FOUND\0\u{1}TRAINING_JOB_NOT_FOUND\0\u{1}USER_NOT_FOUND\0\u{1}API_KEY_NOT_FOUND\0\u{1}NOT_FOUND\0\u{2}\u{4}ALREADY_EXISTS\0\u{2}\u{a}ALERT_STATE_CONFLICT\0\u{1}TRAINING_IN_PROGRESS\0\u{1}NOT_ENOUGH_DATA\0\u{1}LAST_ADMIN\0\u{1}DEVICE_CONFLICT\0\u{1}PRECONDITION_FAILED\0\u{1}ALERT_RULES_CHANGED\0\u{2}\u{4}LOGIN_THROTTLED\0\u{1}SERVER_BUSY\0\u{1}LIMIT_EXCEEDED\0\u{2}\u{8}CREDENTIALS_INVALID\0\u{1}TOKEN_MISSING\0\u{1}TOKEN_INVALID\0\u{1}TOKEN_EXPIRED\0\u{1}REFRESH_TOKEN_INVALID\0\u{1}SESSION_ENDED\0\u{2}\u{5}ROLE_INSUFFICIENT\0\u{1}GATEWAY_KEY_LIMITED\0\u{1}OUT_OF_SCOPE\0\u{2}\u{8}SHUTTING_DOWN\0\u{1}STORE_UNAVAILABLE\0\u{1}DATA_LOSS\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_REASON_UNSPECIFIED\0\u{1}REQUEST_INVALID\0\u{1}READING_INVALID\0\u{1}TIME_OUT_OF_RANGE\0\u{1}SENSOR_NOT_FOUND\0\u{1}PAGE_TOKEN_INVALID\0\u{1}PASSWORD_REJECTED\0\u{1}ALERT_RULES_INVALID\0\u{2}\u{3}DEVICE_NOT_FOUND\0\u{1}ALERT_NOT_FOUND\0\u{1}MODEL_NOT_FOUND\0\u{1}TRAINING_JOB_NOT_FOUND\0\u{1}USER_NOT_FOUND\0\u{1}API_KEY_NOT_FOUND\0\u{1}NOT_FOUND\0\u{1}CHANNEL_NOT_FOUND\0\u{2}\u{3}ALREADY_EXISTS\0\u{2}\u{a}ALERT_STATE_CONFLICT\0\u{1}TRAINING_IN_PROGRESS\0\u{1}NOT_ENOUGH_DATA\0\u{1}LAST_ADMIN\0\u{1}DEVICE_CONFLICT\0\u{1}PRECONDITION_FAILED\0\u{1}ALERT_RULES_CHANGED\0\u{2}\u{4}LOGIN_THROTTLED\0\u{1}SERVER_BUSY\0\u{1}LIMIT_EXCEEDED\0\u{2}\u{8}CREDENTIALS_INVALID\0\u{1}TOKEN_MISSING\0\u{1}TOKEN_INVALID\0\u{1}TOKEN_EXPIRED\0\u{1}REFRESH_TOKEN_INVALID\0\u{1}SESSION_ENDED\0\u{2}\u{5}ROLE_INSUFFICIENT\0\u{1}GATEWAY_KEY_LIMITED\0\u{1}OUT_OF_SCOPE\0\u{2}\u{8}SHUTTING_DOWN\0\u{1}STORE_UNAVAILABLE\0\u{1}DATA_LOSS\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
 }
 
 nonisolated extension Twin_V1_SensorSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

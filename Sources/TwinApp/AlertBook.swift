@@ -60,6 +60,11 @@ public final class AlertBook: Sendable {
     let sequence = Atomic<Int>(0)
     /// Told every alert that opened, changed or resolved (twind streams them in StreamUpdates).
     let changed: @Sendable ([Alert]) -> Void
+    /// Routes alert changes to notification channels; its notices are saved with the alerts.
+    let notifier = Mutex<Notifier?>(nil)
+
+    /// Sends alert changes through `notifier` from now on.
+    public func attach(_ notifier: Notifier) { self.notifier.withLock { $0 = notifier } }
 
     public init(
         store: any AlertStore, options: Options = Options(), rules: AlertRules? = nil, clock: any TwinClock = SystemClock(), logger: Logger,
@@ -236,7 +241,14 @@ public final class AlertBook: Sendable {
             return (changed, counts, bySeverity)
         }
         counted(bySeverity)
-        do { try store.saveAlerts(changed, audit: nil) } catch { logger.error("cannot save alerts", metadata: ["error": "\(error.message)"]) }
+        let notifier = self.notifier.withLock { $0 }
+        let notices = notifier?.route(changed) ?? []
+        do {
+            try store.saveAlerts(changed, audit: nil, notices: notices)
+            notifier?.queued(notices)
+        } catch {
+            logger.error("cannot save alerts", metadata: ["error": "\(error.message)"])
+        }
         self.changed(changed)
         // Devices whose last alert resolved get a zero count.
         var result = counts
@@ -280,7 +292,10 @@ public final class AlertBook: Sendable {
             a.updatedAt = now
             return a
         }
-        try store.saveAlerts([updated], audit: audit(updated))
+        let notifier = self.notifier.withLock { $0 }
+        let notices = notifier?.route([updated]) ?? []
+        try store.saveAlerts([updated], audit: audit(updated), notices: notices)
+        notifier?.queued(notices)
         state.withLock { $0.alerts[id] = updated }
         changed([updated])
         return updated

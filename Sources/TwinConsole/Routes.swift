@@ -43,6 +43,10 @@ extension ConnectBridge {
             r.unary(Twin_V1_TwinService.Method.RecordEvent.descriptor, Twin_V1_RecordEventRequest.self, Twin_V1_RecordEventResponse.self),
             r.unary(Twin_V1_TwinService.Method.ListEvents.descriptor, Twin_V1_ListEventsRequest.self, Twin_V1_ListEventsResponse.self),
             r.unary(Twin_V1_TwinService.Method.ListGateways.descriptor, Twin_V1_ListGatewaysRequest.self, Twin_V1_ListGatewaysResponse.self),
+            r.unary(
+                Twin_V1_TwinService.Method.GetNotificationStatus.descriptor, Twin_V1_GetNotificationStatusRequest.self,
+                Twin_V1_GetNotificationStatusResponse.self),
+            r.unary(Twin_V1_TwinService.Method.TestNotification.descriptor, Twin_V1_TestNotificationRequest.self, Twin_V1_TestNotificationResponse.self),
         ]
     }
 }

@@ -14,6 +14,7 @@ public struct AuditEntry: Sendable, Codable, Equatable {
         case loginOK = "login.ok"
         case modelActivated = "model.activated"
         case modelRetrain = "model.retrain"
+        case notificationTested = "notification.tested"
         case passwordChangeFailed = "password_change.failed"
         case tokenFamilyRevoked = "token.family_revoked"
         case userCreated = "user.created"

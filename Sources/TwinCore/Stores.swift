@@ -27,8 +27,29 @@ public struct EventQuery: Sendable {
 /// Where alerts are kept: `TwinStore` seals them in health_data.db; tests keep them in memory.
 public protocol AlertStore: Sendable {
     /// Saves (inserts or replaces) alerts and, in the same transaction, the audit entry of the
-    /// person's change that caused it (nil for twind's own); durable when it returns.
-    func saveAlerts(_ alerts: [Alert], audit: AuditEntry?) throws(TwinError)
+    /// person's change that caused it (nil for twind's own) and the notices they make (added
+    /// to the outbox unless one of the same id is there already); durable when it returns.
+    func saveAlerts(_ alerts: [Alert], audit: AuditEntry?, notices: [Notice]) throws(TwinError)
     /// Every alert not resolved, and those resolved since `resolvedSince`.
     func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert]
+}
+
+extension AlertStore {
+    public func saveAlerts(_ alerts: [Alert], audit: AuditEntry?) throws(TwinError) {
+        try saveAlerts(alerts, audit: audit, notices: [])
+    }
+}
+
+/// The notifications outbox: notices wait here until delivered, so a restart or a dead
+/// endpoint loses none.
+public protocol NoticeStore: Sendable {
+    /// Adds notices whose id is not there yet (a notice already there stays as it is); returns
+    /// those it added.
+    func enqueueNotices(_ notices: [Notice]) throws(TwinError) -> [Notice]
+    /// Replaces notices (after a delivery attempt).
+    func updateNotices(_ notices: [Notice]) throws(TwinError)
+    /// Every notice still pending, oldest first.
+    func pendingNotices() throws(TwinError) -> [Notice]
+    /// Removes delivered and failed notices older than this; returns how many went.
+    func pruneNotices(before time: Nanos) throws(TwinError) -> Int
 }

@@ -29,6 +29,7 @@ public struct TwinError: Error, Sendable, Equatable, CustomStringConvertible {
         case userNotFound = "USER_NOT_FOUND"
         case apiKeyNotFound = "API_KEY_NOT_FOUND"
         case notFound = "NOT_FOUND"
+        case channelNotFound = "CHANNEL_NOT_FOUND"
         // ALREADY_EXISTS
         case alreadyExists = "ALREADY_EXISTS"
         // FAILED_PRECONDITION

@@ -26,8 +26,8 @@ enum AccessTable {
         set("twin.v1.TwinService", .role(.viewer),
             "ListDevices", "GetDevice", "StreamUpdates", "GetHistory", "GetHealth", "GetPatterns", "GetPrediction",
             "GetRecommendations", "ListAlerts", "ListEvents", "ListGateways", "GetAlertRules")
-        set("twin.v1.TwinService", .role(.operator), "Ingest", "AckAlert", "ResolveAlert", "RecordEvent")
-        set("twin.v1.TwinService", .role(.admin), "UpsertDevice", "SetAlertRules")
+        set("twin.v1.TwinService", .role(.operator), "Ingest", "AckAlert", "ResolveAlert", "RecordEvent", "GetNotificationStatus")
+        set("twin.v1.TwinService", .role(.admin), "UpsertDevice", "SetAlertRules", "TestNotification")
         set("twin.v1.ModelService", .role(.viewer), "GetTrainingJob", "ListModels")
         set("twin.v1.ModelService", .role(.admin), "Retrain", "ActivateModel")
         return r

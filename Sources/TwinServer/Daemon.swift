@@ -13,6 +13,7 @@ import TwinCore
 import TwinConsole
 import TwinEngines
 import TwinGateway
+import TwinNotify
 import TwinStore
 
 /// Everything `twind` needs to know to run; `twind` fills it from flags, environment and file.
@@ -86,6 +87,10 @@ public struct DaemonConfiguration: Sendable {
     /// and the built-in rules while that does not exist. SetAlertRules writes it, SIGHUP rereads it.
     public var alertRulesFile: String?
     public var effectiveAlertRulesFile: String { alertRulesFile ?? dataDirectory + "/alert-rules.yaml" }
+    /// The notifications file (`--notify-config`); nil: `notify.yaml` in the data directory,
+    /// and no notifications while that does not exist. SIGHUP rereads it.
+    public var notifyConfigFile: String?
+    public var effectiveNotifyConfigFile: String { notifyConfigFile ?? dataDirectory + "/notify.yaml" }
     /// The environment key sources are read from (`TWIND_KEY`, `CREDENTIALS_DIRECTORY`).
     public var environment: [String: String] = [:]
 
@@ -172,6 +177,9 @@ public final class Daemon: Service, Sendable {
     let prognostics: Prognostics
     let alerts: AlertBook
     let alertRules: AlertRuleFile
+    let notifier: Notifier
+    let notifyConfig: NotifyConfigFile
+    let sender: ChannelSender
     let assessment: Assessment
     let gateways: Gateways?
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
@@ -183,6 +191,8 @@ public final class Daemon: Service, Sendable {
     /// The health pass, prediction refresh and retrain scheduler: one at a time, off the
     /// cooperative pool (a pass that is late waits for the one before, never piles up).
     let passes = BlockingPool(name: "health passes", workers: 1, queueLimit: 2, maxWait: .seconds(60))
+    /// The notifications outbox's writes (each ends in an fsync).
+    let notifyWrites = BlockingPool(name: "notifications", workers: 1, queueLimit: 256, maxWait: .seconds(60))
     private let bound = Mutex<[NetworkAddress]?>(nil)
 
     init(configuration: DaemonConfiguration, logger: Logger, hooks: DaemonHooks) async throws {
@@ -250,6 +260,18 @@ public final class Daemon: Service, Sendable {
             logger: logger
         ) { [identity] in identity.recordAudit($0) }
         logger.info("alert rules", metadata: ["source": "\(rules.source)", "version": "\(rules.version)"])
+        let notifyPath = configuration.effectiveNotifyConfigFile
+        let notify = try NotifyConfigFile.read(path: notifyPath, required: configuration.notifyConfigFile != nil, environment: configuration.environment)
+        sender = ChannelSender(userAgent: "twind")
+        notifier = try Notifier(
+            config: notify, store: store, writes: notifyWrites, sender: sender, logger: logger,
+            placement: { [plant] id in plant.live.device(id).map { Notifier.Placement(site: $0.site, line: $0.line, type: $0.type) } },
+            counted: Telemetry.notification)
+        alerts.attach(notifier)
+        notifyConfig = NotifyConfigFile(path: notifyPath, notifier: notifier, environment: configuration.environment, logger: logger)
+        if notify.source != "none" {
+            logger.info("notifications", metadata: ["source": "\(notify.source)", "channels": "\(notify.channels.count)", "routes": "\(notify.routes.count)"])
+        }
         assessment = Assessment(plant: plant, prognostics: prognostics, alerts: alerts)
         if let g = configuration.gateways { gateways = Gateways(configuration: g, plant: plant, logger: logger) } else { gateways = nil }
         health = HealthStatus(services: [
@@ -260,7 +282,7 @@ public final class Daemon: Service, Sendable {
         ])
         let services: [any RegistrableRPCService] = [
             TwinService(
-                plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, alertRules: alertRules, identity: identity,
+                plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, alertRules: alertRules, notifier: notifier, notifyConfig: notifyConfig, identity: identity,
                 gateways: gateways),
             UpdateStreamService(plant: plant), HistoryAnswerService(plant: plant), AuthService(identity: identity, plant: store),
             ModelService(prognostics: prognostics, identity: identity),
@@ -399,7 +421,13 @@ public final class Daemon: Service, Sendable {
             let consoleTask = try await startConsole()
 
             let loops = Task { await self.runLoops() }
-            let reloads = Self.onSIGHUP { [alertRules] in alertRules.reload() }
+            let notifying = Task { [notifier, alerts] in
+                await notifier.run { alerts.list(devices: [], states: [.open], minimum: nil) }
+            }
+            let reloads = Self.onSIGHUP { [alertRules, notifyConfig] in
+                alertRules.reload()
+                notifyConfig.reload()
+            }
             defer { reloads.cancel() }
             gateways?.start()
             hooks.ready(addresses)
@@ -419,6 +447,9 @@ public final class Daemon: Service, Sendable {
             await consoleTask?.value
             for (_, server) in servers { server.beginGracefulShutdown() }
             await loops.value
+            notifying.cancel()
+            await notifying.value
+            await sender.shutdown()
 
             // Calls get until 4.5 s after the signal to finish; then they are cut.
             group.addTask {
@@ -448,6 +479,7 @@ public final class Daemon: Service, Sendable {
             plant.writes.shutdown()
             prognostics.stop()
             passes.shutdown()
+            notifyWrites.shutdown()
             dataDirectory.unlock()
             logger.notice("stopped", metadata: ["drained_in": "\(ContinuousClock.now - started)"])
         }
@@ -526,6 +558,8 @@ public final class Daemon: Service, Sendable {
             let pruned = try users.prune(
                 now: Time.now(), auditOlderThan: configuration.auditRetention, tokensExpiredFor: configuration.refreshTokenRetention)
             let plantAudit = try store.pruneAudit(olderThan: Time.now() - configuration.auditRetention)
+            // Delivered and failed notifications are kept 30 days (what was sent, to whom).
+            _ = try store.pruneNotices(before: Time.now() - 30 * Time.day)
             if pruned.audit + pruned.tokens + plantAudit > 0 {
                 logger.info("users.db retention", metadata: ["audit_entries_deleted": "\(pruned.audit + plantAudit)", "refresh_tokens_deleted": "\(pruned.tokens)"])
             }

@@ -572,3 +572,23 @@ extension SeriesHistory {
         return out
     }
 }
+
+extension Notifier.ChannelStatus {
+    var proto: Twin_V1_NotificationChannel {
+        var c = Twin_V1_NotificationChannel()
+        c.name = name
+        c.type = kind.rawValue
+        c.target = target
+        c.pending = UInt64(pending)
+        c.delivered = UInt64(delivered)
+        c.failed = UInt64(failed)
+        c.consecutiveFailures = UInt32(clamping: consecutiveFailures)
+        c.lastError = lastError
+        if let t = lastDeliveredAt { c.lastDeliveredAt = .init(nanos: t) }
+        if let t = lastAttemptAt { c.lastAttemptAt = .init(nanos: t) }
+        if let t = oldestPendingAt { c.oldestPendingAt = .init(nanos: t) }
+        c.rateLimited = rateLimited
+        c.summaries = UInt64(summaries)
+        return c
+    }
+}

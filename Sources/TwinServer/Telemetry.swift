@@ -47,6 +47,11 @@ enum Telemetry {
         if conflated > 0 { Counter(label: "twind_stream_updates_conflated_total").increment(by: Int(conflated)) }
     }
 
+    /// A notification delivery outcome per channel ("delivered", "retry", "failed").
+    static func notification(channel: String, outcome: String) {
+        Counter(label: "twind_notifications_total", dimensions: [("channel", channel), ("outcome", outcome)]).increment()
+    }
+
     static func login(_ result: String) {
         Counter(label: "twind_logins_total", dimensions: [("result", result)]).increment()
     }

@@ -14,6 +14,8 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let assessment: Assessment
     let alerts: AlertBook
     let alertRules: AlertRuleFile
+    let notifier: Notifier
+    let notifyConfig: NotifyConfigFile
     let identity: Identity
     var gateways: Gateways? = nil
 
@@ -327,6 +329,38 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         response.version = rules.version
         response.rules = rules.listed { plant.live.device($0)?.type }.map(\.proto)
         if !request.validateOnly { response.path = alertRules.path }
+        return response
+    }
+
+    // MARK: Notifications
+
+    func getNotificationStatus(request: Twin_V1_GetNotificationStatusRequest, context: ServerContext) async throws -> Twin_V1_GetNotificationStatusResponse {
+        let config = notifier.config
+        var response = Twin_V1_GetNotificationStatusResponse()
+        response.channels = notifier.status().map(\.proto)
+        response.path = config.source == "none" ? "" : config.source
+        response.version = config.version
+        response.routes = config.routes.map(\.name)
+        response.lastError = notifyConfig.error
+        return response
+    }
+
+    func testNotification(request: Twin_V1_TestNotificationRequest, context: ServerContext) async throws -> Twin_V1_TestNotificationResponse {
+        guard !request.channel.isEmpty else { throw TwinError.invalidArgument("channel is required (twin notify status lists them)").field("channel") }
+        let user = Principal.current?.username ?? ""
+        let (outcome, took) = try await notifier.test(channel: request.channel, by: user)
+        var response = Twin_V1_TestNotificationResponse()
+        switch outcome {
+        case .delivered(let said):
+            response.delivered = true
+            response.result = said
+        case .retry(let why, _), .rejected(let why):
+            response.result = why
+        }
+        response.took = .init(nanos: took)
+        identity.recordAudit(
+            AuditEntry(time: Time.now(), action: .notificationTested, actor: user, peer: context.clientPeer,
+                       detail: "\(request.channel): \(response.delivered ? "delivered" : "not delivered")"))
         return response
     }
 

@@ -85,6 +85,18 @@ public final class HealthDatabase: PlantStore {
             try RowBinding.devices.bindAll(db, sealer: sealer)
         }
         migrator.registerMigration("v5: audit") { db in try db.execute(sql: AuditLog.schema) }
+        migrator.registerMigration("v6: notifications outbox") { db in
+            try db.execute(sql: """
+                CREATE TABLE outbox (
+                    id TEXT PRIMARY KEY,
+                    channel TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    details BLOB NOT NULL
+                );
+                CREATE INDEX outbox_by_state ON outbox (state, created_at);
+                """)
+        }
         return migrator
     }
 
@@ -251,11 +263,12 @@ extension HealthDatabase: AlertStore {
 
     /// Inserts or replaces alerts, with the audit entry of the change in the same transaction;
     /// durable when it returns.
-    public func saveAlerts(_ alerts: [Alert], audit: AuditEntry?) throws(TwinError) {
-        if alerts.isEmpty { return }
+    public func saveAlerts(_ alerts: [Alert], audit: AuditEntry?, notices: [Notice]) throws(TwinError) {
+        if alerts.isEmpty && notices.isEmpty { return }
         do {
             try pool.write { db in
                 try auditLog.insert(db, audit)
+                try insertNotices(db, notices, replacing: false)
                 for alert in alerts {
                     let sealed = sealer.seal(Array(try JSONEncoder().encode(alert)), context: Self.alertContext(alert.id, device: alert.deviceID))
                     try db.execute(
@@ -269,6 +282,22 @@ extension HealthDatabase: AlertStore {
     }
 
     var auditLog: AuditLog { AuditLog(database: "health_data.db", sealer: sealer) }
+
+    static func noticeContext(_ id: String, channel: String) -> [UInt8] { Array("health_data.db/outbox/\(id)/\(channel)".utf8) }
+
+    /// Returns the notices it wrote (with `replacing` false, those not there before).
+    @discardableResult
+    func insertNotices(_ db: Database, _ notices: [Notice], replacing: Bool) throws -> [Notice] {
+        var written: [Notice] = []
+        for n in notices {
+            let sealed = sealer.seal(Array(try JSONEncoder().encode(n)), context: Self.noticeContext(n.id, channel: n.channel))
+            try db.execute(
+                sql: "INSERT OR \(replacing ? "REPLACE" : "IGNORE") INTO outbox (id, channel, state, created_at, details) VALUES (?, ?, ?, ?, ?)",
+                arguments: [n.id, n.channel, n.state.rawValue, n.createdAt, Data(sealed)])
+            if db.changesCount > 0 { written.append(n) }
+        }
+        return written
+    }
 
     /// Audit entries of plant changes (alerts acknowledged and resolved), newest first.
     public func auditEntries(limit: Int = 100, since: Nanos = .min) throws(TwinError) -> [AuditEntry] {
@@ -312,6 +341,53 @@ extension HealthDatabase {
     public func chunkCount() throws(TwinError) -> Int {
         do { return try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM chunks") } ?? 0 } catch {
             throw .unavailable("cannot count chunks: \(error)")
+        }
+    }
+}
+
+// MARK: Notifications outbox (sealed; id, channel, state and time in clear for queries)
+
+extension HealthDatabase: NoticeStore {
+    public func enqueueNotices(_ notices: [Notice]) throws(TwinError) -> [Notice] {
+        if notices.isEmpty { return [] }
+        do { return try pool.write { db in try insertNotices(db, notices, replacing: false) } } catch {
+            throw .unavailable("cannot queue notifications: \(error)")
+        }
+    }
+
+    public func updateNotices(_ notices: [Notice]) throws(TwinError) {
+        if notices.isEmpty { return }
+        do { try pool.write { db in try insertNotices(db, notices, replacing: true) } } catch {
+            throw .unavailable("cannot save notifications: \(error)")
+        }
+    }
+
+    public func pendingNotices() throws(TwinError) -> [Notice] {
+        let rows: [Row]
+        do {
+            rows = try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, channel, details FROM outbox WHERE state = 'pending' ORDER BY created_at, id")
+            }
+        } catch {
+            throw .unavailable("cannot read the notifications outbox: \(error)")
+        }
+        return try rows.map { row throws(TwinError) -> Notice in
+            let id: String = row["id"], channel: String = row["channel"]
+            guard let plain = try? sealer.open(Array(row["details"] as Data), context: Self.noticeContext(id, channel: channel)),
+                  let notice = try? JSONDecoder().decode(Notice.self, from: Data(plain))
+            else { throw .dataLoss("notification \(id) cannot be opened: it was altered or moved") }
+            return notice
+        }
+    }
+
+    public func pruneNotices(before time: Nanos) throws(TwinError) -> Int {
+        do {
+            return try pool.write { db in
+                try db.execute(sql: "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", arguments: [time])
+                return db.changesCount
+            }
+        } catch {
+            throw .unavailable("cannot apply retention to the notifications outbox: \(error)")
         }
     }
 }

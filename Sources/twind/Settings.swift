@@ -96,7 +96,7 @@ struct Settings {
         "retrain-interval", "metrics-listen", "http-listen", "rpc-log-level", "audit-retention", "refresh-token-retention",
         "mqtt-broker", "mqtt-client-id", "mqtt-username", "mqtt-password-file", "mqtt-ca", "mqtt-cert", "mqtt-key",
         "mqtt-protocol", "mqtt-mapping", "sparkplug-host-id", "sparkplug-group", "sparkplug-reorder-timeout",
-        "alert-rules",
+        "alert-rules", "notify-config",
     ]
 
     /// The MQTT connection and the Sparkplug B host on it, if `mqtt-broker` is set.
@@ -257,6 +257,14 @@ struct Settings {
                 throw ConfigError("config: invalid alert-rules: \(error.message)")
             }
             c.alertRulesFile = file
+        }
+        if let file = string("notify-config") {
+            do {
+                _ = try NotifyConfig.load(path: file, environment: environment)
+            } catch {
+                throw ConfigError("config: invalid notify-config: \(error.message)")
+            }
+            c.notifyConfigFile = file
         }
         c.environment = environment
         return c

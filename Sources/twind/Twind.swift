@@ -83,6 +83,7 @@ struct Serve: AsyncParsableCommand {
     var sparkplugGroup: [String] = []
     @Option(help: "How long a Sparkplug sequence gap may stay open before twind asks for a rebirth, e.g. 2s (TWIND_SPARKPLUG_REORDER_TIMEOUT).") var sparkplugReorderTimeout: String?
     @Option(help: "YAML alert rules per device type and device (TWIND_ALERT_RULES; default alert-rules.yaml in the data directory, else the built-in set); SIGHUP reloads it. See the README.") var alertRules: String?
+    @Option(help: "YAML notification channels (webhook, Slack, Teams, e-mail) and routes (TWIND_NOTIFY_CONFIG; default notify.yaml in the data directory, else none); SIGHUP reloads it. See the README.") var notifyConfig: String?
     @Option(help: "trace|debug|info|notice|warning|error|critical (TWIND_LOG_LEVEL).") var logLevel: String?
     @Option(help: "text|json (TWIND_LOG_FORMAT).") var logFormat: String?
 
@@ -100,6 +101,7 @@ struct Serve: AsyncParsableCommand {
             ("mqtt-username", mqttUsername), ("mqtt-password-file", mqttPasswordFile), ("mqtt-ca", mqttCa), ("mqtt-cert", mqttCert),
             ("mqtt-key", mqttKey), ("mqtt-protocol", mqttProtocol), ("mqtt-mapping", mqttMapping), ("sparkplug-host-id", sparkplugHostId),
             ("sparkplug-reorder-timeout", sparkplugReorderTimeout), ("alert-rules", alertRules),
+            ("notify-config", notifyConfig),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

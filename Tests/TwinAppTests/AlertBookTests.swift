@@ -10,9 +10,11 @@ final class MemoryAlertStore: AlertStore {
     let saved = Mutex<[String: Alert]>([:])
     let failing = Mutex(false)
     let audit = Mutex<[AuditEntry]>([])
-    func saveAlerts(_ alerts: [Alert], audit entry: AuditEntry?) throws(TwinError) {
+    let outbox = Mutex<[String: Notice]>([:])
+    func saveAlerts(_ alerts: [Alert], audit entry: AuditEntry?, notices: [Notice]) throws(TwinError) {
         if failing.withLock({ $0 }) { throw .unavailable("disk full") }
         saved.withLock { for a in alerts { $0[a.id] = a } }
+        outbox.withLock { for n in notices where $0[n.id] == nil { $0[n.id] = n } }
         if let entry { audit.withLock { $0.append(entry) } }
     }
     func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert] {

@@ -1,0 +1,198 @@
+import Foundation
+import Testing
+
+/// Notifications through real twind and twin processes to receivers written by others: a
+/// webhook receiver (Python's http.server, checking the HMAC signature) that fails at first,
+/// dies and comes back across a twind restart; a mail server (aiosmtpd) requiring STARTTLS and
+/// a login.
+@Suite(.timeLimit(.minutes(3))) struct NotificationTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let rules = """
+        types:
+          pump:
+            - name: hot
+              condition: above
+              sensor: bearing_temp
+              value: 1
+              hold: 0s
+              severity: warning
+
+        """
+
+    /// A private temporary directory with a signing key only its owner reads.
+    static func scratch() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twin-notify-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return dir
+    }
+
+    struct Delivery {
+        var status: Int
+        var key: String
+        var event: String
+        var signed: Bool
+        var text: String
+    }
+
+    static func deliveries(_ receiver: Child) -> [Delivery] {
+        receiver.stdout.lines.compactMap { line in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let status = o["status"] as? Int else { return nil }
+            return Delivery(status: status, key: o["key"] as? String ?? "", event: o["event"] as? String ?? "", signed: o["signed"] as? Bool ?? false, text: o["text"] as? String ?? "")
+        }
+    }
+
+    static func receiver(key: String, failFirst: Int, port: Int? = nil) async throws -> (Child, Int) {
+        let script = root.appendingPathComponent("Tests/Python/webhook_receiver.py").path
+        let child = try Child("/usr/bin/env", ["python3", script, key, "\(failFirst)"] + (port.map { ["\($0)"] } ?? []))
+        guard let line = await child.stdout.waitForLine({ $0.hasPrefix("listening ") }), let p = Int(line.dropFirst(10)) else {
+            throw TestFailure("the webhook receiver did not start: \(child.stderr.text)")
+        }
+        return (child, p)
+    }
+
+    func alertIDs(_ d: TwindProcess) async throws -> [String] {
+        let alerts = try d.twin(["alerts", "-o", "json"])
+        _ = await alerts.wait()
+        return alerts.stdout.lines.compactMap { line in
+            guard line.contains("\"rule\":\"bearing_temp.hot\""), let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+            return o["id"] as? String
+        }
+    }
+
+    @Test func aWebhookGetsEachNoticeOnceAcrossFailuresAndARestart() async throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = dir + "/hook.key"
+        let secret = "signing-\(UUID().uuidString)"
+        try secret.write(toFile: key, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
+        try Self.rules.write(toFile: dir + "/rules.yaml", atomically: true, encoding: .utf8)
+        // The first request is answered 503: the notice is retried after its backoff.
+        var (receiver, port) = try await Self.receiver(key: key, failFirst: 1)
+        defer { receiver.signal(SIGKILL) }
+        let config = """
+            channels:
+              - name: hook
+                type: webhook
+                url: http://127.0.0.1:\(port)/hooks/secret-path-\(secret.prefix(4))
+                secret_file: \(key)
+                timeout: 5s
+            routes:
+              - name: pumps
+                types: [pump]
+                rules: [hot]
+                events: [opened, acknowledged]
+                channels: [hook]
+
+            """
+        try config.write(toFile: dir + "/notify.yaml", atomically: true, encoding: .utf8)
+        let data = dir + "/data"
+        var d = try await TwindProcess.start(["--alert-rules", dir + "/rules.yaml", "--notify-config", dir + "/notify.yaml"], directory: data)
+
+        // Every pump opens an alert at the first health passes; each reaches the receiver, signed.
+        var opened: [String] = []
+        for _ in 0..<150 where opened.isEmpty {
+            opened = try await alertIDs(d)
+            if opened.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(!opened.isEmpty)
+        let all = Set(opened.map { "\($0)/opened/hook" })
+        for _ in 0..<300 {
+            if all.isSubset(of: Set(Self.deliveries(receiver).filter { $0.status == 200 }.map(\.key))) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let first = Self.deliveries(receiver)
+        #expect(first.first?.status == 503)
+        #expect(all.isSubset(of: Set(first.filter { $0.status == 200 }.map(\.key))), "\(first.map(\.key))")
+        #expect(first.allSatisfy { $0.signed })
+        #expect(first.contains { $0.text.contains("[WARNING]") && $0.text.contains("bearing_temp.hot opened") })
+
+        // `twin notify status`: delivered, nothing pending, and no secret on the screen.
+        let status = try d.twin(["notify", "status"])
+        #expect(await status.wait() == 0)
+        #expect(status.stdout.text.contains("hook") && status.stdout.text.contains("http://127.0.0.1:\(port)/…"), "\(status.stdout.text)")
+        #expect(!status.stdout.text.contains("secret-path") && !status.stdout.text.contains(secret))
+
+        // The receiver dies; an acknowledgement waits in the outbox; twind restarts; the
+        // receiver comes back on its port and gets it, and nothing twice.
+        receiver.signal(SIGKILL)
+        _ = await receiver.wait()
+        let acked = opened[0]
+        let ack = try d.twin(["ack", acked, "--comment", "on it"])
+        #expect(await ack.wait() == 0)
+        // The dead endpoint shows: the channel is failing, the acknowledgement pending.
+        var failing = ""
+        for _ in 0..<100 {
+            let s = try d.twin(["notify", "status", "-o", "json"])
+            _ = await s.wait()
+            failing = s.stdout.text
+            if failing.contains("\"consecutive_failures\"") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(failing.contains("\"consecutive_failures\"") && failing.contains("\"pending\""), "\(failing)")
+        #expect(await d.stop(removing: false) == 0)
+        (receiver, _) = try await Self.receiver(key: key, failFirst: 0, port: port)
+        d = try await TwindProcess.start(["--alert-rules", dir + "/rules.yaml", "--notify-config", dir + "/notify.yaml"], directory: data, login: false)
+        let ackKey = "\(acked)/acknowledged/hook"
+        let got = await receiver.stdout.waitForLine(timeout: .seconds(30)) { $0.contains(ackKey) }
+        #expect(got?.contains("\"status\": 200") == true, "\(receiver.stdout.text)")
+        let delivered = (first + Self.deliveries(receiver)).filter { $0.status == 200 }.map(\.key)
+        #expect(Set(delivered).count == delivered.count, "a notice was delivered twice: \(delivered)")
+        #expect(await d.stop() == 0)
+    }
+
+    @Test func eMailGoesOverSTARTTLSWithALoginAndAWrongPasswordIsSaidSo() async throws {
+        let certs = try await TLSTests.makeCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = Self.root.appendingPathComponent("Tests/Python/smtp_server.py").path
+        let server = try Child("/usr/bin/env", ["python3", script, certs + "/server.pem", certs + "/server.key", "twin", "mail-password"])
+        defer { server.signal(SIGKILL) }
+        guard let line = await server.stdout.waitForLine({ $0.hasPrefix("listening ") }), let port = Int(line.dropFirst(10)) else {
+            throw TestFailure("the mail server did not start: \(server.stderr.text)")
+        }
+        try "mail-password\n".write(toFile: dir + "/good.pass", atomically: true, encoding: .utf8)
+        try "wrong\n".write(toFile: dir + "/bad.pass", atomically: true, encoding: .utf8)
+        try Self.rules.write(toFile: dir + "/rules.yaml", atomically: true, encoding: .utf8)
+        func channel(_ name: String, _ password: String) -> String {
+            """
+              - name: \(name)
+                type: email
+                server: localhost:\(port)
+                tls: starttls
+                ca_file: \(certs)/ca.pem
+                username: twin
+                password_file: \(dir)/\(password)
+                from: twind@plant.example
+                to: [maintenance@plant.example]
+
+            """
+        }
+        let config = "channels:\n" + channel("mail", "good.pass") + channel("badmail", "bad.pass") + """
+            routes:
+              - name: pumps
+                types: [pump]
+                channels: [mail]
+
+            """
+        try config.write(toFile: dir + "/notify.yaml", atomically: true, encoding: .utf8)
+        let d = try await TwindProcess.start(["--alert-rules", dir + "/rules.yaml", "--notify-config", dir + "/notify.yaml"])
+
+        let test = try d.twin(["notify", "test", "mail"])
+        #expect(await test.wait() == 0, "\(test.stderr.text)")
+        #expect(test.stdout.text.contains("mail: delivered — 250"), "\(test.stdout.text)")
+        let wrong = try d.twin(["notify", "test", "badmail"])
+        #expect(await wrong.wait() == 1)
+        #expect(wrong.stdout.text.contains("not delivered") && wrong.stdout.text.contains("login of twin"), "\(wrong.stdout.text)")
+        #expect(!wrong.stdout.text.contains("wrong"))
+        let unknown = try d.twin(["notify", "test", "pager"])
+        #expect(await unknown.wait() == 5)  // NOT_FOUND
+
+        // An alert opened on a pump arrives by mail, over TLS, carrying its idempotency key.
+        let mail = await server.stdout.waitForLine(timeout: .seconds(60)) { $0.contains("bearing_temp.hot opened") }
+        #expect(mail?.contains("\"tls\": true") == true && mail?.contains("/opened/mail") == true, "\(server.stdout.text)")
+        #expect(server.stdout.lines.contains { $0.contains("twin: test notification") })
+        #expect(await d.stop() == 0)
+    }
+}
