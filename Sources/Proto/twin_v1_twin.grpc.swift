@@ -198,6 +198,45 @@ public enum Twin_V1_TwinService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ShelveAlert" metadata.
+        public enum ShelveAlert: Sendable {
+            /// Request type for "ShelveAlert".
+            public typealias Input = Twin_V1_ShelveAlertRequest
+            /// Response type for "ShelveAlert".
+            public typealias Output = Twin_V1_ShelveAlertResponse
+            /// Descriptor for "ShelveAlert".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "ShelveAlert",
+                type: .unary
+            )
+        }
+        /// Namespace for "UnshelveAlert" metadata.
+        public enum UnshelveAlert: Sendable {
+            /// Request type for "UnshelveAlert".
+            public typealias Input = Twin_V1_UnshelveAlertRequest
+            /// Response type for "UnshelveAlert".
+            public typealias Output = Twin_V1_UnshelveAlertResponse
+            /// Descriptor for "UnshelveAlert".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "UnshelveAlert",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetAlertReport" metadata.
+        public enum GetAlertReport: Sendable {
+            /// Request type for "GetAlertReport".
+            public typealias Input = Twin_V1_GetAlertReportRequest
+            /// Response type for "GetAlertReport".
+            public typealias Output = Twin_V1_GetAlertReportResponse
+            /// Descriptor for "GetAlertReport".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "GetAlertReport",
+                type: .unary
+            )
+        }
         /// Namespace for "GetAlertRules" metadata.
         public enum GetAlertRules: Sendable {
             /// Request type for "GetAlertRules".
@@ -304,6 +343,9 @@ public enum Twin_V1_TwinService: Sendable {
             ListAlerts.descriptor,
             AckAlert.descriptor,
             ResolveAlert.descriptor,
+            ShelveAlert.descriptor,
+            UnshelveAlert.descriptor,
+            GetAlertReport.descriptor,
             GetAlertRules.descriptor,
             SetAlertRules.descriptor,
             RecordEvent.descriptor,
@@ -578,6 +620,64 @@ extension Twin_V1_TwinService {
             request: GRPCCore.StreamingServerRequest<Twin_V1_ResolveAlertRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ResolveAlertResponse>
+
+        /// Handle the "ShelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shelves an alert for a while, with a reason (ISA-18.2): it leaves the alert list, is
+        /// > neither notified nor escalated, and comes back by itself when the time is up. Audited.
+        /// > Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_ShelveAlertRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_ShelveAlertResponse` messages.
+        func shelveAlert(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_ShelveAlertRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ShelveAlertResponse>
+
+        /// Handle the "UnshelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a shelving before its time. Audited. Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_UnshelveAlertRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_UnshelveAlertResponse` messages.
+        func unshelveAlert(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_UnshelveAlertRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_UnshelveAlertResponse>
+
+        /// Handle the "GetAlertReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > ISA-18.2 / EEMUA 191 figures over a period: alerts per hour, the peak 10-minute rate and
+        /// > floods, the most frequent rules and devices, standing and chattering alerts (what `twin
+        /// > alerts report` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_GetAlertReportRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_GetAlertReportResponse` messages.
+        func getAlertReport(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_GetAlertReportRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_GetAlertReportResponse>
 
         /// Handle the "GetAlertRules" method.
         ///
@@ -963,6 +1063,64 @@ extension Twin_V1_TwinService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Twin_V1_ResolveAlertResponse>
 
+        /// Handle the "ShelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shelves an alert for a while, with a reason (ISA-18.2): it leaves the alert list, is
+        /// > neither notified nor escalated, and comes back by itself when the time is up. Audited.
+        /// > Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_ShelveAlertRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_ShelveAlertResponse` message.
+        func shelveAlert(
+            request: GRPCCore.ServerRequest<Twin_V1_ShelveAlertRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_ShelveAlertResponse>
+
+        /// Handle the "UnshelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a shelving before its time. Audited. Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_UnshelveAlertRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_UnshelveAlertResponse` message.
+        func unshelveAlert(
+            request: GRPCCore.ServerRequest<Twin_V1_UnshelveAlertRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_UnshelveAlertResponse>
+
+        /// Handle the "GetAlertReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > ISA-18.2 / EEMUA 191 figures over a period: alerts per hour, the peak 10-minute rate and
+        /// > floods, the most frequent rules and devices, standing and chattering alerts (what `twin
+        /// > alerts report` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetAlertReportRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_GetAlertReportResponse` message.
+        func getAlertReport(
+            request: GRPCCore.ServerRequest<Twin_V1_GetAlertReportRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_GetAlertReportResponse>
+
         /// Handle the "GetAlertRules" method.
         ///
         /// > Source IDL Documentation:
@@ -1346,6 +1504,64 @@ extension Twin_V1_TwinService {
             context: GRPCCore.ServerContext
         ) async throws -> Twin_V1_ResolveAlertResponse
 
+        /// Handle the "ShelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shelves an alert for a while, with a reason (ISA-18.2): it leaves the alert list, is
+        /// > neither notified nor escalated, and comes back by itself when the time is up. Audited.
+        /// > Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_ShelveAlertRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_ShelveAlertResponse` to respond with.
+        func shelveAlert(
+            request: Twin_V1_ShelveAlertRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_ShelveAlertResponse
+
+        /// Handle the "UnshelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a shelving before its time. Audited. Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_UnshelveAlertRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_UnshelveAlertResponse` to respond with.
+        func unshelveAlert(
+            request: Twin_V1_UnshelveAlertRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_UnshelveAlertResponse
+
+        /// Handle the "GetAlertReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > ISA-18.2 / EEMUA 191 figures over a period: alerts per hour, the peak 10-minute rate and
+        /// > floods, the most frequent rules and devices, standing and chattering alerts (what `twin
+        /// > alerts report` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_GetAlertReportRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_GetAlertReportResponse` to respond with.
+        func getAlertReport(
+            request: Twin_V1_GetAlertReportRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_GetAlertReportResponse
+
         /// Handle the "GetAlertRules" method.
         ///
         /// > Source IDL Documentation:
@@ -1629,6 +1845,39 @@ extension Twin_V1_TwinService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.ShelveAlert.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_ShelveAlertRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_ShelveAlertResponse>(),
+            handler: { request, context in
+                try await self.shelveAlert(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.UnshelveAlert.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_UnshelveAlertRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_UnshelveAlertResponse>(),
+            handler: { request, context in
+                try await self.unshelveAlert(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.GetAlertReport.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetAlertReportRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetAlertReportResponse>(),
+            handler: { request, context in
+                try await self.getAlertReport(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Twin_V1_TwinService.Method.GetAlertRules.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetAlertRulesRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetAlertRulesResponse>(),
@@ -1848,6 +2097,39 @@ extension Twin_V1_TwinService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ResolveAlertResponse> {
         let response = try await self.resolveAlert(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func shelveAlert(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_ShelveAlertRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_ShelveAlertResponse> {
+        let response = try await self.shelveAlert(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func unshelveAlert(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_UnshelveAlertRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_UnshelveAlertResponse> {
+        let response = try await self.unshelveAlert(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getAlertReport(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_GetAlertReportRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_GetAlertReportResponse> {
+        let response = try await self.getAlertReport(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2101,6 +2383,45 @@ extension Twin_V1_TwinService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Twin_V1_ResolveAlertResponse> {
         return GRPCCore.ServerResponse<Twin_V1_ResolveAlertResponse>(
             message: try await self.resolveAlert(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func shelveAlert(
+        request: GRPCCore.ServerRequest<Twin_V1_ShelveAlertRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_ShelveAlertResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_ShelveAlertResponse>(
+            message: try await self.shelveAlert(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func unshelveAlert(
+        request: GRPCCore.ServerRequest<Twin_V1_UnshelveAlertRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_UnshelveAlertResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_UnshelveAlertResponse>(
+            message: try await self.unshelveAlert(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getAlertReport(
+        request: GRPCCore.ServerRequest<Twin_V1_GetAlertReportRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_GetAlertReportResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_GetAlertReportResponse>(
+            message: try await self.getAlertReport(
                 request: request.message,
                 context: context
             ),
@@ -2514,6 +2835,79 @@ extension Twin_V1_TwinService {
             deserializer: some GRPCCore.MessageDeserializer<Twin_V1_ResolveAlertResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ResolveAlertResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ShelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shelves an alert for a while, with a reason (ISA-18.2): it leaves the alert list, is
+        /// > neither notified nor escalated, and comes back by itself when the time is up. Audited.
+        /// > Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_ShelveAlertRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_ShelveAlertRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_ShelveAlertResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func shelveAlert<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_ShelveAlertRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_ShelveAlertRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_ShelveAlertResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ShelveAlertResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UnshelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a shelving before its time. Audited. Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_UnshelveAlertRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_UnshelveAlertRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_UnshelveAlertResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func unshelveAlert<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_UnshelveAlertRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_UnshelveAlertRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_UnshelveAlertResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_UnshelveAlertResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetAlertReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > ISA-18.2 / EEMUA 191 figures over a period: alerts per hour, the peak 10-minute rate and
+        /// > floods, the most frequent rules and devices, standing and chattering alerts (what `twin
+        /// > alerts report` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetAlertReportRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_GetAlertReportRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_GetAlertReportResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getAlertReport<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_GetAlertReportRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_GetAlertReportRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_GetAlertReportResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetAlertReportResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "GetAlertRules" method.
@@ -3149,6 +3543,112 @@ extension Twin_V1_TwinService {
             )
         }
 
+        /// Call the "ShelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shelves an alert for a while, with a reason (ISA-18.2): it leaves the alert list, is
+        /// > neither notified nor escalated, and comes back by itself when the time is up. Audited.
+        /// > Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_ShelveAlertRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_ShelveAlertRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_ShelveAlertResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func shelveAlert<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_ShelveAlertRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_ShelveAlertRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_ShelveAlertResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ShelveAlertResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.ShelveAlert.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UnshelveAlert" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a shelving before its time. Audited. Role: operator.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_UnshelveAlertRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_UnshelveAlertRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_UnshelveAlertResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func unshelveAlert<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_UnshelveAlertRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_UnshelveAlertRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_UnshelveAlertResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_UnshelveAlertResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.UnshelveAlert.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetAlertReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > ISA-18.2 / EEMUA 191 figures over a period: alerts per hour, the peak 10-minute rate and
+        /// > floods, the most frequent rules and devices, standing and chattering alerts (what `twin
+        /// > alerts report` shows). Role: viewer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetAlertReportRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_GetAlertReportRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_GetAlertReportResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getAlertReport<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_GetAlertReportRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_GetAlertReportRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_GetAlertReportResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetAlertReportResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.GetAlertReport.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "GetAlertRules" method.
         ///
         /// > Source IDL Documentation:
@@ -3777,6 +4277,97 @@ extension Twin_V1_TwinService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_ResolveAlertRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_ResolveAlertResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ShelveAlert" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Shelves an alert for a while, with a reason (ISA-18.2): it leaves the alert list, is
+    /// > neither notified nor escalated, and comes back by itself when the time is up. Audited.
+    /// > Role: operator.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_ShelveAlertRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func shelveAlert<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_ShelveAlertRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ShelveAlertResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.shelveAlert(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_ShelveAlertRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_ShelveAlertResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UnshelveAlert" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Ends a shelving before its time. Audited. Role: operator.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_UnshelveAlertRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unshelveAlert<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_UnshelveAlertRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_UnshelveAlertResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.unshelveAlert(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_UnshelveAlertRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_UnshelveAlertResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetAlertReport" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > ISA-18.2 / EEMUA 191 figures over a period: alerts per hour, the peak 10-minute rate and
+    /// > floods, the most frequent rules and devices, standing and chattering alerts (what `twin
+    /// > alerts report` shows). Role: viewer.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_GetAlertReportRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getAlertReport<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_GetAlertReportRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetAlertReportResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getAlertReport(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetAlertReportRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetAlertReportResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4426,6 +5017,109 @@ extension Twin_V1_TwinService.ClientProtocol {
             metadata: metadata
         )
         return try await self.resolveAlert(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ShelveAlert" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Shelves an alert for a while, with a reason (ISA-18.2): it leaves the alert list, is
+    /// > neither notified nor escalated, and comes back by itself when the time is up. Audited.
+    /// > Role: operator.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func shelveAlert<Result>(
+        _ message: Twin_V1_ShelveAlertRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_ShelveAlertResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_ShelveAlertRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.shelveAlert(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UnshelveAlert" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Ends a shelving before its time. Audited. Role: operator.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unshelveAlert<Result>(
+        _ message: Twin_V1_UnshelveAlertRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_UnshelveAlertResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_UnshelveAlertRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.unshelveAlert(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetAlertReport" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > ISA-18.2 / EEMUA 191 figures over a period: alerts per hour, the peak 10-minute rate and
+    /// > floods, the most frequent rules and devices, standing and chattering alerts (what `twin
+    /// > alerts report` shows). Role: viewer.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getAlertReport<Result>(
+        _ message: Twin_V1_GetAlertReportRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetAlertReportResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_GetAlertReportRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getAlertReport(
             request: request,
             options: options,
             onResponse: handleResponse

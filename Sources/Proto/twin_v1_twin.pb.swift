@@ -771,6 +771,9 @@ public nonisolated struct Twin_V1_ListAlertsRequest: Sendable {
 
   public var pageToken: String = String()
 
+  /// Shelved alerts too (they are left out otherwise).
+  public var includeShelved: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -950,6 +953,229 @@ public nonisolated struct Twin_V1_ResolveAlertResponse: Sendable {
   public init() {}
 
   fileprivate var _alert: Twin_V1_Alert? = nil
+}
+
+public nonisolated struct Twin_V1_ShelveAlertRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var alertID: String = String()
+
+  /// From 1 minute to 7 days.
+  public var duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_duration = newValue}
+  }
+  /// Returns true if `duration` has been explicitly set.
+  public var hasDuration: Bool {self._duration != nil}
+  /// Clears the value of `duration`. Subsequent reads from it will return its default value.
+  public mutating func clearDuration() {self._duration = nil}
+
+  /// Why, for the next shift and the audit log: required, up to 1,000 characters.
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+}
+
+public nonisolated struct Twin_V1_ShelveAlertResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var alert: Twin_V1_Alert {
+    get {_alert ?? Twin_V1_Alert()}
+    set {_alert = newValue}
+  }
+  /// Returns true if `alert` has been explicitly set.
+  public var hasAlert: Bool {self._alert != nil}
+  /// Clears the value of `alert`. Subsequent reads from it will return its default value.
+  public mutating func clearAlert() {self._alert = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _alert: Twin_V1_Alert? = nil
+}
+
+public nonisolated struct Twin_V1_UnshelveAlertRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var alertID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Twin_V1_UnshelveAlertResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var alert: Twin_V1_Alert {
+    get {_alert ?? Twin_V1_Alert()}
+    set {_alert = newValue}
+  }
+  /// Returns true if `alert` has been explicitly set.
+  public var hasAlert: Bool {self._alert != nil}
+  /// Clears the value of `alert`. Subsequent reads from it will return its default value.
+  public mutating func clearAlert() {self._alert = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _alert: Twin_V1_Alert? = nil
+}
+
+public nonisolated struct Twin_V1_GetAlertReportRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The period: the last `since` (default 7 days, at most 30 days, what twind keeps of
+  /// resolved alerts in memory).
+  public var since: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_since ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_since = newValue}
+  }
+  /// Returns true if `since` has been explicitly set.
+  public var hasSince: Bool {self._since != nil}
+  /// Clears the value of `since`. Subsequent reads from it will return its default value.
+  public mutating func clearSince() {self._since = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _since: SwiftProtobuf.Google_Protobuf_Duration? = nil
+}
+
+public nonisolated struct Twin_V1_GetAlertReportResponse: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var from: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._from ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {_storage._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {_uniqueStorage()._from = nil}
+
+  public var to: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._to ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {_storage._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {_uniqueStorage()._to = nil}
+
+  /// Alerts opened in the period.
+  public var opened: UInt64 {
+    get {_storage._opened}
+    set {_uniqueStorage()._opened = newValue}
+  }
+
+  /// Their average per hour (ISA-18.2: about 6 an hour is acceptable for one operator, 12 the
+  /// most manageable).
+  public var perHour: Double {
+    get {_storage._perHour}
+    set {_uniqueStorage()._perHour = newValue}
+  }
+
+  /// The most alerts opened in any 10 minutes of the period, and when that window began.
+  public var peak10M: UInt32 {
+    get {_storage._peak10M}
+    set {_uniqueStorage()._peak10M = newValue}
+  }
+
+  public var peak10MAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._peak10MAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._peak10MAt = newValue}
+  }
+  /// Returns true if `peak10MAt` has been explicitly set.
+  public var hasPeak10MAt: Bool {_storage._peak10MAt != nil}
+  /// Clears the value of `peak10MAt`. Subsequent reads from it will return its default value.
+  public mutating func clearPeak10MAt() {_uniqueStorage()._peak10MAt = nil}
+
+  /// 10-minute windows (from the period's start) in which more than 10 opened: floods; and
+  /// their share of the period's windows (target: under 1 %).
+  public var floodWindows: UInt32 {
+    get {_storage._floodWindows}
+    set {_uniqueStorage()._floodWindows = newValue}
+  }
+
+  public var floodPercent: Double {
+    get {_storage._floodPercent}
+    set {_uniqueStorage()._floodPercent = newValue}
+  }
+
+  /// The ten rules and devices with the most alerts opened in the period, most first.
+  public var topRules: [Twin_V1_AlertCount] {
+    get {_storage._topRules}
+    set {_uniqueStorage()._topRules = newValue}
+  }
+
+  public var topDevices: [Twin_V1_AlertCount] {
+    get {_storage._topDevices}
+    set {_uniqueStorage()._topDevices = newValue}
+  }
+
+  /// Alerts not resolved after more than 24 hours (standing), oldest first, at most 50.
+  public var standing: [Twin_V1_Alert] {
+    get {_storage._standing}
+    set {_uniqueStorage()._standing = newValue}
+  }
+
+  /// Chattering alerts of the period (reopened at least twice), most reopened first, at most 50.
+  public var chattering: [Twin_V1_Alert] {
+    get {_storage._chattering}
+    set {_uniqueStorage()._chattering = newValue}
+  }
+
+  /// Alerts shelved now.
+  public var shelved: UInt32 {
+    get {_storage._shelved}
+    set {_uniqueStorage()._shelved = newValue}
+  }
+
+  /// How many times alerts were reopened in the period (each counts once in `opened`).
+  public var reopened: UInt64 {
+    get {_storage._reopened}
+    set {_uniqueStorage()._reopened = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Twin_V1_AlertCount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var count: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Twin_V1_RecordEventRequest: Sendable {
@@ -2551,7 +2777,7 @@ nonisolated extension Twin_V1_GetRecommendationsResponse: SwiftProtobuf.Message,
 
 nonisolated extension Twin_V1_ListAlertsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListAlertsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_ids\0\u{1}states\0\u{3}min_severity\0\u{3}page_size\0\u{3}page_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_ids\0\u{1}states\0\u{3}min_severity\0\u{3}page_size\0\u{3}page_token\0\u{3}include_shelved\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2564,6 +2790,7 @@ nonisolated extension Twin_V1_ListAlertsRequest: SwiftProtobuf.Message, SwiftPro
       case 3: try { try decoder.decodeSingularEnumField(value: &self.minSeverity) }()
       case 4: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.includeShelved) }()
       default: break
       }
     }
@@ -2585,6 +2812,9 @@ nonisolated extension Twin_V1_ListAlertsRequest: SwiftProtobuf.Message, SwiftPro
     if !self.pageToken.isEmpty {
       try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 5)
     }
+    if self.includeShelved != false {
+      try visitor.visitSingularBoolField(value: self.includeShelved, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2594,6 +2824,7 @@ nonisolated extension Twin_V1_ListAlertsRequest: SwiftProtobuf.Message, SwiftPro
     if lhs.minSeverity != rhs.minSeverity {return false}
     if lhs.pageSize != rhs.pageSize {return false}
     if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.includeShelved != rhs.includeShelved {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2930,6 +3161,378 @@ nonisolated extension Twin_V1_ResolveAlertResponse: SwiftProtobuf.Message, Swift
 
   public static func ==(lhs: Twin_V1_ResolveAlertResponse, rhs: Twin_V1_ResolveAlertResponse) -> Bool {
     if lhs._alert != rhs._alert {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_ShelveAlertRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShelveAlertRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}alert_id\0\u{1}duration\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.alertID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._duration) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.alertID.isEmpty {
+      try visitor.visitSingularStringField(value: self.alertID, fieldNumber: 1)
+    }
+    try { if let v = self._duration {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_ShelveAlertRequest, rhs: Twin_V1_ShelveAlertRequest) -> Bool {
+    if lhs.alertID != rhs.alertID {return false}
+    if lhs._duration != rhs._duration {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_ShelveAlertResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShelveAlertResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alert\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._alert) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._alert {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_ShelveAlertResponse, rhs: Twin_V1_ShelveAlertResponse) -> Bool {
+    if lhs._alert != rhs._alert {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_UnshelveAlertRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnshelveAlertRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}alert_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.alertID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.alertID.isEmpty {
+      try visitor.visitSingularStringField(value: self.alertID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_UnshelveAlertRequest, rhs: Twin_V1_UnshelveAlertRequest) -> Bool {
+    if lhs.alertID != rhs.alertID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_UnshelveAlertResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnshelveAlertResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alert\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._alert) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._alert {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_UnshelveAlertResponse, rhs: Twin_V1_UnshelveAlertResponse) -> Bool {
+    if lhs._alert != rhs._alert {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_GetAlertReportRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetAlertReportRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}since\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._since) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._since {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_GetAlertReportRequest, rhs: Twin_V1_GetAlertReportRequest) -> Bool {
+    if lhs._since != rhs._since {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_GetAlertReportResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetAlertReportResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}opened\0\u{3}per_hour\0\u{3}peak_10m\0\u{3}peak_10m_at\0\u{3}flood_windows\0\u{3}flood_percent\0\u{3}top_rules\0\u{3}top_devices\0\u{1}standing\0\u{1}chattering\0\u{1}shelved\0\u{1}reopened\0")
+
+  fileprivate class _StorageClass {
+    var _from: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _to: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _opened: UInt64 = 0
+    var _perHour: Double = 0
+    var _peak10M: UInt32 = 0
+    var _peak10MAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _floodWindows: UInt32 = 0
+    var _floodPercent: Double = 0
+    var _topRules: [Twin_V1_AlertCount] = []
+    var _topDevices: [Twin_V1_AlertCount] = []
+    var _standing: [Twin_V1_Alert] = []
+    var _chattering: [Twin_V1_Alert] = []
+    var _shelved: UInt32 = 0
+    var _reopened: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _from = source._from
+      _to = source._to
+      _opened = source._opened
+      _perHour = source._perHour
+      _peak10M = source._peak10M
+      _peak10MAt = source._peak10MAt
+      _floodWindows = source._floodWindows
+      _floodPercent = source._floodPercent
+      _topRules = source._topRules
+      _topDevices = source._topDevices
+      _standing = source._standing
+      _chattering = source._chattering
+      _shelved = source._shelved
+      _reopened = source._reopened
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._from) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._to) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._opened) }()
+        case 4: try { try decoder.decodeSingularDoubleField(value: &_storage._perHour) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._peak10M) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._peak10MAt) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._floodWindows) }()
+        case 8: try { try decoder.decodeSingularDoubleField(value: &_storage._floodPercent) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._topRules) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._topDevices) }()
+        case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._standing) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._chattering) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._shelved) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._reopened) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._from {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._to {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if _storage._opened != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._opened, fieldNumber: 3)
+      }
+      if _storage._perHour.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._perHour, fieldNumber: 4)
+      }
+      if _storage._peak10M != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._peak10M, fieldNumber: 5)
+      }
+      try { if let v = _storage._peak10MAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if _storage._floodWindows != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._floodWindows, fieldNumber: 7)
+      }
+      if _storage._floodPercent.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._floodPercent, fieldNumber: 8)
+      }
+      if !_storage._topRules.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._topRules, fieldNumber: 9)
+      }
+      if !_storage._topDevices.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._topDevices, fieldNumber: 10)
+      }
+      if !_storage._standing.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._standing, fieldNumber: 11)
+      }
+      if !_storage._chattering.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._chattering, fieldNumber: 12)
+      }
+      if _storage._shelved != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._shelved, fieldNumber: 13)
+      }
+      if _storage._reopened != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._reopened, fieldNumber: 14)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_GetAlertReportResponse, rhs: Twin_V1_GetAlertReportResponse) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._from != rhs_storage._from {return false}
+        if _storage._to != rhs_storage._to {return false}
+        if _storage._opened != rhs_storage._opened {return false}
+        if _storage._perHour != rhs_storage._perHour {return false}
+        if _storage._peak10M != rhs_storage._peak10M {return false}
+        if _storage._peak10MAt != rhs_storage._peak10MAt {return false}
+        if _storage._floodWindows != rhs_storage._floodWindows {return false}
+        if _storage._floodPercent != rhs_storage._floodPercent {return false}
+        if _storage._topRules != rhs_storage._topRules {return false}
+        if _storage._topDevices != rhs_storage._topDevices {return false}
+        if _storage._standing != rhs_storage._standing {return false}
+        if _storage._chattering != rhs_storage._chattering {return false}
+        if _storage._shelved != rhs_storage._shelved {return false}
+        if _storage._reopened != rhs_storage._reopened {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_AlertCount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertCount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.count) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularUInt64Field(value: self.count, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_AlertCount, rhs: Twin_V1_AlertCount) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.count != rhs.count {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

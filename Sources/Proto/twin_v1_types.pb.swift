@@ -1657,6 +1657,41 @@ public nonisolated struct Twin_V1_Alert: @unchecked Sendable {
     set {_uniqueStorage()._ruleVersion = newValue}
   }
 
+  /// Shelved (ISA-18.2) until then: left out of ListAlerts (unless include_shelved), neither
+  /// notified nor escalated; it comes back by itself when the time is up. Unset: not shelved.
+  public var shelvedUntil: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._shelvedUntil ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._shelvedUntil = newValue}
+  }
+  /// Returns true if `shelvedUntil` has been explicitly set.
+  public var hasShelvedUntil: Bool {_storage._shelvedUntil != nil}
+  /// Clears the value of `shelvedUntil`. Subsequent reads from it will return its default value.
+  public mutating func clearShelvedUntil() {_uniqueStorage()._shelvedUntil = nil}
+
+  /// Who shelved it last and why (kept after it comes back).
+  public var shelvedBy: String {
+    get {_storage._shelvedBy}
+    set {_uniqueStorage()._shelvedBy = newValue}
+  }
+
+  public var shelveReason: String {
+    get {_storage._shelveReason}
+    set {_uniqueStorage()._shelveReason = newValue}
+  }
+
+  /// How many times its condition cleared, the alert resolved, and the condition came back
+  /// within 10 minutes: it was opened again instead of a new alert.
+  public var reopened: UInt32 {
+    get {_storage._reopened}
+    set {_uniqueStorage()._reopened = newValue}
+  }
+
+  /// Chattering: reopened at least twice. Shown once with its count rather than as many alerts.
+  public var chattering: Bool {
+    get {_storage._chattering}
+    set {_uniqueStorage()._chattering = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1826,12 +1861,25 @@ public nonisolated struct Twin_V1_Event: Sendable {
   /// Clears the value of `expectedFailureAt`. Subsequent reads from it will return its default value.
   public mutating func clearExpectedFailureAt() {self._expectedFailureAt = nil}
 
+  /// Work that takes the machine out of service (any kind, typically MAINTENANCE): how long it
+  /// lasts from `time`, at most 90 days. Meanwhile the device's alerts are suppressed: none
+  /// opens and none is notified. Unset: no suppression.
+  public var duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_duration = newValue}
+  }
+  /// Returns true if `duration` has been explicitly set.
+  public var hasDuration: Bool {self._duration != nil}
+  /// Clears the value of `duration`. Subsequent reads from it will return its default value.
+  public mutating func clearDuration() {self._duration = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _time: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
   fileprivate var _expectedFailureAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
 }
 
 /// One piece of evidence behind a recommendation.
@@ -3001,7 +3049,7 @@ nonisolated extension Twin_V1_DevicePrediction: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Alert"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}device_id\0\u{1}rule\0\u{1}sensor\0\u{1}severity\0\u{1}state\0\u{1}message\0\u{1}value\0\u{3}opened_at\0\u{3}updated_at\0\u{1}occurrences\0\u{3}acknowledged_by\0\u{3}acknowledged_at\0\u{3}ack_comment\0\u{3}resolved_by\0\u{3}resolved_at\0\u{3}resolve_comment\0\u{3}rule_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}device_id\0\u{1}rule\0\u{1}sensor\0\u{1}severity\0\u{1}state\0\u{1}message\0\u{1}value\0\u{3}opened_at\0\u{3}updated_at\0\u{1}occurrences\0\u{3}acknowledged_by\0\u{3}acknowledged_at\0\u{3}ack_comment\0\u{3}resolved_by\0\u{3}resolved_at\0\u{3}resolve_comment\0\u{3}rule_version\0\u{3}shelved_until\0\u{3}shelved_by\0\u{3}shelve_reason\0\u{1}reopened\0\u{1}chattering\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -3022,6 +3070,11 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _resolvedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _resolveComment: String = String()
     var _ruleVersion: String = String()
+    var _shelvedUntil: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _shelvedBy: String = String()
+    var _shelveReason: String = String()
+    var _reopened: UInt32 = 0
+    var _chattering: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3050,6 +3103,11 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _resolvedAt = source._resolvedAt
       _resolveComment = source._resolveComment
       _ruleVersion = source._ruleVersion
+      _shelvedUntil = source._shelvedUntil
+      _shelvedBy = source._shelvedBy
+      _shelveReason = source._shelveReason
+      _reopened = source._reopened
+      _chattering = source._chattering
     }
   }
 
@@ -3086,6 +3144,11 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._resolvedAt) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._resolveComment) }()
         case 18: try { try decoder.decodeSingularStringField(value: &_storage._ruleVersion) }()
+        case 19: try { try decoder.decodeSingularMessageField(value: &_storage._shelvedUntil) }()
+        case 20: try { try decoder.decodeSingularStringField(value: &_storage._shelvedBy) }()
+        case 21: try { try decoder.decodeSingularStringField(value: &_storage._shelveReason) }()
+        case 22: try { try decoder.decodeSingularUInt32Field(value: &_storage._reopened) }()
+        case 23: try { try decoder.decodeSingularBoolField(value: &_storage._chattering) }()
         default: break
         }
       }
@@ -3152,6 +3215,21 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if !_storage._ruleVersion.isEmpty {
         try visitor.visitSingularStringField(value: _storage._ruleVersion, fieldNumber: 18)
       }
+      try { if let v = _storage._shelvedUntil {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      } }()
+      if !_storage._shelvedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._shelvedBy, fieldNumber: 20)
+      }
+      if !_storage._shelveReason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._shelveReason, fieldNumber: 21)
+      }
+      if _storage._reopened != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._reopened, fieldNumber: 22)
+      }
+      if _storage._chattering != false {
+        try visitor.visitSingularBoolField(value: _storage._chattering, fieldNumber: 23)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3179,6 +3257,11 @@ nonisolated extension Twin_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._resolvedAt != rhs_storage._resolvedAt {return false}
         if _storage._resolveComment != rhs_storage._resolveComment {return false}
         if _storage._ruleVersion != rhs_storage._ruleVersion {return false}
+        if _storage._shelvedUntil != rhs_storage._shelvedUntil {return false}
+        if _storage._shelvedBy != rhs_storage._shelvedBy {return false}
+        if _storage._shelveReason != rhs_storage._shelveReason {return false}
+        if _storage._reopened != rhs_storage._reopened {return false}
+        if _storage._chattering != rhs_storage._chattering {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -3351,7 +3434,7 @@ nonisolated extension Twin_V1_AlertRule: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Twin_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}device_id\0\u{1}kind\0\u{1}time\0\u{1}component\0\u{1}fault\0\u{1}notes\0\u{3}recorded_by\0\u{1}source\0\u{3}expected_failure_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}device_id\0\u{1}kind\0\u{1}time\0\u{1}component\0\u{1}fault\0\u{1}notes\0\u{3}recorded_by\0\u{1}source\0\u{3}expected_failure_at\0\u{1}duration\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3369,6 +3452,7 @@ nonisolated extension Twin_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 8: try { try decoder.decodeSingularStringField(value: &self.recordedBy) }()
       case 9: try { try decoder.decodeSingularEnumField(value: &self.source) }()
       case 10: try { try decoder.decodeSingularMessageField(value: &self._expectedFailureAt) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._duration) }()
       default: break
       }
     }
@@ -3409,6 +3493,9 @@ nonisolated extension Twin_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
     try { if let v = self._expectedFailureAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
     } }()
+    try { if let v = self._duration {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3423,6 +3510,7 @@ nonisolated extension Twin_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.recordedBy != rhs.recordedBy {return false}
     if lhs.source != rhs.source {return false}
     if lhs._expectedFailureAt != rhs._expectedFailureAt {return false}
+    if lhs._duration != rhs._duration {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -14,6 +14,9 @@ public final class AlertBook: Sendable {
         public var minimumDuration: Nanos = 30 * Time.second
         /// An alert resolves itself after its condition has been clear this long.
         public var clearFor: Nanos = 10 * Time.minute
+        /// A condition back within this long of its alert resolving opens that alert again
+        /// (counted in `reopened`; twice or more is chattering) instead of a new one.
+        public var chatterWindow: Nanos = 10 * Time.minute
         public init() {}
     }
 
@@ -55,6 +58,8 @@ public final class AlertBook: Sendable {
         var lastSaved: [String: Nanos] = [:]
         /// How long each raised condition must stay clear (from the rule that raised it).
         var clearAfter: [String: Nanos] = [:]
+        /// Recorded maintenance per device: its alerts are suppressed within these windows.
+        var maintenance: [String: [(from: Nanos, until: Nanos)]] = [:]
     }
     let current: Mutex<AlertRules>
     let sequence = Atomic<Int>(0)
@@ -165,15 +170,35 @@ public final class AlertBook: Sendable {
 
     static func format(_ v: Double) -> String { abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.1f", v) }
 
+    // MARK: Suppression during maintenance
+
+    /// Suppresses a device's alerts from `from` until `until` (recorded maintenance): no alert
+    /// of it opens, its open alerts neither update nor resolve by themselves, none is notified.
+    public func suppress(device: String, from: Nanos, until: Nanos) {
+        guard until > from else { return }
+        let now = clock.now()
+        state.withLock { s in
+            var windows = (s.maintenance[device] ?? []).filter { $0.until > now }
+            windows.append((from, until))
+            s.maintenance[device] = windows
+        }
+    }
+
+    /// Whether the device's alerts are suppressed at `time`.
+    public func isSuppressed(_ device: String, at time: Nanos) -> Bool {
+        state.withLock { s in (s.maintenance[device] ?? []).contains { $0.from <= time && time < $0.until } }
+    }
+
     /// Applies the rules to every device; returns the open (not resolved) alert count per device.
     public func evaluate(_ devices: [Subject]) -> [String: UInt32] {
         let now = clock.now()
         let rules = self.rules
-        let raised = state.withLock { s in
-            Set(s.alerts.values.lazy.filter { $0.state != .resolved }.map { "\($0.deviceID)|\($0.rule)" }).union(s.pendingSince.keys)
+        let (raised, suppressed) = state.withLock { s in
+            (Set(s.alerts.values.lazy.filter { $0.state != .resolved }.map { "\($0.deviceID)|\($0.rule)" }).union(s.pendingSince.keys),
+             Set(s.maintenance.filter { $0.value.contains { $0.from <= now && now < $0.until } }.keys))
         }
         var holding: [String: Condition] = [:]  // by "device|rule"
-        for d in devices {
+        for d in devices where !suppressed.contains(d.device.id) {
             let prefix = d.device.id + "|"
             for c in Self.conditions(
                 device: d.device, state: d.state, verdict: d.verdict, outlook: d.outlook, rules: rules.rules(for: d.device),
@@ -185,7 +210,25 @@ public final class AlertBook: Sendable {
         let (changed, counts, bySeverity) = state.withLock { s -> ([Alert], [String: UInt32], [String: Int]) in
             var changed: [Alert] = []
             var active: [String: String] = [:]  // key → alert id
-            for (id, a) in s.alerts where a.state != .resolved { active["\(a.deviceID)|\(a.rule)"] = id }
+            var recentlyResolved: [String: String] = [:]  // key → the alert that resolved within the chatter window
+            for (id, a) in s.alerts {
+                let key = "\(a.deviceID)|\(a.rule)"
+                if a.state != .resolved {
+                    // Under maintenance an alert stays as it is: neither updated nor resolved.
+                    if !suppressed.contains(a.deviceID) { active[key] = id }
+                } else if now - (a.resolvedAt ?? .min) <= options.chatterWindow,
+                          (a.resolvedAt ?? .min) > (recentlyResolved[key].flatMap { s.alerts[$0]?.resolvedAt } ?? .min) {
+                    recentlyResolved[key] = id
+                }
+            }
+            // Shelved alerts whose time is up come back.
+            for (id, a) in s.alerts where a.shelf?.until.map({ $0 <= now }) == true {
+                var back = a
+                back.shelf?.until = nil
+                back.updatedAt = now
+                s.alerts[id] = back
+                changed.append(back)
+            }
             for (key, c) in holding { s.clearAfter[key] = c.clearAfter }
             for (key, c) in holding {
                 if let id = active[key], var a = s.alerts[id] {
@@ -202,6 +245,29 @@ public final class AlertBook: Sendable {
                 let since = s.pendingSince[key] ?? now
                 s.pendingSince[key] = since
                 guard now - since >= c.hold else { continue }
+                // Back soon after it resolved: the same alert opens again (chattering when it
+                // keeps doing so), so it is shown and notified once, with a count.
+                if let id = recentlyResolved[key], var a = s.alerts[id] {
+                    a.state = .open
+                    a.reopened = (a.reopened ?? 0) + 1
+                    a.occurrences += 1
+                    a.clearSince = nil
+                    a.resolvedBy = ""
+                    a.resolvedAt = nil
+                    a.resolveComment = ""
+                    a.acknowledgedBy = ""
+                    a.acknowledgedAt = nil
+                    a.ackComment = ""
+                    a.severity = c.severity
+                    a.message = c.message
+                    a.value = c.value
+                    a.updatedAt = now
+                    s.alerts[id] = a
+                    s.lastSaved[id] = now
+                    s.pendingSince[key] = nil
+                    changed.append(a)
+                    continue
+                }
                 let device = String(key.split(separator: "|")[0])
                 let id = "alert-\(now / Time.millisecond)-\(sequence.add(1, ordering: .relaxed).newValue)"
                 var a = Alert(id: id, deviceID: device, rule: c.rule, sensor: c.sensor, severity: c.severity, message: c.message, value: c.value, at: now)
@@ -242,7 +308,8 @@ public final class AlertBook: Sendable {
         }
         counted(bySeverity)
         let notifier = self.notifier.withLock { $0 }
-        let notices = notifier?.route(changed) ?? []
+        // Shelved alerts and devices under maintenance are not notified.
+        let notices = notifier?.route(changed.filter { !$0.isShelved(at: now) && !suppressed.contains($0.deviceID) }) ?? []
         do {
             try store.saveAlerts(changed, audit: nil, notices: notices)
             notifier?.queued(notices)
@@ -256,12 +323,47 @@ public final class AlertBook: Sendable {
         return result
     }
 
-    public func list(devices: Set<String>, states: Set<Alert.State>, minimum: Alert.Severity?) -> [Alert] {
-        state.withLock { s in
+    /// The alerts kept (open ones, and resolved ones for 30 days), filtered; shelved ones only
+    /// with `shelved`.
+    public func list(devices: Set<String>, states: Set<Alert.State>, minimum: Alert.Severity?, shelved: Bool = true) -> [Alert] {
+        let now = clock.now()
+        return state.withLock { s in
             s.alerts.values.filter { a in
                 (devices.isEmpty || devices.contains(a.deviceID)) && states.contains(a.state) && (minimum.map { a.severity >= $0 } ?? true)
+                    && (shelved || !a.isShelved(at: now))
             }
         }.sorted { a, b in a.severity != b.severity ? a.severity > b.severity : a.updatedAt != b.updatedAt ? a.updatedAt > b.updatedAt : a.id < b.id }
+    }
+
+    /// Open alerts that may be escalated: not shelved, their device not under maintenance.
+    public func escalatable() -> [Alert] {
+        let now = clock.now()
+        return list(devices: [], states: [.open], minimum: nil, shelved: false).filter { !isSuppressed($0.deviceID, at: now) }
+    }
+
+    /// Shelves an alert until `until` (or, with nil, takes it off the shelf), for `user` with
+    /// `reason`; durable before it returns, with its audit entry in the same transaction.
+    public func shelve(
+        _ id: String, until: Nanos?, by user: String, reason: String, audit: (Alert) -> AuditEntry? = { _ in nil }
+    ) throws(TwinError) -> Alert {
+        let now = clock.now()
+        guard reason.count <= 1_000 else { throw .invalidArgument("reason is limited to 1,000 characters").field("reason") }
+        let updated = try state.withLock { s throws(TwinError) -> Alert in
+            guard var a = s.alerts[id] else { throw .missing(.alertNotFound, type: "twin.v1.Alert", name: id, "alert '\(id.prefix(64))' not found (twin alerts lists them)") }
+            guard a.state != .resolved else { throw .failedPrecondition("alert \(id) is resolved: there is nothing to shelve", reason: .alertStateConflict) }
+            if let until {
+                a.shelf = Alert.Shelf(until: until, by: user, reason: reason, at: now)
+            } else {
+                guard a.isShelved(at: now) else { throw .failedPrecondition("alert \(id) is not shelved", reason: .alertStateConflict) }
+                a.shelf?.until = nil
+            }
+            a.updatedAt = now
+            return a
+        }
+        try store.saveAlerts([updated], audit: audit(updated))
+        state.withLock { $0.alerts[id] = updated }
+        changed([updated])
+        return updated
     }
 
     /// Acknowledges or resolves by hand; durable before it returns, with the audit entry

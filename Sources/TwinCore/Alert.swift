@@ -29,6 +29,26 @@ public struct Alert: Sendable, Codable, Equatable {
     /// The version of the rule set in force when it opened (`AlertRules.version`); nil for
     /// alerts raised before rules were configurable.
     public var ruleVersion: String?
+    /// Shelving (ISA-18.2): who, why, and until when (nil once it came back).
+    public struct Shelf: Sendable, Codable, Equatable {
+        public var until: Nanos?
+        public var by: String
+        public var reason: String
+        public var at: Nanos
+        public init(until: Nanos?, by: String, reason: String, at: Nanos) {
+            self.until = until
+            self.by = by
+            self.reason = reason
+            self.at = at
+        }
+    }
+    public var shelf: Shelf?
+    /// Times it resolved and came back within the chatter window (opened again, not anew); nil: none.
+    public var reopened: UInt32?
+
+    public func isShelved(at now: Nanos) -> Bool { (shelf?.until ?? .min) > now }
+    /// Came back at least twice within the chatter window.
+    public var chattering: Bool { (reopened ?? 0) >= 2 }
 
     public init(id: String, deviceID: String, rule: String, sensor: String, severity: Severity, message: String, value: Double?, at time: Nanos) {
         self.id = id

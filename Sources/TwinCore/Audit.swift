@@ -7,6 +7,8 @@ public struct AuditEntry: Sendable, Codable, Equatable {
         case alertAcked = "alert.acked"
         case alertResolved = "alert.resolved"
         case alertRulesChanged = "alert_rules.changed"
+        case alertShelved = "alert.shelved"
+        case alertUnshelved = "alert.unshelved"
         case apiKeyCreated = "apikey.created"
         case apiKeyRevoked = "apikey.revoked"
         case keysRotated = "keys.rotated"

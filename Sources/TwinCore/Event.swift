@@ -19,11 +19,14 @@ public struct MaintenanceEvent: Sendable, Hashable, Codable {
     public var source: Source
     /// Ground truth for a fault onset: when it ends in failure if not repaired.
     public var expectedFailureAt: Nanos?
+    /// Work that takes the machine out of service: how long from `time` (its alerts are
+    /// suppressed meanwhile).
+    public var duration: Nanos?
 
     public init(
         id: String = "", deviceID: String, kind: Kind, time: Nanos, component: String = "",
         fault: String = "", notes: String = "", recordedBy: String = "", source: Source,
-        expectedFailureAt: Nanos? = nil
+        expectedFailureAt: Nanos? = nil, duration: Nanos? = nil
     ) {
         self.id = id
         self.deviceID = deviceID
@@ -35,5 +38,6 @@ public struct MaintenanceEvent: Sendable, Hashable, Codable {
         self.recordedBy = recordedBy
         self.source = source
         self.expectedFailureAt = expectedFailureAt
+        self.duration = duration
     }
 }

@@ -25,8 +25,9 @@ enum AccessTable {
             "ListAuditEvents")
         set("twin.v1.TwinService", .role(.viewer),
             "ListDevices", "GetDevice", "StreamUpdates", "GetHistory", "GetHealth", "GetPatterns", "GetPrediction",
-            "GetRecommendations", "ListAlerts", "ListEvents", "ListGateways", "GetAlertRules")
-        set("twin.v1.TwinService", .role(.operator), "Ingest", "AckAlert", "ResolveAlert", "RecordEvent", "GetNotificationStatus")
+            "GetRecommendations", "ListAlerts", "ListEvents", "ListGateways", "GetAlertRules", "GetAlertReport")
+        set("twin.v1.TwinService", .role(.operator), "Ingest", "AckAlert", "ResolveAlert", "ShelveAlert", "UnshelveAlert", "RecordEvent",
+            "GetNotificationStatus")
         set("twin.v1.TwinService", .role(.admin), "UpsertDevice", "SetAlertRules", "TestNotification")
         set("twin.v1.ModelService", .role(.viewer), "GetTrainingJob", "ListModels")
         set("twin.v1.ModelService", .role(.admin), "Retrain", "ActivateModel")

@@ -268,6 +268,13 @@ public final class Daemon: Service, Sendable {
             placement: { [plant] id in plant.live.device(id).map { Notifier.Placement(site: $0.site, line: $0.line, type: $0.type) } },
             counted: Telemetry.notification)
         alerts.attach(notifier)
+        // Maintenance recorded with a duration that is not over yet keeps suppressing alerts.
+        var windows = EventQuery()
+        windows.from = now - 90 * Time.day
+        windows.limit = 1_000_000
+        for e in try store.events(windows) {
+            if let d = e.duration, e.time + d > now { alerts.suppress(device: e.deviceID, from: e.time, until: e.time + d) }
+        }
         notifyConfig = NotifyConfigFile(path: notifyPath, notifier: notifier, environment: configuration.environment, logger: logger)
         if notify.source != "none" {
             logger.info("notifications", metadata: ["source": "\(notify.source)", "channels": "\(notify.channels.count)", "routes": "\(notify.routes.count)"])
@@ -422,7 +429,7 @@ public final class Daemon: Service, Sendable {
 
             let loops = Task { await self.runLoops() }
             let notifying = Task { [notifier, alerts] in
-                await notifier.run { alerts.list(devices: [], states: [.open], minimum: nil) }
+                await notifier.run { alerts.escalatable() }
             }
             let reloads = Self.onSIGHUP { [alertRules, notifyConfig] in
                 alertRules.reload()

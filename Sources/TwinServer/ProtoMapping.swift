@@ -186,6 +186,7 @@ extension MaintenanceEvent {
         case .import: .import
         }
         if let expectedFailureAt { p.expectedFailureAt = .init(nanos: expectedFailureAt) }
+        if let duration { p.duration = .init(nanos: duration) }
         return p
     }
 }
@@ -321,6 +322,13 @@ extension Alert {
         if let resolvedAt { a.resolvedAt = .init(nanos: resolvedAt) }
         a.resolveComment = resolveComment
         a.ruleVersion = ruleVersion ?? ""
+        if let shelf {
+            if let until = shelf.until { a.shelvedUntil = .init(nanos: until) }
+            a.shelvedBy = shelf.by
+            a.shelveReason = shelf.reason
+        }
+        a.reopened = reopened ?? 0
+        a.chattering = chattering
         return a
     }
 }
@@ -590,5 +598,29 @@ extension Notifier.ChannelStatus {
         c.rateLimited = rateLimited
         c.summaries = UInt64(summaries)
         return c
+    }
+}
+
+extension AlertReport {
+    var proto: Twin_V1_GetAlertReportResponse {
+        var r = Twin_V1_GetAlertReportResponse()
+        r.from = .init(nanos: from)
+        r.to = .init(nanos: to)
+        r.opened = UInt64(opened)
+        r.reopened = UInt64(reopened)
+        r.perHour = perHour
+        r.peak10M = UInt32(clamping: peak10m)
+        if let t = peak10mAt { r.peak10MAt = .init(nanos: t) }
+        r.floodWindows = UInt32(clamping: floodWindows)
+        r.floodPercent = floodPercent
+        func counts(_ list: [(name: String, count: Int)]) -> [Twin_V1_AlertCount] {
+            list.map { var c = Twin_V1_AlertCount(); c.name = $0.name; c.count = UInt64($0.count); return c }
+        }
+        r.topRules = counts(topRules)
+        r.topDevices = counts(topDevices)
+        r.standing = standing.map(\.proto)
+        r.chattering = chattering.map(\.proto)
+        r.shelved = UInt32(clamping: shelved)
+        return r
     }
 }

@@ -269,7 +269,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         }
         if states.isEmpty { states = [.open, .acknowledged] }
         let minimum = request.minSeverity == .unspecified ? nil : Alert.Severity(rawValue: request.minSeverity.rawValue)
-        let all = alerts.list(devices: Set(request.deviceIds), states: states, minimum: minimum)
+        let all = alerts.list(devices: Set(request.deviceIds), states: states, minimum: minimum, shelved: request.includeShelved)
         let start = offset.map { Int($0) ?? -1 } ?? 0
         guard start >= 0 && start <= all.count else {
             throw TwinError.invalidArgument("page_token is past the end of the list; start again without it", reason: .pageTokenInvalid).field("page_token")
@@ -300,6 +300,49 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         var response = Twin_V1_ResolveAlertResponse()
         response.alert = alert.proto
         return response
+    }
+
+    func shelveAlert(request: Twin_V1_ShelveAlertRequest, context: ServerContext) async throws -> Twin_V1_ShelveAlertResponse {
+        guard request.hasDuration else { throw TwinError.invalidArgument("duration is required: how long to shelve it (1m to 7d)").field("duration") }
+        let duration = try request.duration.checked("duration")
+        guard duration >= Time.minute, duration <= 7 * Time.day else {
+            throw TwinError.invalidArgument("duration is from 1 minute to 7 days (a shelved alert must come back)").field("duration")
+        }
+        let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty else { throw TwinError.invalidArgument("reason is required: why it is shelved, for the next shift").field("reason") }
+        let user = Principal.current?.username ?? ""
+        let peer = context.clientPeer
+        let alert = try alerts.shelve(request.alertID, until: Time.now() + duration, by: user, reason: reason) { alert in
+            AuditEntry(time: alert.updatedAt, action: .alertShelved, actor: user, peer: peer,
+                       detail: "\(alert.id) \(alert.deviceID) \(alert.rule) for \(DurationText.format(duration)): \(reason.prefix(200))")
+        }
+        var response = Twin_V1_ShelveAlertResponse()
+        response.alert = alert.proto
+        return response
+    }
+
+    func unshelveAlert(request: Twin_V1_UnshelveAlertRequest, context: ServerContext) async throws -> Twin_V1_UnshelveAlertResponse {
+        let user = Principal.current?.username ?? ""
+        let peer = context.clientPeer
+        let alert = try alerts.shelve(request.alertID, until: nil, by: user, reason: "") { alert in
+            AuditEntry(time: alert.updatedAt, action: .alertUnshelved, actor: user, peer: peer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)")
+        }
+        var response = Twin_V1_UnshelveAlertResponse()
+        response.alert = alert.proto
+        return response
+    }
+
+    func getAlertReport(request: Twin_V1_GetAlertReportRequest, context: ServerContext) async throws -> Twin_V1_GetAlertReportResponse {
+        var since = 7 * Time.day
+        if request.hasSince {
+            since = try request.since.checked("since")
+            guard since >= Time.minute, since <= 30 * Time.day else {
+                throw TwinError.invalidArgument("since is from 1 minute to 30 days (twind keeps resolved alerts 30 days)").field("since")
+            }
+        }
+        let now = Time.now()
+        let report = AlertReport(alerts: alerts.list(devices: [], states: [.open, .acknowledged, .resolved], minimum: nil), from: now - since, to: now)
+        return report.proto
     }
 
     // MARK: Alert rules
@@ -381,11 +424,21 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         where text.count > limit {
             throw TwinError.invalidArgument("event.\(field) is longer than \(limit) characters")
         }
-        let event = MaintenanceEvent(
+        var event = MaintenanceEvent(
             deviceID: e.deviceID, kind: kind, time: time, component: e.component, fault: e.fault, notes: e.notes,
             recordedBy: Principal.current?.username ?? "peer \(context.clientPeer)", source: .operator,
             expectedFailureAt: e.hasExpectedFailureAt ? try e.expectedFailureAt.checked("event.expected_failure_at") : nil)
+        if e.hasDuration {
+            let duration = try e.duration.checked("event.duration")
+            guard duration > 0, duration <= 90 * Time.day else {
+                throw TwinError.invalidArgument("event.duration is from 1 ns to 90 days: how long the work takes the machine out of service").field("event.duration")
+            }
+            event.duration = duration
+        }
         let stored = try plant.record([event])
+        if let duration = event.duration {
+            alerts.suppress(device: event.deviceID, from: time, until: time + duration)
+        }
         // Maintenance on a simulated machine happens in the simulation too.
         if simulator?.recordMaintenance(deviceID: event.deviceID, kind: kind, at: time) == true {
             plant.logger.info("simulated device serviced", metadata: ["device": "\(event.deviceID)", "kind": "\(kind.rawValue)"])

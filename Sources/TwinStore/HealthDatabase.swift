@@ -172,6 +172,7 @@ public final class HealthDatabase: PlantStore {
         var recordedBy: String
         var source: MaintenanceEvent.Source
         var expectedFailureAt: Nanos?
+        var duration: Nanos?
     }
 
     static func context(id: Int64, device: String, time: Nanos, kind: String) -> [UInt8] {
@@ -188,7 +189,7 @@ public final class HealthDatabase: PlantStore {
                 for var event in events {
                     let details = SealedDetails(
                         component: event.component, fault: event.fault, notes: event.notes, recordedBy: event.recordedBy,
-                        source: event.source, expectedFailureAt: event.expectedFailureAt)
+                        source: event.source, expectedFailureAt: event.expectedFailureAt, duration: event.duration)
                     let plain = Array(try JSONEncoder().encode(details))
                     let sealed = sealer.seal(plain, context: Self.context(id: next, device: event.deviceID, time: event.time, kind: event.kind.rawValue))
                     try statement.execute(arguments: [next, event.deviceID, event.time, event.kind.rawValue, Data(sealed)])
@@ -246,7 +247,7 @@ public final class HealthDatabase: PlantStore {
             result.append(MaintenanceEvent(
                 id: String(id), deviceID: device, kind: kind, time: time, component: details.component, fault: details.fault,
                 notes: details.notes, recordedBy: details.recordedBy, source: details.source,
-                expectedFailureAt: details.expectedFailureAt))
+                expectedFailureAt: details.expectedFailureAt, duration: details.duration))
         }
         return result
     }

@@ -80,3 +80,7 @@ enum Format {
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }
 }
+
+extension Google_Protobuf_Duration {
+    init(nanos: Nanos) { self.init(seconds: nanos / Time.second, nanos: Int32(nanos % Time.second)) }
+}

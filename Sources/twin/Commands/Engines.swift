@@ -107,23 +107,119 @@ struct Patterns: AsyncParsableCommand {
 
 /// `twin alerts`: open and acknowledged alerts (or --all).
 struct Alerts: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Alerts: open and acknowledged ones, most severe first (--all: resolved too).")
+    static let configuration = CommandConfiguration(
+        abstract: "Alerts: open and acknowledged ones, most severe first; an alarm-management report.",
+        subcommands: [List.self, Report.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Open and acknowledged alerts, most severe first (--all: resolved too; --shelved: shelved too).")
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .customLong("device"), help: "Only this device (repeatable).") var devices: [String] = []
+        @Flag(help: "Include resolved alerts.") var all = false
+        @Flag(help: "Include shelved alerts.") var shelved = false
+
+        func run() async throws {
+            var request = Twin_V1_ListAlertsRequest()
+            request.deviceIds = devices
+            request.includeShelved = shelved
+            if all { request.states = [.open, .acknowledged, .resolved] }
+            let message = request
+            let response = try await global.twin { try await $0.listAlerts(message) }
+            if global.printedJSON(response.alerts) { return }
+            if response.alerts.isEmpty { Terminal.err("no alerts"); return }
+            Terminal.out(Format.table(["ID", "DEVICE", "SEVERITY", "STATE", "SINCE", "MESSAGE"], response.alerts.map { a in
+                var state = ["", "open", "acknowledged", "resolved"][max(0, min(3, a.state.rawValue))]
+                if a.hasShelvedUntil { state += ", shelved until \(Format.time(a.shelvedUntil))" }
+                if a.chattering { state += ", chattering (back \(a.reopened)×)" }
+                return [a.id, a.deviceID, ["", "info", "warning", "critical"][max(0, min(3, a.severity.rawValue))], state, Format.time(a.openedAt), a.message]
+            }))
+        }
+    }
+
+    /// `twin alerts report`: ISA-18.2 figures over a period.
+    struct Report: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Alarm-management figures (ISA-18.2): alerts per hour, peak 10-minute rate and floods, top rules and devices, standing and chattering alerts (GetAlertReport).")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "The period: the last 24h, 7d, … (at most 30d).") var since = "7d"
+
+        func validate() throws {
+            guard let d = DurationText.parse(since), d >= Time.minute, d <= 30 * Time.day else { throw ValidationError("--since is a duration from 1m to 30d, e.g. 7d") }
+        }
+
+        func run() async throws {
+            var request = Twin_V1_GetAlertReportRequest()
+            request.since = .init(nanos: DurationText.parse(since) ?? 7 * Time.day)
+            let message = request
+            let r = try await global.twin { try await $0.getAlertReport(message) }
+            if global.output == .json {
+                Terminal.out(Format.protoJSON(r))
+                return
+            }
+            func rate(_ v: Double) -> String { String(format: "%.1f", v) }
+            let verdict = r.perHour <= 6 ? "acceptable" : r.perHour <= 12 ? "manageable" : "over the limit"
+            Terminal.out("alerts from \(Format.time(r.from)) to \(Format.time(r.to))")
+            Terminal.out("  opened:           \(r.opened) (\(r.reopened) more times reopened)")
+            Terminal.out("  per hour:         \(rate(r.perHour)) — \(verdict) (ISA-18.2: about 6 acceptable, 12 at most)")
+            Terminal.out("  peak 10 minutes:  \(r.peak10M)\(r.hasPeak10MAt ? " from \(Format.time(r.peak10MAt))" : "")")
+            Terminal.out("  floods:           \(r.floodWindows) ten-minute windows with more than 10 (\(String(format: "%.2f", r.floodPercent)) % of the period; target under 1 %)")
+            Terminal.out("  shelved now:      \(r.shelved)")
+            func counts(_ title: String, _ list: [Twin_V1_AlertCount]) {
+                guard !list.isEmpty else { return }
+                Terminal.out("")
+                Terminal.out(Format.table([title, "ALERTS"], list.map { [$0.name, "\($0.count)"] }))
+            }
+            counts("RULE", r.topRules)
+            counts("DEVICE", r.topDevices)
+            func alerts(_ title: String, _ list: [Twin_V1_Alert]) {
+                guard !list.isEmpty else { return }
+                Terminal.out("")
+                Terminal.out(title)
+                Terminal.out(Format.table(["ID", "DEVICE", "RULE", "OPENED", "REOPENED", "MESSAGE"], list.map {
+                    [$0.id, $0.deviceID, $0.rule, Format.time($0.openedAt), "\($0.reopened)", $0.message]
+                }))
+            }
+            alerts("standing (not resolved after 24 h):", r.standing)
+            alerts("chattering (back again and again):", r.chattering)
+        }
+    }
+}
+
+/// `twin shelve ID --for 2h --reason R`, `twin unshelve ID` (operators).
+struct Shelve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Shelve an alert for a while with a reason: off the list, not notified, back by itself when the time is up (operators).")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("device"), help: "Only this device (repeatable).") var devices: [String] = []
-    @Flag(help: "Include resolved alerts.") var all = false
+    @Argument var id: String
+    @Option(name: .customLong("for"), help: "How long, from 1m to 7d.") var duration: String
+    @Option(help: "Why (required), for the next shift and the audit log.") var reason: String
+
+    func validate() throws {
+        guard let d = DurationText.parse(duration), d >= Time.minute, d <= 7 * Time.day else { throw ValidationError("--for is a duration from 1m to 7d, e.g. 2h") }
+    }
 
     func run() async throws {
-        var request = Twin_V1_ListAlertsRequest()
-        request.deviceIds = devices
-        if all { request.states = [.open, .acknowledged, .resolved] }
+        var request = Twin_V1_ShelveAlertRequest()
+        request.alertID = id
+        request.duration = .init(nanos: DurationText.parse(duration) ?? 0)
+        request.reason = reason
         let message = request
-        let response = try await global.twin { try await $0.listAlerts(message) }
-        if global.printedJSON(response.alerts) { return }
-        if response.alerts.isEmpty { Terminal.err("no alerts"); return }
-        Terminal.out(Format.table(["ID", "DEVICE", "SEVERITY", "STATE", "SINCE", "MESSAGE"], response.alerts.map { a in
-            [a.id, a.deviceID, ["", "info", "warning", "critical"][max(0, min(3, a.severity.rawValue))],
-             ["", "open", "acknowledged", "resolved"][max(0, min(3, a.state.rawValue))], Format.time(a.openedAt), a.message]
-        }))
+        let response = try await global.twin { try await $0.shelveAlert(message) }
+        Terminal.err("shelved \(id) until \(Format.time(response.alert.shelvedUntil))")
+    }
+}
+
+struct Unshelve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Take an alert off the shelf before its time (operators).")
+    @OptionGroup var global: GlobalOptions
+    @Argument var id: String
+
+    func run() async throws {
+        var request = Twin_V1_UnshelveAlertRequest()
+        request.alertID = id
+        let message = request
+        _ = try await global.twin { try await $0.unshelveAlert(message) }
+        Terminal.err("unshelved \(id)")
     }
 }
 

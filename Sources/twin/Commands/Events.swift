@@ -55,3 +55,44 @@ struct Events: AsyncParsableCommand {
             }))
     }
 }
+
+/// `twin record DEVICE KIND [--time T] [--duration 4h] …`: a maintenance-log entry (operators).
+struct Record: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record a maintenance-log event (RecordEvent, operators); with --duration the device's alerts are suppressed meanwhile.",
+        discussion: "e.g. twin record pump-001 maintenance --duration 4h --component bearing --notes 'bearing change'. A repair on a simulated device repairs it in the simulation.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var device: String
+    @Argument(help: "failure, repair, inspection, part_replaced, sensor_serviced, maintenance or note.") var kind: String
+    @Option(help: "When it happened or starts (RFC 3339); default now.") var time: String?
+    @Option(help: "How long the work takes the machine out of service, e.g. 4h (at most 90d): its alerts are suppressed meanwhile.") var duration: String?
+    @Option(help: "Component, e.g. bearing.") var component = ""
+    @Option(help: "Fault or failure mode, e.g. bearing_wear.") var fault = ""
+    @Option(help: "Free text.") var notes = ""
+
+    func validate() throws {
+        guard Events.kinds[kind] != nil else { throw ValidationError("unknown kind '\(kind)'; use one of \(Events.kinds.keys.sorted().joined(separator: ", "))") }
+        if let time, History.parseTime(time) == nil { throw ValidationError("--time '\(time)' is not RFC 3339, e.g. 2026-12-03T06:00:00Z") }
+        if let duration, DurationText.parse(duration) == nil { throw ValidationError("--duration '\(duration)' is not a duration like 4h") }
+    }
+
+    func run() async throws {
+        var event = Twin_V1_Event()
+        event.deviceID = device
+        event.kind = Events.kinds[kind] ?? .note
+        event.time = Google_Protobuf_Timestamp(date: time.flatMap(History.parseTime) ?? Date())
+        if let duration, let d = DurationText.parse(duration) { event.duration = .init(nanos: d) }
+        event.component = component
+        event.fault = fault
+        event.notes = notes
+        var request = Twin_V1_RecordEventRequest()
+        request.event = event
+        let message = request
+        let response = try await global.twin { try await $0.recordEvent(message) }
+        if global.output == .json {
+            Terminal.out(Format.protoJSON(response.event))
+        } else {
+            Terminal.err("recorded event \(response.event.id) for \(device)\(duration.map { "; its alerts are suppressed for \($0)" } ?? "")")
+        }
+    }
+}
