@@ -206,7 +206,7 @@ let package = Package(
         .executableTarget(
             name: "TwinBench",
             dependencies: [
-                "Proto", "TwinClient", "TwinFuzz", "TwinCore", "TwinEngines", "TwinStore", "TwinServer", "TwinGateway", "CMosquitto",
+                "Proto", "TwinClient", "TwinFuzz", "TwinCore", "TwinEngines", "TwinStore", "TwinServer", "TwinGateway", "CMosquitto", "TwinApp", "TwinNotify",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),

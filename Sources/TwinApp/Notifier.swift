@@ -80,8 +80,9 @@ public final class Notifier: Sendable {
     let clock: any TwinClock
     let logger: Logger
     let placement: @Sendable (String) -> Placement?
-    /// Told each outcome per channel ("delivered", "retry", "failed") for metrics.
-    let counted: @Sendable (String, String) -> Void
+    /// Told each outcome per channel ("delivered", "retry", "failed") and the channel's
+    /// failures in a row after it, for metrics.
+    let counted: @Sendable (String, String, Int) -> Void
     let current: Mutex<NotifyConfig>
     private let state = Mutex<State>(State())
     private struct State {
@@ -96,7 +97,7 @@ public final class Notifier: Sendable {
 
     public init(
         config: NotifyConfig, store: any NoticeStore, writes: BlockingPool? = nil, sender: any NoticeSender, clock: any TwinClock = SystemClock(), logger: Logger,
-        placement: @escaping @Sendable (String) -> Placement? = { _ in nil }, counted: @escaping @Sendable (String, String) -> Void = { _, _ in }
+        placement: @escaping @Sendable (String) -> Placement? = { _ in nil }, counted: @escaping @Sendable (String, String, Int) -> Void = { _, _, _ in }
     ) throws(TwinError) {
         self.store = store
         self.writes = writes
@@ -271,7 +272,7 @@ public final class Notifier: Sendable {
                     if message.isSummary { st.summaries += 1 }
                     s.stats[name] = st
                 }
-                counted(name, "delivered")
+                counted(name, "delivered", 0)
                 due.removeFirst(batch.count)
             case .retry(let why, let after):
                 for k in updated.indices { updated[k].lastError = why }
@@ -286,7 +287,7 @@ public final class Notifier: Sendable {
                     return st.consecutiveFailures
                 }
                 await save(updated)
-                counted(name, "retry")
+                counted(name, "retry", failures)
                 if failures == 1 || failures % 10 == 0 {
                     logger.warning("notification not delivered; will retry", metadata: ["channel": "\(name)", "error": "\(why)", "failures": "\(failures)"])
                 }
@@ -329,7 +330,8 @@ public final class Notifier: Sendable {
             st.lastAttemptAt = clock.now()
             s.stats[name] = st
         }
-        for _ in 0..<failed { counted(name, "failed") }
+        let failures = state.withLock { $0.stats[name]?.consecutiveFailures ?? 0 }
+        for _ in 0..<failed { counted(name, "failed", failures) }
     }
 
     func refreshPending(_ name: String) {

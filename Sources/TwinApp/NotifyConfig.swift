@@ -225,7 +225,11 @@ public struct NotifyConfig: Sendable {
     }
 
     static func secret(file: String, _ n: Yams.Node, _ fail: (Yams.Node?, String) -> TwinError) throws(TwinError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: file) else { throw fail(n, "cannot read the secret file \(file)") }
+        var st = stat()
+        guard stat(file, &st) == 0, let data = FileManager.default.contents(atPath: file) else { throw fail(n, "cannot read the secret file \(file)") }
+        guard st.st_mode & 0o077 == 0 else {
+            throw fail(n, "the secret file \(file) can be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run chmod 600 on it")
+        }
         var bytes = Array(data)
         while let last = bytes.last, last == 10 || last == 13 { bytes.removeLast() }
         guard !bytes.isEmpty, bytes.count <= 4096 else { throw fail(n, "the secret file \(file) is empty or longer than 4 KiB") }

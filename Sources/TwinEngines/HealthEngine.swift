@@ -252,12 +252,34 @@ public final class HealthEngine: Sendable {
         /// Each reporting sensor's smoothed level now (what limits are judged on), and whether
         /// the sensor itself looks faulty (then its level says nothing about the machine).
         public var levels: [Level] = []
+
+        /// A verdict made elsewhere (benchmarks and tools that feed the alert book directly).
+        public init(score: Double, factors: [Factor], summary: HealthSummary, levels: [Level]) {
+            self.score = score
+            self.components = []
+            self.factors = factors
+            self.summary = summary
+            self.levels = levels
+        }
+
+        init(score: Double, components: [(name: String, score: Double)], factors: [Factor], summary: HealthSummary, levels: [Level] = []) {
+            self.score = score
+            self.components = components
+            self.factors = factors
+            self.summary = summary
+            self.levels = levels
+        }
     }
 
     public struct Level: Sendable, Equatable {
         public var sensor: String
         public var value: Double
         public var sensorFault: Bool
+        public init(sensor: String, value: Double, sensorFault: Bool) {
+            self.sensor = sensor
+            self.value = value
+            self.sensorFault = sensorFault
+        }
     }
 
     /// The health of a device now, given its operating state and failure outlook (p24, p7d).

@@ -47,9 +47,11 @@ enum Telemetry {
         if conflated > 0 { Counter(label: "twind_stream_updates_conflated_total").increment(by: Int(conflated)) }
     }
 
-    /// A notification delivery outcome per channel ("delivered", "retry", "failed").
-    static func notification(channel: String, outcome: String) {
+    /// A notification delivery outcome per channel ("delivered", "retry", "failed"), and the
+    /// channel's failures in a row since its last delivery (above 0: failing).
+    static func notification(channel: String, outcome: String, failures: Int) {
         Counter(label: "twind_notifications_total", dimensions: [("channel", channel), ("outcome", outcome)]).increment()
+        Gauge(label: "twind_notification_channel_failures", dimensions: [("channel", channel)]).record(failures)
     }
 
     static func login(_ result: String) {

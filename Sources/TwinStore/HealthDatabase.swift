@@ -284,14 +284,14 @@ extension HealthDatabase: AlertStore {
 
     var auditLog: AuditLog { AuditLog(database: "health_data.db", sealer: sealer) }
 
-    static func noticeContext(_ id: String, channel: String) -> [UInt8] { Array("health_data.db/outbox/\(id)/\(channel)".utf8) }
+    static func noticeContext(_ id: String, _ channel: String) -> [UInt8] { Array("health_data.db/outbox/\(id)/\(channel)".utf8) }
 
     /// Returns the notices it wrote (with `replacing` false, those not there before).
     @discardableResult
     func insertNotices(_ db: Database, _ notices: [Notice], replacing: Bool) throws -> [Notice] {
         var written: [Notice] = []
         for n in notices {
-            let sealed = sealer.seal(Array(try JSONEncoder().encode(n)), context: Self.noticeContext(n.id, channel: n.channel))
+            let sealed = sealer.seal(Array(try JSONEncoder().encode(n)), context: Self.noticeContext(n.id, n.channel))
             try db.execute(
                 sql: "INSERT OR \(replacing ? "REPLACE" : "IGNORE") INTO outbox (id, channel, state, created_at, details) VALUES (?, ?, ?, ?, ?)",
                 arguments: [n.id, n.channel, n.state.rawValue, n.createdAt, Data(sealed)])
@@ -319,20 +319,29 @@ extension HealthDatabase: AlertStore {
 
     /// Alerts not resolved, and those resolved since `resolvedSince`.
     public func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert] {
+        try openSealed(
+            "SELECT id, device_id AS scope, details FROM alerts WHERE state != 'resolved' OR updated_at >= ?", [resolvedSince], what: "alert",
+            context: Self.alertContext)
+    }
+
+    /// Rows of (id, scope, details) whose details are sealed JSON bound to (id, scope): alerts
+    /// (scope: the device) and the outbox (scope: the channel). A row that does not open was
+    /// altered or moved.
+    func openSealed<T: Decodable>(
+        _ sql: String, _ arguments: StatementArguments = [], what: String, context: (String, String) -> [UInt8]
+    ) throws(TwinError) -> [T] {
         let rows: [Row]
         do {
-            rows = try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT id, device_id, details FROM alerts WHERE state != 'resolved' OR updated_at >= ?", arguments: [resolvedSince])
-            }
+            rows = try pool.read { db in try Row.fetchAll(db, sql: sql, arguments: arguments) }
         } catch {
-            throw .unavailable("cannot read alerts: \(error)")
+            throw .unavailable("cannot read \(what)s: \(error)")
         }
-        return try rows.map { row throws(TwinError) -> Alert in
-            let id: String = row["id"], device: String = row["device_id"]
-            guard let plain = try? sealer.open(Array(row["details"] as Data), context: Self.alertContext(id, device: device)),
-                  let alert = try? JSONDecoder().decode(Alert.self, from: Data(plain))
-            else { throw .dataLoss("alert \(id) of \(device) cannot be opened: it was altered or moved") }
-            return alert
+        return try rows.map { row throws(TwinError) -> T in
+            let id: String = row["id"], scope: String = row["scope"]
+            guard let plain = try? sealer.open(Array(row["details"] as Data), context: context(id, scope)),
+                  let value = try? JSONDecoder().decode(T.self, from: Data(plain))
+            else { throw .dataLoss("\(what) \(id) of \(scope) cannot be opened: it was altered or moved") }
+            return value
         }
     }
 }
@@ -364,21 +373,9 @@ extension HealthDatabase: NoticeStore {
     }
 
     public func pendingNotices() throws(TwinError) -> [Notice] {
-        let rows: [Row]
-        do {
-            rows = try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT id, channel, details FROM outbox WHERE state = 'pending' ORDER BY created_at, id")
-            }
-        } catch {
-            throw .unavailable("cannot read the notifications outbox: \(error)")
-        }
-        return try rows.map { row throws(TwinError) -> Notice in
-            let id: String = row["id"], channel: String = row["channel"]
-            guard let plain = try? sealer.open(Array(row["details"] as Data), context: Self.noticeContext(id, channel: channel)),
-                  let notice = try? JSONDecoder().decode(Notice.self, from: Data(plain))
-            else { throw .dataLoss("notification \(id) cannot be opened: it was altered or moved") }
-            return notice
-        }
+        try openSealed(
+            "SELECT id, channel AS scope, details FROM outbox WHERE state = 'pending' ORDER BY created_at, id", what: "notification",
+            context: Self.noticeContext)
     }
 
     public func pruneNotices(before time: Nanos) throws(TwinError) -> Int {

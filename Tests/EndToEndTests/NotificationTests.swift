@@ -7,17 +7,7 @@ import Testing
 /// a login.
 @Suite(.timeLimit(.minutes(3))) struct NotificationTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let rules = """
-        types:
-          pump:
-            - name: hot
-              condition: above
-              sensor: bearing_temp
-              value: 1
-              hold: 0s
-              severity: warning
-
-        """
+    static let rules = AlertRulesCLITests.rules
 
     /// A private temporary directory with a signing key only its owner reads.
     static func scratch() throws -> String {
@@ -156,6 +146,7 @@ import Testing
         }
         try "mail-password\n".write(toFile: dir + "/good.pass", atomically: true, encoding: .utf8)
         try "wrong\n".write(toFile: dir + "/bad.pass", atomically: true, encoding: .utf8)
+        for f in ["good.pass", "bad.pass"] { try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/" + f) }
         try Self.rules.write(toFile: dir + "/rules.yaml", atomically: true, encoding: .utf8)
         func channel(_ name: String, _ password: String) -> String {
             """

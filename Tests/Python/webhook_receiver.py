@@ -1,7 +1,7 @@
 """A webhook receiver as a user's alerting system would run one (Python's http.server): checks
 twind's X-Twin-Signature (t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>) with the
 key in KEY_FILE, answers 503 to the first FAIL_FIRST requests, 200 after, and prints one JSON
-line per request: {"status", "key", "event", "signed", "summary", "text", "notices"}.
+line per request: {"status", "received_at", "key", "event", "signed", "summary", "text", "notices"}.
 Prints "listening PORT" first.
 Usage: webhook_receiver.py KEY_FILE FAIL_FIRST [PORT]
 """
@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 key = open(sys.argv[1], "rb").read().rstrip(b"\r\n")
@@ -32,7 +33,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             doc = {}
         print(json.dumps({
-            "status": status, "key": self.headers.get("Idempotency-Key"), "event": self.headers.get("X-Twin-Event"),
+            "status": status, "received_at": time.time(), "key": self.headers.get("Idempotency-Key"), "event": self.headers.get("X-Twin-Event"),
             "signed": signed, "summary": doc.get("summary"), "text": doc.get("text"), "notices": doc.get("notices", []),
         }), flush=True)
         self.send_response(status)

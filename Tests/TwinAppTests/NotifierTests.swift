@@ -257,6 +257,13 @@ final class RecordingSender: NoticeSender {
         #expect(problem("channels:\n  - name: a\n    type: webhook\n    url: https://x\n    secret_file: /nonexistent\n").contains("cannot read the secret file"))
         #expect(problem("channels:\n  - name: a\n    type: webhook\n    url: https://x\n    rate_limit: lots\n").contains("rate_limit"))
         #expect(problem("routes:\n  - name: r\n    channels: []\n    escalate_to: [a]\n").contains("escalate_to needs escalate_after"))
+        let open = FileManager.default.temporaryDirectory.appendingPathComponent("key-\(UUID().uuidString)").path
+        try "k".write(toFile: open, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: open) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: open)
+        #expect(problem("channels:\n  - name: a\n    type: webhook\n    url: https://x\n    secret_file: \(open)\n").contains("can be read by other users"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: open)
+        #expect(problem("channels:\n  - name: a\n    type: webhook\n    url: https://x\n    secret_file: \(open)\n") == "accepted")
         let c = try NotifyConfig.parse(Self.config, source: "n.yaml")
         #expect(c.channel("ops")?.target == "https://hooks.example.com/…")
         #expect(c.channel("oncall")?.rateLimit.map { [$0.count, Int($0.period / Time.second)] } == [2, 3600])
