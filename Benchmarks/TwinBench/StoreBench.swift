@@ -4,6 +4,7 @@ import GRDB
 import TwinCore
 import TwinEngines
 import TwinStore
+@_spi(Benchmarks) import TwinServer
 
 // MARK: - Time-series store against a naive baseline (in process)
 
@@ -70,6 +71,10 @@ struct StoreBench: AsyncParsableCommand {
         let (raw24, rawPoints) = try time(50) {
             try store.series.history(HistoryQuery(deviceID: device, sensors: [sensor], from: end - Time.day, to: end, step: 0))[0].times.count
         }
+        // The answer to it: built and serialized, one message per point against packed columns.
+        let rawSeries = try store.series.history(HistoryQuery(deviceID: device, sensors: [sensor], from: end - Time.day, to: end, step: 0))
+        let (perPoint, perPointBytes) = try time(50) { try HistoryAnswerBenchmark.encode(rawSeries, device: device, columnar: false) }
+        let (columnar, columnarBytes) = try time(50) { try HistoryAnswerBenchmark.encode(rawSeries, device: device, columnar: true) }
         let span = Nanos(days) * Time.day
         let step = ((span / 1_000 + Time.hour - 1) / Time.hour) * Time.hour
         let (down, buckets) = try time(50) {
@@ -132,6 +137,8 @@ struct StoreBench: AsyncParsableCommand {
             ("ingest (incl. compaction)", pad(String(format: "%.0f points/s", storeRate)) + String(format: "%.0f points/s   → %.1f× better", baseRate, storeRate / baseRate)),
             ("bytes/point on disk", pad(String(format: "%.2f (%.1f MB)", storeBPP, Double(storeBytes) / 1e6)) + String(format: "%.1f   → %.1f× smaller", baseBPP, baseBPP / storeBPP)),
             ("24 h of one sensor, raw", pad("\(ms(raw24)) (\(rawPoints) points)") + ms(baseRaw24)),
+            ("  its answer, per point", "\(ms(perPoint)) to build and serialize, \(perPointBytes) bytes"),
+            ("  its answer, columnar", "\(ms(columnar)) to build and serialize, \(columnarBytes) bytes"),
             ("\(days) d in ≤ 1000 buckets", "\(ms(down)) (\(buckets) buckets of \(DurationText.format(step)), 1 h roll-ups)"),
             ("\(days) d in 45 min buckets", "\(ms(down1m)) (\(buckets1m) buckets, 1 min roll-ups)"),
         ])

@@ -471,6 +471,10 @@ public nonisolated struct Twin_V1_GetHistoryRequest: Sendable {
   /// count/last). Default: mean.
   public var aggregate: Twin_V1_Aggregate = .unspecified
 
+  /// Answer each series in `columns` (packed arrays: a fraction of the size and of the time to
+  /// build and parse, for charts and exports) instead of `points`.
+  public var columnar: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -526,8 +530,50 @@ public nonisolated struct Twin_V1_SensorSeries: Sendable {
 
   public var unit: String = String()
 
-  /// Oldest first.
+  /// Oldest first (empty when the request asked for `columnar`).
   public var points: [Twin_V1_HistoryPoint] = []
+
+  /// With `columnar`: the same points as packed columns, oldest first.
+  public var columns: Twin_V1_HistoryColumns {
+    get {_columns ?? Twin_V1_HistoryColumns()}
+    set {_columns = newValue}
+  }
+  /// Returns true if `columns` has been explicitly set.
+  public var hasColumns: Bool {self._columns != nil}
+  /// Clears the value of `columns`. Subsequent reads from it will return its default value.
+  public mutating func clearColumns() {self._columns = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _columns: Twin_V1_HistoryColumns? = nil
+}
+
+/// A series' points as columns: element i of each array is point i. Raw readings fill `times`
+/// and `values`; buckets also fill min, max, mean, count and last.
+public nonisolated struct Twin_V1_HistoryColumns: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The time of each reading, or of each bucket's start, delta-coded: the first is Unix time
+  /// in nanoseconds, each next one the difference from the one before (a running sum gives the
+  /// times back). Regular sampling makes them small varints.
+  public var timeDeltas: [Int64] = []
+
+  /// The reading, or the bucket's chosen aggregate.
+  public var values: [Double] = []
+
+  public var min: [Double] = []
+
+  public var max: [Double] = []
+
+  public var mean: [Double] = []
+
+  public var count: [UInt64] = []
+
+  public var last: [Double] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2203,7 +2249,7 @@ nonisolated extension Twin_V1_IngestResponse: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Twin_V1_GetHistoryRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetHistoryRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_id\0\u{1}sensors\0\u{1}from\0\u{1}to\0\u{1}step\0\u{3}max_points\0\u{1}aggregate\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_id\0\u{1}sensors\0\u{1}from\0\u{1}to\0\u{1}step\0\u{3}max_points\0\u{1}aggregate\0\u{1}columnar\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2218,6 +2264,7 @@ nonisolated extension Twin_V1_GetHistoryRequest: SwiftProtobuf.Message, SwiftPro
       case 5: try { try decoder.decodeSingularMessageField(value: &self._step) }()
       case 6: try { try decoder.decodeSingularInt32Field(value: &self.maxPoints) }()
       case 7: try { try decoder.decodeSingularEnumField(value: &self.aggregate) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.columnar) }()
       default: break
       }
     }
@@ -2249,6 +2296,9 @@ nonisolated extension Twin_V1_GetHistoryRequest: SwiftProtobuf.Message, SwiftPro
     if self.aggregate != .unspecified {
       try visitor.visitSingularEnumField(value: self.aggregate, fieldNumber: 7)
     }
+    if self.columnar != false {
+      try visitor.visitSingularBoolField(value: self.columnar, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2260,6 +2310,7 @@ nonisolated extension Twin_V1_GetHistoryRequest: SwiftProtobuf.Message, SwiftPro
     if lhs._step != rhs._step {return false}
     if lhs.maxPoints != rhs.maxPoints {return false}
     if lhs.aggregate != rhs.aggregate {return false}
+    if lhs.columnar != rhs.columnar {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2331,7 +2382,7 @@ nonisolated extension Twin_V1_HistoryPoint: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Twin_V1_SensorSeries: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SensorSeries"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sensor\0\u{1}unit\0\u{1}points\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sensor\0\u{1}unit\0\u{1}points\0\u{1}columns\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2342,12 +2393,17 @@ nonisolated extension Twin_V1_SensorSeries: SwiftProtobuf.Message, SwiftProtobuf
       case 1: try { try decoder.decodeSingularStringField(value: &self.sensor) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.unit) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.points) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._columns) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.sensor.isEmpty {
       try visitor.visitSingularStringField(value: self.sensor, fieldNumber: 1)
     }
@@ -2357,6 +2413,9 @@ nonisolated extension Twin_V1_SensorSeries: SwiftProtobuf.Message, SwiftProtobuf
     if !self.points.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.points, fieldNumber: 3)
     }
+    try { if let v = self._columns {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2364,6 +2423,67 @@ nonisolated extension Twin_V1_SensorSeries: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.sensor != rhs.sensor {return false}
     if lhs.unit != rhs.unit {return false}
     if lhs.points != rhs.points {return false}
+    if lhs._columns != rhs._columns {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_HistoryColumns: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HistoryColumns"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_deltas\0\u{1}values\0\u{1}min\0\u{1}max\0\u{1}mean\0\u{1}count\0\u{1}last\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedSInt64Field(value: &self.timeDeltas) }()
+      case 2: try { try decoder.decodeRepeatedDoubleField(value: &self.values) }()
+      case 3: try { try decoder.decodeRepeatedDoubleField(value: &self.min) }()
+      case 4: try { try decoder.decodeRepeatedDoubleField(value: &self.max) }()
+      case 5: try { try decoder.decodeRepeatedDoubleField(value: &self.mean) }()
+      case 6: try { try decoder.decodeRepeatedUInt64Field(value: &self.count) }()
+      case 7: try { try decoder.decodeRepeatedDoubleField(value: &self.last) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.timeDeltas.isEmpty {
+      try visitor.visitPackedSInt64Field(value: self.timeDeltas, fieldNumber: 1)
+    }
+    if !self.values.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.values, fieldNumber: 2)
+    }
+    if !self.min.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.min, fieldNumber: 3)
+    }
+    if !self.max.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.max, fieldNumber: 4)
+    }
+    if !self.mean.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.mean, fieldNumber: 5)
+    }
+    if !self.count.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.count, fieldNumber: 6)
+    }
+    if !self.last.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.last, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_HistoryColumns, rhs: Twin_V1_HistoryColumns) -> Bool {
+    if lhs.timeDeltas != rhs.timeDeltas {return false}
+    if lhs.values != rhs.values {return false}
+    if lhs.min != rhs.min {return false}
+    if lhs.max != rhs.max {return false}
+    if lhs.mean != rhs.mean {return false}
+    if lhs.count != rhs.count {return false}
+    if lhs.last != rhs.last {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -7,6 +7,7 @@ struct HistoryRequest {
     let device: Device
     let query: HistoryQuery
     let aggregate: Twin_V1_Aggregate
+    let columnar: Bool
     let plant: Plant
 
     /// At most this many buckets per sensor in one answer.
@@ -54,6 +55,7 @@ struct HistoryRequest {
         self.device = device
         self.plant = plant
         aggregate = request.aggregate
+        columnar = request.columnar
         query = HistoryQuery(deviceID: device.id, sensors: request.sensors.isEmpty ? known : request.sensors, from: from, to: to, step: step)
     }
 
@@ -63,7 +65,7 @@ struct HistoryRequest {
         response.deviceID = device.id
         if query.step > 0 { response.step = .init(nanos: query.step) }
         let units = Dictionary(device.sensors.map { ($0.name, $0.unit) }, uniquingKeysWith: { a, _ in a })
-        response.series = series.map { $0.proto(unit: units[$0.sensor] ?? "", step: query.step, aggregate: aggregate) }
+        response.series = series.map { $0.proto(unit: units[$0.sensor] ?? "", step: query.step, aggregate: aggregate, columnar: columnar) }
         return response
     }
 }

@@ -547,11 +547,49 @@ extension PatternAnalysis.Profile {
 // MARK: History
 
 extension SeriesHistory {
-    func proto(unit: String, step: Nanos, aggregate: Twin_V1_Aggregate) -> Twin_V1_SensorSeries {
+    /// The first time, then each one's difference from the one before (times are 1970–2200
+    /// and ascending, so no difference overflows).
+    static func deltas(_ times: [Nanos]) -> [Int64] {
+        var out = [Int64](repeating: 0, count: times.count)
+        var previous: Nanos = 0
+        for (i, t) in times.enumerated() {
+            out[i] = t &- previous
+            previous = t
+        }
+        return out
+    }
+
+    /// A bucket's value under the chosen aggregate.
+    static func value(_ b: Bucket, _ aggregate: Twin_V1_Aggregate) -> Double {
+        switch aggregate {
+        case .min: b.min
+        case .max: b.max
+        case .last: b.last
+        case .count: Double(b.count)
+        default: b.mean
+        }
+    }
+
+    func proto(unit: String, step: Nanos, aggregate: Twin_V1_Aggregate, columnar: Bool = false) -> Twin_V1_SensorSeries {
         var out = Twin_V1_SensorSeries()
         out.sensor = sensor
         out.unit = unit
-        if step > 0 {
+        if columnar {
+            var c = Twin_V1_HistoryColumns()
+            if step > 0 {
+                c.timeDeltas = Self.deltas(buckets.map(\.start))
+                c.values = buckets.map { Self.value($0, aggregate) }
+                c.min = buckets.map(\.min)
+                c.max = buckets.map(\.max)
+                c.mean = buckets.map(\.mean)
+                c.count = buckets.map { UInt64($0.count) }
+                c.last = buckets.map(\.last)
+            } else {
+                c.timeDeltas = Self.deltas(times)
+                c.values = values
+            }
+            out.columns = c
+        } else if step > 0 {
             out.points = buckets.map { b in
                 var p = Twin_V1_HistoryPoint()
                 p.time = .init(nanos: b.start)
@@ -560,13 +598,7 @@ extension SeriesHistory {
                 p.mean = b.mean
                 p.count = UInt64(b.count)
                 p.last = b.last
-                switch aggregate {
-                case .min: p.value = b.min
-                case .max: p.value = b.max
-                case .last: p.value = b.last
-                case .count: p.value = Double(b.count)
-                default: p.value = b.mean
-                }
+                p.value = Self.value(b, aggregate)
                 return p
             }
         } else {
@@ -622,5 +654,18 @@ extension AlertReport {
         r.chattering = chattering.map(\.proto)
         r.shelved = UInt32(clamping: shelved)
         return r
+    }
+}
+
+/// For `twin-bench store`: a GetHistory answer built and serialized, one message per point or
+/// in packed columns; returns its size.
+@_spi(Benchmarks)
+public enum HistoryAnswerBenchmark {
+    public static func encode(_ series: [SeriesHistory], device: String, columnar: Bool) throws -> Int {
+        var response = Twin_V1_GetHistoryResponse()
+        response.deviceID = device
+        response.series = series.map { $0.proto(unit: "", step: 0, aggregate: .unspecified, columnar: columnar) }
+        let bytes: [UInt8] = try response.serializedBytes()
+        return bytes.count
     }
 }

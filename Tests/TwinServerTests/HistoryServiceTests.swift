@@ -47,6 +47,29 @@ import TwinServer
             #expect(force.points.map(\.count) == Array(repeating: 600, count: 6))
             #expect(force.points[0].min == 0 && force.points[0].mean == 4.5 && force.points[0].last == 9)
             #expect(response.series[1].points.isEmpty)
+
+            // The columnar form: the same numbers in packed columns, no points.
+            raw.columnar = true
+            let columns = try await twin.getHistory(raw).series[0]
+            #expect(columns.points.isEmpty)
+            #expect(columns.columns.timeDeltas == [base + 10 * Time.second] + Array(repeating: Time.second, count: 9))
+            #expect(columns.columns.values == Array(repeating: 0, count: 10) && columns.columns.min.isEmpty)
+            buckets.columnar = true
+            let packed = try await twin.getHistory(buckets).series[0].columns
+            #expect(packed.values == force.points.map(\.value) && packed.mean == force.points.map(\.mean) && packed.count == force.points.map(\.count))
+            #expect(packed.timeDeltas == [base] + Array(repeating: 10 * Time.minute, count: 5))
+            // An hour of raw readings: smaller on the wire than one message per point.
+            var hour = Twin_V1_GetHistoryRequest()
+            hour.deviceID = "press-1"
+            hour.sensors = ["force"]
+            hour.from = ts(base)
+            hour.to = ts(base + Time.hour)
+            let perPoint: [UInt8] = try await twin.getHistory(hour).serializedBytes()
+            hour.columnar = true
+            let packedHour = try await twin.getHistory(hour)
+            let packedBytes: [UInt8] = try packedHour.serializedBytes()
+            #expect(packedHour.series[0].columns.timeDeltas.count == 3_600)
+            #expect(Double(packedBytes.count) < 0.75 * Double(perPoint.count), "\(packedBytes.count) vs \(perPoint.count)")
         }
         try await d.stop()
     }

@@ -64,8 +64,14 @@ struct History: AsyncParsableCommand {
             request.maxPoints = Int32(width)
         }
         request.aggregate = Self.aggregates[aggregate]!
-        let response = try await global.run { client in
+        // Packed columns: a fraction of the bytes and of the time to build and parse.
+        request.columnar = true
+        var response = try await global.run { client in
             try await Twin_V1_TwinService.Client(wrapping: client).getHistory(request)
+        }
+        for k in response.series.indices where response.series[k].hasColumns {
+            response.series[k].points = Self.points(response.series[k].columns)
+            response.series[k].clearColumns()
         }
         let bucketed = response.hasStep && (response.step.seconds > 0 || response.step.nanos > 0)
         switch global.output {
@@ -97,6 +103,27 @@ struct History: AsyncParsableCommand {
             for series in response.series {
                 Terminal.out(Self.chart(series, device: response.deviceID, span: span, step: bucketed ? response.step : nil, width: width, height: height))
             }
+        }
+    }
+
+    /// A columnar series as points (buckets when the columns carry min/max).
+    static func points(_ c: Twin_V1_HistoryColumns) -> [Twin_V1_HistoryPoint] {
+        let n = min(c.timeDeltas.count, c.values.count)
+        let buckets = c.min.count >= n && c.max.count >= n && c.mean.count >= n && c.count.count >= n && c.last.count >= n
+        var time: Int64 = 0
+        return (0..<n).map { i in
+            var p = Twin_V1_HistoryPoint()
+            time &+= c.timeDeltas[i]
+            p.time = Google_Protobuf_Timestamp(seconds: time / Time.second, nanos: Int32(time % Time.second))
+            p.value = c.values[i]
+            if buckets {
+                p.min = c.min[i]
+                p.max = c.max[i]
+                p.mean = c.mean[i]
+                p.count = c.count[i]
+                p.last = c.last[i]
+            }
+            return p
         }
     }
 
