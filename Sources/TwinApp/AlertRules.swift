@@ -115,7 +115,7 @@ public struct AlertRules: Sendable {
     ]
     /// Bounds on what a file may hold (the RPC takes the same text).
     public static let maxText = 1 << 20
-    static let maxRules = 10_000
+    static let maxRules = 100_000
 
     // MARK: Reading
 
