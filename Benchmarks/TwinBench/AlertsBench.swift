@@ -9,7 +9,7 @@ import TwinStore
 
 /// An alert store that keeps nothing: the evaluation's own cost, without SQLite.
 final class DiscardingAlertStore: AlertStore {
-    func saveAlerts(_ alerts: [Alert], audit: AuditEntry?, notices: [Notice]) throws(TwinError) {}
+    func saveAlerts(_ alerts: [Alert], audit: AuditEntry?, notices: [Notice]) throws(TwinError) -> [Notice] { notices }
     func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert] { [] }
 }
 

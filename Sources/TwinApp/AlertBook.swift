@@ -311,8 +311,9 @@ public final class AlertBook: Sendable {
         // Shelved alerts and devices under maintenance are not notified.
         let notices = notifier?.route(changed.filter { !$0.isShelved(at: now) && !suppressed.contains($0.deviceID) }) ?? []
         do {
-            try store.saveAlerts(changed, audit: nil, notices: notices)
-            notifier?.queued(notices)
+            // Only what the outbox took is queued: a notice it held already is not sent again.
+            let taken = try store.saveAlerts(changed, audit: nil, notices: notices)
+            notifier?.queued(taken)
         } catch {
             logger.error("cannot save alerts", metadata: ["error": "\(error.message)"])
         }
@@ -396,8 +397,8 @@ public final class AlertBook: Sendable {
         }
         let notifier = self.notifier.withLock { $0 }
         let notices = notifier?.route([updated]) ?? []
-        try store.saveAlerts([updated], audit: audit(updated), notices: notices)
-        notifier?.queued(notices)
+        let taken = try store.saveAlerts([updated], audit: audit(updated), notices: notices)
+        notifier?.queued(taken)
         state.withLock { $0.alerts[id] = updated }
         changed([updated])
         return updated

@@ -136,12 +136,17 @@ public final class Notifier: Sendable {
         var result: [Notice] = []
         var seen: Set<String> = []
         for a in alerts {
+            // Only the change itself makes a notice: an alert saved again later (its value
+            // updated, shelved, still acknowledged at the next pass) was notified already.
             let event: Notice.Event
             switch a.state {
-            case .resolved: event = .resolved
-            case .acknowledged: event = .acknowledged
+            case .resolved:
+                guard a.resolvedAt == a.updatedAt else { continue }
+                event = .resolved
+            case .acknowledged:
+                guard a.acknowledgedAt == a.updatedAt else { continue }
+                event = .acknowledged
             case .open:
-                // An open alert seen again (its value updated) was notified when it opened.
                 guard a.openedAt == a.updatedAt else { continue }
                 event = .opened
             }

@@ -29,7 +29,9 @@ public protocol AlertStore: Sendable {
     /// Saves (inserts or replaces) alerts and, in the same transaction, the audit entry of the
     /// person's change that caused it (nil for twind's own) and the notices they make (added
     /// to the outbox unless one of the same id is there already); durable when it returns.
-    func saveAlerts(_ alerts: [Alert], audit: AuditEntry?, notices: [Notice]) throws(TwinError)
+    /// Returns the notices the outbox took (those whose id it did not hold yet).
+    @discardableResult
+    func saveAlerts(_ alerts: [Alert], audit: AuditEntry?, notices: [Notice]) throws(TwinError) -> [Notice]
     /// Every alert not resolved, and those resolved since `resolvedSince`.
     func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert]
 }

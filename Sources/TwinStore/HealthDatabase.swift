@@ -264,18 +264,20 @@ extension HealthDatabase: AlertStore {
 
     /// Inserts or replaces alerts, with the audit entry of the change in the same transaction;
     /// durable when it returns.
-    public func saveAlerts(_ alerts: [Alert], audit: AuditEntry?, notices: [Notice]) throws(TwinError) {
-        if alerts.isEmpty && notices.isEmpty { return }
+    @discardableResult
+    public func saveAlerts(_ alerts: [Alert], audit: AuditEntry?, notices: [Notice]) throws(TwinError) -> [Notice] {
+        if alerts.isEmpty && notices.isEmpty { return [] }
         do {
-            try pool.write { db in
+            return try pool.write { db in
                 try auditLog.insert(db, audit)
-                try insertNotices(db, notices, replacing: false)
+                let taken = try insertNotices(db, notices, replacing: false)
                 for alert in alerts {
                     let sealed = sealer.seal(Array(try JSONEncoder().encode(alert)), context: Self.alertContext(alert.id, device: alert.deviceID))
                     try db.execute(
                         sql: "INSERT OR REPLACE INTO alerts (id, device_id, state, updated_at, details) VALUES (?, ?, ?, ?, ?)",
                         arguments: [alert.id, alert.deviceID, alert.state.rawValue, alert.updatedAt, Data(sealed)])
                 }
+                return taken
             }
         } catch {
             throw .unavailable("cannot save alerts: \(error)")
@@ -367,7 +369,7 @@ extension HealthDatabase: NoticeStore {
 
     public func updateNotices(_ notices: [Notice]) throws(TwinError) {
         if notices.isEmpty { return }
-        do { try pool.write { db in try insertNotices(db, notices, replacing: true) } } catch {
+        do { _ = try pool.write { db in try insertNotices(db, notices, replacing: true) } } catch {
             throw .unavailable("cannot save notifications: \(error)")
         }
     }

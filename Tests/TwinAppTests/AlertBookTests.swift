@@ -11,11 +11,18 @@ final class MemoryAlertStore: AlertStore {
     let failing = Mutex(false)
     let audit = Mutex<[AuditEntry]>([])
     let outbox = Mutex<[String: Notice]>([:])
-    func saveAlerts(_ alerts: [Alert], audit entry: AuditEntry?, notices: [Notice]) throws(TwinError) {
+    func saveAlerts(_ alerts: [Alert], audit entry: AuditEntry?, notices: [Notice]) throws(TwinError) -> [Notice] {
         if failing.withLock({ $0 }) { throw .unavailable("disk full") }
         saved.withLock { for a in alerts { $0[a.id] = a } }
-        outbox.withLock { for n in notices where $0[n.id] == nil { $0[n.id] = n } }
+        let taken = outbox.withLock { rows in
+            notices.filter { n in
+                guard rows[n.id] == nil else { return false }
+                rows[n.id] = n
+                return true
+            }
+        }
         if let entry { audit.withLock { $0.append(entry) } }
+        return taken
     }
     func alerts(resolvedSince: Nanos) throws(TwinError) -> [Alert] {
         saved.withLock { Array($0.values.filter { $0.state != .resolved || ($0.resolvedAt ?? 0) >= resolvedSince }) }

@@ -86,7 +86,7 @@ final class RecordingSender: NoticeSender {
     /// What the alert book does: route, save with the alerts, queue.
     func save(_ n: Notifier, _ list: [Alert]) throws {
         let notices = n.route(list)
-        try alerts.saveAlerts(list, audit: nil, notices: notices)
+        _ = try alerts.saveAlerts(list, audit: nil, notices: notices)
         n.queued(try outbox.enqueueNotices(notices))
     }
 
@@ -100,6 +100,7 @@ final class RecordingSender: NoticeSender {
         var resolved = alert("pump-1", severity: .critical)
         resolved.state = .resolved
         resolved.updatedAt += Time.minute
+        resolved.resolvedAt = resolved.updatedAt
         #expect(n.route([resolved]).map(\.id) == ["alert-pump-1-bearing_temp.hot/resolved/ops"])
         // An open alert updated later (its value) is not a new notice.
         var updated = alert("pump-1")
@@ -164,6 +165,42 @@ final class RecordingSender: NoticeSender {
         let row = outbox.rows.withLock { $0["alert-pump-1-bearing_temp.hot/opened/ops"] }
         #expect(row?.state == .failed && row?.lastError == "timeout")
         #expect(n.status().first { $0.name == "ops" }?.failed == 1)
+    }
+
+    @Test func eachChangeIsNotifiedOnceThoughLaterPassesSaveTheAlertAgain() async throws {
+        let n = try notifier(Self.config.replacingOccurrences(of: "    channels: [ops]\n", with: "    channels: [ops]\n    events: [opened, acknowledged, resolved]\n"))
+        let book = try AlertBook(store: alerts, clock: clock, logger: logger)
+        book.attach(n)
+        let hot = HealthEngine.Verdict(score: 40, factors: [], summary: HealthSummary(score: 40, headline: ""), levels: [HealthEngine.Level(sensor: "bearing_temp", value: 95, sensorFault: false)])
+        let subject = AlertBook.Subject(device: Self.pump, state: .running, verdict: hot, outlook: nil)
+        for _ in 0..<2 {
+            _ = book.evaluate([subject])
+            clock.advance(by: 30 * Time.second)
+        }
+        await n.deliverDue(channel: "ops")
+        let id = try #require(book.list(devices: [], states: [.open], minimum: nil).first?.id)
+        _ = try book.change(id, to: .acknowledged, by: "ops", comment: "")
+        await n.deliverDue(channel: "ops")
+        // The passes after save the acknowledged alert again (its value, once a minute).
+        for _ in 0..<6 {
+            clock.advance(by: 30 * Time.second)
+            _ = book.evaluate([subject])
+            await n.deliverDue(channel: "ops")
+        }
+        #expect(sender.keys == ["\(id)/opened/ops", "\(id)/acknowledged/ops"])
+    }
+
+    @Test func aReloadThatDropsAChannelFailsWhatWaitedForItAndRoutesByTheNewFile() async throws {
+        let n = try notifier()
+        sender.answers.withLock { $0 = [.retry("connection refused", after: nil)] }
+        try save(n, [alert("pump-1")])
+        await n.deliverDue(channel: "ops")
+        n.replaceConfig(try NotifyConfig.parse("channels:\n  - name: new\n    type: teams\n    url: https://t.example.com/x\nroutes:\n  - name: all\n    channels: [new]\n", source: "n.yaml"))
+        await n.deliverDue(channel: "ops")
+        let row = outbox.rows.withLock { $0["alert-pump-1-bearing_temp.hot/opened/ops"] }
+        #expect(row?.state == .failed && row?.lastError == "channel 'ops' is no longer configured")
+        #expect(n.route([alert("fan-1")]).map(\.channel) == ["new"])
+        #expect(n.status().map(\.name) == ["new"])
     }
 
     @Test func escalatesAnAlertNobodyAcknowledgedOnce() async throws {

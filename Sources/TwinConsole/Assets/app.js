@@ -286,8 +286,25 @@ const svg = (tag, attrs = {}) => {
   return e;
 };
 
+// A series' points from GetHistory's packed columns (time_deltas: the first Unix nanoseconds,
+// then differences; a running sum gives the times), or from per-point answers.
+function seriesPoints(series) {
+  const c = series.columns;
+  if (!c) return (series.points || []).map((p) => ({ t: Date.parse(p.time), min: p.min ?? p.value ?? 0, max: p.max ?? p.value ?? 0, mean: p.mean ?? p.value ?? 0 }));
+  const values = c.values || [], deltas = c.timeDeltas || [];
+  const n = Math.min(values.length, deltas.length);
+  const out = new Array(n);
+  let ns = 0;
+  for (let i = 0; i < n; i++) {
+    ns += Number(deltas[i]);
+    const v = Number(values[i]);
+    out[i] = { t: ns / 1e6, min: c.min ? Number(c.min[i]) : v, max: c.max ? Number(c.max[i]) : v, mean: c.mean ? Number(c.mean[i]) : v };
+  }
+  return out;
+}
+
 function chart(series, spec, from, to) {
-  const points = (series.points || []).map((p) => ({ t: Date.parse(p.time), min: p.min ?? p.value ?? 0, max: p.max ?? p.value ?? 0, mean: p.mean ?? p.value ?? 0 }));
+  const points = seriesPoints(series);
   const box = el("div", { class: "chart", "data-sensor": series.sensor, "data-points": points.length });
   box.append(el("h3", {}, `${series.sensor}${series.unit ? ` (${series.unit})` : ""} — ${points.length} points`));
   const W = 1000, H = 160, P = 28;
@@ -350,7 +367,7 @@ function deviceView(id) {
     const mine = ++generation;
     const { from, to } = view;
     const began = performance.now();
-    const history = await call("twin.v1.TwinService/GetHistory", { deviceId: id, from: new Date(from).toISOString(), to: new Date(to).toISOString(), maxPoints: 500 });
+    const history = await call("twin.v1.TwinService/GetHistory", { deviceId: id, from: new Date(from).toISOString(), to: new Date(to).toISOString(), maxPoints: 500, columnar: true });
     if (!alive || mine !== generation) return;
     charts.replaceChildren(...(history.series || []).map((s) => chart(s, view.specs[s.sensor], from, to)));
     charts.dataset.from = String(from);
