@@ -128,7 +128,11 @@ struct NotifyBench: AsyncParsableCommand {
         python.standardOutput = out
         out.fileHandleForReading.readabilityHandler = { h in arrivals.take(String(decoding: h.availableData, as: UTF8.self)) }
         try python.run()
-        defer { python.terminate() }
+        // SIGKILL: receivers started from here outlived SIGTERM (seen: terminate() and pkill left them running).
+        defer {
+            kill(python.processIdentifier, SIGKILL)
+            python.waitUntilExit()
+        }
         let port = Int(try await wait(arrivals, "port"))
 
         let keys = try KeyRing.load(keyFile: nil, environment: [:], dataDirectory: dir)
