@@ -309,13 +309,18 @@ extension HealthDatabase: AlertStore {
 
     /// Retention for the plant's audit entries; returns how many went.
     public func pruneAudit(olderThan time: Nanos) throws(TwinError) -> Int {
+        try delete("DELETE FROM audit WHERE time < ?", time, what: path)
+    }
+
+    /// Runs a retention DELETE; returns how many rows went.
+    func delete(_ sql: String, _ time: Nanos, what: String) throws(TwinError) -> Int {
         do {
             return try pool.write { db in
-                try db.execute(sql: "DELETE FROM audit WHERE time < ?", arguments: [time])
+                try db.execute(sql: sql, arguments: [time])
                 return db.changesCount
             }
         } catch {
-            throw .unavailable("cannot apply retention to \(path): \(error)")
+            throw .unavailable("cannot apply retention to \(what): \(error)")
         }
     }
 
@@ -381,13 +386,6 @@ extension HealthDatabase: NoticeStore {
     }
 
     public func pruneNotices(before time: Nanos) throws(TwinError) -> Int {
-        do {
-            return try pool.write { db in
-                try db.execute(sql: "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", arguments: [time])
-                return db.changesCount
-            }
-        } catch {
-            throw .unavailable("cannot apply retention to the notifications outbox: \(error)")
-        }
+        try delete("DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", time, what: "the notifications outbox")
     }
 }
