@@ -302,7 +302,7 @@ public final class AlertBook: Sendable {
             var bySeverity: [String: Int] = [:]
             for a in s.alerts.values where a.state != .resolved {
                 counts[a.deviceID, default: 0] += 1
-                bySeverity[a.severity == .critical ? "critical" : a.severity == .warning ? "warning" : "info", default: 0] += 1
+                bySeverity[a.severity.name, default: 0] += 1
             }
             return (changed, counts, bySeverity)
         }

@@ -361,10 +361,7 @@ public struct AlertRules: Sendable {
         for key in m.keys where !ruleKeys.contains(key.string ?? "") {
             throw fail(key, "\(scope): unknown key '\(clip(key.string ?? "?"))' (known: \(ruleKeys.sorted().joined(separator: ", ")))")
         }
-        guard let nameNode = m["name"], let name = nameNode.scalar?.string else { throw fail(node, "\(scope): every rule needs a name") }
-        guard !name.isEmpty, name.utf8.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
-            throw fail(nameNode, "\(scope): rule name '\(clip(name))': 1–64 letters, digits, '_' or '-'")
-        }
+        let name = try Self.name(m, node, "rule", in: "\(scope): ", fail)
         let at = "\(scope): rule '\(name)'"
         var e = Entry(name: name, line: node.mark?.line ?? 0)
         if let n = m["condition"] {
@@ -412,19 +409,28 @@ public struct AlertRules: Sendable {
         if let n = m["hold"] { e.hold = try duration(n, "\(at): hold", fail) }
         if let n = m["clear_after"] { e.clearAfter = try duration(n, "\(at): clear_after", fail) }
         if let n = m["deadband"] { e.deadband = try number(n, "\(at): deadband", fail, minimum: 0) }
-        if let n = m["severity"] {
-            switch n.scalar?.string {
-            case "info": e.severity = .info
-            case "warning": e.severity = .warning
-            case "critical": e.severity = .critical
-            default: throw fail(n, "\(at): severity is info, warning or critical")
-            }
-        }
+        if let n = m["severity"] { e.severity = try severity(n, "\(at): severity", fail) }
         if let n = m["enabled"] {
             guard let b = n.bool else { throw fail(n, "\(at): enabled is true or false") }
             e.enabled = b
         }
         return e
+    }
+
+    /// The `name` of a mapping (a rule, a channel, a route): 1–64 letters, digits, '_' or '-'.
+    static func name(
+        _ m: Yams.Node.Mapping, _ node: Yams.Node, _ what: String, in scope: String = "", _ fail: (Yams.Node?, String) -> TwinError
+    ) throws(TwinError) -> String {
+        guard let n = m["name"], let name = n.scalar?.string else { throw fail(node, "\(scope)every \(what) needs a name") }
+        guard !name.isEmpty, name.utf8.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+            throw fail(n, "\(scope)\(what) name '\(clip(name))': 1–64 letters, digits, '_' or '-'")
+        }
+        return name
+    }
+
+    static func severity(_ n: Yams.Node, _ what: String, _ fail: (Yams.Node?, String) -> TwinError) throws(TwinError) -> Alert.Severity {
+        guard let s = n.scalar.flatMap({ Alert.Severity(name: $0.string) }) else { throw fail(n, "\(what) is info, warning or critical") }
+        return s
     }
 
     static func invalid(_ message: String, line: Int?) -> TwinError {

@@ -150,20 +150,29 @@ public final class Notifier: Sendable {
                 guard a.openedAt == a.updatedAt else { continue }
                 event = .opened
             }
-            let where_ = placement(a.deviceID) ?? Placement(site: "", line: "", type: "")
-            for r in config.routes where r.events.contains(event) && r.matches(a, site: where_.site, line: where_.line, type: where_.type) {
+            let at = place(a.deviceID)
+            for r in config.routes where r.events.contains(event) && r.matches(a, site: at.site, line: at.line, type: at.type) {
                 for channel in r.channels {
-                    var n = Notice(channel: channel, route: r.name, event: event, alert: a, at: now)
-                    guard seen.insert(n.id).inserted else { continue }
-                    n.site = where_.site
-                    n.line = where_.line
-                    n.deviceType = where_.type
-                    n.notBefore = r.quietHours?.release(now, severity: a.severity) ?? now
-                    result.append(n)
+                    let n = Self.notice(a, event, for: channel, by: r, at: at, now: now)
+                    if seen.insert(n.id).inserted { result.append(n) }
                 }
             }
         }
         return result
+    }
+
+    /// Where a device stands (empty when it is not known).
+    func place(_ device: String) -> Placement { placement(device) ?? Placement(site: "", line: "", type: "") }
+
+    /// A notice of `alert` for `channel` by route `r`: where its device stands, and not before
+    /// the route's quiet hours end.
+    static func notice(_ alert: Alert, _ event: Notice.Event, for channel: String, by r: NotifyConfig.Route, at p: Placement, now: Nanos) -> Notice {
+        var n = Notice(channel: channel, route: r.name, event: event, alert: alert, at: now)
+        n.site = p.site
+        n.line = p.line
+        n.deviceType = p.type
+        n.notBefore = r.quietHours?.release(now, severity: alert.severity) ?? now
+        return n
     }
 
     /// Notices the alert book saved: they join the queue and their channels wake.
@@ -182,16 +191,11 @@ public final class Notifier: Sendable {
         for r in config.routes {
             guard let after = r.escalateAfter else { continue }
             for a in alerts where a.state == .open && now - a.openedAt >= after {
-                let where_ = placement(a.deviceID) ?? Placement(site: "", line: "", type: "")
-                guard r.matches(a, site: where_.site, line: where_.line, type: where_.type) else { continue }
+                let at = place(a.deviceID)
+                guard r.matches(a, site: at.site, line: at.line, type: at.type) else { continue }
                 for channel in r.escalateTo {
-                    var n = Notice(channel: channel, route: r.name, event: .escalated, alert: a, at: now)
-                    guard !state.withLock({ $0.escalated.contains(n.id) }) else { continue }
-                    n.site = where_.site
-                    n.line = where_.line
-                    n.deviceType = where_.type
-                    n.notBefore = r.quietHours?.release(now, severity: a.severity) ?? now
-                    made.append(n)
+                    let n = Self.notice(a, .escalated, for: channel, by: r, at: at, now: now)
+                    if !state.withLock({ $0.escalated.contains(n.id) }) { made.append(n) }
                 }
             }
         }

@@ -196,14 +196,6 @@ public struct NotifyConfig: Sendable {
         return config
     }
 
-    static func name(_ m: Yams.Node.Mapping, _ node: Yams.Node, _ what: String, _ fail: (Yams.Node?, String) -> TwinError) throws(TwinError) -> String {
-        guard let n = m["name"], let name = n.scalar?.string else { throw fail(node, "every \(what) needs a name") }
-        guard !name.isEmpty, name.utf8.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
-            throw fail(n, "\(what) name '\(AlertRules.clip(name))': 1–64 letters, digits, '_' or '-'")
-        }
-        return name
-    }
-
     static func strings(_ n: Yams.Node, _ what: String, _ fail: (Yams.Node?, String) -> TwinError) throws(TwinError) -> [String] {
         if let s = n.scalar?.string { return [s] }
         guard let list = n.sequence, list.count <= 10_000 else { throw fail(n, "\(what) is a list of names") }
@@ -213,15 +205,6 @@ public struct NotifyConfig: Sendable {
             result.append(s)
         }
         return result
-    }
-
-    static func severity(_ n: Yams.Node, _ what: String, _ fail: (Yams.Node?, String) -> TwinError) throws(TwinError) -> Alert.Severity {
-        switch n.scalar?.string {
-        case "info": return .info
-        case "warning": return .warning
-        case "critical": return .critical
-        default: throw fail(n, "\(what) is info, warning or critical")
-        }
     }
 
     static func secret(file: String, _ n: Yams.Node, _ fail: (Yams.Node?, String) -> TwinError) throws(TwinError) -> [UInt8] {
@@ -241,7 +224,7 @@ public struct NotifyConfig: Sendable {
         for key in m.keys where !channelKeys.contains(key.string ?? "") {
             throw fail(key, "unknown channel key '\(AlertRules.clip(key.string ?? "?"))' (known: \(channelKeys.sorted().joined(separator: ", ")))")
         }
-        let name = try Self.name(m, node, "channel", fail)
+        let name = try AlertRules.name(m, node, "channel", fail)
         let at = "channel '\(name)'"
         guard let t = m["type"], let kind = t.scalar.flatMap({ Kind(rawValue: $0.string) }) else {
             throw fail(m["type"] ?? node, "\(at): type is one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -317,11 +300,11 @@ public struct NotifyConfig: Sendable {
         for key in m.keys where !routeKeys.contains(key.string ?? "") {
             throw fail(key, "unknown route key '\(AlertRules.clip(key.string ?? "?"))' (known: \(routeKeys.sorted().joined(separator: ", ")))")
         }
-        let name = try Self.name(m, node, "route", fail)
+        let name = try AlertRules.name(m, node, "route", fail)
         let at = "route '\(name)'"
         guard let ch = m["channels"] else { throw fail(node, "\(at): channels lists where it sends") }
         var r = Route(name: name, channels: try strings(ch, "\(at): channels", fail))
-        if let n = m["severity"] { r.severity = try severity(n, "\(at): severity", fail) }
+        if let n = m["severity"] { r.severity = try AlertRules.severity(n, "\(at): severity", fail) }
         if let n = m["sites"] { r.sites = Set(try strings(n, "\(at): sites", fail)) }
         if let n = m["lines"] { r.lines = Set(try strings(n, "\(at): lines", fail)) }
         if let n = m["types"] { r.types = Set(try strings(n, "\(at): types", fail)) }
@@ -358,7 +341,7 @@ public struct NotifyConfig: Sendable {
                 zone = tz
             }
             var hours = QuietHours(from: try clock("from"), to: try clock("to"), timeZone: zone)
-            if let e = qm["except"] { hours.except = try severity(e, "\(at): quiet_hours.except", fail) }
+            if let e = qm["except"] { hours.except = try AlertRules.severity(e, "\(at): quiet_hours.except", fail) }
             guard hours.from != hours.to else { throw fail(q, "\(at): quiet_hours from and to differ") }
             r.quietHours = hours
         }

@@ -3,6 +3,16 @@ public struct Alert: Sendable, Codable, Equatable {
     public enum Severity: Int, Sendable, Codable, Comparable {
         case info = 1, warning, critical
         public static func < (a: Severity, b: Severity) -> Bool { a.rawValue < b.rawValue }
+        /// "info", "warning", "critical": as rules files, notifications and metrics name it.
+        public var name: String { self == .critical ? "critical" : self == .warning ? "warning" : "info" }
+        public init?(name: String) {
+            switch name {
+            case "info": self = .info
+            case "warning": self = .warning
+            case "critical": self = .critical
+            default: return nil
+            }
+        }
     }
     public enum State: String, Sendable, Codable { case open, acknowledged, resolved }
 

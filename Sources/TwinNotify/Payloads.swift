@@ -6,14 +6,6 @@ import TwinCore
 /// What each kind of channel is sent: the webhook JSON (signed), Slack's and Teams' incoming
 /// webhook payloads, and the e-mail's subject and text. Pure: no I/O.
 public enum Payloads {
-    static func severity(_ s: Alert.Severity) -> String {
-        switch s {
-        case .info: "info"
-        case .warning: "warning"
-        case .critical: "critical"
-        }
-    }
-
     /// One line for people: "[CRITICAL] pump-001 bearing_temp.high opened: …".
     public static func line(_ n: Notice) -> String {
         let a = n.alert
@@ -27,13 +19,13 @@ public enum Payloads {
         case .escalated: what = "not acknowledged since \(Time.iso(a.openedAt))"
         case .test: what = "test"
         }
-        return "[\(severity(a.severity).uppercased())] \(a.deviceID) \(a.rule) \(what): \(a.message)\(place)"
+        return "[\(a.severity.name.uppercased())] \(a.deviceID) \(a.rule) \(what): \(a.message)\(place)"
     }
 
     public static func title(_ m: OutgoingMessage) -> String {
         if m.isSummary { return "twin: \(m.notices.count) alert notifications (rate limit reached)" }
         let n = m.notices[0]
-        return n.event == .test ? "twin: test notification" : "twin: \(severity(n.alert.severity)) \(n.alert.deviceID) \(n.alert.rule) \(n.event.rawValue)"
+        return n.event == .test ? "twin: test notification" : "twin: \(n.alert.severity.name) \(n.alert.deviceID) \(n.alert.rule) \(n.event.rawValue)"
     }
 
     public static func text(_ m: OutgoingMessage) -> String {
@@ -43,7 +35,7 @@ public enum Payloads {
     static func alertJSON(_ n: Notice) -> [String: Any] {
         let a = n.alert
         var alert: [String: Any] = [
-            "id": a.id, "device_id": a.deviceID, "rule": a.rule, "sensor": a.sensor, "severity": severity(a.severity), "state": a.state.rawValue,
+            "id": a.id, "device_id": a.deviceID, "rule": a.rule, "sensor": a.sensor, "severity": a.severity.name, "state": a.state.rawValue,
             "message": a.message, "opened_at": Time.iso(a.openedAt), "updated_at": Time.iso(a.updatedAt), "occurrences": Int(a.occurrences),
         ]
         if let v = a.value, v.isFinite { alert["value"] = v }
@@ -110,7 +102,7 @@ public enum Payloads {
             let a = n.alert
             body += [
                 "Alert \(a.id) (\(n.event.rawValue))", "  device: \(a.deviceID)\(n.deviceType.isEmpty ? "" : " (\(n.deviceType))")",
-                "  rule: \(a.rule)", "  severity: \(severity(a.severity))", "  state: \(a.state.rawValue)", "  opened: \(Time.iso(a.openedAt))",
+                "  rule: \(a.rule)", "  severity: \(a.severity.name)", "  state: \(a.state.rawValue)", "  opened: \(Time.iso(a.openedAt))",
                 "  message: \(a.message)", "",
             ]
         }

@@ -33,6 +33,18 @@ enum SMTPClient {
         }
     }
 
+    /// One line of a reply (RFC 5321 4.2): "250-text" (more lines follow) or "250 text" (the
+    /// last); nil for anything else.
+    static func replyLine(_ raw: String) -> (code: Int, text: String, more: Bool)? {
+        let line = Array(raw.trimmingCharacters(in: .newlines).utf8)
+        guard line.count >= 3, line[0...2].allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }), line[0] >= UInt8(ascii: "2"), line[0] <= UInt8(ascii: "5")
+        else { return nil }
+        let code = line[0...2].reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+        if line.count == 3 { return (code, "", false) }
+        guard line[3] == UInt8(ascii: " ") || line[3] == UInt8(ascii: "-") else { return nil }
+        return (code, String(decoding: line[4...], as: UTF8.self), line[3] == UInt8(ascii: "-"))
+    }
+
     static func send(
         _ data: [UInt8], channel c: NotifyConfig.Channel, password: [UInt8], timeout: Nanos, group: any EventLoopGroup
     ) async -> DeliveryOutcome {
@@ -90,12 +102,12 @@ enum SMTPClient {
                     guard var buffer = try await lines.next() else {
                         throw Failure(outcome: .retry("mail server \(host) closed the connection", after: nil))
                     }
-                    let line = (buffer.readString(length: buffer.readableBytes) ?? "").trimmingCharacters(in: .newlines)
-                    guard line.count >= 3, let code = Int(line.prefix(3)) else {
+                    let line = String(decoding: buffer.readBytes(length: buffer.readableBytes) ?? [], as: UTF8.self)
+                    guard let part = SMTPClient.replyLine(line) else {
                         throw Failure(outcome: .retry("mail server \(host) sent '\(line.prefix(80))', not an SMTP reply", after: nil))
                     }
-                    texts.append(String(line.dropFirst(4)))
-                    if line.count == 3 || line[line.index(line.startIndex, offsetBy: 3)] == " " { return Reply(code: code, lines: texts) }
+                    texts.append(part.text)
+                    if !part.more { return Reply(code: part.code, lines: texts) }
                 }
             }
             func command(_ text: String, expect: Set<Int>, what: String) async throws -> Reply {

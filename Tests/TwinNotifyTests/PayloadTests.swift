@@ -63,3 +63,25 @@ import TwinCore
         #expect(!mail.replacingOccurrences(of: "\r\n", with: "").contains(where: { $0 == "\r" || $0 == "\n" }))
     }
 }
+
+/// The SMTP client's reply reader: the lines RFC 5321 allows, and anything else refused, never
+/// a crash (truncated, binary, huge).
+@Suite struct SMTPReplyTests {
+    @Test func readsReplyLines() {
+        #expect(SMTPClient.replyLine("250-STARTTLS\r\n").map { [String($0.code), $0.text, "\($0.more)"] } == ["250", "STARTTLS", "true"])
+        #expect(SMTPClient.replyLine("535 5.7.8 bad credentials\r\n").map { [String($0.code), $0.text, "\($0.more)"] } == ["535", "5.7.8 bad credentials", "false"])
+        #expect(SMTPClient.replyLine("220").map(\.code) == 220)
+        for bad in ["", "25", "abc def", "250x", "+12 ok", "-50 no", "650 nine", "\u{0}\u{0}\u{0}"] { #expect(SMTPClient.replyLine(bad) == nil, "\(bad)") }
+    }
+
+    @Test func hostileLinesNeverCrashIt() {
+        var random = SplitMix64(seed: 25)
+        for _ in 0..<5_000 {
+            let n = Int(random.next() % 300)
+            let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            _ = SMTPClient.replyLine(String(decoding: bytes, as: UTF8.self))
+            _ = SMTPClient.replyLine("2" + String(decoding: bytes.prefix(5), as: UTF8.self))
+        }
+        _ = SMTPClient.replyLine("250-" + String(repeating: "x", count: 70_000))
+    }
+}

@@ -57,7 +57,7 @@ struct History: AsyncParsableCommand {
         request.to = Google_Protobuf_Timestamp(date: end)
         request.from = Google_Protobuf_Timestamp(date: from.flatMap(Self.parseTime) ?? end.addingTimeInterval(-Double(DurationText.parse(since)!) / 1e9))
         if let step, let nanos = DurationText.parse(step) {
-            request.step = Google_Protobuf_Duration(seconds: nanos / Time.second, nanos: Int32(nanos % Time.second))
+            request.step = .init(nanos: nanos)
         } else if let points {
             request.maxPoints = Int32(points)
         } else if chart {
