@@ -3,6 +3,7 @@
 - first load of the console (navigation start to the login form shown), over loopback;
 - the overview with every device live: frame intervals over a window, counted by
   requestAnimationFrame in the page (a frame over 50 ms is a dropped frame at 20+ fps);
+- a reading pushed through Ingest until it shows on the overview (5 rounds);
 - a 30-day chart of one sensor, from the GetHistory request to drawn (the page measures it).
 
 usage: python3 Benchmarks/console_bench.py BASE_URL [SECONDS]   (the admin password on stdin)
@@ -78,6 +79,17 @@ try:
     browser.find_element(By.ID, "login-submit").click()
     wait.until(lambda b: b.execute_script("return document.body.dataset.synced") == "yes")
     result["devices_on_overview"] = len(browser.find_elements(By.CSS_SELECTOR, "#devices tbody tr"))
+    lives = []
+    for round_ in range(5):
+        value = 777.5 + round_
+        reading = {"deviceId": "bench-chart", "sensor": "force", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "value": value}
+        payload = json.dumps({"readings": [reading]}).encode()
+        sent = time.monotonic()
+        call("twin.v1.TwinService/Ingest", None, token, raw=struct.pack(">BI", 0, len(payload)) + payload, content_type="application/connect+json")
+        wait.until(lambda b: str(value) in b.find_element(By.CSS_SELECTOR, 'tr[data-device="bench-chart"] .readings').text)
+        lives.append((time.monotonic() - sent) * 1000)
+        time.sleep(1.1)  # the next reading a second later, as a live device sends them
+    result["live_update_ms"] = [round(min(lives)), round(max(lives))]
     frames = browser.execute_async_script("""
         const done = arguments[arguments.length - 1], until = performance.now() + arguments[0] * 1000, gaps = [];
         let last = performance.now();
