@@ -40,6 +40,12 @@ def call(method, body, token=None, raw=None, content_type="application/json"):
         return json.loads(data) if content_type == "application/json" else data
 
 
+def envelope(message):
+    """One Connect streaming frame (flags 0, big-endian length) holding a JSON message."""
+    payload = json.dumps(message).encode()
+    return struct.pack(">BI", 0, len(payload)) + payload
+
+
 token = call("twin.v1.AuthService/Login", {"username": "admin", "password": password})["accessToken"]
 try:
     call("twin.v1.AuthService/CreateUser", {"username": "bench", "password": "bench-password-123", "role": "ROLE_VIEWER"}, token)
@@ -55,8 +61,7 @@ batches = b""
 for b in range(0, 43_200, 10_000):
     readings = [{"deviceId": "bench-chart", "sensor": "force", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + 60 * i)),
                  "value": 400 + (i % 977) * 0.1} for i in range(b, min(b + 10_000, 43_200))]
-    payload = json.dumps({"readings": readings, "importHistory": True}).encode()
-    batches += struct.pack(">BI", 0, len(payload)) + payload
+    batches += envelope({"readings": readings, "importHistory": True})
 call("twin.v1.TwinService/Ingest", None, token, raw=batches, content_type="application/connect+json")
 
 options = webdriver.ChromeOptions()
@@ -83,9 +88,8 @@ try:
     for round_ in range(5):
         value = 777.5 + round_
         reading = {"deviceId": "bench-chart", "sensor": "force", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "value": value}
-        payload = json.dumps({"readings": [reading]}).encode()
         sent = time.monotonic()
-        call("twin.v1.TwinService/Ingest", None, token, raw=struct.pack(">BI", 0, len(payload)) + payload, content_type="application/connect+json")
+        call("twin.v1.TwinService/Ingest", None, token, raw=envelope({"readings": [reading]}), content_type="application/connect+json")
         wait.until(lambda b: str(value) in b.find_element(By.CSS_SELECTOR, 'tr[data-device="bench-chart"] .readings').text)
         lives.append((time.monotonic() - sent) * 1000)
         time.sleep(1.1)  # the next reading a second later, as a live device sends them

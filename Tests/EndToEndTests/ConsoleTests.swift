@@ -31,8 +31,8 @@ import Testing
         #expect(at("oversize")["status"] as? Int == 413 && at("oversize")["code"] as? String == "resource_exhausted")
         // The browser.
         #expect(json["csp"] as? Bool == true)
-        // How fast the page loads and a reading shows is measured by Benchmarks/console_bench.py
-        // (twin-bench console), not asserted here: these machines are noisy. Here they must happen.
+        // How fast the page loads and a reading shows is measured by Benchmarks/console_bench.py,
+        // not asserted here: these machines are noisy. Here they must happen.
         #expect(json["first_load_ms"] is Int)
         let overview = at("overview")
         #expect(overview["rows"] as? Int == overview["devices"] as? Int && (overview["rows"] as? Int ?? 0) > 0)
