@@ -58,6 +58,9 @@ public final class HealthEngine: Sendable {
         var z = 0.0
         var anomalyStart: Nanos?
         var anomalyPeak = 0.0
+
+        /// Left in the table while a sensor's state is updated outside it.
+        static let placeholder = SensorState()
     }
 
     struct DeviceMemory {
@@ -125,7 +128,11 @@ public final class HealthEngine: Sendable {
                 let di = Int(sample.device), si = Int(sample.sensor)
                 guard di < d.count, si < d[di].sensors.count else { continue }
                 let mode = modes[sample.device] ?? .running
-                var st = d[di].sensors[si]
+                // Taken out of the table (a shared placeholder left in its place) so that the
+                // state's arrays are uniquely held and mutate in place: a plain copy made every
+                // sample copy `normals` (and `spikes`, `hourly` when they change) on write.
+                var st = SensorState.placeholder
+                swap(&st, &d[di].sensors[si])
                 let x = sample.value
                 if st.lastTime > 0 && sample.time > st.lastTime {
                     let dt = sample.time - st.lastTime
