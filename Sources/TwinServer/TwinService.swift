@@ -66,55 +66,84 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     // MARK: Ingest
 
+    /// Batches are pipelined: while batch N is being stored, batch N+1 is decoded, checked and
+    /// resolved against the registry (which reads nothing the store write changes). One write is
+    /// in flight at a time, so batches are stored in order; the response, sent once every write
+    /// has returned, counts only batches stored, and an error names the first batch that failed.
     func ingest(
         request: RPCAsyncSequence<Twin_V1_IngestRequest, any Error>, context: ServerContext
     ) async throws -> Twin_V1_IngestResponse {
         var response = Twin_V1_IngestResponse()
-        var samples: [Sample] = []
         var batch = 0
         let caller = Principal.current
-        for try await message in request {
-            let now = Time.now()
-            // Every batch: a key revoked, an account disabled or demoted, a session logged out or
-            // a token expired since the stream opened ends it here.
-            if let caller {
-                try identity.recheck(caller, now: now)
-                try AccessTable.check(Twin_V1_TwinService.Method.Ingest.descriptor, principal: caller)
-            }
-            if let scope = caller?.scope { try checkScope(scope, key: caller?.apiKeyID ?? "", message.readings) }
-            if message.importHistory, caller?.role == .gateway {
-                throw TwinError.permissionDenied(.gatewayKeyLimited, "a history import needs a person's login (operator or admin), not a gateway API key")
-                    .adding(["method": Twin_V1_TwinService.Method.Ingest.descriptor.fullyQualifiedMethod]).field("import_history")
-            }
-            do {
-                try plant.live.resolve(message.readings, now: now, lateWindow: message.importHistory ? plant.history.rawRetention : nil, into: &samples)
-            } catch {
-                Telemetry.ingest(readings: message.readings.count, accepted: false)
-                throw error.prefixed(
-                    "batch \(batch), ",
-                    suffix: "; this batch was rejected whole, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were accepted"
-                ).adding(["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
-            }
-            do {
-                let plant = self.plant, taken = samples, importing = message.importHistory
-                try await plant.writes.run { () throws(TwinError) in
-                    if importing { try plant.importHistory(taken, now: now) } else { try plant.ingest(taken, now: now) }
-                }
-            } catch where error.code == .resourceExhausted {
-                throw error.prefixed("batch \(batch): ", suffix: "; it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were")
-                    .adding(["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
-            } catch {
+        let plant = self.plant
+        /// The write in flight: its batch number, its size and its outcome.
+        var inFlight: (batch: Int, readings: Int, write: Task<TwinError?, Never>)?
+        /// Waits for the write in flight and counts it, or throws its failure as the client sees it.
+        func settle() async throws {
+            guard let pending = inFlight else { return }
+            inFlight = nil
+            let counts = ["batch": "\(pending.batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"]
+            switch await pending.write.value {
+            case nil:
+                Telemetry.ingest(readings: pending.readings, accepted: true)
+                response.acceptedReadings += UInt64(pending.readings)
+                response.acceptedBatches += 1
+            case let error? where error.code == .resourceExhausted:
+                throw error.prefixed("batch \(pending.batch): ", suffix: "; it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were")
+                    .adding(counts)
+            case let error?:
                 plant.logger.error("cannot store an ingest batch", metadata: ["error": "\(error.message)"])
                 throw TwinError(.unavailable,
-                    "batch \(batch) could not be stored (\(error.message)); it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were; send it again",
-                    reason: .storeUnavailable,
-                    metadata: ["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
+                    "batch \(pending.batch) could not be stored (\(error.message)); it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were; send it again",
+                    reason: .storeUnavailable, metadata: counts)
             }
-            Telemetry.ingest(readings: samples.count, accepted: true)
-            response.acceptedReadings += UInt64(samples.count)
-            response.acceptedBatches += 1
+        }
+        for try await message in request {
+            let now = Time.now()
+            var samples: [Sample] = []
+            do {
+                // Every batch: a key revoked, an account disabled or demoted, a session logged out
+                // or a token expired since the stream opened ends it here.
+                if let caller {
+                    try identity.recheck(caller, now: now)
+                    try AccessTable.check(Twin_V1_TwinService.Method.Ingest.descriptor, principal: caller)
+                }
+                if let scope = caller?.scope { try checkScope(scope, key: caller?.apiKeyID ?? "", message.readings) }
+                if message.importHistory, caller?.role == .gateway {
+                    throw TwinError.permissionDenied(.gatewayKeyLimited, "a history import needs a person's login (operator or admin), not a gateway API key")
+                        .adding(["method": Twin_V1_TwinService.Method.Ingest.descriptor.fullyQualifiedMethod]).field("import_history")
+                }
+                do {
+                    try plant.live.resolve(message.readings, now: now, lateWindow: message.importHistory ? plant.history.rawRetention : nil, into: &samples)
+                } catch {
+                    Telemetry.ingest(readings: message.readings.count, accepted: false)
+                    // The earlier batch's outcome comes first: its failure is the one to report.
+                    try await settle()
+                    throw error.prefixed(
+                        "batch \(batch), ",
+                        suffix: "; this batch was rejected whole, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were accepted"
+                    ).adding(["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
+                }
+            } catch {
+                try await settle()
+                throw error
+            }
+            try await settle()
+            let taken = samples, importing = message.importHistory
+            inFlight = (batch, samples.count, Task {
+                do throws(TwinError) {
+                    try await plant.writes.run { () throws(TwinError) in
+                        if importing { try plant.importHistory(taken, now: now) } else { try plant.ingest(taken, now: now) }
+                    }
+                    return nil
+                } catch {
+                    return error
+                }
+            })
             batch += 1
         }
+        try await settle()
         return response
     }
 
