@@ -47,7 +47,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Domain types; no I/O.
-        .target(name: "TwinCore", swiftSettings: swiftSettings),
+        .target(name: "TwinCore", dependencies: ["CHardening"], swiftSettings: swiftSettings),
         // The version and git commit for --version (the plugin runs `git rev-parse`).
         .target(name: "BuildInfo", swiftSettings: swiftSettings, plugins: ["BuildInfoPlugin"]),
         .plugin(name: "BuildInfoPlugin", capability: .buildTool()),

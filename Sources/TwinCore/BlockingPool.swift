@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Synchronization
+import CHardening
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,11 @@ public final class BlockingPool: Sendable {
     /// everything else, e.g. password hashing under a flood). The threads are the pool's own,
     /// so the setting never leaks to other work.
     public let niceness: Int32
+    /// Runs the threads under SCHED_IDLE (Linux): they take only CPU time nothing else wants,
+    /// and any other thread that wakes takes their CPU at once. Under the default scheduler a
+    /// niced thread still runs out its time slice first, which delays every hand-off of a
+    /// pipeline (ingest) by up to a slice.
+    public let idle: Bool
 
     private struct Job: Sendable {
         let queued: ContinuousClock.Instant
@@ -27,17 +33,25 @@ public final class BlockingPool: Sendable {
     private let jobs = Mutex<(waiting: [Job], running: Int, stopped: Bool)>(([], 0, false))
     private let available = DispatchSemaphore(value: 0)
 
-    public init(name: String, workers: Int, queueLimit: Int, maxWait: Duration = .seconds(5), niceness: Int32 = 0) {
+    public init(name: String, workers: Int, queueLimit: Int, maxWait: Duration = .seconds(5), niceness: Int32 = 0, idle: Bool = false) {
         self.name = name
+        self.idle = idle
         self.workers = max(1, workers)
         self.queueLimit = queueLimit
         self.maxWait = maxWait
         self.niceness = niceness
         for i in 0..<self.workers {
-            let thread = Thread { [self] in self.work() }
-            thread.name = "twin.\(name).\(i)"
+            let thread = Thread { [self] in self.work(Self.threadName(name, i)) }
             thread.start()
         }
+    }
+
+    /// A thread's name as `top -H` and `ps -L` show it: Linux keeps at most 15 bytes and
+    /// refuses a longer name outright (the thread would keep its creator's name).
+    public static func threadName(_ pool: String, _ i: Int) -> String {
+        let suffix = "-\(i)"
+        let stem = pool.replacingOccurrences(of: " ", with: "-").unicodeScalars.filter(\.isASCII).map(String.init).joined()
+        return String(stem.prefix(15 - suffix.count)) + suffix
     }
 
     /// Lets the threads end once the jobs queued are done; later jobs are refused.
@@ -49,10 +63,16 @@ public final class BlockingPool: Sendable {
     /// Jobs queued or running now.
     public var load: Int { jobs.withLock { $0.waiting.count + $0.running } }
 
-    private func work() {
+    private func work(_ threadName: String) {
         #if canImport(Glibc)
+        _ = twin_name_thread(threadName)
         // On Linux "process" 0 is the calling thread.
         if niceness != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
+        if idle {
+            var parameters = sched_param()
+            parameters.sched_priority = 0
+            _ = sched_setscheduler(0, 5 /* SCHED_IDLE */, &parameters)
+        }
         #endif
         while true {
             available.wait()

@@ -19,7 +19,7 @@ final class Plant: Sendable {
     /// History and pattern queries (SQLite reads, decoding, analysis) run here: at most two at a
     /// time, off the cooperative pool and at lower priority, so ingest, streams and health checks
     /// keep their threads and get the CPU first.
-    let queries = BlockingPool(name: "history queries", workers: max(1, ProcessInfo.processInfo.activeProcessorCount / 2), queueLimit: 32, maxWait: .seconds(10), niceness: 10)
+    let queries = BlockingPool(name: "history queries", workers: max(1, ProcessInfo.processInfo.activeProcessorCount / 2), queueLimit: 32, maxWait: .seconds(10), niceness: 10, idle: true)
     /// Store commits of `Ingest` batches and simulator ticks (each ends in an fsync) run on one
     /// thread of their own: a slow disk holds that thread, never the cooperative pool that the
     /// streams, health checks and every other call need. The store serializes writers anyway.

@@ -24,4 +24,26 @@ import TwinCore
         #expect(try await second == 2)
         #expect(pool.load == 0)
     }
+
+    /// What an operator sees in `top -H`: the pool's name on its threads (Linux keeps 15 bytes
+    /// and refuses longer names), and the history pool under SCHED_IDLE, niced pools niced.
+    @Test func threadsCarryThePoolsNameAndPriority() async throws {
+        let queries = BlockingPool(name: "history queries", workers: 1, queueLimit: 1, niceness: 10, idle: true)
+        defer { queries.shutdown() }
+        let (name, stat) = try await queries.run { () throws(TwinError) in
+            let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+            let stat = (try? String(contentsOfFile: "/proc/thread-self/stat", encoding: .utf8)) ?? ""
+            return (name.trimmingCharacters(in: .whitespacesAndNewlines), stat)
+        }
+        #expect(name == "history-queri-0")
+        // Fields after the command's closing parenthesis: state is field 3, nice 19, policy 41.
+        let fields = stat.split(separator: ")").last.map { $0.split(separator: " ") } ?? []
+        #expect(fields.count > 38)
+        if fields.count > 38 {
+            #expect(fields[16] == "10")
+            #expect(fields[38] == "5")  // SCHED_IDLE
+        }
+        #expect(BlockingPool.threadName("store writes", 0) == "store-writes-0")
+        #expect(BlockingPool.threadName("password hashing", 12).utf8.count == 15)
+    }
 }
