@@ -3,10 +3,10 @@ import Proto
 import TwinCore
 
 /// `TwinService.GetHistory`, registered over the generated handler so that the answer is
-/// serialized where it is built: on the query pool's low-priority threads. A 24 h raw answer
-/// is 17,280 points, each a nested `Timestamp`; serialized by the transport it ran at normal
-/// priority on the cooperative pool, taking the CPU from ingest. Clients see the ordinary
-/// `GetHistoryResponse`.
+/// written where it is read: on the query pool's background thread, straight from the store's
+/// columns into wire form (`HistoryWire`). A 24 h raw answer is 17,280 points, each a nested
+/// `Timestamp`; serialized by the transport it ran at normal priority on the cooperative pool,
+/// taking the CPU from ingest. Clients see the ordinary `GetHistoryResponse`.
 struct HistoryAnswerService: RegistrableRPCService {
     let plant: Plant
 
@@ -19,12 +19,7 @@ struct HistoryAnswerService: RegistrableRPCService {
     func answer(_ request: Twin_V1_GetHistoryRequest) async throws(TwinError) -> EncodedMessage {
         let plant = self.plant
         return try await plant.queries.run { () throws(TwinError) -> EncodedMessage in
-            let response = try HistoryRequest(request, plant: plant, now: Time.now()).answer()
-            do {
-                return EncodedMessage(bytes: try response.serializedBytes())
-            } catch {
-                throw .internalError("cannot encode the history answer: \(error)")
-            }
+            EncodedMessage(bytes: try HistoryRequest(request, plant: plant, now: Time.now()).encoded())
         }
     }
 }

@@ -64,8 +64,17 @@ struct HistoryRequest {
         var response = Twin_V1_GetHistoryResponse()
         response.deviceID = device.id
         if query.step > 0 { response.step = .init(nanos: query.step) }
-        let units = Dictionary(device.sensors.map { ($0.name, $0.unit) }, uniquingKeysWith: { a, _ in a })
-        response.series = series.map { $0.proto(unit: units[$0.sensor] ?? "", step: query.step, aggregate: aggregate, columnar: columnar) }
+        response.series = series.map { $0.proto(unit: unit($0.sensor), step: query.step, aggregate: aggregate, columnar: columnar) }
         return response
+    }
+
+    /// The same answer in wire form, written from the store's columns (`HistoryWire`).
+    func encoded() throws(TwinError) -> [UInt8] {
+        let series = try plant.history.history(query).map { HistoryWire.Series(unit: unit($0.sensor), history: $0) }
+        return HistoryWire.encode(deviceID: device.id, step: query.step, series: series, aggregate: aggregate, columnar: columnar)
+    }
+
+    private func unit(_ sensor: String) -> String {
+        device.sensors.first { $0.name == sensor }?.unit ?? ""
     }
 }

@@ -582,7 +582,7 @@ extension SeriesHistory {
                 c.min = buckets.map(\.min)
                 c.max = buckets.map(\.max)
                 c.mean = buckets.map(\.mean)
-                c.count = buckets.map { UInt64($0.count) }
+                c.count = buckets.map { UInt64(clamping: $0.count) }
                 c.last = buckets.map(\.last)
             } else {
                 c.timeDeltas = Self.deltas(times)
@@ -596,7 +596,7 @@ extension SeriesHistory {
                 p.min = b.min
                 p.max = b.max
                 p.mean = b.mean
-                p.count = UInt64(b.count)
+                p.count = UInt64(clamping: b.count)
                 p.last = b.last
                 p.value = Self.value(b, aggregate)
                 return p
@@ -657,11 +657,15 @@ extension AlertReport {
     }
 }
 
-/// For `twin-bench store`: a GetHistory answer built and serialized, one message per point or
-/// in packed columns; returns its size.
+/// For `twin-bench store`: a GetHistory answer serialized, one message per point or in packed
+/// columns, written by `HistoryWire` (as twind answers) or built as messages and serialized by
+/// SwiftProtobuf (the baseline); returns its size.
 @_spi(Benchmarks)
 public enum HistoryAnswerBenchmark {
-    public static func encode(_ series: [SeriesHistory], device: String, columnar: Bool) throws -> Int {
+    public static func encode(_ series: [SeriesHistory], device: String, columnar: Bool, messages: Bool = false) throws -> Int {
+        if !messages {
+            return HistoryWire.encode(deviceID: device, step: 0, series: series.map { .init(unit: "", history: $0) }, aggregate: .unspecified, columnar: columnar).count
+        }
         var response = Twin_V1_GetHistoryResponse()
         response.deviceID = device
         response.series = series.map { $0.proto(unit: "", step: 0, aggregate: .unspecified, columnar: columnar) }
