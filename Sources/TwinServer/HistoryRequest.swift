@@ -71,7 +71,19 @@ struct HistoryRequest {
     /// The same answer in wire form, written from the store's columns (`HistoryWire`).
     func encoded() throws(TwinError) -> [UInt8] {
         let series = try plant.history.history(query).map { HistoryWire.Series(unit: unit($0.sensor), history: $0) }
-        return HistoryWire.encode(deviceID: device.id, step: query.step, series: series, aggregate: aggregate, columnar: columnar)
+        if let bytes = HistoryWire.encode(deviceID: device.id, step: query.step, series: series, aggregate: aggregate, columnar: columnar) {
+            return bytes
+        }
+        plant.logger.error("the history answer's written size disagreed with its computed size; it was serialized as a message instead")
+        var response = Twin_V1_GetHistoryResponse()
+        response.deviceID = device.id
+        if query.step > 0 { response.step = .init(nanos: query.step) }
+        response.series = series.map { $0.history.proto(unit: $0.unit, step: query.step, aggregate: aggregate, columnar: columnar) }
+        do {
+            return try response.serializedBytes()
+        } catch {
+            throw .internalError("cannot encode the history answer: \(error)")
+        }
     }
 
     private func unit(_ sensor: String) -> String {

@@ -20,24 +20,31 @@ enum HistoryWire {
         var history: SeriesHistory
     }
 
-    static func encode(deviceID: String, step: Nanos, series: [Series], aggregate: Twin_V1_Aggregate, columnar: Bool) -> [UInt8] {
+    /// Nil only if the sizes computed first disagree with the bytes written (a bug; the caller
+    /// then serializes the message instead).
+    static func encode(deviceID: String, step: Nanos, series: [Series], aggregate: Twin_V1_Aggregate, columnar: Bool) -> [UInt8]? {
         let bodies = series.map { seriesSize($0, step: step, aggregate: aggregate, columnar: columnar) }
         let stepParts = step > 0 ? durationParts(step) : nil
         var total = stringFieldSize(deviceID)
         if let (s, n) = stepParts { total += messageFieldSize(secondsNanosSize(s, n)) }
         for body in bodies { total += messageFieldSize(body) }
 
-        var w = Writer(capacity: total)
-        w.string(1, deviceID)
-        if let (s, n) = stepParts {
-            w.header(2, length: secondsNanosSize(s, n))
-            w.secondsNanos(s, n)
+        var exact = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
+            var w = Writer(buffer)
+            w.string(1, deviceID)
+            if let (s, n) = stepParts {
+                w.header(2, length: secondsNanosSize(s, n))
+                w.secondsNanos(s, n)
+            }
+            for (item, body) in zip(series, bodies) {
+                w.header(3, length: body)
+                writeSeries(item, step: step, aggregate: aggregate, columnar: columnar, into: &w)
+            }
+            exact = !w.overflowed && w.position == total
+            count = exact ? total : 0
         }
-        for (item, body) in zip(series, bodies) {
-            w.header(3, length: body)
-            writeSeries(item, step: step, aggregate: aggregate, columnar: columnar, into: &w)
-        }
-        return w.out
+        return exact ? bytes : nil
     }
 
     // MARK: Sizes
@@ -132,7 +139,7 @@ enum HistoryWire {
                 w.doubles(7, h.buckets.lazy.map(\.last), count: h.buckets.count)
             } else if !h.times.isEmpty {
                 w.deltas(1, h.times)
-                w.doubles(2, h.values, count: h.values.count)
+                w.doubles(2, h.values)
             }
         } else if step > 0 {
             for b in h.buckets {
@@ -158,12 +165,38 @@ enum HistoryWire {
         }
     }
 
+    /// Writes into a buffer sized beforehand; past its end it writes nothing and says so.
     struct Writer {
-        var out: [UInt8] = []
+        let base: UnsafeMutablePointer<UInt8>?
+        let capacity: Int
+        var position = 0
+        var overflowed = false
 
-        init(capacity: Int) { out.reserveCapacity(capacity) }
+        init(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+            base = buffer.baseAddress
+            capacity = buffer.count
+        }
 
-        @inline(__always) mutating func varint(_ value: UInt64) { Varint.append(value, to: &out) }
+        @inline(__always) mutating func byte(_ b: UInt8) {
+            guard position < capacity, let base else { overflowed = true; return }
+            base[position] = b
+            position += 1
+        }
+
+        @inline(__always) mutating func varint(_ value: UInt64) {
+            var v = value
+            while v >= 0x80 {
+                byte(UInt8(truncatingIfNeeded: v) | 0x80)
+                v >>= 7
+            }
+            byte(UInt8(v))
+        }
+
+        mutating func bytes(_ raw: UnsafeRawBufferPointer) {
+            guard raw.count <= capacity - position, let base else { overflowed = true; return }
+            if let source = raw.baseAddress { (base + position).update(from: source.assumingMemoryBound(to: UInt8.self), count: raw.count) }
+            position += raw.count
+        }
 
         /// A length-delimited field's tag and length.
         @inline(__always) mutating func header(_ field: UInt64, length: Int) {
@@ -174,22 +207,25 @@ enum HistoryWire {
         mutating func string(_ field: UInt64, _ s: String) {
             guard !s.isEmpty else { return }
             header(field, length: s.utf8.count)
-            out.append(contentsOf: s.utf8)
+            var copy = s
+            copy.withUTF8 { bytes(UnsafeRawBufferPointer($0)) }
         }
 
         @inline(__always) mutating func rawDouble(_ v: Double) {
-            withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) }
+            guard capacity - position >= 8, let base else { overflowed = true; return }
+            UnsafeMutableRawPointer(base + position).storeBytes(of: v.bitPattern.littleEndian, as: UInt64.self)
+            position += 8
         }
 
         @inline(__always) mutating func double(_ field: UInt64, _ v: Double) {
             guard v.bitPattern != 0 else { return }
-            varint(field << 3 | 1)
+            byte(UInt8(field << 3 | 1))
             rawDouble(v)
         }
 
         @inline(__always) mutating func secondsNanos(_ s: Int64, _ n: Int32) {
-            if s != 0 { varint(1 << 3); varint(UInt64(bitPattern: s)) }
-            if n != 0 { varint(2 << 3); varint(UInt64(bitPattern: Int64(n))) }
+            if s != 0 { byte(1 << 3); varint(UInt64(bitPattern: s)) }
+            if n != 0 { byte(2 << 3); varint(UInt64(bitPattern: Int64(n))) }
         }
 
         @inline(__always) mutating func time(_ field: UInt64, _ t: Nanos) {
@@ -211,6 +247,17 @@ enum HistoryWire {
             guard count > 0 else { return }
             header(field, length: 8 * count)
             for v in values { rawDouble(v) }
+        }
+
+        /// Stored doubles copied as they lie in memory (little-endian, as the wire has them).
+        mutating func doubles(_ field: UInt64, _ values: [Double]) {
+            guard !values.isEmpty else { return }
+            header(field, length: 8 * values.count)
+            #if _endian(little)
+            values.withUnsafeBytes { bytes($0) }
+            #else
+            for v in values { rawDouble(v) }
+            #endif
         }
     }
 }

@@ -664,7 +664,7 @@ extension AlertReport {
 public enum HistoryAnswerBenchmark {
     public static func encode(_ series: [SeriesHistory], device: String, columnar: Bool, messages: Bool = false) throws -> Int {
         if !messages {
-            return HistoryWire.encode(deviceID: device, step: 0, series: series.map { .init(unit: "", history: $0) }, aggregate: .unspecified, columnar: columnar).count
+            return HistoryWire.encode(deviceID: device, step: 0, series: series.map { .init(unit: "", history: $0) }, aggregate: .unspecified, columnar: columnar)?.count ?? 0
         }
         var response = Twin_V1_GetHistoryResponse()
         response.deviceID = device

@@ -72,7 +72,7 @@ import TwinCore
             h.values.append(Double(i % 977) * 0.1)
         }
         for columnar in [false, true] {
-            let bytes = HistoryWire.encode(deviceID: "history", step: 0, series: [.init(unit: "bar", history: h)], aggregate: .unspecified, columnar: columnar)
+            let bytes = try #require(HistoryWire.encode(deviceID: "history", step: 0, series: [.init(unit: "bar", history: h)], aggregate: .unspecified, columnar: columnar))
             let decoded = try Twin_V1_GetHistoryResponse(serializedBytes: bytes)
             #expect(decoded.deviceID == "history" && decoded.series.count == 1 && decoded.series[0].unit == "bar")
             if columnar {
@@ -83,5 +83,17 @@ import TwinCore
                 #expect(decoded.series[0].points.map(\.value) == h.values)
             }
         }
+    }
+
+    @Test func aWriterNeverWritesPastItsBuffer() {
+        var storage = [UInt8](repeating: 0xAA, count: 12)
+        storage.withUnsafeMutableBufferPointer { all in
+            var w = HistoryWire.Writer(UnsafeMutableBufferPointer(rebasing: all[0..<8]))
+            w.double(2, 1.5)  // 9 bytes into 8
+            w.string(1, "pump")
+            #expect(w.overflowed)
+            #expect(w.position <= 8)
+        }
+        #expect(storage[8..<12].allSatisfy { $0 == 0xAA })
     }
 }
