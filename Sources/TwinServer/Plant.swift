@@ -23,6 +23,8 @@ final class Plant: Sendable {
     /// Store commits of `Ingest` batches and simulator ticks (each ends in an fsync) run on one
     /// thread of their own: a slow disk holds that thread, never the cooperative pool that the
     /// streams, health checks and every other call need. The store serializes writers anyway.
+    /// One thread, so jobs run in the order queued: `Ingest` relies on it to queue a stream's
+    /// next batch while the one before is being stored.
     let writes = BlockingPool(name: "store writes", workers: 1, queueLimit: 1_000, maxWait: .seconds(30))
 
     init(options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, history: any HistoryStore, logger: Logger) {

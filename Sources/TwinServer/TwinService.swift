@@ -1,6 +1,7 @@
 import GRPCCore
 import Proto
 import SwiftProtobuf
+import Synchronization
 import TwinApp
 import TwinCore
 import TwinEngines
@@ -66,10 +67,13 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     // MARK: Ingest
 
-    /// Batches are pipelined: while batch N is being stored, batch N+1 is decoded, checked and
-    /// resolved against the registry (which reads nothing the store write changes). One write is
-    /// in flight at a time, so batches are stored in order; the response, sent once every write
-    /// has returned, counts only batches stored, and an error names the first batch that failed.
+    /// Batches are pipelined: while batch N is being stored, batch N+1 is decoded, checked,
+    /// resolved against the registry (which reads nothing the store write changes) and queued
+    /// behind it, so the store's thread goes from one to the next without waiting for this task
+    /// to be scheduled. At most two writes are in flight; the store's single writer thread takes
+    /// them in order, and a write after a failed one of the same stream is not attempted. The
+    /// response, sent once every write has returned, counts only batches stored, and an error
+    /// names the first batch that failed.
     func ingest(
         request: RPCAsyncSequence<Twin_V1_IngestRequest, any Error>, context: ServerContext
     ) async throws -> Twin_V1_IngestResponse {
@@ -77,12 +81,14 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         var batch = 0
         let caller = Principal.current
         let plant = self.plant
-        /// The write in flight: its batch number, its size and its outcome.
-        var inFlight: (batch: Int, readings: Int, write: Task<TwinError?, Never>)?
-        /// Waits for the write in flight and counts it, or throws its failure as the client sees it.
+        /// Writes queued or running, oldest first: batch number, size and outcome.
+        var inFlight: [(batch: Int, readings: Int, write: Task<TwinError?, Never>)] = []
+        /// Set by a failed write so that the stream's later writes, already queued, do nothing.
+        let failed = WriteFailure()
+        /// Waits for the oldest write and counts it, or throws its failure as the client sees it.
         func settle() async throws {
-            guard let pending = inFlight else { return }
-            inFlight = nil
+            guard !inFlight.isEmpty else { return }
+            let pending = inFlight.removeFirst()
             let counts = ["batch": "\(pending.batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"]
             switch await pending.write.value {
             case nil:
@@ -98,6 +104,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                     "batch \(pending.batch) could not be stored (\(error.message)); it was not accepted, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were; send it again",
                     reason: .storeUnavailable, metadata: counts)
             }
+        }
+        func settleAll() async throws {
+            while !inFlight.isEmpty { try await settle() }
         }
         for try await message in request {
             let now = Time.now()
@@ -118,32 +127,40 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                     try plant.live.resolve(message.readings, now: now, lateWindow: message.importHistory ? plant.history.rawRetention : nil, into: &samples)
                 } catch {
                     Telemetry.ingest(readings: message.readings.count, accepted: false)
-                    // The earlier batch's outcome comes first: its failure is the one to report.
-                    try await settle()
+                    // The earlier batches' outcome comes first: their failure is the one to report.
+                    try await settleAll()
                     throw error.prefixed(
                         "batch \(batch), ",
                         suffix: "; this batch was rejected whole, \(response.acceptedBatches) earlier batches (\(response.acceptedReadings) readings) were accepted"
                     ).adding(["batch": "\(batch)", "accepted_batches": "\(response.acceptedBatches)", "accepted_readings": "\(response.acceptedReadings)"])
                 }
             } catch {
-                try await settle()
+                try await settleAll()
                 throw error
             }
-            try await settle()
             let taken = samples, importing = message.importHistory
-            inFlight = (batch, samples.count, Task {
+            inFlight.append((batch, samples.count, Task {
                 do throws(TwinError) {
                     try await plant.writes.run { () throws(TwinError) in
-                        if importing { try plant.importHistory(taken, now: now) } else { try plant.ingest(taken, now: now) }
+                        if failed.happened.withLock({ $0 }) {
+                            throw TwinError(.unavailable, "an earlier batch of this stream could not be stored", reason: .storeUnavailable)
+                        }
+                        do throws(TwinError) {
+                            if importing { try plant.importHistory(taken, now: now) } else { try plant.ingest(taken, now: now) }
+                        } catch {
+                            failed.happened.withLock { $0 = true }
+                            throw error
+                        }
                     }
                     return nil
                 } catch {
                     return error
                 }
-            })
+            }))
             batch += 1
+            if inFlight.count >= 2 { try await settle() }
         }
-        try await settle()
+        try await settleAll()
         return response
     }
 
@@ -502,4 +519,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         if events.count == query.limit, let last = events.last { response.nextPageToken = Page.token("events", "\(last.time)_\(last.id)") }
         return response
     }
+}
+
+/// Whether a write of one ingest stream failed; its later writes, queued already, see it.
+private final class WriteFailure: Sendable {
+    let happened = Mutex(false)
 }
