@@ -71,7 +71,8 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     /// resolved against the registry (which reads nothing the store write changes) and queued
     /// behind it, so the store's thread goes from one to the next without waiting for this task
     /// to be scheduled. At most two writes are in flight; the store's single writer thread takes
-    /// them in order, and a write after a failed one of the same stream is not attempted. The
+    /// them in order, and a write runs only if the stream's batch before it was stored (never
+    /// one after a failed or refused batch, which the client sends again). The
     /// response, sent once every write has returned, counts only batches stored, and an error
     /// names the first batch that failed.
     func ingest(
@@ -83,8 +84,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         let plant = self.plant
         /// Writes queued or running, oldest first: batch number, size and outcome.
         var inFlight: [(batch: Int, readings: Int, write: Task<TwinError?, Never>)] = []
-        /// Set by a failed write so that the stream's later writes, already queued, do nothing.
-        let failed = WriteFailure()
+        /// The last batch stored: a write runs only right after its predecessor's success, so a
+        /// stream's later writes, queued already, do nothing once one failed or was refused.
+        let progress = StreamProgress()
         /// Waits for the oldest write and counts it, or throws its failure as the client sees it.
         func settle() async throws {
             guard !inFlight.isEmpty else { return }
@@ -138,19 +140,15 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 try await settleAll()
                 throw error
             }
-            let taken = samples, importing = message.importHistory
+            let taken = samples, importing = message.importHistory, number = batch
             inFlight.append((batch, samples.count, Task {
                 do throws(TwinError) {
                     try await plant.writes.run { () throws(TwinError) in
-                        if failed.happened.withLock({ $0 }) {
-                            throw TwinError(.unavailable, "an earlier batch of this stream could not be stored", reason: .storeUnavailable)
+                        if progress.storedThrough.withLock({ $0 }) != number - 1 {
+                            throw TwinError(.unavailable, "an earlier batch of this stream was not stored", reason: .storeUnavailable)
                         }
-                        do throws(TwinError) {
-                            if importing { try plant.importHistory(taken, now: now) } else { try plant.ingest(taken, now: now) }
-                        } catch {
-                            failed.happened.withLock { $0 = true }
-                            throw error
-                        }
+                        if importing { try plant.importHistory(taken, now: now) } else { try plant.ingest(taken, now: now) }
+                        progress.storedThrough.withLock { $0 = number }
                     }
                     return nil
                 } catch {
@@ -521,7 +519,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 }
 
-/// Whether a write of one ingest stream failed; its later writes, queued already, see it.
-private final class WriteFailure: Sendable {
-    let happened = Mutex(false)
+/// The last batch of one ingest stream that was stored (-1: none yet).
+private final class StreamProgress: Sendable {
+    let storedThrough = Mutex(-1)
 }
