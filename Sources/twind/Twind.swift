@@ -138,6 +138,9 @@ struct Serve: AsyncParsableCommand {
 
         // A crash must not leave the keys in a core file (LimitCORE=0 in the unit says it too).
         if twin_forbid_core_dumps() != 0 { logger.warning("could not turn core dumps off", metadata: ["errno": "\(errno)"]) }
+        // A file-size limit (LimitFSIZE, ulimit -f) reached makes a write fail with EFBIG, which
+        // the store reports as any failed write, instead of killing the daemon with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
 
         var hooks = DaemonHooks()
         hooks.ready = { _ in
