@@ -160,6 +160,14 @@ public final class Identity: Sendable {
         }
     }
 
+    /// An audit entry that must be written before the change it records may go ahead.
+    func audit(_ entry: UsersDatabase.AuditEntry) throws(TwinError) {
+        do { try users.audit(entry) } catch {
+            logger.error("cannot write an audit entry", metadata: ["kind": "\(entry.kind)", "error": "\(error.message)"])
+            throw TwinError.unavailable("the audit log cannot be written, so the change was not made: \(error.message)")
+        }
+    }
+
     static func randomPassword() -> String {
         let alphabet = Array("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
         var rng = SystemRandomNumberGenerator()

@@ -17,8 +17,10 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
             window = w
         }
         let caller = Principal.current?.username ?? ""
-        let job = try prognostics.retrain(trigger: "api", requestedBy: caller, window: window, force: request.force)
-        identity.recordAudit(.init(time: Time.now(), action: .modelRetrain, actor: caller, peer: context.clientPeer, detail: job.id))
+        // The entry is written before the job starts; a job whose entry cannot be written does not run.
+        let job = try prognostics.retrain(trigger: "api", requestedBy: caller, window: window, force: request.force) { job throws(TwinError) in
+            try identity.audit(.init(time: Time.now(), action: .modelRetrain, actor: caller, peer: context.clientPeer, detail: job.id))
+        }
         var response = Twin_V1_RetrainResponse()
         response.job = job.proto
         return response
@@ -45,8 +47,19 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
 
     func activateModel(request: Twin_V1_ActivateModelRequest, context: ServerContext) async throws -> Twin_V1_ActivateModelResponse {
         guard !request.version.isEmpty else { throw TwinError.invalidArgument("version is required (twin models lists them)").field("version") }
-        let manifest = try prognostics.activate(request.version)
-        identity.recordAudit(.init(time: Time.now(), action: .modelActivated, actor: Principal.current?.username ?? "", peer: context.clientPeer, detail: request.version))
+        guard prognostics.repository.manifest(request.version) != nil else {
+            throw TwinError.missing(.modelNotFound, type: "twin.v1.Model", name: request.version, "model version '\(request.version.prefix(64))' not found (twin models lists them)")
+        }
+        // The ACTIVE file is not in users.db, so the two cannot commit together: the entry is
+        // written first (an activation whose entry cannot be written is refused), and one that then
+        // fails gets a second entry saying so.
+        let actor = Principal.current?.username ?? ""
+        try identity.audit(.init(time: Time.now(), action: .modelActivated, actor: actor, peer: context.clientPeer, detail: request.version))
+        let manifest: ModelManifest
+        do { manifest = try prognostics.activate(request.version) } catch {
+            identity.recordAudit(.init(time: Time.now(), action: .modelActivated, actor: actor, peer: context.clientPeer, detail: "\(request.version) not activated: \(error.message)"))
+            throw error
+        }
         var response = Twin_V1_ActivateModelResponse()
         response.model = manifest.proto(active: manifest.version, everActive: [])
         return response

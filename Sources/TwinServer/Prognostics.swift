@@ -109,7 +109,10 @@ final class Prognostics: Sendable {
     // MARK: Training
 
     /// Starts a training job; FAILED_PRECONDITION while another runs.
-    func retrain(trigger: String, requestedBy: String, window: Nanos?, force: Bool) throws(TwinError) -> TrainingJobStatus {
+    /// Starts a training job. `audit` is called with the job before it starts: if it throws, the
+    /// job is dropped and the request refused, so no job runs without its audit entry.
+    func retrain(trigger: String, requestedBy: String, window: Nanos?, force: Bool,
+                 audit: (TrainingJobStatus) throws(TwinError) -> Void = { _ in }) throws(TwinError) -> TrainingJobStatus {
         let now = Time.now()
         if trigger != "scheduler", let refusal = policy.requested(force: force, customWindow: window != nil, end: now - now % Time.hour, newest: newest) {
             throw refusal
@@ -124,6 +127,13 @@ final class Prognostics: Sendable {
             if state.all.count > 100 { state.all.removeFirst(state.all.count - 100) }
             state.running = job.id
             return job
+        }
+        do { try audit(job) } catch {
+            jobs.withLock { state in
+                state.all.removeAll { $0.id == job.id }
+                if state.running == job.id { state.running = nil }
+            }
+            throw error
         }
         let windowLength = window ?? options.window
         let trainer = self.trainer

@@ -58,14 +58,26 @@ import TwinServer
             #expect(m.metrics.rocAuc > m.metrics.baselineRocAuc)
             // The same history again is refused without force (nothing new to learn), unless the
             // hour turned since the job began (then the history is new).
+            var retrains = [started.id]
             do {
-                _ = try await models.retrain(Twin_V1_RetrainRequest())
+                retrains.append(try await models.retrain(Twin_V1_RetrainRequest()).job.id)
                 #expect(Time.now() / Time.hour != started.startedAt.seconds / 3600, "a retrain on the same history was not refused")
             } catch let error as RPCError {
                 #expect(error.code == .failedPrecondition && error.twinReason == .notEnoughData, "\(error)")
             }
             let files = try FileManager.default.contentsOfDirectory(atPath: d.directory + "/models/" + job.modelVersion)
             #expect(Set(files) == ["manifest.json", "failure_24h.json", "failure_7d.json", "remaining_life.json"])
+            // Activation by hand: audited; an unknown version is refused and leaves no entry. The
+            // retrain has one entry, written before its job started; the refused ones have none.
+            var activate = Twin_V1_ActivateModelRequest()
+            activate.version = job.modelVersion
+            #expect(try await models.activateModel(activate).model.version == job.modelVersion)
+            activate.version = "v-nope"
+            await expectReason(.notFound, .modelNotFound) { _ = try await models.activateModel(activate) }
+            let audit = try await Twin_V1_AuthService.Client(wrapping: client).listAuditEvents(.init()).events
+            #expect(Set(audit.filter { $0.action == "model.retrain" }.map(\.detail)) == Set(retrains), "\(audit.map(\.action))")
+            #expect(audit.filter { $0.action == "model.retrain" }.count == retrains.count)
+            #expect(audit.filter { $0.action == "model.activated" }.map(\.detail) == [job.modelVersion])
 
             // Ground truth (the simulator's log): machines with a fault under way.
             var events = Twin_V1_ListEventsRequest()
