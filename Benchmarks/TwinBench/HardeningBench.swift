@@ -116,6 +116,8 @@ struct IngestUnderQueryBench: AsyncParsableCommand {
     @Option var readings = 1_000_000
     @Option var batch = 10_000
     @Option var rounds = 5
+    @Flag(help: "Run the readers as tasks in this process, beside the ingesting client (the earlier default), rather than in a process of their own.")
+    var readersInProcess = false
 
     func run() async throws {
         let devices = 1_000
@@ -178,41 +180,25 @@ struct IngestUnderQueryBench: AsyncParsableCommand {
         // One round unmeasured: the first batches create every series and grow the tables.
         _ = try await ingestOnce()
         var alone: [Double] = [], loaded: [Double] = [], queriesPerSecond: [Double] = []
+        var query = Twin_V1_GetHistoryRequest()
+        query.deviceID = "history"
+        query.from = .init(seconds: (now - Time.day) / Time.second, nanos: 0)
+        query.to = .init(seconds: now / Time.second + 1, nanos: 0)
+        let historyQuery = query
         func withReaders() async throws {
-            let stop = Shared(false)
-            let served = Shared(0)
-            let readerCount = readers
-            let loop = Task {
-                await withTaskGroup(of: Void.self) { g in
-                    for _ in 0..<readerCount {
-                        g.addTask {
-                            try? await TwinConnection.with(daemon.address, bearer: token) { client in
-                                var q = Twin_V1_GetHistoryRequest()
-                                q.deviceID = "history"
-                                q.from = .init(seconds: (now - Time.day) / Time.second, nanos: 0)
-                                q.to = .init(seconds: now / Time.second + 1, nanos: 0)
-                                let query = q
-                                while !stop.withLock({ $0 }) {
-                                    // The answer's bytes are taken, not decoded: the load tool
-                                    // shares the two cores with twind.
-                                    _ = try? await client.unary(
-                                        request: ClientRequest(message: query), descriptor: Twin_V1_TwinService.Method.GetHistory.descriptor,
-                                        serializer: ProtobufSerializer<Twin_V1_GetHistoryRequest>(), deserializer: ByteCount(), options: .defaults
-                                    ) { try $0.message }
-                                    served.withLock { $0 += 1 }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            try await Task.sleep(for: .milliseconds(500))
-            let before = served.withLock { $0 }
+            let load: HistoryReaders = readersInProcess
+                ? try await .tasks(count: readers, address: daemon.address, token: token, query: historyQuery)
+                : try await .process(count: readers, address: daemon.address, token: token, query: historyQuery)
+            let before = load.served()
             let began = ContinuousClock.now
-            loaded.append(try await ingestOnce())
-            queriesPerSecond.append(Double(served.withLock { $0 } - before) / (ContinuousClock.now - began).seconds)
-            stop.withLock { $0 = true }
-            await loop.value
+            let rate: Double
+            do { rate = try await ingestOnce() } catch {
+                await load.stop()
+                throw error
+            }
+            queriesPerSecond.append(Double(load.served() - before) / (ContinuousClock.now - began).seconds)
+            await load.stop()
+            loaded.append(rate)
         }
         // The order alternates, so that a drift of the machine (another VM on the host) weighs on
         // both sides alike.
@@ -227,13 +213,140 @@ struct IngestUnderQueryBench: AsyncParsableCommand {
         }
         func range(_ v: [Double]) -> String { String(format: "%.0f–%.0f", v.min() ?? 0, v.max() ?? 0) }
         let ratios = zip(loaded, alone).map { $0 / $1 }
-        report("ingest under query (\(readers) clients looping 24 h raw GetHistory, 17,280 points each)", [
+        report("ingest under query (\(readers) clients looping 24 h raw GetHistory, 17,280 points each; readers \(readersInProcess ? "in the ingesting process" : "in a process of their own"))", [
             ("ingest alone", "\(range(alone)) points/s over \(rounds) rounds (batches of \(batch))"),
             ("ingest with readers", "\(range(loaded)) points/s"),
             ("ratio per round", ratios.map { String(format: "%.0f %%", $0 * 100) }.joined(separator: ", ")),
             ("median ratio", String(format: "%.0f %% (target ≥ 90 %%)", percentile(ratios, 0.5) * 100)),
             ("GetHistory served meanwhile", "\(range(queriesPerSecond)) calls/s"),
         ])
+    }
+}
+
+/// Clients looping a GetHistory query until stopped: as tasks of this process, or as a child
+/// process (`twin-bench history-readers`), the way separate clients would come.
+final class HistoryReaders: Sendable {
+    private let count: Shared<Int>
+    private let halt: @Sendable () async -> Void
+
+    private init(count: Shared<Int>, halt: @escaping @Sendable () async -> Void) {
+        self.count = count
+        self.halt = halt
+    }
+
+    /// GetHistory answers received so far.
+    func served() -> Int { count.withLock { $0 } }
+    /// Stops the readers and waits until they are gone: their last answers must not load the next round.
+    func stop() async { await halt() }
+
+    /// Waits until every reader has had an answer, so the measured round starts loaded.
+    private static func awaitAnswers(_ count: Shared<Int>, _ readers: Int, alive: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while count.withLock({ $0 }) < readers {
+            guard alive(), ContinuousClock.now < deadline else { throw ValidationError("the history readers did not get an answer") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    static func tasks(count readers: Int, address: NetworkAddress, token: String, query: Twin_V1_GetHistoryRequest) async throws -> HistoryReaders {
+        let stop = Shared(false)
+        let served = Shared(0)
+        let loop = Task {
+            await withTaskGroup(of: Void.self) { g in
+                for _ in 0..<readers {
+                    g.addTask { await HistoryReaders.loop(address: address, token: token, query: query, served: served) { stop.withLock { $0 } } }
+                }
+            }
+        }
+        try await awaitAnswers(served, readers) { true }
+        return HistoryReaders(count: served) {
+            stop.withLock { $0 = true }
+            await loop.value
+        }
+    }
+
+    static func process(count readers: Int, address: NetworkAddress, token: String, query: Twin_V1_GetHistoryRequest) async throws -> HistoryReaders {
+        guard case .tcp(let host, let port) = address else { throw ValidationError("the readers' process needs a TCP address") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        p.arguments = ["history-readers", "--address", "\(host):\(port)", "--readers", "\(readers)",
+                       "--from", "\(query.from.seconds)", "--to", "\(query.to.seconds)", "--device", query.deviceID]
+        // The token goes by the environment, not the argument list, which other users can read.
+        p.environment = ProcessInfo.processInfo.environment.merging(["TWIN_BENCH_TOKEN": token]) { _, new in new }
+        let out = Pipe()
+        p.standardOutput = out
+        let served = Shared(0)
+        let pending = Shared("")
+        out.fileHandleForReading.readabilityHandler = { h in
+            let text = String(decoding: h.availableData, as: UTF8.self)
+            pending.withLock { buffer in
+                buffer += text
+                while let newline = buffer.firstIndex(of: "\n") {
+                    if let n = Int(buffer[..<newline]) { served.withLock { $0 = n } }
+                    buffer = String(buffer[buffer.index(after: newline)...])
+                }
+            }
+        }
+        try p.run()
+        do { try await awaitAnswers(served, readers) { p.isRunning } } catch {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            throw error
+        }
+        return HistoryReaders(count: served) {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            out.fileHandleForReading.readabilityHandler = nil
+        }
+    }
+
+    /// One reader: one connection, one query after the other, the answers' bytes taken, not decoded.
+    static func loop(address: NetworkAddress, token: String, query: Twin_V1_GetHistoryRequest, served: Shared<Int>, stopped: @escaping @Sendable () -> Bool) async {
+        try? await TwinConnection.with(address, bearer: token) { client in
+            while !stopped() {
+                _ = try? await client.unary(
+                    request: ClientRequest(message: query), descriptor: Twin_V1_TwinService.Method.GetHistory.descriptor,
+                    serializer: ProtobufSerializer<Twin_V1_GetHistoryRequest>(), deserializer: ByteCount(), options: .defaults
+                ) { try $0.message }
+                served.withLock { $0 += 1 }
+            }
+        }
+    }
+}
+
+/// `twin-bench history-readers`: the readers of `ingest-under-query` in a process of their own.
+/// Prints the number of answers received so far, a line every 100 ms, until killed.
+struct HistoryReadersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history-readers",
+        abstract: "Loop GetHistory on several connections (used by ingest-under-query); the token comes in TWIN_BENCH_TOKEN.",
+        shouldDisplay: false)
+    @Option var address: String
+    @Option var readers = 4
+    @Option var device = "history"
+    @Option var from: Int64
+    @Option var to: Int64
+
+    func run() async throws {
+        guard let token = ProcessInfo.processInfo.environment["TWIN_BENCH_TOKEN"] else { throw ValidationError("TWIN_BENCH_TOKEN is not set") }
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { throw ValidationError("--address HOST:PORT") }
+        let target = NetworkAddress.tcp(host: String(address[..<colon]), port: port)
+        var query = Twin_V1_GetHistoryRequest()
+        query.deviceID = device
+        query.from = .init(seconds: from, nanos: 0)
+        query.to = .init(seconds: to, nanos: 0)
+        let q = query
+        let served = Shared(0)
+        let ticker = Task.detached {
+            while !Task.isCancelled {
+                FileHandle.standardOutput.write(Data("\(served.withLock { $0 })\n".utf8))
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        await withTaskGroup(of: Void.self) { g in
+            for _ in 0..<readers { g.addTask { await HistoryReaders.loop(address: target, token: token, query: q, served: served) { false } } }
+        }
+        ticker.cancel()
     }
 }
 
