@@ -42,6 +42,13 @@ final class OutputLog: Sendable {
     var text: String { state.withLock { $0.text } }
     var lines: [String] { text.split(separator: "\n").map(String.init) }
 
+    /// Waits (bounded) until the writer's end is closed and everything written has been read.
+    func waitUntilClosed(deadline: ContinuousClock.Instant) async {
+        while !state.withLock({ $0.closed }) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// Waits until a line satisfies `match` (returns it), the stream closes, or the deadline passes.
     func waitForLine(timeout: Duration = .seconds(30), _ match: (String) -> Bool) async -> String? {
         let deadline = ContinuousClock.now + timeout
@@ -95,6 +102,10 @@ final class Child: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         if process.isRunning { return nil }
+        // The exit can be seen before the last output is read from the pipes: a test that reads
+        // `stdout.text` after `wait()` must find all of it.
+        await stdout.waitUntilClosed(deadline: deadline + .seconds(5))
+        await stderr.waitUntilClosed(deadline: deadline + .seconds(5))
         return process.terminationStatus
     }
 
