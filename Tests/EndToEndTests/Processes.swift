@@ -103,9 +103,11 @@ final class Child: Sendable {
         }
         if process.isRunning { return nil }
         // The exit can be seen before the last output is read from the pipes: a test that reads
-        // `stdout.text` after `wait()` must find all of it.
-        await stdout.waitUntilClosed(deadline: deadline + .seconds(5))
-        await stderr.waitUntilClosed(deadline: deadline + .seconds(5))
+        // `stdout.text` after `wait()` must find all of it. Bounded shortly after the exit, as a
+        // process the child left running may hold the pipes open (scripts/install's build).
+        let drained = ContinuousClock.now + .seconds(2)
+        await stdout.waitUntilClosed(deadline: drained)
+        await stderr.waitUntilClosed(deadline: drained)
         return process.terminationStatus
     }
 
