@@ -138,10 +138,20 @@ let package = Package(
         .target(
             name: "TwinGateway",
             dependencies: [
-                "CMosquitto", "Proto", "TwinCore",
+                "CMosquitto", "Proto", "TwinCore", "TwinOPCUA",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // An OPC UA client on SwiftNIO (OPC 10000-4 services, 10000-6 UA Binary and UA-TCP):
+        // used by twind's OPC UA gateway and by `twin opcua browse`. No gRPC, no SQLite.
+        .target(
+            name: "TwinOPCUA",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -185,7 +195,7 @@ let package = Package(
         .executableTarget(
             name: "twin",
             dependencies: [
-                "Proto", "TwinClient", "TwinCore", "BuildInfo",
+                "Proto", "TwinClient", "TwinCore", "BuildInfo", "TwinOPCUA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -225,6 +235,7 @@ let package = Package(
         .testTarget(
             name: "TwinGatewayTests", dependencies: ["TwinGateway", "TwinCore", "Proto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings),
+        .testTarget(name: "TwinOPCUATests", dependencies: ["TwinOPCUA"], swiftSettings: swiftSettings),
         .testTarget(name: "TwinAppTests", dependencies: ["TwinApp", "TwinCore", "TwinEngines"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TwinNotifyTests", dependencies: ["TwinNotify", "TwinApp", "TwinCore", .product(name: "Crypto", package: "swift-crypto")],

@@ -1,0 +1,172 @@
+import Foundation
+import Testing
+@testable import TwinOPCUA
+
+/// The asyncua server (Python, PyPI; scripts/bootstrap installs it) on a free loopback port.
+final class UAServer: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    private let output = Pipe()
+
+    var url: String { "opc.tcp://127.0.0.1:\(port)/twin/" }
+
+    init(user: String? = nil, items: Int = 0, port fixed: Int? = nil) async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        var lastError = ""
+        var chosen = 0
+        for _ in 0..<5 {
+            chosen = try fixed ?? Self.freePort()
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", root.appendingPathComponent("Tests/Python/opcua_server.py").path, "\(chosen)"]
+                + (user.map { ["--user", $0] } ?? []) + (items > 0 ? ["--items", "\(items)"] : [])
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            try p.run()
+            if let line = await Self.firstLine(out.fileHandleForReading, timeout: 30), line.hasPrefix("ready") {
+                self.port = chosen
+                self.process.executableURL = p.executableURL
+                self.started = p
+                return
+            }
+            lastError = "no 'ready' line"
+            p.terminate()
+            p.waitUntilExit()
+        }
+        throw UAError(.badNotConnected, "the asyncua server did not start on \(chosen): \(lastError)")
+    }
+
+    private var started: Process?
+
+    func stop() {
+        guard let p = started else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    deinit { stop() }
+
+    static func firstLine(_ h: FileHandle, timeout: Int) async -> String? {
+        await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
+            DispatchQueue.global().async {
+                var data = Data()
+                let deadline = Date().addingTimeInterval(TimeInterval(timeout))
+                while Date() < deadline {
+                    let chunk = h.availableData
+                    if chunk.isEmpty { break }
+                    data.append(chunk)
+                    if let nl = data.firstIndex(of: 10) {
+                        c.resume(returning: String(decoding: data[..<nl], as: UTF8.self))
+                        return
+                    }
+                }
+                c.resume(returning: nil)
+            }
+        }
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { throw UAError(.badNotConnected, "no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// The client against a server someone else wrote: every service twin uses, both logins.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct PeerTests {
+    @Test func browseTranslateReadAndSubscribe() async throws {
+        let server = try await UAServer()
+        defer { server.stop() }
+        let client = try await UAClient.connect(server.url)
+        let top = try await client.browse(UANode.objects)
+        let plant = try #require(top.first { $0.browseName == QualifiedName(2, "Plant") })
+        #expect(plant.nodeClassName == "Object")
+        let machines = try await client.browse(plant.nodeId.nodeId)
+        #expect(Set(machines.map(\.browseName.name)) == ["Press1", "Pump1"])
+
+        let force = try await client.translate([QualifiedName(2, "Plant"), QualifiedName(2, "Press1"), QualifiedName(2, "Force")])
+        #expect(force == NodeId(2, .string("Press1.Force")))
+        let missing = try await client.translate([(UANode.objects, [QualifiedName(2, "Plant"), QualifiedName(2, "Nope")])])
+        #expect(throws: UAError.self) { try missing[0].get() }
+
+        let properties = try await client.translate([(force, [QualifiedName(0, "EURange")]), (force, [QualifiedName(0, "EngineeringUnits")])], reference: UANode.hasProperty)
+        let values = try await client.read(try properties.map { try $0.get() })
+        #expect(EngineeringInfo.range(values[0].value)! == (0, 500))
+        #expect(EngineeringInfo.unit(values[1].value) == "kN")
+        let now = try await client.read([force])
+        #expect((now[0].value?.number).map { (150...350).contains($0) } == true)
+
+        let flow = try await client.translate([QualifiedName(2, "Plant"), QualifiedName(2, "Pump1"), QualifiedName(2, "Flow")])
+        let subscription = try await client.createSubscription(publishingInterval: 100)
+        let statuses = try await client.createMonitoredItems(subscription: subscription.id, [
+            .init(node: force, handle: 1, samplingInterval: 100), .init(node: flow, handle: 2, samplingInterval: 100),
+            .init(node: NodeId(2, .string("no.such.node")), handle: 3, samplingInterval: 100),
+        ])
+        #expect(statuses[0].isGood && statuses[1].isGood)
+        #expect(statuses[2].name == "BadNodeIdUnknown")
+        var seen = Set<UInt32>()
+        var acks: [(subscription: UInt32, sequence: UInt32)] = []
+        for _ in 0..<20 where seen.count < 2 {
+            let result = try await client.publish(acknowledging: acks, timeout: .seconds(10))
+            acks = result.hasData ? [(result.subscriptionId, result.sequenceNumber)] : []
+            for c in result.changes {
+                seen.insert(c.clientHandle)
+                #expect(c.value.value?.number != nil)
+                #expect(c.value.sourceTimestamp.flatMap(UADateTime.unixNanos) != nil)
+            }
+        }
+        #expect(seen == [1, 2])
+        await client.close()
+        #expect(await client.isOpen == false)
+    }
+
+    @Test func userNameLoginAndAWrongPassword() async throws {
+        let server = try await UAServer(user: "reader:secret-pass-1")
+        defer { server.stop() }
+        let client = try await UAClient.connect(server.url, identity: .userName("reader", password: "secret-pass-1"))
+        #expect(try await client.browse(UANode.objects).isEmpty == false)
+        await client.close()
+        do {
+            _ = try await UAClient.connect(server.url, identity: .userName("reader", password: "wrong"))
+            Issue.record("a wrong password was taken")
+        } catch let e as UAError {
+            #expect(e.status.isBad)
+            #expect(e.description.contains("refused the login of 'reader'"))
+            #expect(!e.description.contains("wrong"))
+        }
+    }
+
+    @Test func aServerThatGoesAwayFailsWaitingRequests() async throws {
+        let server = try await UAServer()
+        let client = try await UAClient.connect(server.url)
+        let subscription = try await client.createSubscription(publishingInterval: 1000, keepAliveCount: 30)
+        async let waiting = client.publish(acknowledging: [], timeout: .seconds(60))
+        _ = subscription
+        server.stop()
+        do {
+            _ = try await waiting
+            // A publish may have been answered before the server died; the next must fail.
+            _ = try await client.publish(acknowledging: [], timeout: .seconds(60))
+            Issue.record("publish succeeded on a dead server")
+        } catch let e as UAError {
+            #expect(e.status.isBad)
+        }
+        let reason = await client.closed()
+        #expect(reason.status.isBad)
+        do {
+            _ = try await UAClient.connect(server.url, timeout: .seconds(2))
+            Issue.record("connected to a dead server")
+        } catch let e as UAError {
+            #expect(e.status == .badNotConnected)
+        }
+    }
+}
