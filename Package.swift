@@ -233,7 +233,7 @@ let package = Package(
         .testTarget(name: "TwinCoreTests", dependencies: ["TwinCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TwinEnginesTests", dependencies: ["TwinEngines", "TwinCore"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "TwinGatewayTests", dependencies: ["TwinGateway", "TwinCore", "Proto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            name: "TwinGatewayTests", dependencies: ["TwinGateway", "TwinCore", "TwinOPCUA", "Proto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings),
         .testTarget(name: "TwinOPCUATests", dependencies: ["TwinOPCUA"], swiftSettings: swiftSettings),
         .testTarget(name: "TwinAppTests", dependencies: ["TwinApp", "TwinCore", "TwinEngines"], swiftSettings: swiftSettings),

@@ -1346,9 +1346,77 @@ public nonisolated struct Twin_V1_ListGatewaysResponse: Sendable {
   /// Every Sparkplug B edge node twind has heard from since it started, by group then node id.
   public var edgeNodes: [Twin_V1_EdgeNode] = []
 
+  /// One per OPC UA server twind reads (--opcua-config), in the file's order.
+  public var opcuaConnections: [Twin_V1_OpcUaConnection] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// twind's client session on an OPC UA server.
+public nonisolated struct Twin_V1_OpcUaConnection: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The endpoint's name in the mapping file (its URL when it has none).
+  public var name: String = String()
+
+  /// The endpoint URL (opc.tcp://HOST:PORT/path).
+  public var endpoint: String = String()
+
+  /// "None" (the only SecurityPolicy twind speaks so far).
+  public var securityPolicy: String = String()
+
+  /// "anonymous" or "user NAME" (never the password).
+  public var identity: String = String()
+
+  /// Session up and subscription created now.
+  public var connected: Bool = false
+
+  /// When the connection last came up or went down.
+  public var since: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_since ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_since = newValue}
+  }
+  /// Returns true if `since` has been explicitly set.
+  public var hasSince: Bool {self._since != nil}
+  /// Clears the value of `since`. Subsequent reads from it will return its default value.
+  public mutating func clearSince() {self._since = nil}
+
+  /// Value changes received (DataChange notifications' items).
+  public var notifications: UInt64 = 0
+
+  /// Readings stored from them.
+  public var readings: UInt64 = 0
+
+  /// Values whose StatusCode was not Good: neither stored nor scored nor alerted on.
+  public var badReadings: UInt64 = 0
+
+  /// Failures: connections lost or refused, nodes not found, values refused.
+  public var errors: UInt64 = 0
+
+  /// Sessions made after the first (each after a loss).
+  public var reconnects: UInt64 = 0
+
+  /// The last failure, with the server's StatusCode name (e.g. "BadUserAccessDenied (0x801F0000): …").
+  public var lastError: String = String()
+
+  /// Items monitored now.
+  public var monitoredItems: UInt32 = 0
+
+  /// Mapped nodes the server refused or does not have.
+  public var failedItems: UInt32 = 0
+
+  /// The twind devices this endpoint feeds.
+  public var devices: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _since: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 /// twind's client connection to an MQTT broker.
@@ -3841,7 +3909,7 @@ nonisolated extension Twin_V1_ListGatewaysRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Twin_V1_ListGatewaysResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListGatewaysResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connections\0\u{3}edge_nodes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connections\0\u{3}edge_nodes\0\u{3}opcua_connections\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3851,6 +3919,7 @@ nonisolated extension Twin_V1_ListGatewaysResponse: SwiftProtobuf.Message, Swift
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.connections) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.edgeNodes) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.opcuaConnections) }()
       default: break
       }
     }
@@ -3863,12 +3932,120 @@ nonisolated extension Twin_V1_ListGatewaysResponse: SwiftProtobuf.Message, Swift
     if !self.edgeNodes.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.edgeNodes, fieldNumber: 2)
     }
+    if !self.opcuaConnections.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.opcuaConnections, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Twin_V1_ListGatewaysResponse, rhs: Twin_V1_ListGatewaysResponse) -> Bool {
     if lhs.connections != rhs.connections {return false}
     if lhs.edgeNodes != rhs.edgeNodes {return false}
+    if lhs.opcuaConnections != rhs.opcuaConnections {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_OpcUaConnection: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpcUaConnection"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}endpoint\0\u{3}security_policy\0\u{1}identity\0\u{1}connected\0\u{1}since\0\u{1}notifications\0\u{1}readings\0\u{3}bad_readings\0\u{1}errors\0\u{1}reconnects\0\u{3}last_error\0\u{3}monitored_items\0\u{3}failed_items\0\u{1}devices\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.endpoint) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.securityPolicy) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.identity) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.connected) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._since) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.notifications) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.readings) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.badReadings) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.errors) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.reconnects) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      case 13: try { try decoder.decodeSingularUInt32Field(value: &self.monitoredItems) }()
+      case 14: try { try decoder.decodeSingularUInt32Field(value: &self.failedItems) }()
+      case 15: try { try decoder.decodeRepeatedStringField(value: &self.devices) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.endpoint.isEmpty {
+      try visitor.visitSingularStringField(value: self.endpoint, fieldNumber: 2)
+    }
+    if !self.securityPolicy.isEmpty {
+      try visitor.visitSingularStringField(value: self.securityPolicy, fieldNumber: 3)
+    }
+    if !self.identity.isEmpty {
+      try visitor.visitSingularStringField(value: self.identity, fieldNumber: 4)
+    }
+    if self.connected != false {
+      try visitor.visitSingularBoolField(value: self.connected, fieldNumber: 5)
+    }
+    try { if let v = self._since {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.notifications != 0 {
+      try visitor.visitSingularUInt64Field(value: self.notifications, fieldNumber: 7)
+    }
+    if self.readings != 0 {
+      try visitor.visitSingularUInt64Field(value: self.readings, fieldNumber: 8)
+    }
+    if self.badReadings != 0 {
+      try visitor.visitSingularUInt64Field(value: self.badReadings, fieldNumber: 9)
+    }
+    if self.errors != 0 {
+      try visitor.visitSingularUInt64Field(value: self.errors, fieldNumber: 10)
+    }
+    if self.reconnects != 0 {
+      try visitor.visitSingularUInt64Field(value: self.reconnects, fieldNumber: 11)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 12)
+    }
+    if self.monitoredItems != 0 {
+      try visitor.visitSingularUInt32Field(value: self.monitoredItems, fieldNumber: 13)
+    }
+    if self.failedItems != 0 {
+      try visitor.visitSingularUInt32Field(value: self.failedItems, fieldNumber: 14)
+    }
+    if !self.devices.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.devices, fieldNumber: 15)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_OpcUaConnection, rhs: Twin_V1_OpcUaConnection) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.endpoint != rhs.endpoint {return false}
+    if lhs.securityPolicy != rhs.securityPolicy {return false}
+    if lhs.identity != rhs.identity {return false}
+    if lhs.connected != rhs.connected {return false}
+    if lhs._since != rhs._since {return false}
+    if lhs.notifications != rhs.notifications {return false}
+    if lhs.readings != rhs.readings {return false}
+    if lhs.badReadings != rhs.badReadings {return false}
+    if lhs.errors != rhs.errors {return false}
+    if lhs.reconnects != rhs.reconnects {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs.monitoredItems != rhs.monitoredItems {return false}
+    if lhs.failedItems != rhs.failedItems {return false}
+    if lhs.devices != rhs.devices {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

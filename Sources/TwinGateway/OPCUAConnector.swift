@@ -145,6 +145,19 @@ public final class OPCUAConnector: Sendable {
             case .path(let root, let names): paths.append((i, root, names))
             }
         }
+        // NodeIds from the file: checked by reading their NodeClass, so a node the server does
+        // not have is not registered as a sensor.
+        let direct = out.indices.filter { out[$0] != nil }
+        for part in stride(from: 0, to: direct.count, by: 500) {
+            let slice = Array(direct[part..<min(direct.count, part + 500)])
+            let classes = try await client.read(slice.map { out[$0]! }, attribute: UAAttribute.nodeClass)
+            for (i, v) in zip(slice, classes) where v.status.isBad {
+                let n = endpoint.nodes[i]
+                logger.warning("OPC UA node not found", metadata: ["endpoint": "\(endpoint.name)", "node": "\(n.addressText)", "status": "\(v.status.name)"])
+                note(error: "\(n.addressText) (\(n.device)/\(n.sensor)): \(v.status)")
+                out[i] = nil
+            }
+        }
         for part in stride(from: 0, to: paths.count, by: 500) {
             let slice = Array(paths[part..<min(paths.count, part + 500)])
             let results = try await client.translate(slice.map { ($0.start, $0.path) })

@@ -59,7 +59,8 @@ public final class UAClient: Sendable {
                 }
                 .connect(host: endpoint.host, port: endpoint.port).get()
         } catch {
-            throw UAError(.badNotConnected, "cannot connect to \(endpoint.host):\(endpoint.port): \(error)")
+            let why = "\(error)".contains("Connection refused") ? "connection refused" : "\(error)"
+            throw UAError(.badNotConnected, "cannot connect to \(endpoint.host):\(endpoint.port): \(why)")
         }
         do {
             let hello = channel.eventLoop.makePromise(of: UALimits.self)

@@ -83,6 +83,8 @@ public struct DaemonConfiguration: Sendable {
     public var limits = ServerLimits()
     /// MQTT and Sparkplug B in (`--mqtt-broker`, `--sparkplug-host-id`); nil: off.
     public var gateways: GatewayConfiguration?
+    /// OPC UA servers to read (`--opcua-config`); nil: none.
+    public var opcua: OPCUAConfig?
     /// The alert rules file (`--alert-rules`); nil: `alert-rules.yaml` in the data directory,
     /// and the built-in rules while that does not exist. SetAlertRules writes it, SIGHUP rereads it.
     public var alertRulesFile: String?
@@ -182,6 +184,7 @@ public final class Daemon: Service, Sendable {
     let sender: ChannelSender
     let assessment: Assessment
     let gateways: Gateways?
+    let opcua: OPCUAGateways?
     let servers: [(address: NetworkAddress, server: GRPCServer<HTTP2ServerTransport.Posix>)]
     /// What every server serves, in this order through these interceptors.
     let services: [any RegistrableRPCService]
@@ -281,6 +284,7 @@ public final class Daemon: Service, Sendable {
         }
         assessment = Assessment(plant: plant, prognostics: prognostics, alerts: alerts)
         if let g = configuration.gateways { gateways = Gateways(configuration: g, plant: plant, logger: logger) } else { gateways = nil }
+        if let o = configuration.opcua { opcua = OPCUAGateways(configuration: o, plant: plant, logger: logger) } else { opcua = nil }
         health = HealthStatus(services: [
             Twin_V1_TwinService.descriptor.fullyQualifiedService,
             Twin_V1_AuthService.descriptor.fullyQualifiedService,
@@ -290,7 +294,7 @@ public final class Daemon: Service, Sendable {
         let services: [any RegistrableRPCService] = [
             TwinService(
                 plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, alertRules: alertRules, notifier: notifier, notifyConfig: notifyConfig, identity: identity,
-                gateways: gateways),
+                gateways: gateways, opcua: opcua),
             UpdateStreamService(plant: plant), HistoryAnswerService(plant: plant), AuthService(identity: identity, plant: store),
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
@@ -437,6 +441,7 @@ public final class Daemon: Service, Sendable {
             }
             defer { reloads.cancel() }
             gateways?.start()
+            opcua?.start()
             hooks.ready(addresses)
             logger.notice("twind is serving")
 
@@ -449,6 +454,7 @@ public final class Daemon: Service, Sendable {
             loops.cancel()
             // The gateways first: their STATE death goes out and nothing more comes in.
             await gateways?.stop()
+            await opcua?.stop()
             await exporter?.close()
             consoleTask?.cancel()
             await consoleTask?.value
@@ -601,10 +607,12 @@ public final class Daemon: Service, Sendable {
                     self.plant.housekeeping(now: Time.now())
                 }
             }
-            if let gateways {
+            if gateways != nil || opcua != nil {
+                let (gateways, opcua) = (self.gateways, self.opcua)
                 group.addTask {
                     while !Task.isCancelled {
-                        gateways.recordMetrics()
+                        gateways?.recordMetrics()
+                        opcua?.recordMetrics()
                         try? await Task.sleep(for: .seconds(5))
                     }
                 }

@@ -172,3 +172,59 @@ final class Gateways: Sendable {
         return response
     }
 }
+
+/// The OPC UA servers twind reads (`--opcua-config`): one connector each, on the same plant path.
+final class OPCUAGateways: Sendable {
+    let connectors: [OPCUAConnector]
+    private let recorded = Mutex([String: (notifications: UInt64, readings: UInt64, bad: UInt64, errors: UInt64, reconnects: UInt64)]())
+
+    init(configuration: OPCUAConfig, plant: Plant, logger: Logger) {
+        let sink = PlantGatewaySink(plant: plant)
+        connectors = configuration.endpoints.map { OPCUAConnector(endpoint: $0, sink: sink, writes: plant.writes, logger: logger) }
+    }
+
+    func start() { for c in connectors { c.start() } }
+
+    func stop() async {
+        await withTaskGroup(of: Void.self) { g in
+            for c in connectors { g.addTask { await c.stop() } }
+        }
+    }
+
+    func recordMetrics() {
+        for c in connectors {
+            let s = c.status
+            let now = (notifications: s.notifications, readings: s.readings, bad: s.badReadings, errors: s.errors, reconnects: s.reconnects)
+            let before = recorded.withLock { r in
+                defer { r[c.endpoint.name] = now }
+                return r[c.endpoint.name] ?? (0, 0, 0, 0, 0)
+            }
+            Telemetry.opcua(endpoint: c.endpoint.name, connected: s.connected, items: Int(s.monitoredItems),
+                            grown: (now.notifications &- before.notifications, now.readings &- before.readings, now.bad &- before.bad,
+                                    now.errors &- before.errors, now.reconnects &- before.reconnects))
+        }
+    }
+
+    func proto() -> [Twin_V1_OpcUaConnection] {
+        connectors.map { c in
+            let s = c.status
+            var p = Twin_V1_OpcUaConnection()
+            p.name = c.endpoint.name
+            p.endpoint = c.endpoint.url
+            p.securityPolicy = "None"
+            p.identity = c.endpoint.identityText
+            p.connected = s.connected
+            if s.since != 0 { p.since = .init(nanos: s.since) }
+            p.notifications = s.notifications
+            p.readings = s.readings
+            p.badReadings = s.badReadings
+            p.errors = s.errors
+            p.reconnects = s.reconnects
+            p.lastError = s.lastError
+            p.monitoredItems = s.monitoredItems
+            p.failedItems = s.failedItems
+            p.devices = c.devices
+            return p
+        }
+    }
+}

@@ -36,6 +36,17 @@ enum Telemetry {
         Gauge(label: "twind_sparkplug_edge_nodes", dimensions: [("state", "offline")]).record(offline)
     }
 
+    /// One OPC UA endpoint's connection, monitored items and what grew since the last record.
+    static func opcua(endpoint: String, connected: Bool, items: Int, grown: (notifications: UInt64, readings: UInt64, bad: UInt64, errors: UInt64, reconnects: UInt64)) {
+        let e = [("endpoint", endpoint)]
+        Gauge(label: "twind_opcua_connected", dimensions: e).record(connected ? 1 : 0)
+        Gauge(label: "twind_opcua_monitored_items", dimensions: e).record(items)
+        for (name, n) in [("notifications", grown.notifications), ("readings", grown.readings), ("bad_readings", grown.bad),
+                          ("errors", grown.errors), ("reconnects", grown.reconnects)] where n > 0 {
+            Counter(label: "twind_opcua_\(name)_total", dimensions: e).increment(by: Int(n))
+        }
+    }
+
     static let subscribers = Atomic<Int>(0)
     static func subscriber(_ delta: Int) {
         let now = subscribers.add(delta, ordering: .relaxed).newValue

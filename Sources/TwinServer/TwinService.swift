@@ -19,6 +19,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let notifyConfig: NotifyConfigFile
     let identity: Identity
     var gateways: Gateways? = nil
+    var opcua: OPCUAGateways? = nil
 
     // MARK: Devices
 
@@ -165,7 +166,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     // MARK: Gateways
 
     func listGateways(request: Twin_V1_ListGatewaysRequest, context: ServerContext) async throws -> Twin_V1_ListGatewaysResponse {
-        gateways?.proto() ?? Twin_V1_ListGatewaysResponse()
+        var response = gateways?.proto() ?? Twin_V1_ListGatewaysResponse()
+        response.opcuaConnections = opcua?.proto() ?? []
+        return response
     }
 
     // MARK: Not built yet (each names the capability that will bring it)

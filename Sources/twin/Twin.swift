@@ -17,7 +17,7 @@ struct Twin: AsyncParsableCommand {
             available in this twind, 9 refused (precondition, limits), 64 usage.
             """,
         version: BuildInfo.description,
-        subcommands: [Login.self, Logout.self, WhoAmI.self, Users.self, ApiKeys.self, Audit.self, Watch.self, Devices.self, DeviceCommand.self, History.self, Events.self, Ingest.self, Import.self, Status.self, Health.self, Patterns.self, Predict.self, Recommend.self, Alerts.self, Ack.self, Shelve.self, Unshelve.self, Record.self, Rules.self, Retrain.self, Job.self, Models.self, Gateways.self, Notify.self])
+        subcommands: [Login.self, Logout.self, WhoAmI.self, Users.self, ApiKeys.self, Audit.self, Watch.self, Devices.self, DeviceCommand.self, History.self, Events.self, Ingest.self, Import.self, Status.self, Health.self, Patterns.self, Predict.self, Recommend.self, Alerts.self, Ack.self, Shelve.self, Unshelve.self, Record.self, Rules.self, Retrain.self, Job.self, Models.self, Gateways.self, OPCUA.self, Notify.self])
 
     /// Global options (`--server`, `-o`, TLS) may come before the subcommand too, as kubectl and
     /// etcdctl take them: `twin --server HOST:PORT watch`. They are moved behind the subcommand's

@@ -96,7 +96,7 @@ struct Settings {
         "retrain-interval", "metrics-listen", "http-listen", "rpc-log-level", "audit-retention", "refresh-token-retention",
         "mqtt-broker", "mqtt-client-id", "mqtt-username", "mqtt-password-file", "mqtt-ca", "mqtt-cert", "mqtt-key",
         "mqtt-protocol", "mqtt-mapping", "sparkplug-host-id", "sparkplug-group", "sparkplug-reorder-timeout",
-        "alert-rules", "notify-config",
+        "alert-rules", "notify-config", "opcua-config",
     ]
 
     /// The MQTT connection and the Sparkplug B host on it, if `mqtt-broker` is set.
@@ -249,6 +249,13 @@ struct Settings {
             c.retrainInterval = every
         }
         c.gateways = try gatewayConfiguration()
+        if let file = string("opcua-config") {
+            do {
+                c.opcua = try OPCUAConfig.load(path: file)
+            } catch {
+                throw ConfigError("config: invalid opcua-config: \(error.message)")
+            }
+        }
         if let file = string("alert-rules") {
             guard FileManager.default.fileExists(atPath: file) else { throw ConfigError("config: invalid alert-rules: there is no file \(file)") }
             do {

@@ -79,6 +79,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "MQTT protocol version: 3.1.1|5 (TWIND_MQTT_PROTOCOL; default 3.1.1).") var mqttProtocol: String?
     @Option(help: "YAML file mapping plain MQTT topics with JSON payloads to devices and sensors (TWIND_MQTT_MAPPING); see the README.") var mqttMapping: String?
     @Option(help: "Run a Sparkplug B host application with this host id on the MQTT connection (TWIND_SPARKPLUG_HOST_ID).") var sparkplugHostId: String?
+    @Option(help: "YAML file naming the OPC UA servers to read and which of their nodes are which device's sensors (TWIND_OPCUA_CONFIG); see the README.") var opcuaConfig: String?
     @Option(help: ArgumentHelp("Sparkplug group to serve, repeatable; default every group (TWIND_SPARKPLUG_GROUP).", valueName: "group"))
     var sparkplugGroup: [String] = []
     @Option(help: "How long a Sparkplug sequence gap may stay open before twind asks for a rebirth, e.g. 2s (TWIND_SPARKPLUG_REORDER_TIMEOUT).") var sparkplugReorderTimeout: String?
@@ -101,7 +102,7 @@ struct Serve: AsyncParsableCommand {
             ("mqtt-username", mqttUsername), ("mqtt-password-file", mqttPasswordFile), ("mqtt-ca", mqttCa), ("mqtt-cert", mqttCert),
             ("mqtt-key", mqttKey), ("mqtt-protocol", mqttProtocol), ("mqtt-mapping", mqttMapping), ("sparkplug-host-id", sparkplugHostId),
             ("sparkplug-reorder-timeout", sparkplugReorderTimeout), ("alert-rules", alertRules),
-            ("notify-config", notifyConfig),
+            ("notify-config", notifyConfig), ("opcua-config", opcuaConfig),
         ]
         for (key, value) in single { if let value { f[key] = [value] } }
         if !listen.isEmpty { f["listen"] = listen }

@@ -3,9 +3,9 @@ import GRPCCore
 import Proto
 import SwiftProtobuf
 
-/// `twin gateways`: the MQTT connections and Sparkplug B edge nodes feeding twind.
+/// `twin gateways`: the MQTT connections, Sparkplug B edge nodes and OPC UA servers feeding twind.
 struct Gateways: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "MQTT connections and Sparkplug B edge nodes, with their state and counts (ListGateways).")
+    static let configuration = CommandConfiguration(abstract: "MQTT connections, Sparkplug B edge nodes and OPC UA servers, with their state and counts (ListGateways).")
 
     @OptionGroup var global: GlobalOptions
 
@@ -17,11 +17,22 @@ struct Gateways: AsyncParsableCommand {
             Terminal.out(Format.protoJSON(response))
             return
         }
-        if response.connections.isEmpty {
-            Terminal.out("no gateways: twind runs without --mqtt-broker")
+        if response.connections.isEmpty && response.opcuaConnections.isEmpty {
+            Terminal.out("no gateways: twind runs without --mqtt-broker and --opcua-config")
             return
         }
         func when(_ has: Bool, _ t: Google_Protobuf_Timestamp) -> String { has ? Format.time(t) : "-" }
+        if !response.opcuaConnections.isEmpty {
+            Terminal.out(Format.table(
+                ["OPC UA ENDPOINT", "URL", "STATE", "SINCE", "ITEMS", "FAILED", "NOTIFICATIONS", "READINGS", "BAD", "ERRORS", "RECONNECTS", "LOGIN", "LAST ERROR"],
+                response.opcuaConnections.map { c in
+                    [c.name, c.endpoint, c.connected ? "connected" : "disconnected", when(c.hasSince, c.since), "\(c.monitoredItems)", "\(c.failedItems)",
+                     "\(c.notifications)", "\(c.readings)", "\(c.badReadings)", "\(c.errors)", "\(c.reconnects)", c.identity, c.lastError.isEmpty ? "-" : c.lastError]
+                }))
+            if response.connections.isEmpty { return }
+            Terminal.out("")
+        }
+        if response.connections.isEmpty { return }
         Terminal.out(Format.table(
             ["BROKER", "CLIENT ID", "STATE", "SINCE", "MESSAGES", "READINGS", "ERRORS", "RECONNECTS", "SPARKPLUG HOST", "LAST ERROR"],
             response.connections.map { c in
