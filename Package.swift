@@ -207,7 +207,7 @@ let package = Package(
         .executableTarget(
             name: "TwinFuzzer",
             dependencies: [
-                "CHardening", "Proto", "TwinConsole", "TwinCore", "TwinFuzz", "TwinGateway", "TwinServer", "TwinStore",
+                "CHardening", "Proto", "TwinConsole", "TwinCore", "TwinFuzz", "TwinGateway", "TwinOPCUA", "TwinServer", "TwinStore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "Logging", package: "swift-log"),
             ],

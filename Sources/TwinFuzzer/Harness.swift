@@ -8,6 +8,7 @@ import TwinConsole
 import TwinCore
 import TwinFuzz
 import TwinGateway
+import TwinOPCUA
 import TwinServer
 import TwinStore
 
@@ -122,11 +123,12 @@ final class FuzzTarget: @unchecked Sendable {
     func run(_ input: [UInt8]) -> String? {
         guard let selector = input.first else { return nil }
         let body = Array(input.dropFirst())
-        let targets = methods.count + 3
+        let targets = methods.count + 4
         let target = Int(selector) % targets
         if target == methods.count { return sparkplugCase(body) }
         if target == methods.count + 1 { return topicCase(body) }
         if target == methods.count + 2 { return bridgeCase(body) }
+        if target == methods.count + 3 { return opcuaCase(body) }
         let job = Job(method: methods[target], requests: Self.split(body))
         jobs.yield(job)
         if job.done.wait(timeout: .now() + 30) == .timedOut {
@@ -185,6 +187,23 @@ final class FuzzTarget: @unchecked Sendable {
         return nil
     }
 
+    /// What an OPC UA server sends, through the client's decoders (a response body after its
+    /// type id: the next byte picks the decoder); and the mapping file's parser on the same bytes.
+    func opcuaCase(_ body: [UInt8]) -> String? {
+        guard let first = body.first else { return nil }
+        var r = UAReader(Array(body.dropFirst()))
+        switch first % 7 {
+        case 0: _ = try? r.variant()
+        case 1: _ = try? r.dataValue()
+        case 2: _ = try? r.publishResult()
+        case 3: _ = try? r.responseHeader(); _ = try? r.endpointDescription()
+        case 4: _ = try? r.referenceDescription()
+        case 5: _ = EngineeringInfo.range(try? r.variant()); _ = EngineeringInfo.unit(try? r.variant())
+        default: _ = try? OPCUAConfig.parse(String(decoding: body.dropFirst(), as: UTF8.self), readFile: { _ throws(TwinError) in "pw" })
+        }
+        return nil
+    }
+
     /// A seed corpus: for each RPC a few generated hostile requests, and well-formed gateway
     /// payloads.
     func writeSeeds(to directory: String) throws {
@@ -218,6 +237,14 @@ final class FuzzTarget: @unchecked Sendable {
                               #"{"readings": [{"deviceId": "pump-001", "sensor": "flow", "time": "2026-12-01T00:00:00Z", "value": 1.5}]}"#].enumerated() {
             try write([UInt8(methods.count + 2), UInt8(index * 7)] + Array(json.utf8))
         }
+        // OPC UA: a Variant, a DataValue with every field, and a mapping file.
+        var w = UAWriter()
+        w.variant(.array(type: 11, elements: [.double(1), .double(2)], dimensions: [2]))
+        try write([UInt8(methods.count + 3), 0] + w.bytes)
+        var v = UAWriter()
+        v.dataValue(DataValue(value: .float(1.5), status: StatusCode(0x808C_0000), sourceTimestamp: 133_000_000_000_000_000, serverTimestamp: 133_000_000_000_000_001))
+        try write([UInt8(methods.count + 3), 1] + v.bytes)
+        try write([UInt8(methods.count + 3), 6] + Array("endpoints:\n  - url: opc.tcp://h:1/\n    nodes: [{path: '2:A/2:B', device: d, sensor: s}]\n".utf8))
     }
 }
 

@@ -118,7 +118,7 @@ extension UAReader {
         _ = try array { (r: inout UAReader) throws(UAError) -> String? in try r.string() }
     }
 
-    mutating func endpointDescription() throws(UAError) -> EndpointDescription {
+    public mutating func endpointDescription() throws(UAError) -> EndpointDescription {
         let url = try string() ?? ""
         try applicationDescription()
         let certificate = try byteString() ?? []
@@ -164,7 +164,7 @@ public struct ReferenceDescription: Sendable, Equatable {
 }
 
 extension UAReader {
-    mutating func referenceDescription() throws(UAError) -> ReferenceDescription {
+    public mutating func referenceDescription() throws(UAError) -> ReferenceDescription {
         let type = try nodeId()
         let forward = try boolean()
         let node = try expandedNodeId()
