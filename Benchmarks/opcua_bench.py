@@ -69,13 +69,13 @@ def main():
 
         def gateway():
             out = subprocess.run(twin + ["gateways", "-o", "json"], env=env, capture_output=True, text=True).stdout
-            return json.loads(out).get("opcuaConnections", [{}])[0] if out.strip() else {}
+            return json.loads(out).get("opcua_connections", [{}])[0] if out.strip() else {}
 
         deadline = time.time() + 300
-        while time.time() < deadline and int(gateway().get("monitoredItems", 0)) < a.items:
+        while time.time() < deadline and int(gateway().get("monitored_items", 0)) < a.items:
             time.sleep(0.5)
         g0 = gateway()
-        if int(g0.get("monitoredItems", 0)) < a.items:
+        if int(g0.get("monitored_items", 0)) < a.items:
             sys.exit(f"not every item monitored: {g0}")
         time.sleep(2)
         watch = subprocess.Popen(twin + ["watch", "--device", "bulk-0", "-o", "json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
