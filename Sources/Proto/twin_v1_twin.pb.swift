@@ -1366,7 +1366,8 @@ public nonisolated struct Twin_V1_OpcUaConnection: Sendable {
   /// The endpoint URL (opc.tcp://HOST:PORT/path).
   public var endpoint: String = String()
 
-  /// "None" (the only SecurityPolicy twind speaks so far).
+  /// The channel's SecurityPolicy and MessageSecurityMode: "None", "Basic256Sha256 Sign" or
+  /// "Basic256Sha256 SignAndEncrypt".
   public var securityPolicy: String = String()
 
   /// "anonymous" or "user NAME" (never the password).

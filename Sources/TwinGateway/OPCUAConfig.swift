@@ -9,7 +9,8 @@ import Yams
 ///     endpoints:
 ///       - url: opc.tcp://10.0.4.20:4840/        # the server
 ///         name: press-line                      # shown in `twin gateways` (default: the URL)
-///         security: none                        # SecurityPolicy None (the only one so far)
+///         security_policy: Basic256Sha256        # None (default) or Basic256Sha256
+///         security_mode: SignAndEncrypt          # Sign or SignAndEncrypt (default with Basic256Sha256)
 ///         username: twin-reader                 # absent: anonymous
 ///         password_file: /etc/twin/opcua-pass   # chmod 600; with username
 ///         sampling_interval: 500ms              # default 1s (per node too)
@@ -56,6 +57,8 @@ public struct OPCUAConfig: Sendable {
         public var url: String
         public var name: String
         public var identity: UAClient.Identity
+        public var policy: SecurityPolicy
+        public var mode: MessageSecurityMode
         public var samplingInterval: Nanos
         public var publishingInterval: Nanos
         public var type: String
@@ -71,8 +74,16 @@ public struct OPCUAConfig: Sendable {
     }
 
     public var endpoints: [Endpoint]
+    /// The certificate directory (`pki:`): own/ (twind's application certificate), trusted/
+    /// (server certificates trusted), rejected/ (ones met and not trusted). nil: `<data-dir>/opcua/pki`.
+    public var pki: String?
 
-    static let endpointKeys: Set<String> = ["url", "name", "security", "username", "password_file", "sampling_interval", "publishing_interval", "type", "site", "line", "nodes"]
+    /// "None", or "Basic256Sha256 SignAndEncrypt".
+    public static func securityText(_ policy: SecurityPolicy, _ mode: MessageSecurityMode) -> String {
+        policy == .none ? "None" : "\(policy.name) \(mode.name)"
+    }
+
+    static let endpointKeys: Set<String> = ["url", "name", "security_policy", "security_mode", "username", "password_file", "sampling_interval", "publishing_interval", "type", "site", "line", "nodes"]
     static let nodeKeys: Set<String> = ["node", "path", "root", "device", "sensor", "unit", "nominal", "type", "sampling_interval"]
     /// Monitored items in one file, over every endpoint.
     public static let maxNodes = 100_000
@@ -93,6 +104,11 @@ public struct OPCUAConfig: Sendable {
         guard let list = root?["endpoints"]?.sequence else {
             throw .invalidArgument("\(source): expected 'endpoints:' with a list of servers (url, nodes, …)")
         }
+        for key in root?.mapping?.keys.compactMap(\.string) ?? [] where !["endpoints", "pki"].contains(key) {
+            throw .invalidArgument("\(source): unknown key '\(key.prefix(40))' (known: endpoints, pki)")
+        }
+        let pki = root?["pki"]?.string
+        if let pki, pki.isEmpty || !pki.hasPrefix("/") { throw .invalidArgument("\(source): pki must be an absolute directory path") }
         var endpoints: [Endpoint] = []
         var total = 0
         var names = Set<String>()
@@ -107,9 +123,16 @@ public struct OPCUAConfig: Sendable {
             let name = e["name"]?.string ?? url
             guard !name.isEmpty, name.utf8.count <= 128 else { throw .invalidArgument("\(at): name must be 1–128 characters") }
             guard names.insert(name).inserted else { throw .invalidArgument("\(at): a second endpoint named '\(name.prefix(128))'") }
-            let security = (e["security"]?.string ?? "none").lowercased()
-            guard security == "none" else {
-                throw .invalidArgument("\(at): security '\(security.prefix(40))' is not supported yet; only none (SecurityPolicy None)")
+            let policyText = (e["security_policy"]?.string ?? "None").lowercased()
+            guard let policy = SecurityPolicy.allCases.first(where: { $0.name.lowercased() == policyText }) else {
+                throw .invalidArgument("\(at): security_policy must be None or Basic256Sha256")
+            }
+            let modeText = e["security_mode"]?.string?.lowercased() ?? (policy == .none ? "none" : "signandencrypt")
+            guard let mode = [MessageSecurityMode.none, .sign, .signAndEncrypt].first(where: { $0.name.lowercased() == modeText }) else {
+                throw .invalidArgument("\(at): security_mode must be None, Sign or SignAndEncrypt")
+            }
+            guard (policy == .none) == (mode == .none) else {
+                throw .invalidArgument("\(at): security_mode \(mode.name) does not go with security_policy \(policy.name) (None goes with None)")
             }
             var identity = UAClient.Identity.anonymous
             if let user = e["username"]?.string {
@@ -181,7 +204,7 @@ public struct OPCUAConfig: Sendable {
             total += nodes.count
             guard total <= maxNodes else { throw .invalidArgument("\(source): more than \(maxNodes) nodes") }
             let publishing = try duration(e["publishing_interval"], default: nodes.map(\.samplingInterval).min() ?? sampling, at: at, key: "publishing_interval")
-            endpoints.append(Endpoint(url: url, name: name, identity: identity, samplingInterval: sampling, publishingInterval: publishing,
+            endpoints.append(Endpoint(url: url, name: name, identity: identity, policy: policy, mode: mode, samplingInterval: sampling, publishingInterval: publishing,
                                       type: type, site: site, line: line, nodes: nodes))
         }
         if endpoints.isEmpty { throw .invalidArgument("\(source): no endpoints") }
@@ -195,7 +218,7 @@ public struct OPCUAConfig: Sendable {
                 owner[n.device] = e.name
             }
         }
-        return OPCUAConfig(endpoints: endpoints)
+        return OPCUAConfig(endpoints: endpoints, pki: pki)
     }
 
     static func duration(_ node: Yams.Node?, default value: Nanos, at: String, key: String) throws(TwinError) -> Nanos {

@@ -28,6 +28,7 @@ public final class OPCUAConnector: Sendable {
     }
 
     public let endpoint: OPCUAConfig.Endpoint
+    let security: ChannelSecurity
     let sink: any GatewaySink
     let logger: Logger
     let writes: BlockingPool
@@ -37,9 +38,11 @@ public final class OPCUAConnector: Sendable {
     /// Publish requests kept in flight (a server may answer fewer: BadTooManyPublishRequests).
     static let publishesInFlight = 3
 
-    /// `writes` runs the blocking deliveries to the store (fsync), off the cooperative pool.
-    public init(endpoint: OPCUAConfig.Endpoint, sink: any GatewaySink, writes: BlockingPool, logger: Logger) {
+    /// `writes` runs the blocking deliveries to the store (fsync), off the cooperative pool;
+    /// `identity` and `trust` secure the channel when the endpoint asks for Basic256Sha256.
+    public init(endpoint: OPCUAConfig.Endpoint, identity: ApplicationIdentity?, trust: TrustList?, sink: any GatewaySink, writes: BlockingPool, logger: Logger) {
         self.endpoint = endpoint
+        self.security = ChannelSecurity(policy: endpoint.policy, mode: endpoint.mode, identity: identity, trust: trust)
         self.sink = sink
         self.writes = writes
         self.logger = logger
@@ -100,7 +103,7 @@ public final class OPCUAConnector: Sendable {
 
     /// One session from connect to loss: throws why it ended (never returns but by cancellation).
     private func session(reconnect: Bool, up: () -> Void) async throws {
-        let client = try await UAClient.connect(endpoint.url, identity: endpoint.identity, sessionName: "twind")
+        let client = try await UAClient.connect(endpoint.url, identity: endpoint.identity, security: security, sessionName: "twind")
         try await withTaskCancellationHandler {
             defer { Task { await client.close() } }
             let nodes = try await resolve(client)

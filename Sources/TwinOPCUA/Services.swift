@@ -3,6 +3,8 @@
 /// DefaultBinary encoding in namespace 0.
 public enum UAType {
     public static let serviceFault: UInt32 = 397
+    public static let getEndpointsRequest: UInt32 = 428
+    public static let getEndpointsResponse: UInt32 = 431
     public static let openSecureChannelRequest: UInt32 = 446
     public static let openSecureChannelResponse: UInt32 = 449
     public static let closeSecureChannelRequest: UInt32 = 452

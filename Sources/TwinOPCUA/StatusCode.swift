@@ -52,6 +52,9 @@ public struct StatusCode: Hashable, Sendable, CustomStringConvertible {
     public static let badConnectionClosed = StatusCode(0x80AE_0000)
     public static let badNotConnected = StatusCode(0x808A_0000)
     public static let badTypeMismatch = StatusCode(0x8074_0000)
+    public static let badNonceInvalid = StatusCode(0x8024_0000)
+    public static let badSecurityChecksFailed = StatusCode(0x8013_0000)
+    public static let badCertificateInvalid = StatusCode(0x8012_0000)
     public static let badUnknownResponse = StatusCode(0x8009_0000)
     public static let badResponseTooLarge = StatusCode(0x80B9_0000)
     public static let badTcpNotEnoughResources = StatusCode(0x8081_0000)
@@ -66,7 +69,8 @@ public struct StatusCode: Hashable, Sendable, CustomStringConvertible {
         0x800A_0000: "BadTimeout", 0x800B_0000: "BadServiceUnsupported", 0x800C_0000: "BadShutdown",
         0x800D_0000: "BadServerNotConnected", 0x800E_0000: "BadServerHalted", 0x800F_0000: "BadNothingToDo",
         0x8010_0000: "BadTooManyOperations", 0x8011_0000: "BadDataTypeIdUnknown", 0x8012_0000: "BadCertificateInvalid",
-        0x8013_0000: "BadSecurityChecksFailed", 0x801F_0000: "BadUserAccessDenied", 0x8020_0000: "BadIdentityTokenInvalid",
+        0x8013_0000: "BadSecurityChecksFailed", 0x8014_0000: "BadCertificateTimeInvalid", 0x801A_0000: "BadCertificateUntrusted",
+        0x8058_0000: "BadApplicationSignatureInvalid", 0x801F_0000: "BadUserAccessDenied", 0x8020_0000: "BadIdentityTokenInvalid",
         0x8021_0000: "BadIdentityTokenRejected", 0x8022_0000: "BadSecureChannelIdInvalid", 0x8023_0000: "BadInvalidTimestamp",
         0x8024_0000: "BadNonceInvalid", 0x8025_0000: "BadSessionIdInvalid", 0x8026_0000: "BadSessionClosed",
         0x8027_0000: "BadSessionNotActivated", 0x8028_0000: "BadSubscriptionIdInvalid", 0x802A_0000: "BadRequestHeaderInvalid",

@@ -101,6 +101,8 @@ final class UAChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     private var failure: UAError?
     var channelId: UInt32 = 0
     var tokenId: UInt32 = 0
+    /// Policy, mode, certificates and token keys; set before the channel opens.
+    var secure = SecureChannelState(security: .none, server: nil)
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
@@ -129,9 +131,32 @@ final class UAChannelHandler: ChannelInboundHandler, @unchecked Sendable {
             self?.complete(id, .failure(UAError(.badTimeout, "no answer within \(timeout.nanoseconds / 1_000_000) ms")))
         }
         pending[id] = Pending(promise: promise, timeout: timer)
+        do {
+            if secure.secured {
+                if type == "OPN" {
+                    sequence = nextSequence()
+                    writeRaw(try secure.sealAsymmetric(channelId: channelId, sequence: sequence, requestId: id, body: body), flush: true)
+                } else {
+                    let room = max(1, secure.symmetricRoom(chunkSize: limits.sendChunk))
+                    var offset = 0
+                    repeat {
+                        let end = min(body.count, offset + room)
+                        let last = end == body.count
+                        sequence = nextSequence()
+                        writeRaw(try secure.sealSymmetric(type: type, chunk: UInt8(ascii: last ? "F" : "C"), channelId: channelId, tokenId: tokenId,
+                                                          sequence: sequence, requestId: id, body: body[offset..<end]), flush: last)
+                        offset = end
+                    } while offset < body.count
+                }
+                return
+            }
+        } catch {
+            complete(id, .failure(error as? UAError ?? UAError(.badEncodingError, "cannot secure the request: \(error)")))
+            return
+        }
         var security = UAWriter()
         if type == "OPN" {
-            security.string(Self.securityPolicyNone)
+            security.string(SecurityPolicy.none.rawValue)
             security.byteString(nil)
             security.byteString(nil)
         } else {
@@ -143,7 +168,7 @@ final class UAChannelHandler: ChannelInboundHandler, @unchecked Sendable {
         repeat {
             let end = min(body.count, offset + room)
             let last = end == body.count
-            sequence = sequence >= UInt32.max - 1024 ? 1 : sequence + 1
+            sequence = nextSequence()
             var w = UAWriter()
             w.uint32(channelId)
             w.raw(security.bytes)
@@ -153,6 +178,21 @@ final class UAChannelHandler: ChannelInboundHandler, @unchecked Sendable {
             write(type: type, chunk: UInt8(ascii: last ? "F" : "C"), w.bytes, flush: last)
             offset = end
         } while offset < body.count
+    }
+
+    private func nextSequence() -> UInt32 {
+        sequence >= UInt32.max - 1024 ? 1 : sequence + 1
+    }
+
+    private func writeRaw(_ bytes: [UInt8], flush: Bool) {
+        guard let context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        if flush {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
     }
 
     private func write(type: String, chunk: UInt8, _ payload: [UInt8], flush: Bool = true) {
@@ -199,18 +239,24 @@ final class UAChannelHandler: ChannelInboundHandler, @unchecked Sendable {
             let reason = try r.string() ?? ""
             throw UAError(code, reason.isEmpty ? "the server closed the connection" : "the server closed the connection: \(reason.prefix(300))")
         case "OPN", "MSG":
+            let header = SecureChannelState.header(frame.type, frame.chunk, size: frame.body.count + 8)
             let channel = try r.uint32()
+            let plain: ArraySlice<UInt8>
             if frame.type == "OPN" {
-                _ = try r.string()
-                _ = try r.byteString()
-                _ = try r.byteString()
+                let policy = try r.string()
+                let sender = try r.byteString()
+                let receiver = try r.byteString()
+                guard policy == secure.security.policy.rawValue else { throw UAError(.badSecurityPolicyRejected, "the server answered with policy \((policy ?? "").prefix(80))") }
+                plain = try secure.openAsymmetric(header: header, body: frame.body, securityEnd: r.position, senderCertificate: sender, receiverThumbprint: receiver)
             } else {
                 guard channel == channelId else { throw UAError(.badTcpSecureChannelUnknown, "message for secure channel \(channel), not \(channelId)") }
-                _ = try r.uint32()  // token id
+                let token = try r.uint32()
+                plain = try secure.openSymmetric(header: header, body: frame.body, tokenId: token)
             }
-            _ = try r.uint32()  // sequence number
-            let requestId = try r.uint32()
-            let rest = frame.body[r.position...]
+            var p = UAReader(Array(plain))
+            _ = try p.uint32()  // sequence number
+            let requestId = try p.uint32()
+            let rest = p.bytes[p.position...]
             guard var p = pending[requestId] else { return }  // timed out before: dropped
             switch frame.chunk {
             case UInt8(ascii: "A"):

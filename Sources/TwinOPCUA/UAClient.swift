@@ -18,6 +18,8 @@ public final class UAClient: Sendable {
     public let endpoint: EndpointURL
     /// The endpoints the server listed in CreateSession.
     public let serverEndpoints: [EndpointDescription]
+    /// The channel's security.
+    public let security: ChannelSecurity
 
     private let channel: any Channel
     private let handler: UAChannelHandler
@@ -32,20 +34,73 @@ public final class UAClient: Sendable {
     /// The secure channel lifetime twin asks for; it renews at three quarters of what the server grants.
     static let requestedLifetime: UInt32 = 600_000
 
-    private init(endpoint: EndpointURL, channel: any Channel, handler: UAChannelHandler, serverEndpoints: [EndpointDescription]) {
+    private init(endpoint: EndpointURL, channel: any Channel, handler: UAChannelHandler, serverEndpoints: [EndpointDescription], security: ChannelSecurity) {
         self.endpoint = endpoint
         self.channel = channel
         self.handler = handler
         self.serverEndpoints = serverEndpoints
+        self.security = security
     }
 
-    /// Connects, opens the secure channel and an activated session.
+    /// Connects, opens the secure channel and an activated session. With a security policy other
+    /// than None, the server's endpoints are first asked for over a None channel (GetEndpoints,
+    /// as discovery does), the server certificate of the endpoint with that policy and mode is
+    /// checked against the trust list, and the session's channel is signed (and encrypted) with it.
     public static func connect(
-        _ url: String, identity: Identity = .anonymous, sessionName: String = "twin", timeout: Duration = .seconds(10),
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        _ url: String, identity: Identity = .anonymous, security: ChannelSecurity = .none, sessionName: String = "twin",
+        timeout: Duration = .seconds(10), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> UAClient {
         let endpoint = try EndpointURL(url)
+        var server: PeerCertificate?
+        if !security.isNone {
+            guard security.identity != nil else { throw UAError(.badSecurityChecksFailed, "\(security.policy.name) needs an application certificate") }
+            let endpoints = try await getEndpoints(endpoint, timeout: timeout, group: group)
+            guard let chosen = endpoints.first(where: { $0.securityPolicyURI == security.policy.rawValue && $0.securityMode == security.mode.rawValue }) else {
+                let offered = endpoints.map { "\(SecurityPolicy(rawValue: $0.securityPolicyURI)?.name ?? $0.securityPolicyURI) \(MessageSecurityMode(rawValue: $0.securityMode)?.name ?? "\($0.securityMode)")" }
+                throw UAError(.badSecurityPolicyRejected, "the server offers no \(security.policy.name) \(security.mode.name) endpoint (it offers: \(Set(offered).sorted().joined(separator: ", ")))")
+            }
+            let certificate = try PeerCertificate(der: chosen.serverCertificate)
+            try security.trust?.check(certificate)
+            server = certificate
+        }
+        let (channel, handler) = try await open(endpoint, timeout: timeout, group: group, secure: SecureChannelState(security: security, server: server))
+        do {
+            let provisional = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: [], security: security)
+            let lifetime = try await provisional.openSecureChannel(renew: false)
+            let session = try await provisional.createSession(name: sessionName, server: server)
+            let client = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: session.endpoints, security: security)
+            client.state.withLock { $0.authenticationToken = session.token }
+            try await client.activateSession(identity, serverCertificate: session.certificate, serverNonce: session.nonce)
+            client.scheduleRenewal(after: lifetime)
+            return client
+        } catch {
+            channel.close(promise: nil)
+            throw UAError.from(error)
+        }
+    }
+
+    /// The server's endpoints, asked over a channel of its own with SecurityPolicy None.
+    public static func getEndpoints(_ endpoint: EndpointURL, timeout: Duration = .seconds(10), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> [EndpointDescription] {
+        let (channel, handler) = try await open(endpoint, timeout: timeout, group: group, secure: SecureChannelState(security: .none, server: nil))
+        let client = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: [], security: .none)
+        defer { channel.close(promise: nil) }
+        do {
+            _ = try await client.openSecureChannel(renew: false)
+            var r = try await client.call(UAType.getEndpointsRequest, expecting: UAType.getEndpointsResponse) { w in
+                w.string(endpoint.text)
+                w.array([String]()) { $0.string($1) }
+                w.array([String]()) { $0.string($1) }
+            }
+            return try r.array { (r: inout UAReader) throws(UAError) -> EndpointDescription in try r.endpointDescription() }
+        } catch {
+            throw UAError.from(error)
+        }
+    }
+
+    /// TCP, Hello/Acknowledge: a connection ready for OpenSecureChannel.
+    private static func open(_ endpoint: EndpointURL, timeout: Duration, group: any EventLoopGroup, secure: SecureChannelState) async throws -> (any Channel, UAChannelHandler) {
         let handler = UAChannelHandler()
+        handler.secure = secure
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -70,14 +125,7 @@ public final class UAClient: Sendable {
             }
             _ = try await hello.futureResult.get()
             helloTimeout.cancel()
-            let provisional = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: [])
-            let lifetime = try await provisional.openSecureChannel(renew: false)
-            let (endpoints, session) = try await provisional.createSession(name: sessionName)
-            let client = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: endpoints)
-            client.state.withLock { $0.authenticationToken = session }
-            try await client.activateSession(identity)
-            client.scheduleRenewal(after: lifetime)
-            return client
+            return (channel, handler)
         } catch {
             channel.close(promise: nil)
             throw UAError.from(error)
@@ -164,11 +212,13 @@ public final class UAClient: Sendable {
 
     /// Opens (or renews) the secure channel; returns the lifetime granted, in milliseconds.
     private func openSecureChannel(renew: Bool) async throws -> UInt32 {
+        let secured = !security.isNone
+        let clientNonce: [UInt8] = secured ? Self.nonce() : []
         var r = try await call(UAType.openSecureChannelRequest, expecting: UAType.openSecureChannelResponse, kind: "OPN") { w in
             w.uint32(0)  // client protocol version
             w.uint32(renew ? 1 : 0)  // Issue / Renew
-            w.uint32(1)  // MessageSecurityMode None
-            w.byteString([])  // client nonce
+            w.uint32(security.mode.rawValue)
+            w.byteString(clientNonce)
             w.uint32(Self.requestedLifetime)
         }
         _ = try r.uint32()  // server protocol version
@@ -176,12 +226,20 @@ public final class UAClient: Sendable {
         let tokenId = try r.uint32()
         _ = try r.dateTime()
         let lifetime = try r.uint32()
+        let serverNonce = try r.byteString() ?? []
+        if secured && serverNonce.count < 32 { throw UAError(.badNonceInvalid, "the server's nonce has \(serverNonce.count) bytes (at least 32)") }
         let handler = self.handler
         try await channel.eventLoop.submit {
+            if secured { handler.secure.install(token: tokenId, clientNonce: clientNonce, serverNonce: serverNonce) }
             handler.channelId = channelId
             handler.tokenId = tokenId
         }.get()
         return max(lifetime, 10_000)
+    }
+
+    static func nonce() -> [UInt8] {
+        var g = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }
     }
 
     private func scheduleRenewal(after lifetime: UInt32) {
@@ -199,10 +257,19 @@ public final class UAClient: Sendable {
         state.withLock { $0.renewal = task }
     }
 
-    private func createSession(name: String) async throws -> ([EndpointDescription], NodeId) {
+    private struct Session {
+        var endpoints: [EndpointDescription]
+        var token: NodeId
+        var certificate: [UInt8]
+        var nonce: [UInt8]
+    }
+
+    private func createSession(name: String, server: PeerCertificate?) async throws -> Session {
+        let clientNonce = Self.nonce()
+        let ownCertificate = security.isNone ? nil : security.identity?.certificate
         var r = try await call(UAType.createSessionRequest, expecting: UAType.createSessionResponse) { w in
             // ApplicationDescription of twin.
-            w.string("urn:twin:twind")
+            w.string(ApplicationIdentity.applicationURI)
             w.string("urn:twin")
             w.localizedText(LocalizedText(text: "twin"))
             w.uint32(1)  // Client
@@ -211,34 +278,42 @@ public final class UAClient: Sendable {
             w.string(nil)  // server uri
             w.string(endpoint.text)
             w.string(name)
-            w.byteString((0..<32).map { _ in UInt8.random(in: 0...255) })
-            w.byteString(nil)  // client certificate
+            w.byteString(clientNonce)
+            w.byteString(ownCertificate)
             w.double(120_000)  // session timeout, ms
             w.uint32(UInt32(UAChannelHandler.maxMessage))
         }
         _ = try r.nodeId()  // session id
         let token = try r.nodeId()
         _ = try r.double()
-        _ = try r.byteString()
-        _ = try r.byteString()
+        let serverNonce = try r.byteString() ?? []
+        let serverCertificate = try r.byteString() ?? []
         let endpoints = try r.array { (r: inout UAReader) throws(UAError) -> EndpointDescription in try r.endpointDescription() }
-        return (endpoints, token)
+        _ = try r.array { (r: inout UAReader) throws(UAError) -> Void in _ = try r.byteString(); _ = try r.byteString() }
+        _ = try r.string()  // signature algorithm
+        let signature = try r.byteString() ?? []
+        if let server, let ownCertificate {
+            // The server proves it holds its key: its signature over our certificate and nonce.
+            guard server.verify(signature[...], for: ownCertificate + clientNonce) else {
+                throw UAError(.badApplicationSignatureInvalid, "the server's CreateSession signature does not verify with its certificate")
+            }
+        }
+        return Session(endpoints: endpoints, token: token, certificate: serverCertificate, nonce: serverNonce)
     }
 
-    /// The user token policy of the None endpoint for this kind of identity.
+    /// The user token policy for this kind of identity on the endpoint of the channel's policy and mode.
     func policy(for type: UserTokenPolicy.TokenType) throws(UAError) -> UserTokenPolicy {
-        let none = serverEndpoints.filter { $0.securityPolicyURI == UAChannelHandler.securityPolicyNone }
-        let candidates = (none.isEmpty ? serverEndpoints : none).flatMap(\.userTokenPolicies).filter { $0.tokenType == type.rawValue }
-        if let plain = candidates.first(where: { ($0.securityPolicyURI ?? "").isEmpty || $0.securityPolicyURI == UAChannelHandler.securityPolicyNone }) {
-            return plain
-        }
+        let same = serverEndpoints.filter { $0.securityPolicyURI == security.policy.rawValue && $0.securityMode == security.mode.rawValue }
+        let candidates = (same.isEmpty ? serverEndpoints : same).flatMap(\.userTokenPolicies).filter { $0.tokenType == type.rawValue }
+        let usable = candidates.filter { SecurityPolicy(rawValue: $0.securityPolicyURI ?? "") != nil || ($0.securityPolicyURI ?? "").isEmpty }
+        if let first = usable.first { return first }
         if candidates.isEmpty {
-            throw UAError(.badIdentityTokenRejected, "the server offers no \(type == .anonymous ? "anonymous" : "user name") login on SecurityPolicy None")
+            throw UAError(.badIdentityTokenRejected, "the server offers no \(type == .anonymous ? "anonymous" : "user name") login on \(security.policy.name) \(security.mode.name)")
         }
-        throw UAError(.badSecurityPolicyRejected, "the server wants the password encrypted (\(candidates[0].securityPolicyURI ?? "")); twin sends passwords only on SecurityPolicy None so far")
+        throw UAError(.badSecurityPolicyRejected, "the server wants the password protected with \(candidates[0].securityPolicyURI ?? ""), which twin does not speak")
     }
 
-    private func activateSession(_ identity: Identity) async throws {
+    private func activateSession(_ identity: Identity, serverCertificate: [UInt8], serverNonce: [UInt8]) async throws {
         let token: ExtensionObject
         switch identity {
         case .anonymous:
@@ -248,16 +323,33 @@ public final class UAClient: Sendable {
             token = ExtensionObject(typeId: NodeId(0, UAType.anonymousIdentityToken), encoding: 1, body: w.bytes)
         case .userName(let user, let password):
             let p = try policy(for: .userName)
+            // The token's own policy, else the channel's, says how the password travels.
+            let tokenPolicy = (p.securityPolicyURI ?? "").isEmpty ? security.policy : SecurityPolicy(rawValue: p.securityPolicyURI ?? "") ?? security.policy
             var w = UAWriter()
             w.string(p.policyId)
             w.string(user)
-            w.byteString(Array(password.utf8))
-            w.string(nil)  // no encryption algorithm
+            if tokenPolicy == .none {
+                w.byteString(Array(password.utf8))
+                w.string(nil)
+            } else {
+                let certificate = try PeerCertificate(der: serverCertificate)
+                var plain = UAWriter()
+                plain.uint32(UInt32(password.utf8.count + serverNonce.count))
+                plain.raw(Array(password.utf8))
+                plain.raw(serverNonce)
+                w.byteString(try certificate.encrypt(plain.bytes))
+                w.string("http://www.w3.org/2001/04/xmlenc#rsa-oaep")
+            }
             token = ExtensionObject(typeId: NodeId(0, UAType.userNameIdentityToken), encoding: 1, body: w.bytes)
+        }
+        var clientSignature: [UInt8]?
+        if !security.isNone, let own = security.identity {
+            clientSignature = try own.sign(serverCertificate + serverNonce)
         }
         do {
             _ = try await call(UAType.activateSessionRequest, expecting: UAType.activateSessionResponse) { w in
-                w.string(nil); w.byteString(nil)  // client signature
+                w.string(clientSignature == nil ? nil : "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+                w.byteString(clientSignature)
                 w.array([Int]()) { _, _ in }  // client software certificates
                 w.array(["en"]) { $0.string($1) }
                 w.extensionObject(token)

@@ -284,7 +284,7 @@ public final class Daemon: Service, Sendable {
         }
         assessment = Assessment(plant: plant, prognostics: prognostics, alerts: alerts)
         if let g = configuration.gateways { gateways = Gateways(configuration: g, plant: plant, logger: logger) } else { gateways = nil }
-        if let o = configuration.opcua { opcua = OPCUAGateways(configuration: o, plant: plant, logger: logger) } else { opcua = nil }
+        if let o = configuration.opcua { opcua = try OPCUAGateways(configuration: o, dataDirectory: configuration.dataDirectory, plant: plant, logger: logger) } else { opcua = nil }
         health = HealthStatus(services: [
             Twin_V1_TwinService.descriptor.fullyQualifiedService,
             Twin_V1_AuthService.descriptor.fullyQualifiedService,

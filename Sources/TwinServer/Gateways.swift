@@ -6,6 +6,7 @@ import Synchronization
 import TwinCore
 import TwinEngines
 import TwinGateway
+import TwinOPCUA
 
 /// The gateways twind runs (`--mqtt-broker`, `--sparkplug-host-id`).
 public struct GatewayConfiguration: Sendable {
@@ -178,9 +179,26 @@ final class OPCUAGateways: Sendable {
     let connectors: [OPCUAConnector]
     private let recorded = Mutex([String: (notifications: UInt64, readings: UInt64, bad: UInt64, errors: UInt64, reconnects: UInt64)]())
 
-    init(configuration: OPCUAConfig, plant: Plant, logger: Logger) {
+    /// Makes (or loads) twind's application certificate under the PKI directory when an endpoint
+    /// is secured; its path and thumbprint are logged for the server's administrators to trust it.
+    init(configuration: OPCUAConfig, dataDirectory: String, plant: Plant, logger: Logger) throws(TwinError) {
         let sink = PlantGatewaySink(plant: plant)
-        connectors = configuration.endpoints.map { OPCUAConnector(endpoint: $0, sink: sink, writes: plant.writes, logger: logger) }
+        let pki = configuration.pki ?? dataDirectory + "/opcua/pki"
+        var identity: ApplicationIdentity?
+        if configuration.endpoints.contains(where: { $0.policy != .none }) {
+            do {
+                identity = try ApplicationIdentity.loadOrCreate(directory: pki, hostname: ProcessInfo.processInfo.hostName)
+            } catch {
+                throw .unavailable("OPC UA: \(error.message)")
+            }
+            logger.notice("OPC UA application certificate", metadata: [
+                "certificate": "\(pki)/own/cert.der", "sha1": "\(identity!.thumbprint.map { String(format: "%02x", $0) }.joined())",
+                "trusted_servers": "\(pki)/trusted"])
+        }
+        let trust = TrustList(directory: pki)
+        connectors = configuration.endpoints.map {
+            OPCUAConnector(endpoint: $0, identity: identity, trust: trust, sink: sink, writes: plant.writes, logger: logger)
+        }
     }
 
     func start() { for c in connectors { c.start() } }
@@ -211,7 +229,7 @@ final class OPCUAGateways: Sendable {
             var p = Twin_V1_OpcUaConnection()
             p.name = c.endpoint.name
             p.endpoint = c.endpoint.url
-            p.securityPolicy = "None"
+            p.securityPolicy = OPCUAConfig.securityText(c.endpoint.policy, c.endpoint.mode)
             p.identity = c.endpoint.identityText
             p.connected = s.connected
             if s.since != 0 { p.since = .init(nanos: s.since) }

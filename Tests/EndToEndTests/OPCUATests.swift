@@ -12,12 +12,12 @@ struct OPCUAServer {
     let port: Int
     var url: String { "opc.tcp://127.0.0.1:\(port)/twin/" }
 
-    static func start(port fixed: Int? = nil, user: String? = nil) async throws -> OPCUAServer {
+    static func start(port fixed: Int? = nil, user: String? = nil, extra: [String] = []) async throws -> OPCUAServer {
         var last = ""
         for _ in 0..<5 {
             let port = try fixed ?? Broker.freePort()
             let child = try Child("/usr/bin/env", ["python3", MQTTTopicTests.root.appendingPathComponent("Tests/Python/opcua_server.py").path, "\(port)"]
-                                  + (user.map { ["--user", $0] } ?? []))
+                                  + (user.map { ["--user", $0] } ?? []) + extra)
             if await child.stdout.waitForLine(timeout: .seconds(60), { $0.hasPrefix("ready") }) != nil { return OPCUAServer(child: child, port: port) }
             last = child.stderr.text
             child.signal(SIGKILL)
@@ -198,6 +198,54 @@ struct OPCUAServer {
         }
         _ = try await eventually("readings after the restart") { try await history(d, "press-1", "force", since: back).count >= 5 }
         _ = try await eventually("press-1 running again") { try await device(d, "press-1")?.snapshot.state != .offline }
+        #expect(await d.stop() == 0)
+    }
+
+    /// Basic256Sha256 SignAndEncrypt with a password encrypted for the server: refused while the
+    /// server certificate is not trusted (saved in rejected/), read once it is moved to trusted/.
+    @Test func aSecuredServerOnceItsCertificateIsTrusted() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twind-e2e-\(UUID().uuidString)").path
+        let files = dir + "-opcua"
+        try FileManager.default.createDirectory(atPath: files, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: files) }
+        let server = try await OPCUAServer.start(user: "reader:reader-pass-12", extra: ["--secure", files + "/server", "--secure-only"])
+        defer { server.stop() }
+        try "reader-pass-12\n".write(toFile: files + "/good", atomically: true, encoding: .utf8)
+        chmod(files + "/good", 0o600)
+
+        // twin opcua browse over the secured channel (trusting what it is shown, as a person looking around may).
+        let browse = try Child("twin", ["opcua", "browse", server.url, "2:Plant", "--security", "sign-and-encrypt", "--pki", files + "/cli-pki",
+                                        "--trust-any-server", "--username", "reader", "--password-file", files + "/good"])
+        #expect(await browse.wait() == 0, "\(browse.stderr.text)")
+        #expect(browse.stdout.text.contains("2:Plant/2:Press1"))
+        let strict = try Child("twin", ["opcua", "browse", server.url, "--security", "sign", "--pki", files + "/cli-pki"])
+        #expect(await strict.wait() == 7)
+        #expect(strict.stderr.text.contains("BadCertificateUntrusted"))
+
+        let config = """
+            pki: \(files)/pki
+            endpoints:
+              - url: \(server.url)
+                name: secured
+                security_policy: Basic256Sha256
+                security_mode: SignAndEncrypt
+                username: reader
+                password_file: \(files)/good
+                sampling_interval: 100ms
+                nodes:
+                  - {path: "2:Plant/2:Press1/2:Force", device: press-1, sensor: force}
+            """
+        try config.write(toFile: files + "/opcua.yaml", atomically: true, encoding: .utf8)
+        let started = Date()
+        let d = try await TwindProcess.start(["--simulator", "off", "--opcua-config", files + "/opcua.yaml"], directory: dir)
+        #expect(FileManager.default.fileExists(atPath: files + "/pki/own/cert.der"))
+        _ = try await eventually("refused as untrusted") { try await gateways(d)["secured"]?.lastError.contains("BadCertificateUntrusted") == true }
+        let rejected = (try? FileManager.default.contentsOfDirectory(atPath: files + "/pki/rejected")) ?? []
+        #expect(rejected.count == 1)
+        #expect(try await gateways(d)["secured"]?.securityPolicy == "Basic256Sha256 SignAndEncrypt")
+        if let name = rejected.first { try FileManager.default.moveItem(atPath: files + "/pki/rejected/" + name, toPath: files + "/pki/trusted/" + name) }
+        _ = try await eventually("connected once trusted") { try await gateways(d)["secured"]?.connected == true }
+        _ = try await eventually("readings over the encrypted channel") { try await history(d, "press-1", "force", since: started).count >= 5 }
         #expect(await d.stop() == 0)
     }
 }

@@ -1,9 +1,12 @@
 """An OPC UA server written by others (asyncua, from PyPI) for twin's tests.
 
-Usage: opcua_server.py PORT [--user NAME:PASSWORD] [--items N]
+Usage: opcua_server.py PORT [--user NAME:PASSWORD] [--items N] [--secure DIR [--secure-only]]
 
 Serves opc.tcp://127.0.0.1:PORT/twin/ with SecurityPolicy None, anonymous and user-name login
-(with --user), and this address space under Objects:
+(with --user). With --secure DIR it also serves Basic256Sha256 Sign and SignAndEncrypt, with a
+certificate it makes in DIR (server.der, server.pem; kept across restarts); with --secure-only,
+those alone (None stays for GetEndpoints only, as the specification allows), and user names
+then travel encrypted for the server's key. This address space is under Objects:
   2:Plant/2:Press1/2:Force        Double, a sine around 250 every 100 ms, with EURange [0, 500]
                                   and EngineeringUnits kN (properties, as PLCs give them)
   2:Plant/2:Press1/2:Temperature  Double, 40..45, no properties
@@ -15,8 +18,11 @@ Prints 'ready PORT' on stdout once it serves; runs until killed.
 """
 import asyncio
 import math
+import os
+import socket
 import sys
 import time
+from pathlib import Path
 
 from asyncua import Server, ua
 from asyncua.server.user_managers import UserManager
@@ -39,6 +45,8 @@ async def main():
     port = int(sys.argv[1])
     user = None
     items = 0
+    secure = None
+    secure_only = False
     args = sys.argv[2:]
     while args:
         if args[0] == "--user":
@@ -47,13 +55,34 @@ async def main():
         elif args[0] == "--items":
             items = int(args[1])
             args = args[2:]
+        elif args[0] == "--secure":
+            secure = Path(args[1])
+            args = args[2:]
+        elif args[0] == "--secure-only":
+            secure_only = True
+            args = args[1:]
         else:
             raise SystemExit(f"unknown argument {args[0]}")
     server = Server(user_manager=Users(*user) if user else None)
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/twin/")
     server.set_server_name("twin test server")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    if secure:
+        from asyncua.crypto.cert_gen import setup_self_signed_certificate
+        from cryptography import x509
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+        secure.mkdir(parents=True, exist_ok=True)
+        uri = "urn:twin:test-server"
+        server.set_server_name("twin test server")
+        await server.set_application_uri(uri)
+        await setup_self_signed_certificate(secure / "server.pem", secure / "server.der", uri, socket.gethostname(),
+                                            [ExtendedKeyUsageOID.SERVER_AUTH], {"organizationName": "twin tests"})
+        await server.load_certificate(str(secure / "server.der"))
+        await server.load_private_key(str(secure / "server.pem"))
+        policies = [ua.SecurityPolicyType.Basic256Sha256_Sign, ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt]
+        server.set_security_policy(policies if secure_only else [ua.SecurityPolicyType.NoSecurity] + policies)
+    else:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken] if user else [ua.AnonymousIdentityToken])
     ns = await server.register_namespace("urn:twin:test")
     plant = await server.nodes.objects.add_folder(ns, "Plant")

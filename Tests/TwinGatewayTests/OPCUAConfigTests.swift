@@ -6,9 +6,12 @@ import TwinOPCUA
 /// The OPC UA mapping file: what it takes, and every refusal naming the endpoint and node.
 @Suite struct OPCUAConfigTests {
     static let example = """
+        pki: /var/lib/twin/opcua-pki
         endpoints:
           - url: opc.tcp://10.0.4.20:4840/
             name: press-line
+            security_policy: Basic256Sha256
+            security_mode: Sign
             username: twin-reader
             password_file: /run/secret
             sampling_interval: 500ms
@@ -36,6 +39,9 @@ import TwinOPCUA
         #expect(e.name == "press-line" && e.type == "press" && e.site == "plant-1" && e.line == "line-4")
         #expect(e.identity == .userName("twin-reader", password: "pw"))
         #expect(e.identityText == "user twin-reader")
+        #expect(e.policy == .basic256Sha256 && e.mode == .sign && c.pki == "/var/lib/twin/opcua-pki")
+        #expect(c.endpoints[1].policy == .none && c.endpoints[1].mode == .none)
+        #expect(OPCUAConfig.securityText(.basic256Sha256, .signAndEncrypt) == "Basic256Sha256 SignAndEncrypt")
         #expect(e.samplingInterval == 500 * Time.millisecond && e.publishingInterval == 500 * Time.millisecond)
         #expect(e.nodes[0].address == .nodeId(NodeId(2, .string("Press1.Force"))))
         #expect(e.nodes[0].unit == "kN" && e.nodes[0].nominal! == (0, 500))
@@ -53,7 +59,11 @@ import TwinOPCUA
             ("endpoints:\n  - nodes: []", "url is required"),
             ("endpoints:\n  - url: http://x/\n    nodes: []", "opc.tcp://"),
             ("endpoints:\n  - url: opc.tcp://h:1/\n    bogus: 1", "unknown key 'bogus'"),
-            ("endpoints:\n  - url: opc.tcp://h:1/\n    security: basic256sha256\n    nodes: [{node: i=1, device: d, sensor: s}]", "only none"),
+            ("endpoints:\n  - url: opc.tcp://h:1/\n    security_policy: Basic128Rsa15\n    nodes: [{node: i=1, device: d, sensor: s}]", "security_policy must be None or Basic256Sha256"),
+            ("endpoints:\n  - url: opc.tcp://h:1/\n    security_mode: Sign\n    nodes: [{node: i=1, device: d, sensor: s}]", "does not go with security_policy None"),
+            ("endpoints:\n  - url: opc.tcp://h:1/\n    security_policy: Basic256Sha256\n    security_mode: Encrypt\n    nodes: [{node: i=1, device: d, sensor: s}]", "security_mode must be"),
+            ("pki: relative/dir\nendpoints:\n  - url: opc.tcp://h:1/\n    nodes: [{node: i=1, device: d, sensor: s}]", "pki must be an absolute"),
+            ("endpoint: []\nendpoints:\n  - url: opc.tcp://h:1/\n    nodes: [{node: i=1, device: d, sensor: s}]", "unknown key 'endpoint'"),
             ("endpoints:\n  - url: opc.tcp://h:1/\n    username: u\n    nodes: [{node: i=1, device: d, sensor: s}]", "username needs password_file"),
             ("endpoints:\n  - url: opc.tcp://h:1/\n    username: u\n    password_file: /nope\n    nodes: [{node: i=1, device: d, sensor: s}]", "cannot read the password file /nope"),
             ("endpoints:\n  - url: opc.tcp://h:1/", "nodes is required"),

@@ -10,7 +10,7 @@ final class UAServer: @unchecked Sendable {
 
     var url: String { "opc.tcp://127.0.0.1:\(port)/twin/" }
 
-    init(user: String? = nil, items: Int = 0, port fixed: Int? = nil) async throws {
+    init(user: String? = nil, items: Int = 0, port fixed: Int? = nil, extra: [String] = []) async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         var lastError = ""
         var chosen = 0
@@ -19,12 +19,12 @@ final class UAServer: @unchecked Sendable {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             p.arguments = ["python3", root.appendingPathComponent("Tests/Python/opcua_server.py").path, "\(chosen)"]
-                + (user.map { ["--user", $0] } ?? []) + (items > 0 ? ["--items", "\(items)"] : [])
+                + (user.map { ["--user", $0] } ?? []) + (items > 0 ? ["--items", "\(items)"] : []) + extra
             let out = Pipe()
             p.standardOutput = out
             p.standardError = FileHandle(forWritingAtPath: "/dev/null")
             try p.run()
-            if let line = await Self.firstLine(out.fileHandleForReading, timeout: 30), line.hasPrefix("ready") {
+            if let line = await Self.firstLine(out.fileHandleForReading, timeout: 60), line.hasPrefix("ready") {
                 self.port = chosen
                 self.process.executableURL = p.executableURL
                 self.started = p
@@ -168,5 +168,83 @@ final class UAServer: @unchecked Sendable {
         } catch let e as UAError {
             #expect(e.status == .badNotConnected)
         }
+    }
+}
+
+/// Basic256Sha256 against asyncua: the trust list, Sign and SignAndEncrypt, an encrypted password.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct SecurePeerTests {
+    static let identity: ApplicationIdentity = try! ApplicationIdentity.create(hostname: "localhost")
+
+    func directory() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ua-pki-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/trusted", withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func anUntrustedServerIsRefusedThenTrusted() async throws {
+        let pki = try directory()
+        defer { try? FileManager.default.removeItem(atPath: pki) }
+        let server = try await UAServer(extra: ["--secure", pki + "/server"])
+        defer { server.stop() }
+        let security = ChannelSecurity(policy: .basic256Sha256, mode: .signAndEncrypt, identity: Self.identity, trust: TrustList(directory: pki))
+        do {
+            _ = try await UAClient.connect(server.url, security: security)
+            Issue.record("an untrusted server was taken")
+        } catch let e as UAError {
+            #expect(e.status == .badCertificateUntrusted, "\(e)")
+        }
+        let rejected = try FileManager.default.contentsOfDirectory(atPath: pki + "/rejected")
+        #expect(rejected.count == 1)
+        try FileManager.default.moveItem(atPath: pki + "/rejected/" + rejected[0], toPath: pki + "/trusted/" + rejected[0])
+        for mode in [MessageSecurityMode.signAndEncrypt, .sign] {
+            let client = try await UAClient.connect(server.url, security: ChannelSecurity(policy: .basic256Sha256, mode: mode, identity: Self.identity, trust: TrustList(directory: pki)))
+            let force = try await client.translate([QualifiedName(2, "Plant"), QualifiedName(2, "Press1"), QualifiedName(2, "Force")])
+            // Enough to need several chunks both ways (64 KiB each): 5,000 reads in one request.
+            let values = try await client.read(Array(repeating: force, count: 5_000))
+            #expect(values.count == 5_000 && values.allSatisfy { $0.value?.number != nil })
+            let subscription = try await client.createSubscription(publishingInterval: 100)
+            _ = try await client.createMonitoredItems(subscription: subscription.id, [.init(node: force, handle: 1, samplingInterval: 100)])
+            var changes = 0
+            for _ in 0..<10 where changes == 0 { changes += try await client.publish(acknowledging: [], timeout: .seconds(10)).changes.count }
+            #expect(changes > 0)
+            await client.close()
+        }
+    }
+
+    @Test func anEncryptedPasswordOnASecureOnlyServer() async throws {
+        let pki = try directory()
+        defer { try? FileManager.default.removeItem(atPath: pki) }
+        let server = try await UAServer(user: "reader:secret-pass-1", extra: ["--secure", pki + "/server", "--secure-only"])
+        defer { server.stop() }
+        try FileManager.default.copyItem(atPath: pki + "/server/server.der", toPath: pki + "/trusted/server.der")
+        // SignAndEncrypt: the password travels inside the encrypted channel; Sign: encrypted for the server's key.
+        for mode in [MessageSecurityMode.signAndEncrypt, .sign] {
+            let security = ChannelSecurity(policy: .basic256Sha256, mode: mode, identity: Self.identity, trust: TrustList(directory: pki))
+            let client = try await UAClient.connect(server.url, identity: .userName("reader", password: "secret-pass-1"), security: security)
+            #expect(try await client.browse(UANode.objects).isEmpty == false)
+            await client.close()
+            do {
+                _ = try await UAClient.connect(server.url, identity: .userName("reader", password: "wrong"), security: security)
+                Issue.record("a wrong password was taken")
+            } catch let e as UAError {
+                #expect(e.status.isBad && e.description.contains("refused the login"))
+            }
+        }
+        // None is not offered for sessions there.
+        do {
+            _ = try await UAClient.connect(server.url, identity: .userName("reader", password: "secret-pass-1"))
+            Issue.record("a None session on a secure-only server")
+        } catch let e as UAError {
+            #expect(e.status.isBad)
+        }
+    }
+
+    @Test func keyDerivationMatchesTheSpecificationsConstruction() {
+        // P_SHA256 of RFC 5246 §5, as OPC 10000-6 §6.7.5 uses it: output block 1 is HMAC(secret, A(1) + seed).
+        let secret: [UInt8] = Array(repeating: 0x0b, count: 32), seed = Array("seed".utf8)
+        let out = SymmetricKeys.pSHA256(secret: secret, seed: seed, length: 80)
+        #expect(out.count == 80)
+        #expect(SymmetricKeys.pSHA256(secret: secret, seed: seed, length: 32) == Array(out.prefix(32)))
+        #expect(SymmetricKeys.pSHA256(secret: seed, seed: secret, length: 32) != Array(out.prefix(32)))
     }
 }

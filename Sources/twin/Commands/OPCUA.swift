@@ -15,7 +15,10 @@ struct OPCUA: AsyncParsableCommand {
             discussion: """
                 NODE is a NodeId (ns=2;s=Press1, i=85) or a path of BrowseNames from Objects (2:Plant/2:Press1); \
                 without it, Objects. The BROWSE PATH column is what a mapping's `path:` takes, the NODE ID what its `node:` takes.
-                Exit codes: 3 server unreachable, 4 bad endpoint or node, 5 no such node, 7 login refused.
+                With --security sign or sign-and-encrypt the channel uses SecurityPolicy Basic256Sha256 and twin's own \
+                certificate (made in --pki DIR/own on first use); a server certificate not in DIR/trusted is refused and \
+                saved in DIR/rejected, from where moving it to trusted/ trusts it.
+                Exit codes: 3 server unreachable, 4 bad endpoint or node, 5 no such node, 7 login refused or server not trusted.
                 """)
 
         @Argument(help: "The server: opc.tcp://HOST:PORT[/path].") var endpoint: String
@@ -24,10 +27,14 @@ struct OPCUA: AsyncParsableCommand {
         @Option(help: "Log in with this user name (default: anonymous).") var username: String?
         @Option(help: "File holding the password (with --username; chmod 600).") var passwordFile: String?
         @Option(name: [.short, .long], help: "table, or json (one object per node and line).") var output: String = "table"
+        @Option(help: "none, sign or sign-and-encrypt (the last two with SecurityPolicy Basic256Sha256).") var security = "none"
+        @Option(help: "Certificate directory for a secured channel: own/ (twin's application certificate, made on first use), trusted/ (server certificates to trust), rejected/ (default: ~/.config/twin/opcua-pki).") var pki: String?
+        @Flag(help: "Trust whatever certificate the server shows (to look around; twind never does).") var trustAnyServer = false
 
         func validate() throws {
             guard (1...10).contains(depth) else { throw ValidationError("--depth goes from 1 to 10") }
             guard ["table", "json"].contains(output) else { throw ValidationError("-o takes table or json") }
+            guard ["none", "sign", "sign-and-encrypt"].contains(security) else { throw ValidationError("--security takes none, sign or sign-and-encrypt") }
             if (username == nil) != (passwordFile == nil) { throw ValidationError("--username and --password-file go together") }
         }
 
@@ -47,7 +54,16 @@ struct OPCUA: AsyncParsableCommand {
                 }
             }
             do {
-                let client = try await UAClient.connect(endpoint, identity: identity)
+                var channel = ChannelSecurity.none
+                if security != "none" {
+                    let home = ProcessInfo.processInfo.environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+                        ?? FileManager.default.homeDirectoryForCurrentUser.path + "/.config"
+                    let directory = pki ?? home + "/twin/opcua-pki"
+                    let own = try ApplicationIdentity.loadOrCreate(directory: directory, hostname: ProcessInfo.processInfo.hostName)
+                    channel = ChannelSecurity(policy: .basic256Sha256, mode: security == "sign" ? .sign : .signAndEncrypt, identity: own,
+                                              trust: trustAnyServer ? nil : TrustList(directory: directory))
+                }
+                let client = try await UAClient.connect(endpoint, identity: identity, security: channel)
                 defer { Task { await client.close() } }
                 var start = UANode.objects
                 var prefix: [QualifiedName] = []
@@ -141,7 +157,7 @@ struct OPCUA: AsyncParsableCommand {
             case .badNotConnected, .badConnectionClosed, .badTimeout, .badCommunicationError, .badSecureChannelClosed, .badRequestTimeout: return 3
             case .badTcpEndpointUrlInvalid, .badNodeIdInvalid: return 4
             case .badNodeIdUnknown, .badNoMatch: return 5
-            case .badUserAccessDenied, .badIdentityTokenRejected, .badIdentityTokenInvalid, .badSecurityPolicyRejected: return 7
+            case .badUserAccessDenied, .badIdentityTokenRejected, .badIdentityTokenInvalid, .badSecurityPolicyRejected, .badCertificateUntrusted: return 7
             default: return 1
             }
         }
