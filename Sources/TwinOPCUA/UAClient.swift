@@ -31,10 +31,12 @@ public final class UAClient: Sendable {
     }
     private let state = Mutex(State())
 
-    /// The secure channel lifetime twin asks for; it renews at three quarters of what the server grants.
-    static let requestedLifetime: UInt32 = 600_000
+    /// The secure channel lifetime asked for (ms); twin renews at three quarters of what the server grants.
+    private let requestedLifetime: UInt32
 
-    private init(endpoint: EndpointURL, channel: any Channel, handler: UAChannelHandler, serverEndpoints: [EndpointDescription], security: ChannelSecurity) {
+    private init(endpoint: EndpointURL, channel: any Channel, handler: UAChannelHandler, serverEndpoints: [EndpointDescription], security: ChannelSecurity,
+                 lifetime: UInt32 = 600_000) {
+        self.requestedLifetime = lifetime
         self.endpoint = endpoint
         self.channel = channel
         self.handler = handler
@@ -48,8 +50,9 @@ public final class UAClient: Sendable {
     /// checked against the trust list, and the session's channel is signed (and encrypted) with it.
     public static func connect(
         _ url: String, identity: Identity = .anonymous, security: ChannelSecurity = .none, sessionName: String = "twin",
-        timeout: Duration = .seconds(10), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        timeout: Duration = .seconds(10), channelLifetime: Duration = .seconds(600), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> UAClient {
+        let lifetime = UInt32(clamping: max(10, channelLifetime.components.seconds) * 1000)
         let endpoint = try EndpointURL(url)
         var server: PeerCertificate?
         if !security.isNone {
@@ -65,13 +68,13 @@ public final class UAClient: Sendable {
         }
         let (channel, handler) = try await open(endpoint, timeout: timeout, group: group, secure: SecureChannelState(security: security, server: server))
         do {
-            let provisional = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: [], security: security)
-            let lifetime = try await provisional.openSecureChannel(renew: false)
+            let provisional = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: [], security: security, lifetime: lifetime)
+            let granted = try await provisional.openSecureChannel(renew: false)
             let session = try await provisional.createSession(name: sessionName, server: server)
-            let client = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: session.endpoints, security: security)
+            let client = UAClient(endpoint: endpoint, channel: channel, handler: handler, serverEndpoints: session.endpoints, security: security, lifetime: lifetime)
             client.state.withLock { $0.authenticationToken = session.token }
             try await client.activateSession(identity, serverCertificate: session.certificate, serverNonce: session.nonce)
-            client.scheduleRenewal(after: lifetime)
+            client.scheduleRenewal(after: granted)
             return client
         } catch {
             channel.close(promise: nil)
@@ -130,6 +133,11 @@ public final class UAClient: Sendable {
             channel.close(promise: nil)
             throw UAError.from(error)
         }
+    }
+
+    /// The secure channel token in use (a renewal brings a new one).
+    public var tokenId: UInt32 {
+        get async { (try? await channel.eventLoop.submit { self.handler.tokenId }.get()) ?? 0 }
     }
 
     /// True while the connection is up.
@@ -219,7 +227,7 @@ public final class UAClient: Sendable {
             w.uint32(renew ? 1 : 0)  // Issue / Renew
             w.uint32(security.mode.rawValue)
             w.byteString(clientNonce)
-            w.uint32(Self.requestedLifetime)
+            w.uint32(requestedLifetime)
         }
         _ = try r.uint32()  // server protocol version
         let channelId = try r.uint32()

@@ -239,6 +239,66 @@ final class UAServer: @unchecked Sendable {
         }
     }
 
+    @Test func theChannelIsRenewedBeforeItsTokenExpires() async throws {
+        let pki = try directory()
+        defer { try? FileManager.default.removeItem(atPath: pki) }
+        let server = try await UAServer(extra: ["--secure", pki + "/server"])
+        defer { server.stop() }
+        let security = ChannelSecurity(policy: .basic256Sha256, mode: .signAndEncrypt, identity: Self.identity, trust: nil)
+        // A 10 s lifetime (the shortest twin asks for): renewed at 7.5 s with new keys.
+        let client = try await UAClient.connect(server.url, security: security, channelLifetime: .seconds(10))
+        let first = await client.tokenId
+        let deadline = ContinuousClock.now + .seconds(30)
+        var reads = 0
+        while await client.tokenId == first, ContinuousClock.now < deadline {
+            _ = try await client.read([UANode.server])  // the channel keeps serving meanwhile
+            reads += 1
+            try await Task.sleep(for: .milliseconds(200))  // pacing the reads; the loop ends on the renewal
+        }
+        #expect(await client.tokenId != first, "no renewal within 30 s")
+        // Under the new token's keys, both ways.
+        for _ in 0..<5 { #expect(try await client.read([UANode.server]).count == 1) }
+        #expect(reads > 5)
+        await client.close()
+    }
+
+    /// Hostile bytes where a secured message is expected: refused with a StatusCode, never a trap.
+    @Test func hostileSecuredFramesAreRefused() throws {
+        let identity = Self.identity
+        for mode in [MessageSecurityMode.sign, .signAndEncrypt] {
+            let state = SecureChannelState(security: ChannelSecurity(policy: .basic256Sha256, mode: mode, identity: identity, trust: nil), server: nil)
+            state.install(token: 7, clientNonce: Array(repeating: 1, count: 32), serverNonce: Array(repeating: 2, count: 32))
+            var rng = SystemRandomNumberGenerator()
+            for n in 0..<2_000 {
+                var body: [UInt8] = [1, 0, 0, 0, 7, 0, 0, 0]
+                body += (0..<(n % 3 == 0 ? n % 200 : 16 * (n % 12))).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                let header = SecureChannelState.header("MSG", UInt8(ascii: "F"), size: body.count + 8)
+                #expect(throws: UAError.self) { _ = try state.openSymmetric(header: header, body: body, tokenId: 7) }
+            }
+            #expect(throws: UAError.self) { _ = try state.openSymmetric(header: [], body: [0, 0, 0, 0, 9, 0, 0, 0], tokenId: 9) }
+            // What twin seals, twin's peer opens: the same keys seen from the other side.
+            let peer = SecureChannelState(security: ChannelSecurity(policy: .basic256Sha256, mode: mode, identity: identity, trust: nil), server: nil)
+            peer.tokens[7] = (state.tokens[7]!.remote, state.tokens[7]!.local)
+            let sealed = try state.sealSymmetric(type: "MSG", chunk: UInt8(ascii: "F"), channelId: 1, tokenId: 7, sequence: 5, requestId: 9, body: ArraySlice(Array("hello".utf8)))
+            let opened = try peer.openSymmetric(header: Array(sealed[0..<8]), body: Array(sealed[8...]), tokenId: 7)
+            #expect(Array(opened.dropFirst(8)) == Array("hello".utf8))
+            var tampered = sealed
+            tampered[tampered.count - 1] ^= 1
+            #expect(throws: UAError.self) { _ = try peer.openSymmetric(header: Array(tampered[0..<8]), body: Array(tampered[8...]), tokenId: 7) }
+        }
+        // An OPN answer whose encrypted part is not whole RSA blocks, or garbage in whole blocks.
+        let secured = SecureChannelState(security: ChannelSecurity(policy: .basic256Sha256, mode: .signAndEncrypt, identity: identity, trust: nil),
+                                         server: try PeerCertificate(der: identity.certificate))
+        for size in [0, 1, 255, 256, 512] {
+            let body = [UInt8](repeating: 0x5A, count: 10) + [UInt8](repeating: 0xA5, count: size)
+            #expect(throws: UAError.self) {
+                _ = try secured.openAsymmetric(header: [], body: body, securityEnd: 10, senderCertificate: identity.certificate, receiverThumbprint: identity.thumbprint)
+            }
+        }
+        #expect(throws: UAError.self) { _ = try PeerCertificate(der: [0x30, 0x03, 0x02, 0x01, 0x01]) }
+        #expect(throws: UAError.self) { _ = try PeerCertificate(der: []) }
+    }
+
     @Test func keyDerivationMatchesTheSpecificationsConstruction() {
         // P_SHA256 of RFC 5246 §5, as OPC 10000-6 §6.7.5 uses it: output block 1 is HMAC(secret, A(1) + seed).
         let secret: [UInt8] = Array(repeating: 0x0b, count: 32), seed = Array("seed".utf8)
