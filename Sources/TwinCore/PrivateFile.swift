@@ -33,3 +33,25 @@ public enum PrivateFile {
         try syncDirectory(of: path)
     }
 }
+
+extension PrivateFile {
+    /// A secret kept in a file (a password): refused when group or others can read the file,
+    /// when it is empty or longer than `maxBytes`; its trailing newlines dropped.
+    public static func readSecret(_ path: String, what: String = "password file", maxBytes: Int = 1024) throws(TwinError) -> String {
+        var st = stat()
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .invalidArgument("cannot read the \(what) \(path)") }
+        defer { close(fd) }
+        guard fstat(fd, &st) == 0 else { throw .invalidArgument("cannot read the \(what) \(path)") }
+        guard st.st_mode & 0o077 == 0 else {
+            throw .invalidArgument("the \(what) \(path) can be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run chmod 600 on it")
+        }
+        var bytes = [UInt8](repeating: 0, count: maxBytes + 2)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n >= 0 else { throw .invalidArgument("cannot read the \(what) \(path)") }
+        var text = String(decoding: bytes[0..<n], as: UTF8.self)
+        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        guard !text.isEmpty, text.utf8.count <= maxBytes else { throw .invalidArgument("the \(what) \(path) is empty or longer than \(maxBytes) bytes") }
+        return text
+    }
+}

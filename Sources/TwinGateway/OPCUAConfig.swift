@@ -231,14 +231,6 @@ public struct OPCUAConfig: Sendable {
 
     /// A password file: readable by its owner only, 1–1024 bytes, its trailing newline dropped.
     public static func readSecret(_ path: String) throws(TwinError) -> String {
-        var st = stat()
-        guard stat(path, &st) == 0, let data = FileManager.default.contents(atPath: path) else { throw .invalidArgument("cannot read the password file \(path)") }
-        guard st.st_mode & 0o077 == 0 else {
-            throw .invalidArgument("the password file \(path) can be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run chmod 600 on it")
-        }
-        var text = String(decoding: data, as: UTF8.self)
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
-        guard !text.isEmpty, text.utf8.count <= 1024 else { throw .invalidArgument("the password file \(path) is empty or longer than 1 KiB") }
-        return text
+        try PrivateFile.readSecret(path)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TwinCore
 import TwinOPCUA
 
 /// `twin opcua browse`: what an OPC UA server offers, for the person writing `--opcua-config`.
@@ -48,8 +49,8 @@ struct OPCUA: AsyncParsableCommand {
         func run() async throws {
             var identity = UAClient.Identity.anonymous
             if let username, let passwordFile {
-                do { identity = .userName(username, password: try OPCUAPassword.read(passwordFile)) } catch {
-                    Terminal.err("twin: \(error)")
+                do { identity = .userName(username, password: try PrivateFile.readSecret(passwordFile)) } catch {
+                    Terminal.err("twin: \(error.message)")
                     throw ExitCode(4)
                 }
             }
@@ -161,18 +162,5 @@ struct OPCUA: AsyncParsableCommand {
             default: return 1
             }
         }
-    }
-}
-
-enum OPCUAPassword {
-    /// The password file: the owner's alone, 1–1024 bytes, its trailing newline dropped.
-    static func read(_ path: String) throws -> String {
-        var st = stat()
-        guard stat(path, &st) == 0, let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the password file \(path)") }
-        guard st.st_mode & 0o077 == 0 else { throw ValidationError("the password file \(path) can be read by other users; run chmod 600 on it") }
-        var text = String(decoding: data, as: UTF8.self)
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
-        guard !text.isEmpty, text.utf8.count <= 1024 else { throw ValidationError("the password file \(path) is empty or longer than 1 KiB") }
-        return text
     }
 }
