@@ -3,6 +3,7 @@
 value's source timestamp to its arrival in `twin watch`.
 
     python3 Benchmarks/opcua_bench.py [--items 1000] [--seconds 20] [--sampling 100ms] [--build release]
+                                      [--load-server PATH]
 
 Starts the asyncua test server (Tests/Python/opcua_server.py --items N: N Doubles written every
 100 ms) and a twind reading all of them (one device per 10 items), both on loopback, waits until
@@ -13,7 +14,7 @@ prints it. That delay includes the server's sampling and publishing (up to one p
 interval), not only twind's part. The asyncua server is pure Python: its own CPU is printed too,
 since it, not twind, bounds how many items change per second.
 """
-import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, socket, subprocess, sys, tempfile, threading, time
 from datetime import datetime
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,20 +40,34 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--sampling", default="100ms")
     ap.add_argument("--build", default="release")
+    ap.add_argument("--load-server", help="an opcua_load_server binary (open62541) instead of the asyncua server")
+    ap.add_argument("--change-interval", help="with --load-server: how often each item changes (default: the sampling interval)")
     a = ap.parse_args()
     bins = os.path.join(root, ".build", a.build)
     tmp = tempfile.mkdtemp(prefix="opcua-bench-")
     procs = []
     try:
         port = free_port()
-        server = subprocess.Popen([sys.executable, os.path.join(root, "Tests/Python/opcua_server.py"), str(port), "--items", str(a.items)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if a.load_server:
+            every = a.change_interval or a.sampling
+            interval_ms = every[:-2] if every.endswith("ms") else str(float(every[:-1]) * 1000)
+            command = [a.load_server, str(port), str(a.items), interval_ms]
+            url, path = f"opc.tcp://127.0.0.1:{port}/", "1:Bulk/1:Item{}"
+        else:
+            command = [sys.executable, os.path.join(root, "Tests/Python/opcua_server.py"), str(port), "--items", str(a.items)]
+            url, path = f"opc.tcp://127.0.0.1:{port}/twin/", "2:Plant/2:Bulk/2:Item{}"
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(server)
-        if not server.stdout.readline().startswith("ready"):
-            sys.exit("the asyncua server did not start")
-        lines = ["endpoints:", f"  - url: opc.tcp://127.0.0.1:{port}/twin/", "    name: bench", f"    sampling_interval: {a.sampling}", "    nodes:"]
+        while True:
+            line = server.stdout.readline()
+            if not line:
+                sys.exit("the OPC UA server did not start")
+            if line.startswith("ready"):
+                break
+        threading.Thread(target=lambda: server.stdout.read(), daemon=True).start()  # keep its pipe drained
+        lines = ["endpoints:", f"  - url: {url}", "    name: bench", f"    sampling_interval: {a.sampling}", "    nodes:"]
         for i in range(a.items):
-            lines.append(f"      - {{path: '2:Plant/2:Bulk/2:Item{i}', device: bulk-{i // 10}, sensor: v{i % 10}}}")
+            lines.append(f"      - {{path: '{path.format(i)}', device: bulk-{i // 10}, sensor: v{i % 10}}}")
         with open(f"{tmp}/opcua.yaml", "w") as f:
             f.write("\n".join(lines) + "\n")
         tport = free_port()
@@ -96,7 +111,7 @@ def main():
         readings = (int(g1.get("readings", 0)) - int(g0.get("readings", 0))) / span
         delays = sorted(delays[5:]) or [float("nan")]
         pct = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]
-        print(f"items {a.items} at {a.sampling}: twind {100 * (c1 - c0) / span:.1f} % of a core, asyncua server {100 * (s1 - s0) / span:.1f} %,"
+        print(f"items {a.items} at {a.sampling}: twind {100 * (c1 - c0) / span:.1f} % of a core, {'open62541' if a.load_server else 'asyncua'} server {100 * (s1 - s0) / span:.1f} %,"
               f" {readings:,.0f} readings/s stored ({readings / a.items:.1f} per item per s),"
               f" source time → twin watch p50 {pct(0.5):.0f} ms p99 {pct(0.99):.0f} ms over {len(delays)} updates")
     finally:
