@@ -7,7 +7,8 @@ The same data for all: --series series × --days at one reading every --step sec
 × 5 s = 10.4 M points), 2-decimal sensor-like values, serialized before the clock starts, in
 batches of --batch points (time-major: every series at each timestamp). Each system gets the
 first half of the series over one stream/connection, then the second half over two at once,
-then answers two queries 20 times each (client-side median): 24 h raw of one series, and 30
+then, once it has flushed (VictoriaMetrics' force_flush; twind's next maintenance pass, which
+compacts fresh chunks and computes their roll-ups), answers two queries 20 times each (client-side median): 24 h raw of one series, and 30
 days of one series in 1 h buckets (mean). Its server CPU is the process's utime+stime over the
 ingest, its size the whole data directory after a clean stop.
 
@@ -138,9 +139,10 @@ class Twind:
         import grpc
         self.port = free_port()
         env = dict(os.environ, TWIND_ADMIN_PASSWORD="compare-admin-password")
+        self.log = os.path.join(os.path.dirname(self.dir), "twind.log")
         self.proc = subprocess.Popen([self.binary, "--data-dir", self.dir, "--listen", f"127.0.0.1:{self.port}", "--http-listen", "off",
                                       "--simulator", "off", "--late-window", f"{(data.end - data.start) // 86400 + 2}d", "--durability", "full"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), env=env)
         wait_port(self.port)
         self.grpc = grpc
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=[("grpc.max_receive_message_length", 64 << 20)])
@@ -162,7 +164,17 @@ class Twind:
         channel.close()
 
     def flush(self):
-        pass
+        """Waits for the store's next maintenance pass (once a minute), which compacts the fresh
+        chunks and computes their roll-ups, as a flushed and compacted store would be queried."""
+        with open(self.log) as f:
+            seen = len(f.read())
+        end = time.time() + 150
+        while time.time() < end:
+            with open(self.log) as f:
+                if "store maintenance" in f.read()[seen:]:
+                    return
+            time.sleep(0.5)
+        print("twind: no maintenance pass within 150 s; querying as it is", file=sys.stderr)
 
     def raw_24h(self, data):
         r = self.twin.GetHistoryRequest(device_id="series-0", sensors=["v"], columnar=True)

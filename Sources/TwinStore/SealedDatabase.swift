@@ -38,6 +38,16 @@ enum SealedDatabase {
             guard actual == wanted else {
                 throw TwinError(.internal, "PRAGMA synchronous is \(actual) after setting it to \(wanted)")
             }
+            // A new database frees its pages as it goes (compaction and retention delete chunks):
+            // auto_vacuum can only be chosen before the first table is made. An older database
+            // keeps its free pages for reuse.
+            try pool.writeWithoutTransaction { db in
+                if try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") == 0 {
+                    // The WAL setup already wrote the header: on an empty file VACUUM applies it at once.
+                    try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+                    try db.execute(sql: "VACUUM")
+                }
+            }
             try migrator(sealer).migrate(pool)
         } catch {
             throw .unavailable("cannot open \(path): \(error)")
@@ -50,7 +60,10 @@ enum SealedDatabase {
     /// left behind; says why when it cannot.
     static func shutDown(_ pool: DatabasePool, path: String) throws(TwinError) {
         do {
-            _ = try pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA incremental_vacuum")
+                _ = try db.checkpoint(.truncate)
+            }
             try pool.close()
             // GRDB closes the pool's writer before its read-only readers, and a read-only
             // connection cannot remove the WAL (GRDB issue 739): one last plain connection,
@@ -58,6 +71,14 @@ enum SealedDatabase {
             try DatabaseQueue(path: path).close()
         } catch {
             throw .unavailable("cannot close \(path) cleanly: \(error)")
+        }
+    }
+
+    /// Gives the database's free pages back to the file system (a database made with
+    /// auto_vacuum INCREMENTAL; a no-op for an older one).
+    static func releaseFreePages(_ pool: DatabasePool) throws(TwinError) {
+        do { try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA incremental_vacuum") } } catch {
+            throw .unavailable("cannot release free pages: \(error)")
         }
     }
 

@@ -392,6 +392,9 @@ public final class SeriesStore: HistoryStore {
         let (expired, deleted) = try expire(now: now)
         report.rawExpired = expired
         report.deleted = deleted
+        if report.compactedFrom + report.rawExpired + report.deleted > 0 {
+            try state.withLock { _ throws(TwinError) in try SealedDatabase.releaseFreePages(pool) }
+        }
         return report
     }
 

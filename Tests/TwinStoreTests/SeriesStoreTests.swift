@@ -173,6 +173,9 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         #expect(try all(db).values == before.values)
         #expect(same(try all(db, step: Time.minute).buckets, hourly))
         #expect(try db.series.verify().problems.isEmpty)
+        // The pages the merged-away chunks held go back to the file system.
+        #expect(try db.pool.read { try Int.fetchOne($0, sql: "PRAGMA auto_vacuum") } == 2)
+        #expect(try db.pool.read { try Int.fetchOne($0, sql: "PRAGMA freelist_count") } == 0)
     }
 
     @Test func aStaleBufferIsCutAndTheHeadEmptied() throws {
