@@ -148,7 +148,9 @@ struct OPCUAServer {
         try config.write(toFile: files + "/opcua.yaml", atomically: true, encoding: .utf8)
         let started = Date()
         // A test that fails before the end still ends this twind: its Child terminates it when released.
-        let d = try await TwindProcess.start(["--simulator", "off", "--opcua-config", files + "/opcua.yaml"], directory: dir)
+        let d = try await TwindProcess.start(["--simulator", "off", "--opcua-config", files + "/opcua.yaml", "--metrics-listen", "127.0.0.1:0"], directory: dir)
+        let metricsLine = try #require(await d.child.stderr.waitForLine(timeout: .seconds(20)) { $0.contains("metrics listening") })
+        let metricsPort = try #require(metricsLine.range(of: "127.0.0.1:").map { metricsLine[$0.upperBound...].prefix { $0.isNumber } })
 
         // Registered with the server's unit and range where the file gives none, the file's where it does.
         guard try await eventually("press-1 and pump-1 registered", {
@@ -177,6 +179,15 @@ struct OPCUAServer {
         #expect(line.devices == ["press-1", "press-2", "pump-1"])
         _ = try await eventually("the wrong password refused") { try await gateways(d)["wrong-login"]?.lastError.contains("BadUserAccessDenied") == true }
         #expect(try await gateways(d)["wrong-login"]?.connected == false)
+
+        // Metrics: connected, items, readings per endpoint (recorded every 5 s).
+        _ = try await eventually("OPC UA metrics") {
+            let body = try await MetricsTests().get("http://127.0.0.1:\(metricsPort)/metrics").body
+            let (samples, _) = MetricsTests.parse(body)
+            func value(_ name: String, _ endpoint: String) -> Double? { samples.first { $0.name == name && $0.labels["endpoint"] == endpoint }?.value }
+            return value("twind_opcua_connected", "press-line") == 1 && value("twind_opcua_monitored_items", "press-line") == 5
+                && (value("twind_opcua_readings_total", "press-line") ?? 0) > 0 && value("twind_opcua_connected", "wrong-login") == 0
+        }
 
         // Streamed as it comes.
         let watch = try d.twin(["watch", "--device", "press-1", "--count", "3", "-o", "json"])
