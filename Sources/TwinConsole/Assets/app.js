@@ -329,28 +329,40 @@ function chart(series, spec, from, to) {
   return box;
 }
 
+// Shelving (ISA-18.2): for how long an operator may choose; the reason is the comment.
+const SHELVE_FOR = [["1h", "3600s"], ["8h", "28800s"], ["24h", "86400s"], ["7d", "604800s"]];
+
 function alertRow(a, onChange) {
   const sev = (a.severity || "").replace("ALERT_SEVERITY_", "").toLowerCase();
   const state = (a.state || "").replace("ALERT_STATE_", "").toLowerCase();
+  const shelved = a.shelvedUntil && Date.parse(a.shelvedUntil) > Date.now();
   const actions = el("td", { class: "actions" });
   if (canOperate() && state !== "resolved") {
-    const comment = el("input", { placeholder: "comment", class: "ack-comment", maxlength: "1000" });
+    const comment = el("input", { placeholder: shelved ? "comment" : "comment (the reason, to shelve)", class: "ack-comment", maxlength: "1000" });
     actions.append(comment);
-    if (state === "open") actions.append(el("button", { class: "ack", type: "button", onclick: () => onChange("AckAlert", a.id, comment.value) }, "Acknowledge"));
-    actions.append(el("button", { class: "resolve", type: "button", onclick: () => onChange("ResolveAlert", a.id, comment.value) }, "Resolve"));
+    if (state === "open") actions.append(el("button", { class: "ack", type: "button", onclick: () => onChange("AckAlert", a.id, { comment: comment.value }) }, "Acknowledge"));
+    actions.append(el("button", { class: "resolve", type: "button", onclick: () => onChange("ResolveAlert", a.id, { comment: comment.value }) }, "Resolve"));
+    if (shelved) {
+      actions.append(el("button", { class: "unshelve", type: "button", onclick: () => onChange("UnshelveAlert", a.id, {}) }, "Unshelve"));
+    } else {
+      const span = el("select", { class: "shelve-for", "aria-label": "shelve for" }, ...SHELVE_FOR.map(([label, value]) => el("option", { value }, label)));
+      actions.append(span, el("button", { class: "shelve", type: "button", onclick: () => onChange("ShelveAlert", a.id, { duration: span.value, reason: comment.value }) }, "Shelve"));
+    }
   }
-  return el("tr", { "data-alert": a.id, "data-state": state },
+  const stateText = state + (a.acknowledgedBy ? ` by ${a.acknowledgedBy}` : "")
+    + (shelved ? `, shelved until ${new Date(a.shelvedUntil).toLocaleString()} by ${a.shelvedBy || "?"}: ${a.shelveReason || ""}` : "");
+  return el("tr", { "data-alert": a.id, "data-state": state, "data-shelved": shelved ? "yes" : "no" },
     el("td", { class: `sev-${sev}` }, sev),
     el("td", {}, el("a", { href: `#/device/${encodeURIComponent(a.deviceId)}` }, a.deviceId)),
     el("td", {}, a.rule),
     el("td", {}, a.message),
-    el("td", {}, state + (a.acknowledgedBy ? ` by ${a.acknowledgedBy}` : "")),
+    el("td", {}, stateText),
     el("td", {}, a.openedAt ? new Date(a.openedAt).toLocaleString() : ""),
     actions);
 }
 
-async function changeAlert(method, id, comment) {
-  await call(`twin.v1.TwinService/${method}`, { alertId: id, comment });
+async function changeAlert(method, id, fields) {
+  await call(`twin.v1.TwinService/${method}`, { alertId: id, ...fields });
 }
 
 function deviceView(id) {
@@ -424,7 +436,15 @@ function deviceView(id) {
            el("br"), el("span", {}, (p.topFeatures || []).slice(0, 3).map((f) => f.feature).join(", "))]
         : [el("span", {}, prediction.error || prediction.note || "no prediction")]));
       const alerts = await call("twin.v1.TwinService/ListAlerts", { deviceIds: [id], states: ["ALERT_STATE_OPEN", "ALERT_STATE_ACKNOWLEDGED"] });
-      $("#device-alerts tbody").replaceChildren(...(alerts.alerts || []).map((a) => alertRow(a, async (m, aid, c) => { await changeAlert(m, aid, c); load(); })));
+      $("#device-alerts tbody").replaceChildren(...(alerts.alerts || []).map((a) => alertRow(a, async (m, aid, c) => {
+        $("#device-alerts-error").textContent = "";
+        try {
+          await changeAlert(m, aid, c);
+          load();
+        } catch (error) {
+          $("#device-alerts-error").textContent = error.message;
+        }
+      })));
       const events = await call("twin.v1.TwinService/ListEvents", { deviceIds: [id], pageSize: 50 }).catch(() => ({ events: [] }));
       $("#device-events tbody").replaceChildren(...(events.events || []).map((e) => el("tr", { "data-event": e.id },
         el("td", {}, e.time ? new Date(e.time).toLocaleString() : ""),
@@ -513,15 +533,20 @@ function alertsView() {
   async function load() {
     $("#alerts-error").textContent = "";
     try {
-      const answer = await call("twin.v1.TwinService/ListAlerts", { states: ["ALERT_STATE_OPEN", "ALERT_STATE_ACKNOWLEDGED"], pageSize: 500 });
+      const answer = await call("twin.v1.TwinService/ListAlerts", { states: ["ALERT_STATE_OPEN", "ALERT_STATE_ACKNOWLEDGED"], pageSize: 500, includeShelved: $("#alerts-shelved").checked });
       $("#alerts tbody").replaceChildren(...(answer.alerts || []).map((a) => alertRow(a, async (m, id, c) => {
-        try { await changeAlert(m, id, c); } catch (error) { $("#alerts-error").textContent = error.message; }
-        load();
+        try {
+          await changeAlert(m, id, c);
+          load();
+        } catch (error) {
+          $("#alerts-error").textContent = error.message;  // the list stays as it was
+        }
       })));
     } catch (error) {
       $("#alerts-error").textContent = error.message;
     }
   }
+  $("#alerts-shelved").onchange = load;
   load();
 }
 
