@@ -56,7 +56,7 @@ struct PendingReadings {
     var readings: [GatewayReading] = []
     private var storeError: TwinError?
     private var accepted = 0
-    private var logged: [String: Nanos] = [:]
+    private var logged = LogLimiter()
 
     /// Delivers what is pending (before a redefinition, or at the commit). Returns the batch
     /// and its result; nil when nothing was pending or the store failed (kept for `commit`).
@@ -88,9 +88,19 @@ struct PendingReadings {
 
     /// True when a refusal on `topic` should be logged now (once a minute per topic).
     mutating func shouldLog(_ topic: String, now: Nanos) -> Bool {
-        if let last = logged[topic], now - last < Time.minute { return false }
-        if logged.count > 10_000 { logged = [:] }
-        logged[topic] = now
+        logged.shouldLog(topic, now: now)
+    }
+}
+
+/// Once a minute per key: how the gateways log refusals that may repeat on every message
+/// (all are counted; the log gets one line a minute). At most 10,000 keys are remembered.
+struct LogLimiter {
+    private var last: [String: Nanos] = [:]
+
+    mutating func shouldLog(_ key: String, now: Nanos) -> Bool {
+        if let at = last[key], now - at < Time.minute { return false }
+        if last.count > 10_000 { last = [:] }
+        last[key] = now
         return true
     }
 }

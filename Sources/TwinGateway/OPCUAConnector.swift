@@ -34,7 +34,7 @@ public final class OPCUAConnector: Sendable {
     let writes: BlockingPool
     private let state = Mutex(Status())
     private let runner = Mutex<Task<Void, Never>?>(nil)
-    private let logged = Mutex([String: Nanos]())
+    private let logged = Mutex(LogLimiter())
     /// Publish requests kept in flight (a server may answer fewer: BadTooManyPublishRequests).
     static let publishesInFlight = 3
 
@@ -321,11 +321,6 @@ public final class OPCUAConnector: Sendable {
     }
 
     private func shouldLog(_ key: String, now: Nanos) -> Bool {
-        logged.withLock { l in
-            if let last = l[key], now - last < Time.minute { return false }
-            if l.count > 10_000 { l = [:] }
-            l[key] = now
-            return true
-        }
+        logged.withLock { $0.shouldLog(key, now: now) }
     }
 }

@@ -80,7 +80,6 @@ final class UAChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = UAFrame
     typealias OutboundOut = ByteBuffer
 
-    static let securityPolicyNone = "http://opcfoundation.org/UA/SecurityPolicy#None"
     /// The chunk size twind announces and takes.
     static let receiveChunk: UInt32 = 65_536
     /// The largest response twind reassembles.
