@@ -88,28 +88,72 @@ public final class BlockingPool: Sendable {
     }
 
     public func run<T: Sendable>(_ work: @escaping @Sendable () throws(TwinError) -> T) async throws(TwinError) -> T {
-        let name = self.name, limit = maxWait
         let result: Result<T, TwinError> = await withCheckedContinuation { continuation in
-            let job = Job(queued: .now) { late in
-                if late {
-                    continuation.resume(returning: .failure(TwinError(.resourceExhausted, "\(name) is busy: the request waited more than \(limit) for its turn; try again in a moment", reason: .serverBusy).retry(after: Time.second)))
-                    return
-                }
-                do throws(TwinError) { continuation.resume(returning: .success(try work())) } catch { continuation.resume(returning: .failure(error)) }
-            }
-            let admitted = jobs.withLock { j -> Bool in
-                guard !j.stopped, j.waiting.count + j.running < workers + queueLimit else { return false }
-                j.waiting.append(job)
-                return true
-            }
-            if admitted {
-                available.signal()
-            } else {
-                continuation.resume(returning: .failure(TwinError(
-                    .resourceExhausted, "\(name) is busy (\(workers) running, \(queueLimit) waiting, the most it takes); try again in a moment", reason: .serverBusy
-                ).retry(after: Time.second)))
-            }
+            submit(work) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// As `run`, but a caller that is cancelled stops waiting at once (`UNAVAILABLE`): a job not
+    /// started yet is skipped, one under way runs on to its end on the pool's thread and its
+    /// result is dropped. For work that shutdown must not wait for (a training job).
+    public func runUnlessCancelled<T: Sendable>(_ work: @escaping @Sendable () throws(TwinError) -> T) async throws(TwinError) -> T {
+        let waiter = Waiter<T>()
+        let name = self.name
+        let result: Result<T, TwinError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                waiter.state.withLock { $0.continuation = continuation }
+                submit({ () throws(TwinError) -> T in
+                    if waiter.state.withLock({ $0.abandoned }) { throw TwinError.unavailable("\(name): the job was abandoned before it started") }
+                    return try work()
+                }) { outcome in waiter.finish(outcome) }
+                if Task.isCancelled { waiter.abandon(name) }
+            }
+        } onCancel: {
+            waiter.abandon(name)
+        }
+        return try result.get()
+    }
+
+    /// The caller of `runUnlessCancelled`: resumed once, by the job or by its cancellation.
+    private final class Waiter<T: Sendable>: Sendable {
+        let state = Mutex<(continuation: CheckedContinuation<Result<T, TwinError>, Never>?, abandoned: Bool)>((nil, false))
+
+        func finish(_ outcome: Result<T, TwinError>) {
+            state.withLock { s in defer { s.continuation = nil }; return s.continuation }?.resume(returning: outcome)
+        }
+
+        func abandon(_ name: String) {
+            state.withLock { s in
+                s.abandoned = true
+                defer { s.continuation = nil }
+                return s.continuation
+            }?.resume(returning: .failure(TwinError.unavailable("\(name): stopped waiting for the job (shutting down)")))
+        }
+    }
+
+    /// Queues `work`; `completion` gets its outcome, or RESOURCE_EXHAUSTED when the queue is
+    /// full, the pool stopped, or the job waited past `maxWait`.
+    private func submit<T: Sendable>(_ work: @escaping @Sendable () throws(TwinError) -> T, completion: @escaping @Sendable (Result<T, TwinError>) -> Void) {
+        let name = self.name, limit = maxWait
+        let job = Job(queued: .now) { late in
+            if late {
+                completion(.failure(TwinError(.resourceExhausted, "\(name) is busy: the request waited more than \(limit) for its turn; try again in a moment", reason: .serverBusy).retry(after: Time.second)))
+                return
+            }
+            do throws(TwinError) { completion(.success(try work())) } catch { completion(.failure(error)) }
+        }
+        let admitted = jobs.withLock { j -> Bool in
+            guard !j.stopped, j.waiting.count + j.running < workers + queueLimit else { return false }
+            j.waiting.append(job)
+            return true
+        }
+        if admitted {
+            available.signal()
+        } else {
+            completion(.failure(TwinError(
+                .resourceExhausted, "\(name) is busy (\(workers) running, \(queueLimit) waiting, the most it takes); try again in a moment", reason: .serverBusy
+            ).retry(after: Time.second)))
+        }
     }
 }

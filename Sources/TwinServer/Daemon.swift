@@ -197,6 +197,8 @@ public final class Daemon: Service, Sendable {
     /// The notifications outbox's writes (each ends in an fsync).
     let notifyWrites = BlockingPool(name: "notifications", workers: 1, queueLimit: 256, maxWait: .seconds(60))
     private let bound = Mutex<[NetworkAddress]?>(nil)
+    /// Set once the gRPC servers listen (or failed to): the other listeners start after them.
+    let serversUp = Readiness()
 
     init(configuration: DaemonConfiguration, logger: Logger, hooks: DaemonHooks) async throws {
         self.configuration = configuration
@@ -410,95 +412,141 @@ public final class Daemon: Service, Sendable {
     public var gatewaySink: any GatewaySink { PlantGatewaySink(plant: plant) }
 
     public func run() async throws {
+        // The history the simulator backfills is there before anyone can ask for it.
         if let simulator, configuration.backfill > 0 {
             try simulator.backfill(span: configuration.backfill, plant: plant)
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (address, server) in servers {
-                group.addTask {
-                    do { try await server.serve() } catch {
-                        throw TwinError.unavailable("cannot listen on \(address): \(Self.describe(error))")
-                    }
-                }
-            }
-            let addresses = try await listeningAddresses()
-            for address in addresses { logger.notice("listening", metadata: ["address": "\(address)"]) }
-            var exporter: MetricsExporter?
-            if let m = configuration.metrics {
-                exporter = try await MetricsExporter(registry: m.registry, host: m.host, port: m.port, logger: logger)
-            }
-
-            // The console: HTTP in front of the same services, over the in-process transport.
-            let consoleTask = try await startConsole()
-
-            let loops = Task { await self.runLoops() }
-            let notifying = Task { [notifier, alerts] in
-                await notifier.run { alerts.escalatable() }
-            }
-            let reloads = Self.onSIGHUP { [alertRules, notifyConfig] in
-                alertRules.reload()
-                notifyConfig.reload()
-            }
-            defer { reloads.cancel() }
-            gateways?.start()
-            opcua?.start()
-            hooks.ready(addresses)
-            logger.notice("twind is serving")
-
-            do { try await gracefulShutdown() } catch {}
-            let started = ContinuousClock.now
-            logger.notice("shutting down: draining streams and calls")
-            hooks.stopping()
-            health.drain()
-            plant.bus.shutdown()
-            loops.cancel()
-            // The gateways first: their STATE death goes out and nothing more comes in.
-            await gateways?.stop()
-            await opcua?.stop()
-            await exporter?.close()
-            consoleTask?.cancel()
-            await consoleTask?.value
-            for (_, server) in servers { server.beginGracefulShutdown() }
-            await loops.value
-            notifying.cancel()
-            await notifying.value
-            await sender.shutdown()
-
-            // Calls get until 4.5 s after the signal to finish; then they are cut.
-            group.addTask {
-                try await Task.sleep(until: started + .milliseconds(4500), clock: .continuous)
-                throw DrainTimeout()
-            }
-            var remaining = servers.count
-            while remaining > 0 {
-                do {
-                    try await group.next()
-                    remaining -= 1
-                } catch is DrainTimeout {
-                    logger.warning("calls still open after 4.5 s; closing them")
-                    group.cancelAll()
-                } catch {
-                    remaining -= 1
-                }
-            }
-            group.cancelAll()
-            for case .unix(let path) in configuration.effectiveListen { unlink(path) }
-            identity.persistThrottle(now: Time.now())
-            for (name, close) in [("health_data.db", store.shutDown), ("users.db", users.shutDown)] {
-                do { try close() } catch { logger.error("a database did not close cleanly", metadata: ["db": "\(name)", "error": "\(error)"]) }
-            }
-            identity.hashing.shutdown()
-            plant.queries.shutdown()
-            plant.writes.shutdown()
-            prognostics.stop()
-            passes.shutdown()
-            notifyWrites.shutdown()
-            dataDirectory.unlock()
-            logger.notice("stopped", metadata: ["drained_in": "\(ContinuousClock.now - started)"])
+        let reloads = Self.onSIGHUP { [alertRules, notifyConfig] in
+            alertRules.reload()
+            notifyConfig.reload()
         }
+        defer { reloads.cancel() }
+        var group = ServiceGroupConfiguration(services: concerns().map {
+            .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+        }, logger: logger)
+        // Calls get until 4.5 s after the signal to finish; then they are cut.
+        group.maximumGracefulShutdownDuration = Self.shutdownGrace
+        let started = Mutex<ContinuousClock.Instant?>(nil)
+        let outcome: Result<Void, any Error>
+        do {
+            try await withGracefulShutdownHandler {
+                try await ServiceGroup(configuration: group).run()
+            } onGracefulShutdown: {
+                started.withLock { $0 = .now }
+            }
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        close()
+        let took = started.withLock { $0 }.map { ContinuousClock.now - $0 }
+        logger.notice("stopped", metadata: took.map { ["drained_in": "\($0)"] } ?? [:])
+        try outcome.get()
     }
 
-    struct DrainTimeout: Error {}
+    /// How long calls get to finish once shutdown begins.
+    static let shutdownGrace = Duration.milliseconds(4500)
+
+    /// The daemon's concerns in the order they start; they stop in the reverse order.
+    func concerns() -> [any Service] {
+        var list: [any Service] = servers.map { GRPCServerConcern(address: $0.address, server: $0.server, logger: logger) }
+        list.append(TrainingConcern(prognostics: prognostics))
+        list.append(LoopConcern(name: "notifier", body: { [notifier, alerts] in await notifier.run { alerts.escalatable() } }, after: { [sender] in await sender.shutdown() }))
+        // Scoring every device and predicting for all of them hold a thread for a while (326 ms
+        // at 10,000 devices): they run on a thread of their own (`passes`), never the
+        // cooperative pool, one at a time (a pass that is late waits, never piles up).
+        let passes = self.passes
+        list.append(TickerConcern(name: "health pass", interval: .nanoseconds(configuration.healthInterval)) { [assessment] in
+            try? await passes.run { assessment.tick(now: Time.now()) }
+        })
+        // Predictions refreshed, and the retrain scheduler checked, every few minutes.
+        list.append(TickerConcern(name: "prognostics", atStart: { [prognostics] in try? await passes.run { prognostics.refresh(now: Time.now()) } }, interval: .nanoseconds(min(configuration.prognostics.refreshInterval, Time.minute))) { [prognostics] in
+            try? await passes.run {
+                prognostics.scheduledStep(now: Time.now())
+                prognostics.refreshIfDue(now: Time.now())
+            }
+        })
+        list.append(TickerConcern(name: "store maintenance", interval: .nanoseconds(configuration.maintenanceInterval)) { [self] in
+            try? await passes.run { self.maintainStore() }
+        })
+        // Failed-login counts saved every 2 s when they changed: a restart keeps them.
+        list.append(TickerConcern(name: "login throttle", interval: .seconds(2)) { [identity] in
+            try? await passes.run { identity.persistThrottle(now: Time.now()) }
+        })
+        // The offline sweep and the streams' heartbeats.
+        list.append(TickerConcern(name: "housekeeping", interval: .milliseconds(250)) { [plant] in plant.housekeeping(now: Time.now()) })
+        if gateways != nil || opcua != nil {
+            let record: @Sendable () async -> Void = { [gateways, opcua] in
+                gateways?.recordMetrics()
+                opcua?.recordMetrics()
+            }
+            list.append(TickerConcern(name: "gateway metrics", atStart: record, interval: .seconds(5), body: record))
+        }
+        if let simulator {
+            list.append(LoopConcern(name: "simulator", body: { [plant] in await simulator.run(plant: plant) }))
+        }
+        var listeners: [ListenerConcern] = []
+        if let m = configuration.metrics {
+            listeners.append(ListenerConcern(name: "metrics exporter") { [logger, serversUp] () throws(TwinError) in
+                try await serversUp.wait()
+                let exporter: MetricsExporter
+                do { exporter = try await MetricsExporter(registry: m.registry, host: m.host, port: m.port, logger: logger) } catch {
+                    throw (error as? TwinError) ?? .unavailable("cannot listen for metrics on \(m.host):\(m.port): \(error)")
+                }
+                return { await exporter.close() }
+            })
+        }
+        if configuration.console != nil {
+            // The console: HTTP in front of the same services, over the in-process transport.
+            listeners.append(ListenerConcern(name: "console") { [self] () throws(TwinError) in
+                try await serversUp.wait()
+                let task: Task<Void, Never>?
+                do { task = try await startConsole() } catch {
+                    throw (error as? TwinError) ?? .unavailable("cannot serve the console: \(Self.describe(error))")
+                }
+                return {
+                    task?.cancel()
+                    await task?.value
+                }
+            })
+        }
+        // The gateways stop before the rest: their STATE death goes out and nothing more comes in.
+        if let gateways {
+            listeners.append(ListenerConcern(name: "MQTT gateways") { [serversUp] () throws(TwinError) in
+                try await serversUp.wait()
+                gateways.start()
+                return { await gateways.stop() }
+            })
+        }
+        if let opcua {
+            listeners.append(ListenerConcern(name: "OPC UA gateways") { [serversUp] () throws(TwinError) in
+                try await serversUp.wait()
+                opcua.start()
+                return { await opcua.stop() }
+            })
+        }
+        list += listeners as [any Service]
+        list.append(AnnounceAndDrainConcern(daemon: self, listeners: listeners.map(\.ready)))
+        return list
+    }
+
+    /// After every concern has stopped: the socket files, the databases (a failure to close is
+    /// reported), the worker threads, the data directory's lock.
+    func close() {
+        for case .unix(let path) in configuration.effectiveListen { unlink(path) }
+        identity.persistThrottle(now: Time.now())
+        for (name, close) in [("health_data.db", store.shutDown), ("users.db", users.shutDown)] {
+            do { try close() } catch { logger.error("a database did not close cleanly", metadata: ["db": "\(name)", "error": "\(error)"]) }
+        }
+        identity.hashing.shutdown()
+        plant.queries.shutdown()
+        plant.writes.shutdown()
+        prognostics.stop()
+        passes.shutdown()
+        notifyWrites.shutdown()
+        dataDirectory.unlock()
+    }
+
 
     /// Calls `body` on every SIGHUP (off the cooperative pool) until the source is cancelled.
     static func onSIGHUP(_ body: @escaping @Sendable () -> Void) -> any DispatchSourceSignal {
@@ -592,67 +640,6 @@ public final class Daemon: Service, Sendable {
             }
         } catch {
             logger.error("store maintenance failed", metadata: ["error": "\(error.message)"])
-        }
-    }
-
-    /// The simulator and housekeeping (offline sweep, heartbeats), until cancelled.
-    func runLoops() async {
-        await withTaskGroup(of: Void.self) { group in
-            if let simulator {
-                group.addTask { await simulator.run(plant: self.plant) }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(250))
-                    self.plant.housekeeping(now: Time.now())
-                }
-            }
-            if gateways != nil || opcua != nil {
-                let (gateways, opcua) = (self.gateways, self.opcua)
-                group.addTask {
-                    while !Task.isCancelled {
-                        gateways?.recordMetrics()
-                        opcua?.recordMetrics()
-                        try? await Task.sleep(for: .seconds(5))
-                    }
-                }
-            }
-            // Failed-login counts saved every 2 s when they changed: a restart keeps them.
-            let passes = self.passes
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(2))
-                    try? await passes.run { self.identity.persistThrottle(now: Time.now()) }
-                }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .nanoseconds(self.configuration.maintenanceInterval))
-                    if Task.isCancelled { return }
-                    self.maintainStore()
-                }
-            }
-            // Scoring every device and predicting for all of them hold a thread for a while (326 ms
-            // at 10,000 devices): they run on a thread of their own, never the cooperative pool.
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .nanoseconds(self.configuration.healthInterval))
-                    if Task.isCancelled { return }
-                    try? await passes.run { self.assessment.tick(now: Time.now()) }
-                }
-            }
-            // Predictions refreshed, and the retrain scheduler checked, every few minutes.
-            group.addTask {
-                try? await passes.run { self.prognostics.refresh(now: Time.now()) }
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .nanoseconds(min(self.configuration.prognostics.refreshInterval, Time.minute)))
-                    if Task.isCancelled { return }
-                    try? await passes.run {
-                        self.prognostics.scheduledStep(now: Time.now())
-                        self.prognostics.refreshIfDue(now: Time.now())
-                    }
-                }
-            }
         }
     }
 }

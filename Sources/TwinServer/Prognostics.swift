@@ -135,16 +135,25 @@ final class Prognostics: Sendable {
             }
             throw error
         }
-        let windowLength = window ?? options.window
-        let trainer = self.trainer
-        Task {
+        queue.continuation.yield((job.id, window ?? options.window))
+        return job
+    }
+
+    /// Accepted jobs, for the training worker (`runJobs`).
+    let queue = AsyncStream.makeStream(of: (id: String, window: Nanos).self)
+
+    /// The training worker (the daemon's `TrainingConcern`): runs the accepted jobs one after the
+    /// other on the training thread until cancelled. Cancelled while a job trains, it returns
+    /// at once and leaves the job to `stop()`.
+    func runJobs() async {
+        for await (id, window) in queue.stream {
             do throws(TwinError) {
-                try await trainer.run { self.run(job: job.id, window: windowLength) }
+                try await trainer.runUnlessCancelled { self.run(job: id, window: window) }
             } catch {
-                self.finish(job.id, failure: error.message)
+                if Task.isCancelled { return }
+                finish(id, failure: error.message)
             }
         }
-        return job
     }
 
     /// A job that cannot run (or was cut off) ends failed, and the next one may start.
@@ -162,6 +171,7 @@ final class Prognostics: Sendable {
     /// At shutdown: no new job starts; one still training is reported and left to die with the
     /// process (its files are in a staging directory, never a half-written version).
     func stop() {
+        queue.continuation.finish()
         trainer.shutdown()
         if let running = jobs.withLock({ $0.running }) {
             logger.warning("a training job was still running at shutdown; it is abandoned (nothing of it is kept)", metadata: ["job": "\(running)"])

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TwinCore
 @testable import TwinServer
@@ -46,4 +47,36 @@ import TwinCore
         #expect(BlockingPool.threadName("store writes", 0) == "store-writes-0")
         #expect(BlockingPool.threadName("password hashing", 12).utf8.count == 15)
     }
+
+    /// The training worker at shutdown: a cancelled caller stops waiting at once though its job
+    /// still holds the thread; a job cancelled before it started never runs.
+    @Test(.timeLimit(.minutes(1))) func aCancelledCallerStopsWaitingWhileTheJobRunsOn() async throws {
+        let pool = BlockingPool(name: "training", workers: 1, queueLimit: 1)
+        defer { pool.shutdown() }
+        let gate = DispatchSemaphore(value: 0)
+        let ran = Counted()
+        let running = Task { @Sendable () async throws -> Int in try await pool.runUnlessCancelled { ran.n.withLock { $0 += 1 }; gate.wait(); return 1 } }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ran.n.withLock({ $0 }) < 1 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+        let queued = Task { @Sendable () async throws -> Int in try await pool.runUnlessCancelled { ran.n.withLock { $0 += 1 }; return 2 } }
+        while pool.load < 2 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+        running.cancel()
+        queued.cancel()
+        // Both answer while the first job is still blocked on the gate.
+        for task in [running, queued] {
+            switch await task.result {
+            case .success: Issue.record("a cancelled caller got a result")
+            case .failure(let error): #expect((error as? TwinError)?.code == .unavailable)
+            }
+        }
+        gate.signal()
+        while pool.load > 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(ran.n.withLock { $0 } == 1)
+        // Not cancelled, it is the same as run.
+        #expect(try await pool.runUnlessCancelled { 3 } == 3)
+    }
+}
+
+private final class Counted: Sendable {
+    let n = Mutex(0)
 }

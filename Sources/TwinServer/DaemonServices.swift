@@ -1,0 +1,168 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TwinCore
+
+// The daemon's concerns, each a `Service` of the ServiceGroup that `Daemon.run()` runs. The group
+// starts them in the order `Daemon.concerns()` lists them and, on graceful shutdown, stops them
+// one after the other in the reverse order: first the drain (health NOT_SERVING, live streams
+// end), then what feeds the plant, the listeners, the tickers, and the gRPC servers last, each
+// letting its calls finish. `maximumGracefulShutdownDuration` cuts whatever is still open.
+
+/// A one-shot "it is up" (or "it failed") that one concern sets and another awaits.
+final class Readiness: Sendable {
+    private let state = Mutex<(outcome: Result<Void, TwinError>?, waiters: [CheckedContinuation<Result<Void, TwinError>, Never>])>((nil, []))
+
+    func settle(_ outcome: Result<Void, TwinError>) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Result<Void, TwinError>, Never>] in
+            guard s.outcome == nil else { return [] }
+            s.outcome = outcome
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: outcome) }
+    }
+
+    func wait() async throws(TwinError) {
+        let outcome = await withCheckedContinuation { (c: CheckedContinuation<Result<Void, TwinError>, Never>) in
+            let known = state.withLock { s -> Result<Void, TwinError>? in
+                if let o = s.outcome { return o }
+                s.waiters.append(c)
+                return nil
+            }
+            if let known { c.resume(returning: known) }
+        }
+        try outcome.get()
+    }
+}
+
+/// One gRPC server (a TCP or Unix-socket listener). On graceful shutdown it takes no new calls
+/// and waits for the open ones; the group's deadline cancels it, which closes what is left.
+struct GRPCServerConcern: Service, CustomStringConvertible {
+    let address: NetworkAddress
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let logger: Logger
+    var description: String { "gRPC server \(address)" }
+
+    func run() async throws {
+        let (server, logger, address) = (server, logger, address)
+        try await withGracefulShutdownHandler {
+            try await withTaskCancellationHandler {
+                do { try await server.serve() } catch {
+                    throw TwinError.unavailable("cannot listen on \(address): \(Daemon.describe(error))")
+                }
+            } onCancel: {
+                logger.warning("calls still open after the shutdown grace; closing them", metadata: ["address": "\(address)"])
+            }
+        } onGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
+    }
+}
+
+/// Work repeated on a timer (the health pass, store maintenance, …) until graceful shutdown; a
+/// pass under way is let finish.
+struct TickerConcern: Service, CustomStringConvertible {
+    let name: String
+    /// Runs once at once, before the first wait.
+    var atStart: (@Sendable () async -> Void)? = nil
+    let interval: Duration
+    let body: @Sendable () async -> Void
+    var description: String { name }
+
+    func run() async throws {
+        let (interval, body, atStart) = (interval, body, atStart)
+        let stop = Mutex(false)
+        try await withGracefulShutdownHandler {
+            await atStart?()
+            while !stop.withLock({ $0 }) && !Task.isCancelled {
+                // The wait ends early at shutdown; the pass after it does not run then.
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+                if stop.withLock({ $0 }) || Task.isCancelled { return }
+                await body()
+            }
+        } onGracefulShutdown: {
+            stop.withLock { $0 = true }
+        }
+    }
+}
+
+/// A long-running loop (the simulator, the notifier) cancelled at graceful shutdown, with what
+/// to do once it has ended.
+struct LoopConcern: Service, CustomStringConvertible {
+    let name: String
+    let body: @Sendable () async -> Void
+    var after: @Sendable () async -> Void = {}
+    var description: String { name }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown(body)
+        await after()
+    }
+}
+
+/// Something that listens or connects on its own (the console, the metrics exporter, the MQTT
+/// and OPC UA gateways): started once the gRPC servers listen, marked ready, stopped at
+/// graceful shutdown.
+struct ListenerConcern: Service, CustomStringConvertible {
+    let name: String
+    let ready = Readiness()
+    /// Starts it; returns how to stop it.
+    let start: @Sendable () async throws(TwinError) -> @Sendable () async -> Void
+    var description: String { name }
+
+    func run() async throws {
+        let stop: @Sendable () async -> Void
+        do throws(TwinError) { stop = try await start() } catch {
+            ready.settle(.failure(error))
+            throw error
+        }
+        ready.settle(.success(()))
+        try? await gracefulShutdown()
+        await stop()
+    }
+}
+
+/// The training worker: the jobs `Prognostics` queues, one at a time on the training thread. At
+/// graceful shutdown a job still training is reported failed and abandoned to the process's end
+/// (its files are in a staging directory); no job starts after it.
+struct TrainingConcern: Service, CustomStringConvertible {
+    let prognostics: Prognostics
+    var description: String { "training worker" }
+
+    func run() async throws {
+        let prognostics = prognostics
+        await cancelWhenGracefulShutdown { await prognostics.runJobs() }
+        prognostics.stop()
+    }
+}
+
+/// Last in the list, so first to stop: waits until the servers and the listeners are up, says
+/// so (logs, systemd READY=1), and at graceful shutdown drains: health turns NOT_SERVING and
+/// live streams end, before anything else stops.
+struct AnnounceAndDrainConcern: Service, CustomStringConvertible {
+    let daemon: Daemon
+    let listeners: [Readiness]
+    var description: String { "announce and drain" }
+
+    func run() async throws {
+        let addresses: [NetworkAddress]
+        do { addresses = try await daemon.listeningAddresses() } catch {
+            daemon.serversUp.settle(.failure((error as? TwinError) ?? .unavailable(Daemon.describe(error))))
+            throw error
+        }
+        for address in addresses { daemon.logger.notice("listening", metadata: ["address": "\(address)"]) }
+        daemon.serversUp.settle(.success(()))
+        for l in listeners { try await l.wait() }
+        daemon.hooks.ready(addresses)
+        daemon.logger.notice("twind is serving")
+        try? await gracefulShutdown()
+        daemon.logger.notice("shutting down: draining streams and calls")
+        daemon.hooks.stopping()
+        daemon.health.drain()
+        daemon.plant.bus.shutdown()
+    }
+}
