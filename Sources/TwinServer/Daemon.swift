@@ -155,6 +155,9 @@ public struct ServerTLS: Sendable {
 public struct DaemonHooks: Sendable {
     public var ready: @Sendable ([NetworkAddress]) -> Void = { _ in }
     public var stopping: @Sendable () -> Void = {}
+    /// On SIGHUP, after the alert rules and notification settings were re-read: what else can
+    /// change at run time (twind re-reads its log levels).
+    public var reload: @Sendable (Daemon) -> Void = { _ in }
     public init() {}
 }
 
@@ -197,6 +200,8 @@ public final class Daemon: Service, Sendable {
     /// The notifications outbox's writes (each ends in an fsync).
     let notifyWrites = BlockingPool(name: "notifications", workers: 1, queueLimit: 256, maxWait: .seconds(60))
     private let bound = Mutex<[NetworkAddress]?>(nil)
+    /// The level of the line logged per finished RPC (`rpc-log-level`; SIGHUP may change it).
+    public let rpcLogLevel: LogLevelSwitch
     /// Set once the gRPC servers listen (or failed to): the other listeners start after them.
     let serversUp = Readiness()
 
@@ -204,6 +209,7 @@ public final class Daemon: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.hooks = hooks
+        rpcLogLevel = LogLevelSwitch(configuration.rpcLogLevel)
         _ = Telemetry.started  // uptime counts from here
         dataDirectory = try DataDirectory(path: configuration.dataDirectory)
         // A `twind restore` cut off half way is finished before anything opens the databases.
@@ -302,7 +308,7 @@ public final class Daemon: Service, Sendable {
             HealthService(status: health),
         ]
         let interceptors: [any ServerInterceptor] = [
-            ClientPeerInterceptor(), RequestLogInterceptor(logger: logger, level: configuration.rpcLogLevel), AuthInterceptor(identity: identity),
+            ClientPeerInterceptor(), RequestLogInterceptor(logger: logger, levelSwitch: rpcLogLevel), AuthInterceptor(identity: identity),
             RequestShapeInterceptor(maxMessage: configuration.limits.maxMessage),
         ]
         self.services = services
@@ -416,9 +422,10 @@ public final class Daemon: Service, Sendable {
         if let simulator, configuration.backfill > 0 {
             try simulator.backfill(span: configuration.backfill, plant: plant)
         }
-        let reloads = Self.onSIGHUP { [alertRules, notifyConfig] in
+        let reloads = Self.onSIGHUP { [self] in
             alertRules.reload()
             notifyConfig.reload()
+            hooks.reload(self)
         }
         defer { reloads.cancel() }
         var group = ServiceGroupConfiguration(services: concerns().map {

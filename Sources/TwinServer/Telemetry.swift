@@ -125,7 +125,8 @@ final class CallerSlot: Sendable {
 /// and the RPC metrics. Slow unary calls are logged at warning with their duration.
 struct RequestLogInterceptor: ServerInterceptor {
     let logger: Logger
-    let level: Logger.Level
+    let levelSwitch: LogLevelSwitch
+    var level: Logger.Level { levelSwitch.level }
     static let slow = 1.0
 
     func intercept<Input: Sendable, Output: Sendable>(
@@ -299,5 +300,19 @@ struct ClientPeerInterceptor: ServerInterceptor {
         contents.producer = { writer in try await ClientPeer.$current.withValue(forwarded) { try await producer(writer) } }
         response.accepted = .success(contents)
         return response
+    }
+}
+
+/// A log level that can change while twind runs (SIGHUP re-reads `log-level` and
+/// `rpc-log-level`): every logger and the RPC log read it at each line.
+public final class LogLevelSwitch: Sendable {
+    private let raw: Atomic<Int>
+    private static let levels = Logger.Level.allCases
+
+    public init(_ level: Logger.Level) { raw = Atomic(Self.levels.firstIndex(of: level) ?? 2) }
+
+    public var level: Logger.Level {
+        get { Self.levels[raw.load(ordering: .relaxed)] }
+        set { raw.store(Self.levels.firstIndex(of: newValue) ?? 2, ordering: .relaxed) }
     }
 }

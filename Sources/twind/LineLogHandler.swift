@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TwinServer
 
 /// One log line per event on stderr. Text: `TIME LEVEL message key=value …`; under journald the
 /// line starts with the syslog priority (`<6>`) instead of a time, so levels survive. JSON: one
@@ -8,13 +9,20 @@ struct LineLogHandler: LogHandler {
     let label: String
     let json: Bool
     let journald: Bool
-    var logLevel: Logger.Level = .info
+    /// twind's level, shared by every logger (SIGHUP may change it), unless one sets its own.
+    let shared: LogLevelSwitch
+    var own: Logger.Level?
+    var logLevel: Logger.Level {
+        get { own ?? shared.level }
+        set { own = newValue }
+    }
     var metadata: Logger.Metadata = [:]
 
-    init(label: String, json: Bool, journald: Bool) {
+    init(label: String, json: Bool, journald: Bool, level: LogLevelSwitch) {
         self.label = label
         self.json = json
         self.journald = journald
+        shared = level
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {

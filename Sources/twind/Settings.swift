@@ -77,6 +77,10 @@ struct Settings {
         try parse(key, expected: "a whole number from \(range.lowerBound) to \(range.upperBound)") { Int($0).flatMap { range.contains($0) ? $0 : nil } }
     }
 
+    func logLevel(_ key: String) throws(ConfigError) -> Logger.Level? {
+        try parse(key, expected: "trace|debug|info|notice|warning|error|critical") { Logger.Level(rawValue: $0.lowercased()) }
+    }
+
     func bool(_ key: String) throws(ConfigError) -> Bool? {
         try parse(key, expected: "on or off") { text -> Bool? in
             switch text.lowercased() {
@@ -243,7 +247,7 @@ struct Settings {
             }
             c.console = .init(host: host, port: port)
         }
-        c.rpcLogLevel = try parse("rpc-log-level", expected: "trace|debug|info|notice|warning|error|critical") { Logger.Level(rawValue: $0.lowercased()) } ?? .info
+        c.rpcLogLevel = try logLevel("rpc-log-level") ?? .info
         if let every = try duration("retrain-interval") {
             guard every >= Time.hour else { throw ConfigError("config: invalid value for retrain-interval: at least 1h") }
             c.retrainInterval = every

@@ -120,7 +120,7 @@ struct Serve: AsyncParsableCommand {
             let settings = try Settings(flags: flagValues, environment: environment)
             configuration = try settings.daemonConfiguration()
             logging = (
-                try settings.parse("log-level", expected: "trace|debug|info|notice|warning|error|critical") { Logger.Level(rawValue: $0.lowercased()) } ?? .info,
+                try settings.logLevel("log-level") ?? .info,
                 try settings.parse("log-format", expected: "text or json") { ["text": false, "json": true][$0.lowercased()] } ?? false
             )
         } catch {
@@ -129,10 +129,9 @@ struct Serve: AsyncParsableCommand {
         }
 
         let journald = environment["JOURNAL_STREAM"] != nil
+        let level = LogLevelSwitch(logging.level)
         LoggingSystem.bootstrap { label in
-            var handler = LineLogHandler(label: label, json: logging.json, journald: journald)
-            handler.logLevel = logging.level
-            return handler
+            LineLogHandler(label: label, json: logging.json, journald: journald, level: level)
         }
         let logger = Logger(label: "twind")
         if let metrics = configuration.metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry)) }
@@ -149,6 +148,24 @@ struct Serve: AsyncParsableCommand {
             SystemdNotifier.startWatchdog(environment: ProcessInfo.processInfo.environment)
         }
         hooks.stopping = { SystemdNotifier.notify("STOPPING=1\nSTATUS=draining") }
+        // SIGHUP: the log levels are read again (flags and environment still win over the file;
+        // a change in the file is what takes effect). A bad value keeps the level running.
+        let flags = flagValues
+        hooks.reload = { daemon in
+            let log = Logger(label: "twind")
+            do {
+                let settings = try Settings(flags: flags, environment: environment)
+                let newLevel = try settings.logLevel("log-level") ?? .info
+                let newRPC = try settings.logLevel("rpc-log-level") ?? .info
+                if newLevel != level.level || newRPC != daemon.rpcLogLevel.level {
+                    level.level = newLevel
+                    daemon.rpcLogLevel.level = newRPC
+                    log.notice("log levels reloaded", metadata: ["log_level": "\(newLevel)", "rpc_log_level": "\(newRPC)"])
+                }
+            } catch {
+                log.error("SIGHUP: the log levels were not reloaded; the running ones stay", metadata: ["error": "\(error)"])
+            }
+        }
 
         let daemon: Daemon
         do {
