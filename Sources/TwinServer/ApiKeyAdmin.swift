@@ -19,7 +19,7 @@ extension Identity {
 
     func authenticate(apiKey secret: String) throws(TwinError) -> Principal {
         let hash = UsersDatabase.apiKeyHash(secret)
-        let now = Time.now()
+        let now = clock.now()
         let found: (key: ApiKey, record: Bool)? = apiKeys.withLock { known in
             guard var use = known[hash] else { return nil }
             let record = now - use.lastRecorded >= Self.apiKeyUseResolution
@@ -62,7 +62,7 @@ extension Identity {
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         let key = try users.createApiKey(
             id: id, name: trimmed, role: role, secret: secret, createdBy: actor?.username ?? "", scope: scope,
-            audit: .init(time: Time.now(), action: .apiKeyCreated, actor: actor?.username ?? "", peer: peer, detail: "\(id) \"\(trimmed)\" as \(role.rawValue) for \(scope.description)"))
+            audit: .init(time: clock.now(), action: .apiKeyCreated, actor: actor?.username ?? "", peer: peer, detail: "\(id) \"\(trimmed)\" as \(role.rawValue) for \(scope.description)"))
         apiKeys.withLock { $0[UsersDatabase.apiKeyHash(secret)] = ApiKeyUse(key: key, lastRecorded: 0) }
         return (key, secret)
     }
@@ -70,7 +70,7 @@ extension Identity {
     /// Revokes a key: calls with it are refused from the next one on.
     func revokeApiKey(id: String, by actor: Principal?, peer: String) throws(TwinError) {
         guard !id.isEmpty else { throw .invalidArgument("id is required (twin apikeys list shows them)") }
-        let entry = UsersDatabase.AuditEntry(time: Time.now(), action: .apiKeyRevoked, actor: actor?.username ?? "", peer: peer, detail: id)
+        let entry = UsersDatabase.AuditEntry(time: clock.now(), action: .apiKeyRevoked, actor: actor?.username ?? "", peer: peer, detail: id)
         guard try users.revokeApiKey(id: id, audit: entry) else { throw .missing(.apiKeyNotFound, type: "twin.v1.ApiKey", name: id, "API key '\(id.prefix(40))' not found") }
         apiKeys.withLock { known in known = known.filter { $0.value.key.id != id } }
         accessChanged.fire()

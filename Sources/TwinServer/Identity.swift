@@ -44,6 +44,11 @@ public struct Principal: Sendable, Equatable {
 
     /// The caller of the RPC being served, set by `AuthInterceptor`.
     @TaskLocal static var current: Principal?
+
+    /// What the session rules look at.
+    var token: SessionRules.Token {
+        .init(username: username, issuedAt: issuedAt, expiresAt: expiresAt, session: session, tokenID: tokenID)
+    }
 }
 
 /// A session's tokens, as Login and Refresh return them.
@@ -74,6 +79,9 @@ public final class Identity: Sendable {
     /// A hash nobody's password matches, verified for unknown users so they take as long.
     let decoyHash: String
     let throttle: LoginThrottle
+    /// When tokens stop being good before they expire (logout, account changes).
+    let sessions: SessionRules
+    let clock: any TwinClock
     /// Argon2id runs here, never on the cooperative pool (see `BlockingPool`): one core's worth
     /// fewer than the machine has (at least one), at lower priority, so a flood of password
     /// checks leaves a core to everything else.
@@ -82,8 +90,9 @@ public final class Identity: Sendable {
     /// A one-off `PasswordHasher.standard.hash` of a random string nobody knows.
     static let standardDecoy = "$argon2id$v=19$m=65536,t=3,p=1$3NMZuZ1nbjMTNOWOit1uxQ$MOG+APaEDA3djtSMVBHmtP/5/Qwb2RlaXZPAo1BqsuE"
 
-    init(users: UsersDatabase, hasher: PasswordHasher, accessTTL: Nanos, refreshTTL: Nanos, logger: Logger, firstLockout: Nanos = Time.second) async throws {
+    init(users: UsersDatabase, hasher: PasswordHasher, accessTTL: Nanos, refreshTTL: Nanos, logger: Logger, firstLockout: Nanos = Time.second, clock: any TwinClock = SystemClock()) async throws {
         self.users = users
+        self.clock = clock
         throttle = LoginThrottle(firstLockout: firstLockout)
         self.hasher = hasher
         self.accessTTL = accessTTL
@@ -99,12 +108,11 @@ public final class Identity: Sendable {
         // With the standard cost, a hash made once with it (of a random string) serves; other
         // costs (tests) make theirs now.
         decoyHash = hasher == .standard ? Self.standardDecoy : try hasher.hash(UUID().uuidString)
-        let cutoffs = try users.sessionCutoffs()
-        notBefore.withLock { $0 = cutoffs }
+        sessions = SessionRules(clock: clock, accessTTL: accessTTL, cutoffs: try users.sessionCutoffs())
         try loadApiKeys()
         do {
             if let saved = try users.savedThrottle() {
-                throttle.load(try JSONDecoder().decode([LoginThrottle.Entry].self, from: Data(saved)), now: Time.now())
+                throttle.load(try JSONDecoder().decode([LoginThrottle.Entry].self, from: Data(saved)), now: clock.now())
                 savedThrottleVersion.withLock { $0 = throttle.version }
             }
         } catch {
@@ -148,7 +156,7 @@ public final class Identity: Sendable {
             try KeyRing.create(path, contents: password + "\n")
             logger.notice("created user admin; its password is in a file readable by twind's user only: log in and change it, then delete the file", metadata: ["file": "\(path)"])
         }
-        try users.audit(.init(time: Time.now(), action: .userCreated, actor: "twind", peer: "local", detail: "admin (first start)"))
+        try users.audit(.init(time: clock.now(), action: .userCreated, actor: "twind", peer: "local", detail: "admin (first start)"))
     }
 
     /// An audit entry for an event that changes nothing in users.db (a login, a change in
@@ -185,7 +193,7 @@ public final class Identity: Sendable {
         }
         let address = Self.address(of: peer)
         do {
-            try throttle.begin(username: username, address: address, now: Time.now())
+            try throttle.begin(username: username, address: address, now: clock.now())
         } catch {
             Telemetry.login("throttled")
             throw error
@@ -196,12 +204,12 @@ public final class Identity: Sendable {
         let matches = try await hashing.run { PasswordHasher.verify(password, against: encoded) }
         guard let user, matches, !user.disabled else {
             Telemetry.login("failed")
-            recordAudit(.init(time: Time.now(), action: .loginFailed, actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
+            recordAudit(.init(time: clock.now(), action: .loginFailed, actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
             throw .unauthenticated(.credentialsInvalid, Self.failureMessage)
         }
         throttle.succeeded(username: username, address: address)
         Telemetry.login("ok")
-        let now = Time.now()
+        let now = clock.now()
         let hasher = self.hasher
         let rehash = hasher.needsRehash(user.passwordHash) ? try? await hashing.run { () throws(TwinError) -> String in try hasher.hash(password) } : nil
         try users.recordLogin(
@@ -213,7 +221,7 @@ public final class Identity: Sendable {
     }
 
     func refresh(token: String, peer: String) async throws(TwinError) -> Session {
-        let now = Time.now()
+        let now = clock.now()
         switch try users.useRefreshToken(token, now: now) {
         case .invalid:
             throw .unauthenticated(.refreshTokenInvalid, "the refresh token is not valid (expired, revoked or unknown); log in again")
@@ -250,37 +258,25 @@ public final class Identity: Sendable {
         }
     }
 
-    /// Sessions logged out (or revoked as stolen), with when: their access tokens are refused.
-    /// Kept for an access token's lifetime; after a restart, users.db answers (`isSessionRevoked`).
-    let endedSessions = Mutex<[String: Nanos]>([:])
-
-    func endSessions(_ sessions: [String]) {
-        let now = Time.now()
-        endedSessions.withLock { ended in
-            ended = ended.filter { now - $0.value <= accessTTL }
-            for s in sessions { ended[s] = now }
-        }
-        accessChanged.fire()
-    }
+    /// Sessions logged out (or revoked as stolen): their access tokens are refused at once.
+    /// After a restart, users.db answers (`isSessionRevoked`).
+    func endSessions(_ ended: [String]) { sessions.end(sessions: ended) }
 
     /// Fired whenever access may have been taken away (a session ended, an account changed, a key
     /// revoked): open streams check their caller again at once.
-    let accessChanged = ChangeSignal()
+    var accessChanged: ChangeSignal { sessions.changed }
 
     /// Whether `principal` may still act now: its token unexpired, its session not logged out, its
     /// account not changed since the token was issued, its API key not revoked. Long-lived streams
     /// ask on every batch and whenever `accessChanged` fires.
-    func recheck(_ principal: Principal, now: Nanos = Time.now()) throws(TwinError) {
+    func recheck(_ principal: Principal) throws(TwinError) {
         if let keyID = principal.apiKeyID {
             guard apiKeys.withLock({ $0.values.contains { $0.key.id == keyID } }) else {
                 throw .unauthenticated(.sessionEnded, "the API key was revoked; ask an admin for a new one (twin apikeys create)")
             }
             return
         }
-        guard principal.expiresAt > now else {
-            throw .unauthenticated(.tokenExpired, "the access token has expired; refresh it or log in again")
-        }
-        try checkNotRevoked(principal)
+        try sessions.recheck(principal.token)
     }
 
     func issue(for user: User, family: String, now: Nanos) async throws(TwinError) -> Session {
@@ -303,16 +299,12 @@ public final class Identity: Sendable {
 
     // MARK: Verifying access tokens
 
-    /// Per user, tokens issued before this time are refused (disabled, deleted, role or
-    /// password changed): the change takes effect on the next call, not at the token's expiry.
-    let notBefore = Mutex<[String: Nanos]>([:])
-
-    /// Ends a user's sessions: kept in users.db, so a restart does not bring them back.
+    /// Ends a user's sessions (disabled, deleted, role or password changed): tokens issued
+    /// until now are refused from the next call, not at their expiry; the cut-off is kept in
+    /// users.db, so a restart does not bring them back.
     func invalidateTokens(of user: User) {
-        let now = Time.now()
-        notBefore.withLock { $0[user.username] = now }
-        try? users.endSessions(userID: user.id, before: now)
-        accessChanged.fire()
+        let cutoff = sessions.endAccount(user.username)
+        try? users.endSessions(userID: user.id, before: cutoff)
     }
 
     /// API keys by the hash of their secret (revoked ones are dropped), loaded at start.
@@ -327,7 +319,7 @@ public final class Identity: Sendable {
     /// Verifies `authorization: Bearer <jwt>` (once per token; see `verified`).
     func authenticate(bearer token: String) async throws(TwinError) -> Principal {
         if token.hasPrefix(Self.apiKeyPrefix) { return try authenticate(apiKey: token) }
-        let now = Time.now()
+        let now = clock.now()
         if let known = verified.withLock({ $0[token] }) {
             try checkNotRevoked(known)
             if known.expiresAt > now { return known }
@@ -352,14 +344,7 @@ public final class Identity: Sendable {
     }
 
     func checkNotRevoked(_ principal: Principal) throws(TwinError) {
-        if let cutoff = notBefore.withLock({ $0[principal.username] }), principal.issuedAt <= cutoff {
-            throw .unauthenticated(.sessionEnded, "this session was ended by an account change (role, password, disabled); log in again")
-        }
-        let session = principal.session ?? ""
-        let jti = "jti:" + principal.tokenID
-        if endedSessions.withLock({ $0[session] != nil || $0[jti] != nil }) {
-            throw .unauthenticated(.sessionEnded, "this session was logged out; log in again")
-        }
+        try sessions.checkNotRevoked(principal.token)
     }
 
     /// Checks a token: signature with the pinned algorithm, issuer, audience, expiry.
@@ -400,29 +385,6 @@ public final class Identity: Sendable {
     }
 }
 
-/// Wakes every subscriber when it fires; a subscriber that has not looked yet sees one wake-up
-/// however often it fired. Subscriptions end with the task that iterates them.
-final class ChangeSignal: Sendable {
-    private let subscribers = Mutex<(next: UInt64, all: [UInt64: AsyncStream<Void>.Continuation])>((0, [:]))
-
-    func subscribe() -> AsyncStream<Void> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let id = subscribers.withLock { s in
-            s.next += 1
-            s.all[s.next] = continuation
-            return s.next
-        }
-        continuation.onTermination = { [weak self] _ in _ = self?.subscribers.withLock { $0.all.removeValue(forKey: id) } }
-        return stream
-    }
-
-    func fire() {
-        for c in subscribers.withLock({ Array($0.all.values) }) { c.yield() }
-    }
-
-    var count: Int { subscribers.withLock { $0.all.count } }
-}
-
 /// Every call: reads `authorization: Bearer <token>`, verifies it, applies the access table,
 /// and makes the caller known to the handler (`Principal.current`). A stream ends with
 /// UNAUTHENTICATED when its token expires.
@@ -458,7 +420,7 @@ struct AuthInterceptor: ServerInterceptor {
                         // API keys do not expire: their streams run until revoked or ended.
                         if principal.apiKeyID == nil {
                             group.addTask {
-                                let remaining = principal.expiresAt - Time.now()
+                                let remaining = principal.expiresAt - identity.clock.now()
                                 if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
                                 throw TwinError.unauthenticated(.tokenExpired, "the access token expired; refresh it (twin does so by itself) and call again")
                             }

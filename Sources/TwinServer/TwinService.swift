@@ -118,7 +118,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 // Every batch: a key revoked, an account disabled or demoted, a session logged out
                 // or a token expired since the stream opened ends it here.
                 if let caller {
-                    try identity.recheck(caller, now: now)
+                    try identity.recheck(caller)
                     try AccessTable.check(Twin_V1_TwinService.Method.Ingest.descriptor, principal: caller)
                 }
                 if let scope = caller?.scope { try checkScope(scope, key: caller?.apiKeyID ?? "", message.readings) }

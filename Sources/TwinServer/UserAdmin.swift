@@ -52,7 +52,7 @@ extension Identity {
         guard email.utf8.count <= 254, !email.contains(where: \.isNewline) else { throw .invalidArgument("email must be at most 254 bytes on one line") }
         let user = try users.createUser(
             username: username, role: role, passwordHash: try await hash(password), email: email,
-            audit: .init(time: Time.now(), action: .userCreated, actor: actor?.username ?? "", peer: peer, detail: "\(username) as \(role.rawValue)"))
+            audit: .init(time: clock.now(), action: .userCreated, actor: actor?.username ?? "", peer: peer, detail: "\(username) as \(role.rawValue)"))
         return user
     }
 
@@ -66,7 +66,7 @@ extension Identity {
         if let email, email != user.email { changes.append("e-mail changed") }
         let updated = try users.updateUser(
             user, role: role, disabled: disabled, email: email,
-            audit: .init(time: Time.now(), action: .userUpdated, actor: actor?.username ?? "", peer: peer, detail: "\(username): \(changes.joined(separator: ", "))"))
+            audit: .init(time: clock.now(), action: .userUpdated, actor: actor?.username ?? "", peer: peer, detail: "\(username): \(changes.joined(separator: ", "))"))
         if updated.role != user.role || updated.disabled != user.disabled {
             // Tokens carry the role: sessions end and the user logs in again.
             invalidateTokens(of: user)
@@ -78,7 +78,7 @@ extension Identity {
     func deleteUser(username: String, by actor: Principal?, peer: String) throws(TwinError) {
         let user = try existing(username)
         try keepAnAdmin(changing: user, to: nil, disabled: nil, deleting: true)
-        try users.deleteUser(id: user.id, audit: .init(time: Time.now(), action: .userDeleted, actor: actor?.username ?? "", peer: peer, detail: username))
+        try users.deleteUser(id: user.id, audit: .init(time: clock.now(), action: .userDeleted, actor: actor?.username ?? "", peer: peer, detail: username))
         invalidateTokens(of: user)
     }
 
@@ -92,10 +92,10 @@ extension Identity {
         if target == actor.username {
             guard old.utf8.count <= Self.maximumPasswordBytes else { throw TwinError.invalidArgument("old_password does not match the current password", reason: .credentialsInvalid).field("old_password") }
             let address = Self.address(of: peer)
-            try throttle.begin(username: target, address: address, now: Time.now())
+            try throttle.begin(username: target, address: address, now: clock.now())
             let encoded = user.passwordHash
             guard try await hashing.run({ PasswordHasher.verify(old, against: encoded) }) else {
-                recordAudit(.init(time: Time.now(), action: .passwordChangeFailed, actor: actor.username, peer: peer, detail: "wrong old password"))
+                recordAudit(.init(time: clock.now(), action: .passwordChangeFailed, actor: actor.username, peer: peer, detail: "wrong old password"))
                 throw TwinError.invalidArgument("old_password does not match the current password", reason: .credentialsInvalid).field("old_password")
             }
             throttle.succeeded(username: target, address: address)
@@ -104,7 +104,7 @@ extension Identity {
         }
         try users.setPasswordHash(
             userID: user.id, try await hash(new),
-            audit: .init(time: Time.now(), action: .userPasswordChanged, actor: actor.username, peer: peer, detail: target))
+            audit: .init(time: clock.now(), action: .userPasswordChanged, actor: actor.username, peer: peer, detail: target))
         // Other sessions end; the caller logs in again with the new password.
         invalidateTokens(of: user)
         try users.revokeRefreshTokens(userID: user.id)
@@ -113,7 +113,7 @@ extension Identity {
     func unlock(username: String, by actor: Principal?, peer: String) throws(TwinError) {
         _ = try existing(username)
         throttle.unlock(username: username)
-        recordAudit(.init(time: Time.now(), action: .userUnlocked, actor: actor?.username ?? "", peer: peer, detail: username))
+        recordAudit(.init(time: clock.now(), action: .userUnlocked, actor: actor?.username ?? "", peer: peer, detail: username))
     }
 }
 
