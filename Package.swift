@@ -72,10 +72,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The product's rules between the engines and the transports: alert lifecycle, retrain
-        // policy, login throttle. Store protocols and an injected clock; no gRPC, no SQLite.
+        // policy, login throttle, identity and sessions. Store protocols and an injected clock;
+        // no gRPC, no SQLite.
         .target(
             name: "TwinApp",
-            dependencies: ["TwinCore", "TwinEngines", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "TwinCore", "TwinEngines", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
+                .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         // gRPC services, proto <-> domain mapping, update bus, daemon assembly.

@@ -35,6 +35,19 @@ public enum PrivateFile {
 }
 
 extension PrivateFile {
+    /// Creates a new file (0600; an existing one is an error) holding `contents`, synced with
+    /// its directory.
+    public static func create(_ path: String, contents: String) throws(TwinError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .unavailable("cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(contents.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
+            throw .unavailable("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        try syncDirectory(of: path)
+    }
+
     /// A secret kept in a file (a password): refused when group or others can read the file,
     /// when it is empty or longer than `maxBytes`; its trailing newlines dropped.
     public static func readSecret(_ path: String, what: String = "password file", maxBytes: Int = 1024) throws(TwinError) -> String {

@@ -1,5 +1,6 @@
 import GRPCCore
 import Proto
+import TwinApp
 import TwinCore
 import TwinStore
 

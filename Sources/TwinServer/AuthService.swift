@@ -1,6 +1,7 @@
 import GRPCCore
 import Proto
 import SwiftProtobuf
+import TwinApp
 import TwinCore
 import TwinStore
 

@@ -227,7 +227,8 @@ public final class Daemon: Service, Sendable {
         users = try UsersDatabase(path: dataDirectory.file("users.db"), keys: keys, durability: configuration.durability)
         identity = try await Identity(
             users: users, hasher: configuration.passwordHasher, accessTTL: configuration.accessTokenLifetime,
-            refreshTTL: configuration.refreshTokenLifetime, logger: logger, firstLockout: configuration.firstLoginLockout)
+            refreshTTL: configuration.refreshTokenLifetime, logger: logger, firstLockout: configuration.firstLoginLockout,
+            loginOutcome: { Telemetry.login($0) })
         try identity.bootstrapAdmin(dataDirectory: configuration.dataDirectory, environment: configuration.environment)
         store = try HealthDatabase(
             path: dataDirectory.file("health_data.db"), keys: keys, durability: configuration.durability, series: configuration.history)

@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2Posix
 import Logging
 import ServiceLifecycle
 import Synchronization
+import TwinApp
 import TwinCore
 
 // The daemon's concerns, each a `Service` of the ServiceGroup that `Daemon.run()` runs. The group

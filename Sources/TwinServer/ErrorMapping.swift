@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCProtobuf
 import SwiftProtobuf
+import TwinApp
 import TwinCore
 
 /// The one table from domain errors to gRPC status codes.

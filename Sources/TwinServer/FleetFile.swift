@@ -1,4 +1,5 @@
 import Foundation
+import TwinApp
 import TwinCore
 import TwinEngines
 import Yams

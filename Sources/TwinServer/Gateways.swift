@@ -3,6 +3,7 @@ import GRPCCore
 import Logging
 import Proto
 import Synchronization
+import TwinApp
 import TwinCore
 import TwinEngines
 import TwinGateway

@@ -1,6 +1,7 @@
 import GRPCCore
 import Proto
 import Synchronization
+import TwinApp
 import TwinCore
 
 /// Serving status per service name ("" is the whole server), watched by `grpc.health.v1.Health`.

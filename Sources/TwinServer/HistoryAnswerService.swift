@@ -1,5 +1,6 @@
 import GRPCCore
 import Proto
+import TwinApp
 import TwinCore
 
 /// `TwinService.GetHistory`, registered over the generated handler so that the answer is

@@ -1,5 +1,6 @@
 import Proto
 import SwiftProtobuf
+import TwinApp
 import TwinCore
 
 /// `GetHistory`: checks the request against the device, picks the step, asks the store.

@@ -1,4 +1,5 @@
 import Proto
+import TwinApp
 import TwinCore
 
 /// `GetHistoryResponse` in protobuf wire form, written straight from the store's columns: the

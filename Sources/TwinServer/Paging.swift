@@ -1,4 +1,5 @@
 import Foundation
+import TwinApp
 import TwinCore
 
 /// The one paging scheme of every list RPC: `page_size` (0 → the method's default, at most

@@ -1,5 +1,6 @@
 import Logging
 import Synchronization
+import TwinApp
 import TwinCore
 import TwinEngines
 

@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import Synchronization
+import TwinApp
 import TwinCore
 
 /// What twind measures, named the Prometheus way (`twind_…_total`, `_seconds`, base units; no

@@ -5,6 +5,7 @@ import NIOCore
 import Proto
 import SwiftProtobuf
 import Synchronization
+import TwinApp
 import TwinCore
 import TwinEngines
 

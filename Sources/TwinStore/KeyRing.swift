@@ -78,14 +78,7 @@ public struct KeyRing: Sendable {
     }
 
     public static func create(_ path: String, contents: String) throws(TwinError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .unavailable("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let bytes = Array(contents.utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
-            throw .unavailable("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
-        try PrivateFile.syncDirectory(of: path)
+        try PrivateFile.create(path, contents: contents)
     }
 }
 

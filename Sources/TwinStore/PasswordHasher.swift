@@ -1,11 +1,12 @@
 import CArgon2
+import Foundation
 import Crypto
 import TwinCore
 
 /// Argon2id password hashes (libargon2), in the standard encoded form
 /// `$argon2id$v=19$m=…,t=…,p=…$salt$hash`, which carries its parameters: a hash made with a lower
 /// cost than the configured one is recognised (`needsRehash`) and replaced at the next login.
-public struct PasswordHasher: Sendable, Equatable {
+public struct PasswordHasher: PasswordHashing, Equatable {
     /// Iterations, memory in KiB, lanes.
     public var iterations: UInt32
     public var memoryKiB: UInt32
@@ -40,6 +41,14 @@ public struct PasswordHasher: Sendable, Equatable {
         let pw = Array(password.utf8)
         return argon2id_verify(encoded, pw, pw.count) == ARGON2_OK.rawValue
     }
+
+    public func verify(_ password: String, against encoded: String) -> Bool { Self.verify(password, against: encoded) }
+
+    /// With the standard cost, a hash made once with it (of a random string nobody knows)
+    /// serves; other costs (tests) make theirs now.
+    public func decoy() throws(TwinError) -> String { self == .standard ? Self.standardDecoy : try hash(UUID().uuidString) }
+    /// A one-off `PasswordHasher.standard.hash` of a random string nobody knows.
+    public static let standardDecoy = "$argon2id$v=19$m=65536,t=3,p=1$3NMZuZ1nbjMTNOWOit1uxQ$MOG+APaEDA3djtSMVBHmtP/5/Qwb2RlaXZPAo1BqsuE"
 
     /// True when the hash was made with weaker parameters than these.
     public func needsRehash(_ encoded: String) -> Bool {

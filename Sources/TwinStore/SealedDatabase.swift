@@ -130,7 +130,7 @@ enum SealedDatabase {
 
 /// `users.db`: identity and the audit log. Audit entries (who, from where, what) are sealed
 /// and bound to their row; only the id, time and kind stay clear for lookups.
-public final class UsersDatabase: Sendable {
+public final class UsersDatabase: UsersStore {
     let pool: DatabasePool
     let sealer: Sealer
     public let path: String

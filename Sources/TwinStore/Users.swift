@@ -3,41 +3,6 @@ import Foundation
 import GRDB
 import TwinCore
 
-/// A user of twind, as `users.db` keeps it (the e-mail sealed, the password as an Argon2id hash).
-public struct User: Sendable, Equatable {
-    public enum Role: String, Sendable, CaseIterable, Comparable {
-        /// Programs that push data with an API key: below viewer (they read nothing); the access
-        /// table names the few calls they may make.
-        case gateway
-        case viewer, `operator`, admin
-
-        public static func < (a: Role, b: Role) -> Bool { a.rank < b.rank }
-        var rank: Int { Self.allCases.firstIndex(of: self)! }
-
-        /// The roles a person (a user account) can have.
-        public static let people: [Role] = [.viewer, .operator, .admin]
-    }
-
-    public var id: Int64
-    public var username: String
-    public var role: Role
-    public var disabled: Bool
-    public var createdAt: Nanos
-    public var lastLoginAt: Nanos?
-    public var passwordHash: String
-    public var email: String
-}
-
-/// What a refresh token's use found.
-public enum RefreshOutcome: Sendable, Equatable {
-    /// The token was valid and is now used; its family continues with a new token.
-    case valid(userID: Int64, family: String)
-    /// The token had been used already: its whole family is now revoked.
-    case reused(userID: Int64, family: String)
-    /// Unknown, expired or revoked.
-    case invalid
-}
-
 extension UsersDatabase {
     static func registerIdentityMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v2: refresh tokens, signing keys") { db in

@@ -1,13 +1,9 @@
 import Crypto
 import Foundation
-import GRPCCore
 import JWTKit
 import Logging
-import Proto
 import Synchronization
 import TwinCore
-import TwinApp
-import TwinStore
 
 /// The claims of an access token. Issuer, audience and expiry are checked at verification.
 struct AccessClaims: JWTPayload {
@@ -21,8 +17,8 @@ struct AccessClaims: JWTPayload {
     /// The session (refresh-token family) the token belongs to: logging out ends it at once.
     var sid: String?
 
+    /// Expiry is checked by `Identity.verify(bearer:)` against its clock, not here.
     func verify(using algorithm: some JWTAlgorithm) async throws {
-        try exp.verifyNotExpired()
         guard iss.value == Identity.issuer else { throw JWTError.claimVerificationFailure(failedClaim: iss, reason: "wrong issuer") }
         try aud.verifyIntendedAudience(includes: Identity.audience)
     }
@@ -43,21 +39,32 @@ public struct Principal: Sendable, Equatable {
     public var scope: ApiKeyScope? = nil
 
     /// The caller of the RPC being served, set by `AuthInterceptor`.
-    @TaskLocal static var current: Principal?
+    @TaskLocal public static var current: Principal?
+
+    public init(username: String, role: User.Role, expiresAt: Nanos, issuedAt: Nanos = 0, tokenID: String, apiKeyID: String? = nil, session: String? = nil, scope: ApiKeyScope? = nil) {
+        self.username = username
+        self.role = role
+        self.expiresAt = expiresAt
+        self.issuedAt = issuedAt
+        self.tokenID = tokenID
+        self.apiKeyID = apiKeyID
+        self.session = session
+        self.scope = scope
+    }
 
     /// What the session rules look at.
-    var token: SessionRules.Token {
+    public var token: SessionRules.Token {
         .init(username: username, issuedAt: issuedAt, expiresAt: expiresAt, session: session, tokenID: tokenID)
     }
 }
 
 /// A session's tokens, as Login and Refresh return them.
-struct Session {
-    var accessToken: String
-    var accessExpiresAt: Nanos
-    var refreshToken: String
-    var refreshExpiresAt: Nanos
-    var user: User
+public struct Session: Sendable {
+    public var accessToken: String
+    public var accessExpiresAt: Nanos
+    public var refreshToken: String
+    public var refreshExpiresAt: Nanos
+    public var user: User
 }
 
 /// Users, passwords and tokens: Login checks an Argon2id hash and issues a short-lived HS256 JWT
@@ -67,10 +74,12 @@ public final class Identity: Sendable {
     static let issuer = "twind"
     static let audience = "twin"
     static let algorithm = "HS256"
-    static let failureMessage = "wrong username or password"
+    public static let failureMessage = "wrong username or password"
 
-    let users: UsersDatabase
-    let hasher: PasswordHasher
+    public let users: any UsersStore
+    let hasher: any PasswordHashing
+    /// Told the outcome of every login: "ok", "failed" or "throttled" (twind counts them).
+    let loginOutcome: @Sendable (String) -> Void
     let keys: JWTKeyCollection
     let signingKID: String
     let accessTTL: Nanos
@@ -78,19 +87,20 @@ public final class Identity: Sendable {
     let logger: Logger
     /// A hash nobody's password matches, verified for unknown users so they take as long.
     let decoyHash: String
-    let throttle: LoginThrottle
+    public let throttle: LoginThrottle
     /// When tokens stop being good before they expire (logout, account changes).
     let sessions: SessionRules
-    let clock: any TwinClock
+    public let clock: any TwinClock
     /// Argon2id runs here, never on the cooperative pool (see `BlockingPool`): one core's worth
     /// fewer than the machine has (at least one), at lower priority, so a flood of password
     /// checks leaves a core to everything else.
-    let hashing = BlockingPool(
+    public let hashing = BlockingPool(
         name: "password hashing", workers: max(1, ProcessInfo.processInfo.activeProcessorCount - 1), queueLimit: 8, maxWait: .seconds(5), niceness: 10)
-    /// A one-off `PasswordHasher.standard.hash` of a random string nobody knows.
-    static let standardDecoy = "$argon2id$v=19$m=65536,t=3,p=1$3NMZuZ1nbjMTNOWOit1uxQ$MOG+APaEDA3djtSMVBHmtP/5/Qwb2RlaXZPAo1BqsuE"
-
-    init(users: UsersDatabase, hasher: PasswordHasher, accessTTL: Nanos, refreshTTL: Nanos, logger: Logger, firstLockout: Nanos = Time.second, clock: any TwinClock = SystemClock()) async throws {
+    public init(
+        users: any UsersStore, hasher: any PasswordHashing, accessTTL: Nanos, refreshTTL: Nanos, logger: Logger, firstLockout: Nanos = Time.second,
+        clock: any TwinClock = SystemClock(), loginOutcome: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws {
+        self.loginOutcome = loginOutcome
         self.users = users
         self.clock = clock
         throttle = LoginThrottle(firstLockout: firstLockout)
@@ -99,15 +109,13 @@ public final class Identity: Sendable {
         self.refreshTTL = refreshTTL
         self.logger = logger
         let collection = JWTKeyCollection()
-        let stored = try users.signingKeys()
+        let stored = try users.signingKeys(now: clock.now())
         for (id, key) in stored {
             await collection.add(hmac: HMACKey(key: SymmetricKey(data: key)), digestAlgorithm: .sha256, kid: JWKIdentifier(string: "k\(id)"))
         }
         keys = collection
         signingKID = "k\(stored.last!.id)"
-        // With the standard cost, a hash made once with it (of a random string) serves; other
-        // costs (tests) make theirs now.
-        decoyHash = hasher == .standard ? Self.standardDecoy : try hasher.hash(UUID().uuidString)
+        decoyHash = try hasher.decoy()
         sessions = SessionRules(clock: clock, accessTTL: accessTTL, cutoffs: try users.sessionCutoffs())
         try loadApiKeys()
         do {
@@ -125,7 +133,7 @@ public final class Identity: Sendable {
     /// Saves the login throttle's counts when they changed since the last save (every few
     /// seconds, and at shutdown), so a restart does not clear them. Blocking: run it off the
     /// cooperative pool.
-    func persistThrottle(now: Nanos) {
+    public func persistThrottle(now: Nanos) {
         guard savedThrottleVersion.withLock({ $0 }) != throttle.version else { return }
         let (version, entries) = throttle.snapshot(now: now)
         do {
@@ -138,7 +146,7 @@ public final class Identity: Sendable {
 
     /// With no users, creates `admin` with a password from `TWIND_ADMIN_PASSWORD`, else a random
     /// one written once to `<data>/initial-admin-password` (0600). Never logs the password.
-    func bootstrapAdmin(dataDirectory: String, environment: [String: String]) throws(TwinError) {
+    public func bootstrapAdmin(dataDirectory: String, environment: [String: String]) throws(TwinError) {
         guard try users.userCount() == 0 else { return }
         let given = environment["TWIND_ADMIN_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         if let given {
@@ -147,13 +155,13 @@ public final class Identity: Sendable {
             }
         }
         let password = given ?? Self.randomPassword()
-        try users.createUser(username: "admin", role: .admin, passwordHash: try hasher.hash(password))
+        try users.createUser(username: "admin", role: .admin, passwordHash: try hasher.hash(password), email: "", now: clock.now(), audit: nil)
         if given != nil {
             logger.notice("created user admin with the password from TWIND_ADMIN_PASSWORD")
         } else {
             let path = dataDirectory + "/initial-admin-password"
             unlink(path)
-            try KeyRing.create(path, contents: password + "\n")
+            try PrivateFile.create(path, contents: password + "\n")
             logger.notice("created user admin; its password is in a file readable by twind's user only: log in and change it, then delete the file", metadata: ["file": "\(path)"])
         }
         try users.audit(.init(time: clock.now(), action: .userCreated, actor: "twind", peer: "local", detail: "admin (first start)"))
@@ -162,14 +170,14 @@ public final class Identity: Sendable {
     /// An audit entry for an event that changes nothing in users.db (a login, a change in
     /// health_data.db or the models): written on its own; a failure is logged, never dropped
     /// silently. Changes to users.db write their entry in their own transaction instead.
-    func recordAudit(_ entry: UsersDatabase.AuditEntry) {
+    public func recordAudit(_ entry: AuditEntry) {
         do { try users.audit(entry) } catch {
             logger.error("cannot write an audit entry", metadata: ["kind": "\(entry.kind)", "error": "\(error.message)"])
         }
     }
 
     /// An audit entry that must be written before the change it records may go ahead.
-    func audit(_ entry: UsersDatabase.AuditEntry) throws(TwinError) {
+    public func audit(_ entry: AuditEntry) throws(TwinError) {
         do { try users.audit(entry) } catch {
             logger.error("cannot write an audit entry", metadata: ["kind": "\(entry.kind)", "error": "\(error.message)"])
             throw TwinError.unavailable("the audit log cannot be written, so the change was not made: \(error.message)")
@@ -184,7 +192,7 @@ public final class Identity: Sendable {
 
     // MARK: Login, refresh, logout
 
-    func login(username: String, password: String, peer: String) async throws(TwinError) -> Session {
+    public func login(username: String, password: String, peer: String) async throws(TwinError) -> Session {
         // The rules for usernames are public: one that breaks them names nobody, and never
         // reaches the throttle table or the audit log.
         try Self.validateUsername(username)
@@ -195,22 +203,22 @@ public final class Identity: Sendable {
         do {
             try throttle.begin(username: username, address: address, now: clock.now())
         } catch {
-            Telemetry.login("throttled")
+            loginOutcome("throttled")
             throw error
         }
         let user = try users.user(named: username)
         // Unknown users verify against a decoy, so both take the same time and give the same answer.
         let encoded = user?.passwordHash ?? decoyHash
-        let matches = try await hashing.run { PasswordHasher.verify(password, against: encoded) }
+        let hasher = self.hasher
+        let matches = try await hashing.run { hasher.verify(password, against: encoded) }
         guard let user, matches, !user.disabled else {
-            Telemetry.login("failed")
+            loginOutcome("failed")
             recordAudit(.init(time: clock.now(), action: .loginFailed, actor: username, peer: peer, detail: user == nil ? "unknown user" : user!.disabled ? "disabled" : "wrong password"))
             throw .unauthenticated(.credentialsInvalid, Self.failureMessage)
         }
         throttle.succeeded(username: username, address: address)
-        Telemetry.login("ok")
+        loginOutcome("ok")
         let now = clock.now()
-        let hasher = self.hasher
         let rehash = hasher.needsRehash(user.passwordHash) ? try? await hashing.run { () throws(TwinError) -> String in try hasher.hash(password) } : nil
         try users.recordLogin(
             userID: user.id, at: now, newHash: rehash,
@@ -220,7 +228,7 @@ public final class Identity: Sendable {
         return session
     }
 
-    func refresh(token: String, peer: String) async throws(TwinError) -> Session {
+    public func refresh(token: String, peer: String) async throws(TwinError) -> Session {
         let now = clock.now()
         switch try users.useRefreshToken(token, now: now) {
         case .invalid:
@@ -242,7 +250,7 @@ public final class Identity: Sendable {
     /// Ends a session: its refresh tokens are revoked and its access tokens refused from now on
     /// (not only when they expire). With no refresh token, the caller's own session ends (for a
     /// token from before sessions were named in tokens: every refresh token of the caller).
-    func logout(token: String, principal: Principal?) throws(TwinError) {
+    public func logout(token: String, principal: Principal?) throws(TwinError) {
         if !token.isEmpty {
             guard let family = try users.revokeRefreshFamily(of: token) else { throw TwinError.invalidArgument("that refresh token is not known", reason: .refreshTokenInvalid).field("refresh_token") }
             endSessions([family])
@@ -264,12 +272,12 @@ public final class Identity: Sendable {
 
     /// Fired whenever access may have been taken away (a session ended, an account changed, a key
     /// revoked): open streams check their caller again at once.
-    var accessChanged: ChangeSignal { sessions.changed }
+    public var accessChanged: ChangeSignal { sessions.changed }
 
     /// Whether `principal` may still act now: its token unexpired, its session not logged out, its
     /// account not changed since the token was issued, its API key not revoked. Long-lived streams
     /// ask on every batch and whenever `accessChanged` fires.
-    func recheck(_ principal: Principal) throws(TwinError) {
+    public func recheck(_ principal: Principal) throws(TwinError) {
         if let keyID = principal.apiKeyID {
             guard apiKeys.withLock({ $0.values.contains { $0.key.id == keyID } }) else {
                 throw .unauthenticated(.sessionEnded, "the API key was revoked; ask an admin for a new one (twin apikeys create)")
@@ -279,7 +287,7 @@ public final class Identity: Sendable {
         try sessions.recheck(principal.token)
     }
 
-    func issue(for user: User, family: String, now: Nanos) async throws(TwinError) -> Session {
+    public func issue(for user: User, family: String, now: Nanos) async throws(TwinError) -> Session {
         let claims = AccessClaims(
             sub: .init(value: user.username), role: user.role.rawValue,
             exp: .init(value: Date(timeIntervalSince1970: Double(now + accessTTL) / 1e9)),
@@ -302,7 +310,7 @@ public final class Identity: Sendable {
     /// Ends a user's sessions (disabled, deleted, role or password changed): tokens issued
     /// until now are refused from the next call, not at their expiry; the cut-off is kept in
     /// users.db, so a restart does not bring them back.
-    func invalidateTokens(of user: User) {
+    public func invalidateTokens(of user: User) {
         let cutoff = sessions.endAccount(user.username)
         try? users.endSessions(userID: user.id, before: cutoff)
     }
@@ -317,7 +325,7 @@ public final class Identity: Sendable {
     static let cacheLimit = 10_000
 
     /// Verifies `authorization: Bearer <jwt>` (once per token; see `verified`).
-    func authenticate(bearer token: String) async throws(TwinError) -> Principal {
+    public func authenticate(bearer token: String) async throws(TwinError) -> Principal {
         if token.hasPrefix(Self.apiKeyPrefix) { return try authenticate(apiKey: token) }
         let now = clock.now()
         if let known = verified.withLock({ $0[token] }) {
@@ -343,7 +351,7 @@ public final class Identity: Sendable {
         return principal
     }
 
-    func checkNotRevoked(_ principal: Principal) throws(TwinError) {
+    public func checkNotRevoked(_ principal: Principal) throws(TwinError) {
         try sessions.checkNotRevoked(principal.token)
     }
 
@@ -365,8 +373,12 @@ public final class Identity: Sendable {
             throw .unauthenticated(.tokenInvalid, "the access token is not valid; log in again")
         }
         guard let role = User.Role(rawValue: claims.role) else { throw .unauthenticated(.tokenInvalid, "the access token names an unknown role") }
+        let expiresAt = Nanos.clamping(seconds: claims.exp.value.timeIntervalSince1970)
+        guard expiresAt > clock.now() else {
+            throw .unauthenticated(.tokenExpired, "the access token has expired; refresh it or log in again")
+        }
         return Principal(
-            username: claims.sub.value, role: role, expiresAt: Nanos.clamping(seconds: claims.exp.value.timeIntervalSince1970),
+            username: claims.sub.value, role: role, expiresAt: expiresAt,
             issuedAt: Nanos.clamping(seconds: claims.iat.value.timeIntervalSince1970), tokenID: claims.jti.value, session: claims.sid)
     }
 
@@ -377,7 +389,7 @@ public final class Identity: Sendable {
     }
 
     /// The address part of a gRPC peer ("ipv4:127.0.0.1:5000" → "127.0.0.1").
-    static func address(of peer: String) -> String {
+    public static func address(of peer: String) -> String {
         let parts = peer.split(separator: ":")
         if parts.first == "ipv4", parts.count >= 3 { return String(parts[1]) }
         if parts.first == "ipv6", parts.count >= 3 { return parts.dropFirst().dropLast().joined(separator: ":") }
@@ -385,91 +397,3 @@ public final class Identity: Sendable {
     }
 }
 
-/// Every call: reads `authorization: Bearer <token>`, verifies it, applies the access table,
-/// and makes the caller known to the handler (`Principal.current`). A stream ends with
-/// UNAUTHENTICATED when its token expires.
-struct AuthInterceptor: ServerInterceptor {
-    let identity: Identity
-
-    func intercept<Input: Sendable, Output: Sendable>(
-        request: StreamingServerRequest<Input>, context: ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
-    ) async throws -> StreamingServerResponse<Output> {
-        var principal: Principal?
-        if let value = request.metadata[stringValues: "authorization"].first(where: { _ in true }) {
-            guard value.lowercased().hasPrefix("bearer ") else {
-                throw TwinError.unauthenticated(.tokenInvalid, "the authorization header must be 'Bearer <token>'")
-            }
-            principal = try await identity.authenticate(bearer: String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces))
-        }
-        if let principal { CallerSlot.current?.set(principal.username) }
-        try AccessTable.check(context.descriptor, principal: principal)
-        guard let principal else { return try await next(request, context) }
-        var response = try await Principal.$current.withValue(principal) { try await next(request, context) }
-        guard case .success(var contents) = response.accepted else { return response }
-        // The handler's body runs after this returns: it sees the caller too, and a stream is
-        // cut off when the token expires.
-        let producer = contents.producer
-        if !AccessTable.longLived.contains(context.descriptor.fullyQualifiedMethod) {
-            contents.producer = { writer in try await Principal.$current.withValue(principal) { try await producer(writer) } }
-        } else {
-            contents.producer = { writer in
-                try await Principal.$current.withValue(principal) {
-                    try await withThrowingTaskGroup(of: Metadata.self) { group in
-                        group.addTask { try await producer(writer) }
-                        // API keys do not expire: their streams run until revoked or ended.
-                        if principal.apiKeyID == nil {
-                            group.addTask {
-                                let remaining = principal.expiresAt - identity.clock.now()
-                                if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
-                                throw TwinError.unauthenticated(.tokenExpired, "the access token expired; refresh it (twin does so by itself) and call again")
-                            }
-                        }
-                        // Access taken away (logout, account change, key revoked) ends the stream at once.
-                        let changes = identity.accessChanged.subscribe()
-                        group.addTask {
-                            for await _ in changes { try identity.recheck(principal) }
-                            try await Task.sleep(for: .seconds(365 * 86_400 * 100))
-                            return [:]
-                        }
-                        defer { group.cancelAll() }
-                        return try await group.next()!
-                    }
-                }
-            }
-        }
-        response.accepted = .success(contents)
-        return response
-    }
-}
-
-/// For `twin-bench auth`: the in-process cost of checking a token on a call, first time and cached.
-@_spi(Benchmarks)
-public enum TokenVerificationBenchmark {
-    public static func run(directory: String, iterations: Int) async throws -> (login: Duration, firstCheck: Duration, cachedCheck: Duration) {
-        let ring = try KeyRing.load(keyFile: nil, environment: [:], dataDirectory: directory)
-        let users = try UsersDatabase(path: directory + "/users.db", keys: ring, durability: .normal)
-        defer { users.close() }
-        var logger = Logger(label: "bench")
-        logger.logLevel = .error
-        let identity = try await Identity(users: users, hasher: .standard, accessTTL: 15 * Time.minute, refreshTTL: Time.day, logger: logger)
-        try users.createUser(username: "bench", role: .viewer, passwordHash: try PasswordHasher.standard.hash("bench-password-1"))
-        var began = ContinuousClock.now
-        let session = try await identity.login(username: "bench", password: "bench-password-1", peer: "ipv4:127.0.0.1:1")
-        let login = ContinuousClock.now - began
-        // Each first check: a token the cache has not seen.
-        var tokens: [String] = []
-        for _ in 0..<iterations { tokens.append(try await identity.issue(for: session.user, family: "bench", now: Time.now()).accessToken) }
-        began = ContinuousClock.now
-        for t in tokens { _ = try await identity.authenticate(bearer: t) }
-        let first = (ContinuousClock.now - began) / iterations
-        let method = Twin_V1_TwinService.Method.ListDevices.descriptor
-        began = ContinuousClock.now
-        for _ in 0..<iterations {
-            let principal = try await identity.authenticate(bearer: session.accessToken)
-            try AccessTable.check(method, principal: principal)
-        }
-        let cached = (ContinuousClock.now - began) / iterations
-        return (login, first, cached)
-    }
-}
