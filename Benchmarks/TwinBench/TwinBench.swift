@@ -560,6 +560,5 @@ func report(_ name: String, _ rows: [(String, String)]) {
 }
 
 extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
     var milliseconds: Double { seconds * 1000 }
 }

@@ -19,3 +19,8 @@ public final class ManualClock: TwinClock {
     public func advance(by delta: Nanos) { time.withLock { $0 += delta } }
     public func set(_ t: Nanos) { time.withLock { $0 = t } }
 }
+
+extension Duration {
+    /// The duration in seconds, for figures and metrics.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -173,6 +173,8 @@ public func buildDaemon(
 public final class Daemon: Service, Sendable {
     public let configuration: DaemonConfiguration
     let plant: Plant
+    /// Changed snapshots in wire form, once for every subscriber of `StreamUpdates`.
+    let encoder: SnapshotEncoder
     let health: HealthStatus
     let simulator: SimulatorRunner?
     let dataDirectory: DataDirectory
@@ -234,7 +236,11 @@ public final class Daemon: Service, Sendable {
             path: dataDirectory.file("health_data.db"), keys: keys, durability: configuration.durability, series: configuration.history)
         var options = configuration.plant
         options.offlineAfter = max(options.offlineAfter, 3 * configuration.interval)
-        plant = Plant(options: options, heartbeat: configuration.heartbeat, store: store, history: store.series, logger: logger)
+        let encoder = SnapshotEncoder()
+        self.encoder = encoder
+        plant = Plant(
+            options: options, heartbeat: configuration.heartbeat, store: store, history: store.series, logger: logger,
+            snapshotsChanged: { encoder.refresh($0) })
 
         // The fleet: a fleet file, or the default simulated plant.
         let now = Time.now()
@@ -261,7 +267,11 @@ public final class Daemon: Service, Sendable {
             simulator = nil
         }
 
-        prognostics = try Prognostics(plant: plant, modelsDirectory: dataDirectory.file("models"), options: configuration.prognostics, logger: logger)
+        var prognosticsHooks = Prognostics.Hooks()
+        prognosticsHooks.retrained = { Telemetry.retrain(outcome: $0, seconds: $1) }
+        prognosticsHooks.activeModel = { Telemetry.activeModel(version: $0, rocAUC: $1, rulMAEHours: $2) }
+        prognostics = try Prognostics(
+            plant: plant, modelsDirectory: dataDirectory.file("models"), options: configuration.prognostics, logger: logger, hooks: prognosticsHooks)
         let alertOptions = configuration.alerts
         let rules = try AlertRuleFile.read(path: configuration.effectiveAlertRulesFile, hold: alertOptions.minimumDuration, clear: alertOptions.clearFor)
         alerts = try AlertBook(store: store, options: alertOptions, rules: rules, logger: logger, counted: Telemetry.openAlerts) { [plant] in
@@ -302,9 +312,9 @@ public final class Daemon: Service, Sendable {
         ])
         let services: [any RegistrableRPCService] = [
             TwinService(
-                plant: plant, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, alertRules: alertRules, notifier: notifier, notifyConfig: notifyConfig, identity: identity,
+                plant: plant, encoder: encoder, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, alertRules: alertRules, notifier: notifier, notifyConfig: notifyConfig, identity: identity,
                 gateways: gateways, opcua: opcua),
-            UpdateStreamService(plant: plant), HistoryAnswerService(plant: plant), AuthService(identity: identity, plant: store),
+            UpdateStreamService(plant: plant, encoder: encoder), HistoryAnswerService(plant: plant), AuthService(identity: identity, plant: store),
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),
         ]

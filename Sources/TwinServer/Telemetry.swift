@@ -176,10 +176,6 @@ struct RequestLogInterceptor: ServerInterceptor {
     }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 /// `/metrics` in the Prometheus text format on a plain-HTTP listener of its own.
 final class MetricsExporter: Sendable {
     let registry: PrometheusCollectorRegistry

@@ -10,6 +10,7 @@ import TwinStore
 /// `twin.v1.TwinService`: validates requests, calls the plant, maps results.
 struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     let plant: Plant
+    let encoder: SnapshotEncoder
     var simulator: SimulatorRunner? = nil
     let prognostics: Prognostics
     let assessment: Assessment
@@ -61,7 +62,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     ) async throws {
         // The daemon registers UpdateStreamService over this method so messages go out in their
         // shared wire form; this path serves the same stream to anyone using TwinService alone.
-        try await UpdateStreamService(plant: plant).serve(request) { encoded in
+        try await UpdateStreamService(plant: plant, encoder: encoder).serve(request) { encoded in
             try await response.write(Twin_V1_StreamUpdatesResponse(serializedBytes: encoded.bytes))
         }
     }

@@ -10,6 +10,7 @@ import TwinEngines
 /// Clients see an ordinary `StreamUpdatesResponse` stream.
 struct UpdateStreamService: RegistrableRPCService {
     let plant: Plant
+    let encoder: SnapshotEncoder
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         router.registerEncoded(Twin_V1_TwinService.Method.StreamUpdates.descriptor, request: Twin_V1_StreamUpdatesRequest.self) { request, context in
@@ -35,7 +36,6 @@ struct UpdateStreamService: RegistrableRPCService {
         try plant.checkDevices(request.deviceIds, field: "device_ids")
         let filter = UpdateBus.Filter(deviceIDs: Set(request.deviceIds), types: Set(request.types))
         let sensors = Set(request.sensors)
-        let encoder = plant.encoder
         let subscription = try plant.bus.subscribe(filter: filter, heartbeat: heartbeat, now: Time.now())
         Telemetry.subscriber(1)
         defer {

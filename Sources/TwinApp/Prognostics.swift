@@ -6,48 +6,58 @@ import TwinEngines
 import TwinApp
 
 /// A training job, as GetTrainingJob reports it.
-struct TrainingJobStatus: Sendable {
-    enum State: String, Sendable { case queued, running, succeeded, failed }
-    var id: String
-    var state: State = .queued
-    var progress = 0.0
-    var stage = "queued"
-    var startedAt: Nanos
-    var finishedAt: Nanos?
-    var modelVersion = ""
-    var promoted = false
-    var error = ""
-    var trigger: String
-    var requestedBy: String
+public struct TrainingJobStatus: Sendable {
+    public enum State: String, Sendable { case queued, running, succeeded, failed }
+    public var id: String
+    public var state: State = .queued
+    public var progress = 0.0
+    public var stage = "queued"
+    public var startedAt: Nanos
+    public var finishedAt: Nanos?
+    public var modelVersion = ""
+    public var promoted = false
+    public var error = ""
+    public var trigger: String
+    public var requestedBy: String
 }
 
 /// Failure prediction and remaining life: trains models from the stored history and the
 /// maintenance log (Retrain, and a scheduler every 24 h), keeps versions on disk, serves the
 /// active one's predictions from a cache refreshed every few minutes.
-final class Prognostics: Sendable {
-    struct Options: Sendable {
-        var retrainInterval: Nanos = Time.day
+public final class Prognostics: Sendable {
+    public struct Options: Sendable {
+        public var retrainInterval: Nanos = Time.day
         /// Default training window (all stored history up to this).
-        var window: Nanos = 90 * Time.day
-        var refreshInterval: Nanos = 5 * Time.minute
+        public var window: Nanos = 90 * Time.day
+        public var refreshInterval: Nanos = 5 * Time.minute
+        public init() {}
     }
 
-    let plant: Plant
-    let repository: ModelRepository
-    let options: Options
-    let logger: Logger
-    let active = Mutex<LoadedModel?>(nil)
+    /// What twind counts (metrics): a training job's end, and the model in force.
+    public struct Hooks: Sendable {
+        public var retrained: @Sendable (_ outcome: String, _ seconds: Double) -> Void = { _, _ in }
+        public var activeModel: @Sendable (_ version: String, _ rocAUC: Double, _ rulMAEHours: Double) -> Void = { _, _, _ in }
+        public init() {}
+    }
+    let hooks: Hooks
+
+    public let plant: Plant
+    public let repository: ModelRepository
+    public let options: Options
+    public let logger: Logger
+    public let active = Mutex<LoadedModel?>(nil)
     /// Why there is no active model, for people.
-    let unavailableReason = Mutex<String>("no model has been trained yet: run twin retrain (admins) once the plant has a history with recorded failures")
+    public let unavailableReason = Mutex<String>("no model has been trained yet: run twin retrain (admins) once the plant has a history with recorded failures")
     let outlooks = Mutex<[String: DeviceOutlook]>([:])
     let jobs = Mutex<(all: [TrainingJobStatus], running: String?)>(([], nil))
     let references = Mutex<[String: (serviceStart: Nanos, reference: [FailureFeatures.Reference])]>([:])
-    let sequence = Atomic<Int>(0)
+    public let sequence = Atomic<Int>(0)
     /// Training runs here: one job at a time on a thread of its own at nice 5, never on the
     /// cooperative pool (XGBoost holds its thread for seconds to minutes).
     let trainer = BlockingPool(name: "training", workers: 1, queueLimit: 1, maxWait: .seconds(24 * 3600), niceness: 5)
 
-    init(plant: Plant, modelsDirectory: String, options: Options, logger: Logger) throws(TwinError) {
+    public init(plant: Plant, modelsDirectory: String, options: Options, logger: Logger, hooks: Hooks = Hooks()) throws(TwinError) {
+        self.hooks = hooks
         self.plant = plant
         self.options = options
         self.logger = logger
@@ -59,7 +69,7 @@ final class Prognostics: Sendable {
                 active.withLock { $0 = try? repository.load(version) }
                 if active.withLock({ $0 == nil }) { _ = try repository.load(version) }
                 logger.info("failure model loaded", metadata: ["version": "\(version)"])
-                if let m = activeModel?.manifest.metrics { Telemetry.activeModel(version: version, rocAUC: m.rocAUC, rulMAEHours: m.rulMAEHours) }
+                if let m = activeModel?.manifest.metrics { hooks.activeModel(version, m.rocAUC, m.rulMAEHours) }
             } catch {
                 unavailableReason.withLock { $0 = "the active model \(version) cannot be loaded (\(error.message)); serving without predictions until a retrain or ActivateModel" }
                 logger.error("serving without predictions: the active model cannot be loaded", metadata: ["version": "\(version)", "error": "\(error.message)"])
@@ -67,12 +77,12 @@ final class Prognostics: Sendable {
         }
     }
 
-    var activeModel: LoadedModel? { active.withLock { $0 } }
+    public var activeModel: LoadedModel? { active.withLock { $0 } }
 
     // MARK: Data
 
     /// Hourly means of a device's sensors over [from, to) on the hourly grid; NaN where empty.
-    func hourly(_ device: Device, from: Nanos, to: Nanos) throws(TwinError) -> [[Double]] {
+    public func hourly(_ device: Device, from: Nanos, to: Nanos) throws(TwinError) -> [[Double]] {
         let start = from - from % Time.hour
         let hours = Int((to - start + Time.hour - 1) / Time.hour)
         var query = HistoryQuery(deviceID: device.id, sensors: device.sensors.map(\.name), from: start, to: start + Nanos(hours) * Time.hour, step: Time.hour)
@@ -111,9 +121,9 @@ final class Prognostics: Sendable {
     /// Starts a training job; FAILED_PRECONDITION while another runs.
     /// Starts a training job. `audit` is called with the job before it starts: if it throws, the
     /// job is dropped and the request refused, so no job runs without its audit entry.
-    func retrain(trigger: String, requestedBy: String, window: Nanos?, force: Bool,
+    public func retrain(trigger: String, requestedBy: String, window: Nanos?, force: Bool,
                  audit: (TrainingJobStatus) throws(TwinError) -> Void = { _ in }) throws(TwinError) -> TrainingJobStatus {
-        let now = Time.now()
+        let now = plant.clock.now()
         if trigger != "scheduler", let refusal = policy.requested(force: force, customWindow: window != nil, end: now - now % Time.hour, newest: newest) {
             throw refusal
         }
@@ -145,7 +155,7 @@ final class Prognostics: Sendable {
     /// The training worker (the daemon's `TrainingConcern`): runs the accepted jobs one after the
     /// other on the training thread until cancelled. Cancelled while a job trains, it returns
     /// at once and leaves the job to `stop()`.
-    func runJobs() async {
+    public func runJobs() async {
         for await (id, window) in queue.stream {
             do throws(TwinError) {
                 try await trainer.runUnlessCancelled { self.run(job: id, window: window) }
@@ -157,20 +167,20 @@ final class Prognostics: Sendable {
     }
 
     /// A job that cannot run (or was cut off) ends failed, and the next one may start.
-    func finish(_ id: String, failure: String) {
+    public func finish(_ id: String, failure: String) {
         update(id) { j in
             guard j.finishedAt == nil else { return }
             j.state = .failed
             j.error = failure
             j.stage = "failed"
-            j.finishedAt = Time.now()
+            j.finishedAt = plant.clock.now()
         }
         jobs.withLock { if $0.running == id { $0.running = nil } }
     }
 
     /// At shutdown: no new job starts; one still training is reported and left to die with the
     /// process (its files are in a staging directory, never a half-written version).
-    func stop() {
+    public func stop() {
         queue.continuation.finish()
         trainer.shutdown()
         if let running = jobs.withLock({ $0.running }) {
@@ -179,7 +189,7 @@ final class Prognostics: Sendable {
         }
     }
 
-    func job(_ id: String) -> TrainingJobStatus? { jobs.withLock { $0.all.first { $0.id == id } } }
+    public func job(_ id: String) -> TrainingJobStatus? { jobs.withLock { $0.all.first { $0.id == id } } }
 
     private func update(_ id: String, _ change: (inout TrainingJobStatus) -> Void) {
         jobs.withLock { state in
@@ -198,25 +208,25 @@ final class Prognostics: Sendable {
                 j.stage = result.promoted ? "done: \(result.version) is active" : "done: \(result.version) kept as a candidate"
                 j.modelVersion = result.version
                 j.promoted = result.promoted
-                j.finishedAt = Time.now()
+                j.finishedAt = plant.clock.now()
             }
-            Telemetry.retrain(outcome: "succeeded", seconds: (ContinuousClock.now - began).seconds)
+            hooks.retrained("succeeded", (ContinuousClock.now - began).seconds)
             logger.notice("model trained", metadata: ["job": "\(id)", "version": "\(result.version)", "promoted": "\(result.promoted)", "took": "\(ContinuousClock.now - began)"])
         } catch {
             update(id) { j in
                 j.state = .failed
                 j.error = error.message
                 j.stage = "failed"
-                j.finishedAt = Time.now()
+                j.finishedAt = plant.clock.now()
             }
-            Telemetry.retrain(outcome: "failed", seconds: (ContinuousClock.now - began).seconds)
+            hooks.retrained("failed", (ContinuousClock.now - began).seconds)
             logger.warning("training failed", metadata: ["job": "\(id)", "error": "\(error.message)"])
         }
         jobs.withLock { $0.running = nil }
     }
 
     private func train(job id: String, window: Nanos) throws(TwinError) -> (version: String, promoted: Bool) {
-        let now = Time.now()
+        let now = plant.clock.now()
         let end = now - now % Time.hour
         let from = end - window
         let devices = plant.live.devices()
@@ -268,20 +278,20 @@ final class Prognostics: Sendable {
 
     /// Makes a version active (rollback or promotion) and refreshes the predictions.
     @discardableResult
-    func activate(_ version: String) throws(TwinError) -> ModelManifest {
+    public func activate(_ version: String) throws(TwinError) -> ModelManifest {
         let loaded = try repository.load(version)
         try repository.activate(version)
         active.withLock { $0 = loaded }
-        Telemetry.activeModel(version: version, rocAUC: loaded.manifest.metrics.rocAUC, rulMAEHours: loaded.manifest.metrics.rulMAEHours)
+        hooks.activeModel(version, loaded.manifest.metrics.rocAUC, loaded.manifest.metrics.rulMAEHours)
         references.withLock { $0.removeAll() }
-        refresh(now: Time.now())
+        refresh(now: plant.clock.now())
         return loaded.manifest
     }
 
     // MARK: Serving
 
     /// Recomputes every device's outlook with the active model.
-    func refresh(now: Nanos) {
+    public func refresh(now: Nanos) {
         lastRefresh.store(now, ordering: .relaxed)
         guard let model = activeModel else { return }
         let devices = plant.live.devices()
@@ -315,7 +325,7 @@ final class Prognostics: Sendable {
 
     /// The device's normal: hourly means of the 24 h after its last repair, or after its first
     /// reading; cached until the next repair.
-    func reference(for device: Device, lastRepair: Nanos?, now: Nanos) -> (Nanos, [FailureFeatures.Reference])? {
+    public func reference(for device: Device, lastRepair: Nanos?, now: Nanos) -> (Nanos, [FailureFeatures.Reference])? {
         if let cached = references.withLock({ $0[device.id] }), cached.serviceStart >= (lastRepair ?? .min) { return (cached.serviceStart, cached.reference) }
         var start = lastRepair
         if start == nil {
@@ -336,22 +346,22 @@ final class Prognostics: Sendable {
 
     let lastRefresh = Atomic<Int64>(0)
 
-    func refreshIfDue(now: Nanos) {
+    public func refreshIfDue(now: Nanos) {
         if now - lastRefresh.load(ordering: .relaxed) >= options.refreshInterval { refresh(now: now) }
     }
 
     /// The latest outlook of every device that has one, by device id.
     var outlooksByDevice: [String: DeviceOutlook] { outlooks.withLock { $0 } }
 
-    func outlook(_ ids: [String]) -> [DeviceOutlook] {
+    public func outlook(_ ids: [String]) -> [DeviceOutlook] {
         outlooks.withLock { all in ids.isEmpty ? Array(all.values) : ids.compactMap { all[$0] } }
     }
 
     // MARK: Scheduler
 
-    var policy: RetrainPolicy { RetrainPolicy(interval: options.retrainInterval) }
+    public var policy: RetrainPolicy { RetrainPolicy(interval: options.retrainInterval) }
 
-    var newest: RetrainPolicy.Newest? {
+    public var newest: RetrainPolicy.Newest? {
         repository.manifests().models.first.map { RetrainPolicy.Newest(version: $0.version, createdAt: $0.createdAt, trainTo: $0.trainTo) }
     }
 
@@ -359,7 +369,7 @@ final class Prognostics: Sendable {
     func nextScheduledRetrain(now: Nanos) -> Nanos { newest.map { policy.due(after: $0) } ?? now }
 
     /// One scheduler step: retrain when due, as soon as there is something new to learn from.
-    func scheduledStep(now: Nanos) {
+    public func scheduledStep(now: Nanos) {
         let newest = self.newest
         let decision = policy.scheduled(now: now, newest: newest, running: jobs.withLock { $0.running != nil }) { since in
             ((try? serviceEvents(since: since)) ?? [:]).values.reduce(0) { $0 + $1.failures.count }

@@ -6,12 +6,12 @@ import TwinEngines
 
 /// Drives the simulator on the wall clock: one tick every interval, aligned to the interval, into
 /// the plant. Missed ticks (a stalled machine) are skipped, not replayed in a burst.
-final class SimulatorRunner: Sendable {
+public final class SimulatorRunner: Sendable {
     private let state: Mutex<(simulator: Simulator, output: Simulator.Output)>
-    let interval: Nanos
-    let logger: Logger
+    public let interval: Nanos
+    public let logger: Logger
 
-    init(simulator: Simulator, interval: Nanos, logger: Logger) {
+    public init(simulator: Simulator, interval: Nanos, logger: Logger) {
         state = Mutex((simulator, Simulator.Output()))
         self.interval = interval
         self.logger = logger
@@ -19,23 +19,23 @@ final class SimulatorRunner: Sendable {
 
     /// One tick at `time` applied to the plant; returns the number of samples.
     @discardableResult
-    func tick(at time: Nanos, plant: Plant) -> Int {
+    public func tick(at time: Nanos, plant: Plant) -> Int {
         let (samples, statuses, events) = state.withLock { s in
             s.simulator.tick(at: time, into: &s.output)
             return (s.output.samples, s.output.statuses, s.output.events)
         }
         do {
-            try plant.ingest(samples, hints: statuses, now: Time.now())
+            try plant.ingest(samples, hints: statuses, now: plant.clock.now())
         } catch {
             logger.error("cannot store simulated readings", metadata: ["readings": "\(samples.count)", "error": "\(error.message)"])
-            plant.apply(samples, hints: statuses, now: Time.now())
+            plant.apply(samples, hints: statuses, now: plant.clock.now())
         }
         store(events, plant: plant)
         return samples.count
     }
 
     /// Ground truth goes into the maintenance log, where training finds its labels.
-    func store(_ events: [MaintenanceEvent], plant: Plant, relearn: Bool = true) {
+    public func store(_ events: [MaintenanceEvent], plant: Plant, relearn: Bool = true) {
         if events.isEmpty { return }
         do {
             _ = try plant.record(events, relearn: relearn)
@@ -51,17 +51,17 @@ final class SimulatorRunner: Sendable {
 
     /// An operator's maintenance on a simulated device reaches the simulation (a repair clears
     /// the fault). Returns false for devices the simulator does not drive.
-    func recordMaintenance(deviceID: String, kind: MaintenanceEvent.Kind, at time: Nanos) -> Bool {
+    public func recordMaintenance(deviceID: String, kind: MaintenanceEvent.Kind, at time: Nanos) -> Bool {
         state.withLock { $0.simulator.recordMaintenance(deviceID: deviceID, kind: kind, at: time) }
     }
 
     /// Simulates `span` of past up to now, quickly: wear and faults advance, readings go into the
     /// history and the ground truth into the maintenance log. Start-up work, done before twind
     /// serves. With history already stored (a restart), the past is simulated but not stored again.
-    func backfill(span: Nanos, plant: Plant) throws(TwinError) {
+    public func backfill(span: Nanos, plant: Plant) throws(TwinError) {
         let began = ContinuousClock.now
         let keep = !(try plant.history.hasReadings())
-        let end = (Time.now() / interval) * interval
+        let end = (plant.clock.now() / interval) * interval
         var t = end - (span / interval) * interval
         var count = 0
         var events: [MaintenanceEvent] = []
@@ -99,7 +99,7 @@ final class SimulatorRunner: Sendable {
     }
 
     /// Runs on the wall clock until cancelled.
-    func run(plant: Plant) async {
+    public func run(plant: Plant) async {
         var next = (Time.now() / interval) * interval
         while !Task.isCancelled {
             // The tick commits its readings (an fsync): on the store's own thread.

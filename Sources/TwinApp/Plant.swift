@@ -7,27 +7,36 @@ import TwinEngines
 
 /// The running plant: registry and live state, the update bus, and the simulator (if any).
 /// Services and the simulator loop go through it so every change reaches the subscribers.
-final class Plant: Sendable {
-    let live: LivePlant
-    let health = HealthEngine()
-    let bus = UpdateBus()
-    let encoder = SnapshotEncoder()
-    let heartbeat: Nanos
-    let store: any PlantStore
-    let history: any HistoryStore
-    let logger: Logger
+public final class Plant: Sendable {
+    public let live: LivePlant
+    public let health = HealthEngine()
+    public let bus = UpdateBus()
+    /// Told every changed snapshot before subscribers hear of the change (twind encodes them
+    /// there once for every subscriber).
+    let snapshotsChanged: @Sendable ([DeviceSnapshot]) -> Void
+    /// Where the plant's rules read the time.
+    public let clock: any TwinClock
+    public let heartbeat: Nanos
+    public let store: any PlantStore
+    public let history: any HistoryStore
+    public let logger: Logger
     /// History and pattern queries (SQLite reads, decoding, analysis) run here: at most two at a
     /// time, off the cooperative pool and at lower priority, so ingest, streams and health checks
     /// keep their threads and get the CPU first.
-    let queries = BlockingPool(name: "history queries", workers: max(1, ProcessInfo.processInfo.activeProcessorCount / 2), queueLimit: 32, maxWait: .seconds(10), niceness: 10, idle: true)
+    public let queries = BlockingPool(name: "history queries", workers: max(1, ProcessInfo.processInfo.activeProcessorCount / 2), queueLimit: 32, maxWait: .seconds(10), niceness: 10, idle: true)
     /// Store commits of `Ingest` batches and simulator ticks (each ends in an fsync) run on one
     /// thread of their own: a slow disk holds that thread, never the cooperative pool that the
     /// streams, health checks and every other call need. The store serializes writers anyway.
     /// One thread, so jobs run in the order queued: `Ingest` relies on it to queue a stream's
     /// next batch while the one before is being stored.
-    let writes = BlockingPool(name: "store writes", workers: 1, queueLimit: 1_000, maxWait: .seconds(30))
+    public let writes = BlockingPool(name: "store writes", workers: 1, queueLimit: 1_000, maxWait: .seconds(30))
 
-    init(options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, history: any HistoryStore, logger: Logger) {
+    public init(
+        options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, history: any HistoryStore, logger: Logger,
+        clock: any TwinClock = SystemClock(), snapshotsChanged: @escaping @Sendable ([DeviceSnapshot]) -> Void = { _ in }
+    ) {
+        self.clock = clock
+        self.snapshotsChanged = snapshotsChanged
         self.live = LivePlant(options: options)
         self.heartbeat = heartbeat
         self.store = store
@@ -37,20 +46,21 @@ final class Plant: Sendable {
 
     /// The one "device not found" check: the device a request names in `field` (empty → the
     /// field is required; unknown → DEVICE_NOT_FOUND with ResourceInfo).
-    func device(_ id: String, field: String = "device_id") throws(TwinError) -> (index: Int32, device: Device) {
+    public func device(_ id: String, field: String = "device_id") throws(TwinError) -> (index: Int32, device: Device) {
         if id.isEmpty { throw TwinError.invalidArgument("\(field) is required").field(field) }
         guard let index = live.index(of: id), let device = live.device(at: index) else { throw .deviceNotFound(id, field: field) }
         return (index, device)
     }
 
     /// DEVICE_NOT_FOUND for the first of `ids` (a filter list in `field`) that is not known.
-    func checkDevices(_ ids: some Sequence<String>, field: String) throws(TwinError) {
+    public func checkDevices(_ ids: some Sequence<String>, field: String) throws(TwinError) {
         for (n, id) in ids.enumerated() where live.index(of: id) == nil { throw .deviceNotFound(id, field: "\(field)[\(n)]") }
     }
 
     /// Adds or replaces a device and tells the bus.
     @discardableResult
-    func upsert(_ device: Device, now: Nanos = Time.now()) throws(TwinError) -> (device: Device, created: Bool, index: Int32) {
+    public func upsert(_ device: Device, now: Nanos? = nil) throws(TwinError) -> (device: Device, created: Bool, index: Int32) {
+        let now = now ?? clock.now()
         let existing = live.device(device.id)
         if let existing, existing.simulated, existing.sensors != device.sensors {
             throw .failedPrecondition(
@@ -74,7 +84,7 @@ final class Plant: Sendable {
     }
 
     /// Records maintenance events durably (simulator ground truth or RecordEvent).
-    func record(_ events: [MaintenanceEvent], relearn: Bool = true) throws(TwinError) -> [MaintenanceEvent] {
+    public func record(_ events: [MaintenanceEvent], relearn: Bool = true) throws(TwinError) -> [MaintenanceEvent] {
         let stored = try store.appendEvents(events)
         // After a repair the machine's normal is learned anew.
         for e in stored where relearn && (e.kind == .repair || e.kind == .partReplaced) {
@@ -84,7 +94,8 @@ final class Plant: Sendable {
     }
 
     /// Registers many devices at start-up (one bus notification).
-    func register(_ devices: [Device], now: Nanos = Time.now()) throws(TwinError) -> [(index: Int32, device: Device)] {
+    public func register(_ devices: [Device], now: Nanos? = nil) throws(TwinError) -> [(index: Int32, device: Device)] {
+        let now = now ?? clock.now()
         var result: [(index: Int32, device: Device)] = []
         result.reserveCapacity(devices.count)
         for device in devices {
@@ -99,28 +110,28 @@ final class Plant: Sendable {
 
     /// Stores samples durably, then applies them to the live state; nothing reaches subscribers
     /// (or is acknowledged) before it is stored.
-    func ingest(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) throws(TwinError) {
+    public func ingest(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) throws(TwinError) {
         try history.append(samples)
         apply(samples, hints: hints, now: now)
     }
 
     /// A history import: stored in place; only what is newer than the live state (and recent)
     /// moves it, so the past raises no alerts and does not bring a device back to life.
-    func importHistory(_ samples: [Sample], now: Nanos) throws(TwinError) {
+    public func importHistory(_ samples: [Sample], now: Nanos) throws(TwinError) {
         try history.append(samples)
         let live = self.live.newerThanLive(samples, now: now)
         if !live.isEmpty { apply(live, now: now) }
     }
 
     /// Applies samples (already durable) and status hints to the live state, then publishes.
-    func apply(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) {
+    public func apply(_ samples: [Sample], hints: [(device: Int32, state: DeviceState?)] = [], now: Nanos) {
         let changed = live.apply(samples, hints: hints, now: now)
         observe(samples)
         publish(changed)
     }
 
     /// Feeds readings to the health engine with each device's operating mode.
-    func observe(_ samples: [Sample]) {
+    public func observe(_ samples: [Sample]) {
         var devices: [Int32] = []
         var last: Int32 = -1
         for s in samples where s.device != last {
@@ -135,25 +146,25 @@ final class Plant: Sendable {
     }
 
     /// Sets health verdicts and alert counts on the live snapshots and tells subscribers.
-    func annotate(_ marks: [(index: Int32, health: HealthSummary?, openAlerts: UInt32)]) {
+    public func annotate(_ marks: [(index: Int32, health: HealthSummary?, openAlerts: UInt32)]) {
         publish(live.annotate(marks))
     }
 
     /// Devices whose source said it went away: offline, values stale, until they report again.
-    func markDead(_ indices: [Int32], now: Nanos) {
+    public func markDead(_ indices: [Int32], now: Nanos) {
         publish(live.markDead(indices, now: now))
     }
 
     /// Periodic housekeeping: offline detection and heartbeats.
-    func housekeeping(now: Nanos) {
+    public func housekeeping(now: Nanos) {
         publish(live.sweep(now: now))
         bus.heartbeat(now: now)
     }
 
-    /// Encodes the changed snapshots once for every subscriber, then tells the subscribers.
+    /// Hands the changed snapshots to `snapshotsChanged`, then tells the subscribers.
     private func publish(_ changed: [Int32]) {
         if changed.isEmpty { return }
-        encoder.refresh(live.snapshots(changed))
+        snapshotsChanged(live.snapshots(changed))
         bus.publish(changed)
     }
 }

@@ -7,27 +7,27 @@ import TwinEngines
 /// Ties the engines together for the plant: scores every device's health periodically (the
 /// verdicts go into the live snapshots, so StreamUpdates and twin watch show them), and answers
 /// GetHealth and GetRecommendations from the latest verdicts and failure outlooks.
-final class Assessment: Sendable {
-    let plant: Plant
-    let prognostics: Prognostics
-    let alerts: AlertBook?
+public final class Assessment: Sendable {
+    public let plant: Plant
+    public let prognostics: Prognostics
+    public let alerts: AlertBook?
     let verdicts = Mutex<[String: HealthEngine.Verdict]>([:])
     /// When each recommendation was first made, so acting on it (an event) retires it.
     let firstSeen = Mutex<[String: Nanos]>([:])
 
-    init(plant: Plant, prognostics: Prognostics, alerts: AlertBook?) {
+    public init(plant: Plant, prognostics: Prognostics, alerts: AlertBook?) {
         self.plant = plant
         self.prognostics = prognostics
         self.alerts = alerts
     }
 
     /// The verdict of one device now.
-    func verdict(_ device: Device, index: Int32, state: DeviceState, outlook: DeviceOutlook?, now: Nanos) -> HealthEngine.Verdict? {
+    public func verdict(_ device: Device, index: Int32, state: DeviceState, outlook: DeviceOutlook?, now: Nanos) -> HealthEngine.Verdict? {
         plant.health.score(device: index, state: state, outlook: outlook.map { ($0.within24h, $0.within7d, $0.lead) }, now: now)
     }
 
     /// Scores every device, updates the snapshots, keeps the hourly score history, evaluates alerts.
-    func tick(now: Nanos) {
+    public func tick(now: Nanos) {
         let devices = plant.live.devices()
         let indices = devices.compactMap { plant.live.index(of: $0.id) }
         guard indices.count == devices.count else { return }
@@ -53,7 +53,7 @@ final class Assessment: Sendable {
     }
 
     /// Health of the given devices (all when empty), worst first.
-    func health(_ ids: [String], now: Nanos) throws(TwinError) -> [(device: Device, index: Int32, verdict: HealthEngine.Verdict)] {
+    public func health(_ ids: [String], now: Nanos) throws(TwinError) -> [(device: Device, index: Int32, verdict: HealthEngine.Verdict)] {
         try plant.checkDevices(ids, field: "device_ids")
         let devices = ids.isEmpty ? plant.live.devices() : ids.compactMap { plant.live.device($0) }
         let outlooks = prognostics.outlooksByDevice
@@ -68,7 +68,7 @@ final class Assessment: Sendable {
 
     /// The to-do list: from the latest verdicts and outlooks; one acted on (a maintenance event
     /// recorded for the device since it was first made) is gone.
-    func recommendations(ids: [String], types: [String], minimum: Recommendation.Priority?, limit: Int, now: Nanos) throws(TwinError) -> [Recommendation] {
+    public func recommendations(ids: [String], types: [String], minimum: Recommendation.Priority?, limit: Int, now: Nanos) throws(TwinError) -> [Recommendation] {
         try plant.checkDevices(ids, field: "device_ids")
         let wanted = Set(ids), kinds = Set(types)
         let devices = plant.live.devices().filter { (wanted.isEmpty || wanted.contains($0.id)) && (kinds.isEmpty || kinds.contains($0.type)) }
@@ -100,5 +100,5 @@ final class Assessment: Sendable {
         return Array(all.prefix(limit))
     }
 
-    func firstSeenTime(_ id: String) -> Nanos? { firstSeen.withLock { $0[id] } }
+    public func firstSeenTime(_ id: String) -> Nanos? { firstSeen.withLock { $0[id] } }
 }
