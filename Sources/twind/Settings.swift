@@ -1,3 +1,4 @@
+import Configuration
 import Prometheus
 import Logging
 import Foundation
@@ -7,34 +8,63 @@ import TwinGateway
 import TwinStore
 import TwinApp
 
-/// One configuration key, looked up in flags, then `TWIND_*` environment, then the config file.
+/// One configuration key, looked up in flags, then `TWIND_*` environment, then the config file
+/// (then the default the caller gives), through apple/swift-configuration: one `ConfigReader`
+/// over three providers in that order. Every key is read as a list (flags repeat, environment
+/// values are comma-separated, file values may be arrays); a single-valued key takes the last.
+/// Values of secret-looking environment variables (passwords, tokens, keys) are marked secret,
+/// so the library redacts them wherever it reports an access.
 struct Settings {
-    let flags: [String: [String]]
     let environment: [String: String]
-    let file: [String: Any]
     let filePath: String?
+    /// The layers in precedence order, each named as an error message names it.
+    let layers: [(name: (String) -> String, reader: ConfigReader)]
+    /// All layers at once: the value in force.
+    let reader: ConfigReader
 
     /// Reads the config file named by `--config` or `TWIND_CONFIG`, if any.
     init(flags: [String: [String]], environment: [String: String]) throws(ConfigError) {
-        self.flags = flags
         self.environment = environment
         let path = flags["config"]?.last ?? environment["TWIND_CONFIG"]
         filePath = path
-        guard let path else {
-            file = [:]
-            return
+        var file: [String: [String]] = [:]
+        if let path {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError("config: cannot read config file \(path)")
+            }
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw ConfigError("config: \(path) is not a JSON object of settings")
+            }
+            let known = Set(Self.keys)
+            if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+                throw ConfigError("config: \(path) has unknown key '\(unknown)' (known: \(Self.keys.joined(separator: ", ")))")
+            }
+            for (key, v) in object {
+                switch v {
+                case let array as [Any]: file[key] = array.map { "\($0)" }
+                case let b as Bool: file[key] = [b ? "on" : "off"]
+                default: file[key] = ["\(v)"]
+                }
+            }
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError("config: cannot read config file \(path)")
+        func provider(_ name: String, _ values: [String: [String]]) -> InMemoryProvider {
+            InMemoryProvider(name: name, values: Dictionary(uniqueKeysWithValues: values.filter { !$0.value.isEmpty }.map {
+                (AbsoluteConfigKey([$0.key]), ConfigValue(.stringArray($0.value), isSecret: false))
+            }))
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ConfigError("config: \(path) is not a JSON object of settings")
-        }
-        let known = Set(Self.keys)
-        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
-            throw ConfigError("config: \(path) has unknown key '\(unknown)' (known: \(Self.keys.joined(separator: ", ")))")
-        }
-        file = object
+        let variables = environment.filter { $0.key.hasPrefix("TWIND_") && !$0.value.isEmpty }
+        let env = EnvironmentVariablesProvider(
+            environmentVariables: variables,
+            secretsSpecifier: .dynamic { name, _ in ["PASSWORD", "TOKEN", "SECRET", "KEY"].contains { name.contains($0) } && name != "TWIND_KEY_FILE" }
+        ).prefixKeys(with: "twind")
+        let flagLayer = provider("flags", flags)
+        let fileLayer = provider(path ?? "config file", file)
+        layers = [
+            ({ "--\($0)" }, ConfigReader(provider: flagLayer)),
+            ({ Self.envName($0) }, ConfigReader(provider: env)),
+            ({ "\($0) in \(path ?? "")" }, ConfigReader(provider: fileLayer)),
+        ]
+        reader = ConfigReader(providers: [flagLayer, env, fileLayer])
     }
 
     static func envName(_ key: String) -> String {
@@ -43,20 +73,9 @@ struct Settings {
 
     /// The values for a key and where they came from, or nil if it is not set anywhere.
     func values(_ key: String) -> (values: [String], source: String)? {
-        if let v = flags[key], !v.isEmpty { return (v, "--\(key)") }
-        let env = Self.envName(key)
-        if let v = environment[env], !v.isEmpty {
-            return (v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }, env)
-        }
-        if let v = file[key], let path = filePath {
-            let source = "\(key) in \(path)"
-            switch v {
-            case let array as [Any]: return (array.map { "\($0)" }, source)
-            case let b as Bool: return ([b ? "on" : "off"], source)
-            default: return (["\(v)"], source)
-            }
-        }
-        return nil
+        guard let values = reader.stringArray(forKey: ConfigKey([key])), !values.isEmpty else { return nil }
+        let source = layers.first { $0.reader.stringArray(forKey: ConfigKey([key])) != nil }.map { $0.name(key) } ?? key
+        return (values.map { $0.trimmingCharacters(in: .whitespaces) }, source)
     }
 
     func string(_ key: String) -> String? { values(key)?.values.last }

@@ -103,6 +103,31 @@ import Testing
         #expect(env.stderr.text.contains("TWIND_DEVICES"))
     }
 
+    /// Flags win over TWIND_* variables, which win over the config file: the value in force is
+    /// the one a bad-value message names, with where it came from.
+    @Test func flagsThenEnvironmentThenTheConfigFile() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("twind-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try #"{"devices": "from-file", "seed": 3}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let dir = "/tmp/unused-\(UUID().uuidString)"
+        let cases: [(arguments: [String], environment: [String: String], names: String)] = [
+            (["--config", file], [:], "'from-file' for devices (from devices in \(file))"),
+            (["--config", file], ["TWIND_DEVICES": "from-env"], "'from-env' for devices (from TWIND_DEVICES)"),
+            (["--config", file, "--devices", "from-flag"], ["TWIND_DEVICES": "from-env"], "'from-flag' for devices (from --devices)"),
+            ([], ["TWIND_CONFIG": file, "TWIND_DEVICES": "from-env"], "'from-env' for devices (from TWIND_DEVICES)"),
+        ]
+        for c in cases {
+            let child = try Child("twind", ["--data-dir", dir] + c.arguments, environment: c.environment)
+            #expect(await child.wait() == 78)
+            #expect(child.stderr.text.contains(c.names), "\(c.arguments) \(c.environment): \(child.stderr.text)")
+        }
+        // An unknown key in the file is named.
+        try #"{"devcies": 3}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let unknown = try Child("twind", ["--data-dir", dir, "--config", file])
+        #expect(await unknown.wait() == 78)
+        #expect(unknown.stderr.text.contains("unknown key 'devcies'"))
+    }
+
     static func fleetFile() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString).json").path
         let json = """
