@@ -329,25 +329,24 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func ackAlert(request: Twin_V1_AckAlertRequest, context: ServerContext) async throws -> Twin_V1_AckAlertResponse {
-        let user = Principal.current?.username ?? ""
-        let peer = context.clientPeer
-        let alert = try alerts.change(request.alertID, to: .acknowledged, by: user, comment: request.comment) { alert in
-            AuditEntry(time: alert.updatedAt, action: .alertAcked, actor: user, peer: peer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)")
-        }
         var response = Twin_V1_AckAlertResponse()
-        response.alert = alert.proto
+        response.alert = try change(request.alertID, to: .acknowledged, comment: request.comment, audited: .alertAcked, context: context).proto
         return response
     }
 
     func resolveAlert(request: Twin_V1_ResolveAlertRequest, context: ServerContext) async throws -> Twin_V1_ResolveAlertResponse {
+        var response = Twin_V1_ResolveAlertResponse()
+        response.alert = try change(request.alertID, to: .resolved, comment: request.comment, audited: .alertResolved, context: context).proto
+        return response
+    }
+
+    /// An operator's acknowledgement or resolution, with its audit entry.
+    private func change(_ id: String, to state: Alert.State, comment: String, audited action: AuditEntry.Action, context: ServerContext) throws(TwinError) -> Alert {
         let user = Principal.current?.username ?? ""
         let peer = context.clientPeer
-        let alert = try alerts.change(request.alertID, to: .resolved, by: user, comment: request.comment) { alert in
-            AuditEntry(time: alert.updatedAt, action: .alertResolved, actor: user, peer: peer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)")
+        return try alerts.change(id, to: state, by: user, comment: comment) { alert in
+            AuditEntry(time: alert.updatedAt, action: action, actor: user, peer: peer, detail: "\(alert.id) \(alert.deviceID) \(alert.rule)")
         }
-        var response = Twin_V1_ResolveAlertResponse()
-        response.alert = alert.proto
-        return response
     }
 
     func shelveAlert(request: Twin_V1_ShelveAlertRequest, context: ServerContext) async throws -> Twin_V1_ShelveAlertResponse {
