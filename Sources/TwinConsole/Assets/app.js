@@ -217,6 +217,9 @@ function overviewView() {
     const spans = c[7].children;
     if (spans.length !== values.length) c[7].replaceChildren(...values.map((v) => el("span", { "data-sensor": v.sensor })));
     values.forEach((v, i) => set(spans[i], `${v.sensor} ${fmt(v.value ?? 0)} ${r.units[v.sensor] ?? ""}${v.stale ? " (stale)" : ""}`));
+    // Every reading in full on hover (the cell shows the first four, cut to the column).
+    const all = (s.values || []).map((v) => `${v.sensor} ${fmt(v.value ?? 0)} ${r.units[v.sensor] ?? ""}`).join("\n");
+    if (c[7].title !== all) c[7].title = all;
   }
 
   function layout() {
