@@ -75,6 +75,8 @@ public struct DaemonConfiguration: Sendable {
     }
     /// The level of the one line logged per finished RPC.
     public var rpcLogLevel: Logger.Level = .info
+    /// Where the plant's and identity's rules read the time (the wall clock; tests may move it).
+    public var clock: any TwinClock = SystemClock()
     /// Serve the console and its Connect bridge here (`--http-listen`); nil: off.
     public var console: ConsoleServer<InProcessTransport.Client>.Options?
     /// Serve /metrics here (plain HTTP) from this registry; twind bootstraps swift-metrics with it.
@@ -230,7 +232,7 @@ public final class Daemon: Service, Sendable {
         identity = try await Identity(
             users: users, hasher: configuration.passwordHasher, accessTTL: configuration.accessTokenLifetime,
             refreshTTL: configuration.refreshTokenLifetime, logger: logger, firstLockout: configuration.firstLoginLockout,
-            loginOutcome: { Telemetry.login($0) })
+            clock: configuration.clock, loginOutcome: { Telemetry.login($0) })
         try identity.bootstrapAdmin(dataDirectory: configuration.dataDirectory, environment: configuration.environment)
         store = try HealthDatabase(
             path: dataDirectory.file("health_data.db"), keys: keys, durability: configuration.durability, series: configuration.history)
@@ -240,7 +242,7 @@ public final class Daemon: Service, Sendable {
         self.encoder = encoder
         plant = Plant(
             options: options, heartbeat: configuration.heartbeat, store: store, history: store.series, logger: logger,
-            snapshotsChanged: { encoder.refresh($0) })
+            clock: configuration.clock, snapshotsChanged: { encoder.refresh($0) })
 
         // The fleet: a fleet file, or the default simulated plant.
         let now = Time.now()

@@ -20,7 +20,7 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
         let caller = Principal.current?.username ?? ""
         // The entry is written before the job starts; a job whose entry cannot be written does not run.
         let job = try prognostics.retrain(trigger: "api", requestedBy: caller, window: window, force: request.force) { job throws(TwinError) in
-            try identity.audit(.init(time: Time.now(), action: .modelRetrain, actor: caller, peer: context.clientPeer, detail: job.id))
+            try identity.audit(.init(time: identity.clock.now(), action: .modelRetrain, actor: caller, peer: context.clientPeer, detail: job.id))
         }
         var response = Twin_V1_RetrainResponse()
         response.job = job.proto
@@ -55,10 +55,10 @@ struct ModelService: Twin_V1_ModelService.SimpleServiceProtocol {
         // written first (an activation whose entry cannot be written is refused), and one that then
         // fails gets a second entry saying so.
         let actor = Principal.current?.username ?? ""
-        try identity.audit(.init(time: Time.now(), action: .modelActivated, actor: actor, peer: context.clientPeer, detail: request.version))
+        try identity.audit(.init(time: identity.clock.now(), action: .modelActivated, actor: actor, peer: context.clientPeer, detail: request.version))
         let manifest: ModelManifest
         do { manifest = try prognostics.activate(request.version) } catch {
-            identity.recordAudit(.init(time: Time.now(), action: .modelActivated, actor: actor, peer: context.clientPeer, detail: "\(request.version) not activated: \(error.message)"))
+            identity.recordAudit(.init(time: identity.clock.now(), action: .modelActivated, actor: actor, peer: context.clientPeer, detail: "\(request.version) not activated: \(error.message)"))
             throw error
         }
         var response = Twin_V1_ActivateModelResponse()

@@ -113,7 +113,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             while !inFlight.isEmpty { try await settle() }
         }
         for try await message in request {
-            let now = Time.now()
+            let now = plant.clock.now()
             var samples: [Sample] = []
             do {
                 // Every batch: a key revoked, an account disabled or demoted, a session logged out
@@ -177,12 +177,12 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     func getHistory(request: Twin_V1_GetHistoryRequest, context: ServerContext) async throws -> Twin_V1_GetHistoryResponse {
         let plant = self.plant
         return try await plant.queries.run { () throws(TwinError) -> Twin_V1_GetHistoryResponse in
-            try HistoryRequest(request, plant: plant, now: Time.now()).answer()
+            try HistoryRequest(request, plant: plant, now: plant.clock.now()).answer()
         }
     }
 
     func getHealth(request: Twin_V1_GetHealthRequest, context: ServerContext) async throws -> Twin_V1_GetHealthResponse {
-        let now = Time.now()
+        let now = plant.clock.now()
         var window: Nanos = 0
         if request.hasHistory {
             window = try request.history.checked("history")
@@ -207,7 +207,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     func patterns(_ request: Twin_V1_GetPatternsRequest) throws(TwinError) -> Twin_V1_GetPatternsResponse {
         let (index, device) = try plant.device(request.deviceID)
-        let now = Time.now()
+        let now = plant.clock.now()
         let to = request.hasTo ? try request.to.checked("to") : now
         let from = request.hasFrom ? try request.from.checked("from") : to - 7 * Time.day
         guard from < to else { throw TwinError.invalidArgument("from must be before to") }
@@ -294,7 +294,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         guard request.limit >= 0 && request.limit <= 10_000 else { throw TwinError.invalidArgument("limit must be from 0 to 10000, got \(request.limit)") }
         let minimum: Recommendation.Priority? = request.minPriority == .unspecified ? nil : Recommendation.Priority(rawValue: request.minPriority.rawValue)
         if request.minPriority != .unspecified && minimum == nil { throw TwinError.invalidArgument("min_priority \(request.minPriority.rawValue) is not a priority") }
-        let now = Time.now()
+        let now = plant.clock.now()
         let list = try assessment.recommendations(
             ids: request.deviceIds, types: request.types, minimum: minimum, limit: request.limit == 0 ? 100 : Int(request.limit), now: now)
         var response = Twin_V1_GetRecommendationsResponse()
@@ -359,7 +359,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         guard !reason.isEmpty else { throw TwinError.invalidArgument("reason is required: why it is shelved, for the next shift").field("reason") }
         let user = Principal.current?.username ?? ""
         let peer = context.clientPeer
-        let alert = try alerts.shelve(request.alertID, until: Time.now() + duration, by: user, reason: reason) { alert in
+        let alert = try alerts.shelve(request.alertID, until: plant.clock.now() + duration, by: user, reason: reason) { alert in
             AuditEntry(time: alert.updatedAt, action: .alertShelved, actor: user, peer: peer,
                        detail: "\(alert.id) \(alert.deviceID) \(alert.rule) for \(DurationText.format(duration)): \(reason.prefix(200))")
         }
@@ -387,7 +387,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 throw TwinError.invalidArgument("since is from 1 minute to 30 days (twind keeps resolved alerts 30 days)").field("since")
             }
         }
-        let now = Time.now()
+        let now = plant.clock.now()
         let report = AlertReport(alerts: alerts.list(devices: [], states: [.open, .acknowledged, .resolved], minimum: nil), from: now - since, to: now)
         return report.proto
     }
@@ -449,7 +449,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         }
         response.took = .init(nanos: took)
         identity.recordAudit(
-            AuditEntry(time: Time.now(), action: .notificationTested, actor: user, peer: context.clientPeer,
+            AuditEntry(time: plant.clock.now(), action: .notificationTested, actor: user, peer: context.clientPeer,
                        detail: "\(request.channel): \(response.delivered ? "delivered" : "not delivered")"))
         return response
     }
@@ -462,7 +462,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             throw TwinError.invalidArgument("event.kind is required (failure, repair, inspection, part_replaced, fault_onset, sensor_serviced, maintenance or note)")
         }
         guard e.hasTime else { throw TwinError.invalidArgument("event.time is required: when it happened") }
-        let now = Time.now()
+        let now = plant.clock.now()
         let time = try e.time.checked("event.time")
         if time > now + plant.live.options.maxFutureSkew {
             throw TwinError.invalidArgument("event.time is \(DurationText.format(time - now)) in the future")

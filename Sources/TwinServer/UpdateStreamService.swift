@@ -36,7 +36,7 @@ struct UpdateStreamService: RegistrableRPCService {
         try plant.checkDevices(request.deviceIds, field: "device_ids")
         let filter = UpdateBus.Filter(deviceIDs: Set(request.deviceIds), types: Set(request.types))
         let sensors = Set(request.sensors)
-        let subscription = try plant.bus.subscribe(filter: filter, heartbeat: heartbeat, now: Time.now())
+        let subscription = try plant.bus.subscribe(filter: filter, heartbeat: heartbeat, now: plant.clock.now())
         Telemetry.subscriber(1)
         defer {
             plant.bus.unsubscribe(subscription)
@@ -48,46 +48,46 @@ struct UpdateStreamService: RegistrableRPCService {
                 .filter { filter.matches(id: $0.element.id, type: $0.element.type) }
                 .map { Int32($0.offset) }
             let reported = plant.live.reported(matching)
-            for message in encoder.devicesMessages(reported.map { ($0, 0) }, sensors: sensors, live: plant.live, sentAt: Time.now()) {
+            for message in encoder.devicesMessages(reported.map { ($0, 0) }, sensors: sensors, live: plant.live, sentAt: plant.clock.now()) {
                 try await write(message)
             }
             var done = Twin_V1_StreamUpdatesResponse()
             done.syncComplete.deviceCount = UInt32(reported.count)
-            done.sentAt = .init(nanos: Time.now())
+            done.sentAt = .init(nanos: plant.clock.now())
             try await write(encoder.message(done))
-            subscription.sent(now: Time.now())
+            subscription.sent(now: plant.clock.now())
             // A subscriber that reads slower than the plant changes is told about once a minute.
             var conflated: UInt64 = 0
-            var lastWarning = Time.now()
+            var lastWarning = plant.clock.now()
 
             for await _ in subscription.wakeups {
-                switch subscription.take(now: Time.now()) {
+                switch subscription.take(now: plant.clock.now()) {
                 case .updates(let taken):
                     let skipped = taken.reduce(0) { $0 + UInt64($1.1) }
                     Telemetry.updatesSent(taken.count, conflated: skipped)
                     conflated += skipped
-                    if conflated > 0, Time.now() - lastWarning >= Time.minute {
+                    if conflated > 0, plant.clock.now() - lastWarning >= Time.minute {
                         plant.logger.warning(
                             "slow subscriber: device updates were conflated because it reads slower than they arrive",
-                            metadata: ["peer": "\(peer)", "conflated": "\(conflated)", "over_s": "\((Time.now() - lastWarning) / Time.second)"])
+                            metadata: ["peer": "\(peer)", "conflated": "\(conflated)", "over_s": "\((plant.clock.now() - lastWarning) / Time.second)"])
                         conflated = 0
-                        lastWarning = Time.now()
+                        lastWarning = plant.clock.now()
                     }
-                    for message in encoder.devicesMessages(taken, sensors: sensors, live: plant.live, sentAt: Time.now()) {
+                    for message in encoder.devicesMessages(taken, sensors: sensors, live: plant.live, sentAt: plant.clock.now()) {
                         try await write(message)
                     }
                 case .alerts(let alerts):
                     for alert in alerts {
                         var message = Twin_V1_StreamUpdatesResponse()
                         message.alert = alert.proto
-                        message.sentAt = .init(nanos: Time.now())
+                        message.sentAt = .init(nanos: plant.clock.now())
                         try await write(encoder.message(message))
                     }
                 case .heartbeat(let skippedTotal):
                     var beat = Twin_V1_StreamUpdatesResponse()
                     beat.heartbeat.deviceCount = UInt32(matching.count)
                     beat.heartbeat.skippedTotal = skippedTotal
-                    beat.sentAt = .init(nanos: Time.now())
+                    beat.sentAt = .init(nanos: plant.clock.now())
                     try await write(encoder.message(beat))
                 case .nothing:
                     continue
