@@ -132,6 +132,32 @@ public final class LivePlant: Sendable {
     public let options: Options
     @usableFromInline let state = Mutex(State())
 
+    /// Device and sensor names to indices, for `resolve`: an immutable copy made when the
+    /// registry has changed, so that resolving a batch (10,000 readings) holds no lock that the
+    /// live state's writers need. Lock order: `state`, then this.
+    @usableFromInline final class Directory: Sendable {
+        @usableFromInline let index: [String: Int32]
+        @usableFromInline let sensors: [[String: Int32]]
+        @usableFromInline let names: [[String]]
+
+        init(_ s: State) {
+            index = s.index
+            sensors = s.slots.map(\.sensorIndex)
+            names = s.slots.map(\.sensorNames)
+        }
+    }
+    private let directoryCache = Mutex<Directory?>(nil)
+
+    /// The names as they are now (made again after a registry change).
+    @usableFromInline func directory() -> Directory {
+        if let known = directoryCache.withLock({ $0 }) { return known }
+        return state.withLock { s in
+            let made = Directory(s)
+            directoryCache.withLock { $0 = made }
+            return made
+        }
+    }
+
     public init(options: Options = Options()) {
         self.options = options
     }
@@ -162,6 +188,7 @@ public final class LivePlant: Sendable {
                 slot.dead = old.dead
                 slot.state = slot.deriveState(now: now, offlineAfter: options.offlineAfter)
                 s.slots[Int(i)] = slot
+                directoryCache.withLock { $0 = nil }
                 return (updated, false, i)
             }
             var created = device
@@ -170,6 +197,7 @@ public final class LivePlant: Sendable {
             let i = Int32(s.slots.count)
             s.slots.append(Slot(device: created))
             s.index[device.id] = i
+            directoryCache.withLock { $0 = nil }
             return (created, true, i)
         }
     }
@@ -224,7 +252,9 @@ public final class LivePlant: Sendable {
             if let sensor { metadata["sensor"] = String(sensor.prefix(200)) }
             return TwinError.invalidArgument(text, reason: .readingInvalid).adding(metadata).field("readings[\(n)].\(field)")
         }
-        let failure: TwinError? = state.withLock { s in
+        // Names only: resolved from the directory, outside the live state's lock.
+        let names = directory()
+        let failure: TwinError? = { () -> TwinError? in
             var lastID = ""
             var lastIndex: Int32 = -1
             var n = -1
@@ -232,17 +262,16 @@ public final class LivePlant: Sendable {
                 n += 1
                 let id = r.readingDeviceID
                 if lastIndex < 0 || id != lastID {
-                    guard let i = s.index[id] else {
+                    guard let i = names.index[id] else {
                         return bad(n, "device_id", "unknown_device", device: id,
                                    "reading \(n): unknown device '\(id.prefix(80))'; register it with UpsertDevice first")
                     }
                     lastIndex = i
                     lastID = id
                 }
-                let slot = s.slots[Int(lastIndex)]
                 let sensorName = r.readingSensor
-                guard let sensor = slot.sensorIndex[sensorName] else {
-                    let known = slot.device.sensors.map(\.name).joined(separator: ", ")
+                guard let sensor = names.sensors[Int(lastIndex)][sensorName] else {
+                    let known = names.names[Int(lastIndex)].joined(separator: ", ")
                     return bad(n, "sensor", "unknown_sensor", device: id, sensor: sensorName,
                                "reading \(n): device '\(id)' has no sensor '\(sensorName.prefix(80))' (it has: \(known))")
                 }
@@ -269,7 +298,7 @@ public final class LivePlant: Sendable {
                 samples.append(Sample(device: lastIndex, sensor: sensor, time: time, value: value))
             }
             return nil
-        }
+        }()
         if let failure { throw failure }
     }
 
