@@ -89,6 +89,8 @@ let package = Package(
             dependencies: [
                 "Proto", "TwinCore", "TwinStore", "TwinEngines", "TwinApp", "TwinGateway", "TwinOPCUA", "TwinConsole", "TwinNotify",
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),

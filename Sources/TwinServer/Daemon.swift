@@ -4,6 +4,8 @@ import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2Posix
 import Logging
 import NIOCore
+import NIOSSL
+import X509
 import Prometheus
 import Proto
 import ServiceLifecycle
@@ -326,42 +328,12 @@ public final class Daemon: Service, Sendable {
         ]
         self.services = services
         self.interceptors = interceptors
-        servers = try configuration.effectiveListen.map { address in
-            let socketAddress: GRPCNIOTransportCore.SocketAddress
-            var security = HTTP2ServerTransport.Posix.TransportSecurity.plaintext
-            switch address {
-            case .tcp(let host, let port):
-                socketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
-                if let tls = configuration.tls {
-                    security = tls.transportSecurity
-                } else if !["127.0.0.1", "::1", "localhost"].contains(host) {
-                    logger.warning("serving plaintext gRPC beyond loopback: passwords and tokens cross the network unencrypted; set --tls-cert and --tls-key", metadata: ["address": "\(address)"])
-                }
-            case .unix(let path):
-                try Self.clearStaleSocket(path)
-                socketAddress = .unixDomainSocket(path: path)
+        servers = try configuration.effectiveListen.map { address throws(TwinError) in
+            if case .unix(let path) = address { try Self.clearStaleSocket(path) }
+            if case .tcp(let host, _) = address, configuration.tls == nil, !["127.0.0.1", "::1", "localhost"].contains(host) {
+                logger.warning("serving plaintext gRPC beyond loopback: passwords and tokens cross the network unencrypted; set --tls-cert and --tls-key", metadata: ["address": "\(address)"])
             }
-            // Large windows let a gateway stream Ingest batches without a round trip per 64 KiB.
-            let limits = configuration.limits
-            let config = HTTP2ServerTransport.Posix.Config.defaults { config in
-                config.http2.targetWindowSize = 8 << 20
-                config.http2.maxFrameSize = 1 << 20
-                config.http2.maxConcurrentStreams = limits.maxStreamsPerConnection
-                config.connection.maxIdleTime = .nanoseconds(limits.connectionIdleTimeout)
-                config.connection.maxAge = .nanoseconds(limits.connectionMaxAge)
-                config.connection.maxGraceTime = .nanoseconds(limits.connectionGrace)
-                config.rpc.maxRequestPayloadSize = limits.maxIngestMessage
-                // A connection's socket buffer may hold a few live-update batches before it
-                // counts as full. With NIO's 64 KiB default every batch of a 1,000-device plant
-                // (~200 KiB per subscriber) flips the connection unwritable and back several
-                // times, and each flip is told to every stream on it: at 100 subscribers per
-                // connection that notification storm was the largest cost of fan-out.
-                config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-                    channel.setOption(ChannelOptions.writeBufferWaterMark, value: Self.connectionWaterMark)
-                }
-            }
-            let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: security, config: config)
-            return (address, GRPCServer(transport: transport, services: services, interceptors: interceptors))
+            return (address, Self.makeServer(address, configuration: configuration, services: services, interceptors: interceptors))
         }
         logger.info(
             "plant ready",
@@ -373,6 +345,43 @@ public final class Daemon: Service, Sendable {
 
     /// Bytes queued on a connection before its streams are told to wait, and when they resume.
     static let connectionWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 1 << 20, high: 4 << 20)
+
+    /// The gRPC server for one listen address. A TCP one speaks TLS when configured; the
+    /// certificate and key files are read when it starts serving (a reload makes a new one).
+    static func makeServer(
+        _ address: NetworkAddress, configuration: DaemonConfiguration, services: [any RegistrableRPCService], interceptors: [any ServerInterceptor]
+    ) -> GRPCServer<HTTP2ServerTransport.Posix> {
+        let socketAddress: GRPCNIOTransportCore.SocketAddress
+        var security = HTTP2ServerTransport.Posix.TransportSecurity.plaintext
+        switch address {
+        case .tcp(let host, let port):
+            socketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+            if let tls = configuration.tls { security = tls.transportSecurity }
+        case .unix(let path):
+            socketAddress = .unixDomainSocket(path: path)
+        }
+        // Large windows let a gateway stream Ingest batches without a round trip per 64 KiB.
+        let limits = configuration.limits
+        let config = HTTP2ServerTransport.Posix.Config.defaults { config in
+            config.http2.targetWindowSize = 8 << 20
+            config.http2.maxFrameSize = 1 << 20
+            config.http2.maxConcurrentStreams = limits.maxStreamsPerConnection
+            config.connection.maxIdleTime = .nanoseconds(limits.connectionIdleTimeout)
+            config.connection.maxAge = .nanoseconds(limits.connectionMaxAge)
+            config.connection.maxGraceTime = .nanoseconds(limits.connectionGrace)
+            config.rpc.maxRequestPayloadSize = limits.maxIngestMessage
+            // A connection's socket buffer may hold a few live-update batches before it
+            // counts as full. With NIO's 64 KiB default every batch of a 1,000-device plant
+            // (~200 KiB per subscriber) flips the connection unwritable and back several
+            // times, and each flip is told to every stream on it: at 100 subscribers per
+            // connection that notification storm was the largest cost of fan-out.
+            config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                channel.setOption(ChannelOptions.writeBufferWaterMark, value: Self.connectionWaterMark)
+            }
+        }
+        let transport = HTTP2ServerTransport.Posix(address: socketAddress, transportSecurity: security, config: config)
+        return GRPCServer(transport: transport, services: services, interceptors: interceptors)
+    }
 
     /// A Unix socket file left by a daemon that died is removed; anything else there is an error.
     static func clearStaleSocket(_ path: String) throws(TwinError) {
@@ -438,6 +447,7 @@ public final class Daemon: Service, Sendable {
         let reloads = Self.onSIGHUP { [self] in
             alertRules.reload()
             notifyConfig.reload()
+            reloadTLS()
             hooks.reload(self)
         }
         defer { reloads.cancel() }
@@ -464,12 +474,48 @@ public final class Daemon: Service, Sendable {
         try outcome.get()
     }
 
+    /// Fired when a reloaded TLS certificate and key have loaded: the TCP servers restart with them.
+    let tlsReloads = ChangeSignal()
+
+    /// SIGHUP: the TLS certificate chain and key are read again and checked together; when they
+    /// load, each TCP listener is replaced by one serving them (calls open on the old one
+    /// finish there); when not, the ones in force stay and the error is logged.
+    func reloadTLS() {
+        guard let tls = configuration.tls else { return }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate)
+            guard let leaf = chain.first else { throw TwinError.invalidArgument("\(tls.certificate) holds no certificate") }
+            // The key must be the certificate's (TLS would fail every handshake otherwise).
+            let certificate = try X509.Certificate(derEncoded: try leaf.toDERBytes())
+            let privateKey = try X509.Certificate.PrivateKey(pemEncoded: String(contentsOfFile: tls.privateKey, encoding: .utf8))
+            guard certificate.publicKey == privateKey.publicKey else {
+                throw TwinError.invalidArgument("the private key in \(tls.privateKey) does not belong to the certificate in \(tls.certificate)")
+            }
+            let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
+            _ = try NIOSSLContext(configuration: TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key)))
+            logger.notice("TLS certificate reloaded; the TCP listeners restart with it", metadata: [
+                "certificate": "\(tls.certificate)", "not_after": "\(Time.iso(Nanos(leaf.notValidAfter) * Time.second))",
+            ])
+            tlsReloads.fire()
+        } catch {
+            logger.error("SIGHUP: the TLS certificate or key cannot be loaded; the ones in force stay", metadata: ["error": "\(Self.describe(error))"])
+        }
+    }
+
     /// How long calls get to finish once shutdown begins.
     static let shutdownGrace = Duration.milliseconds(4500)
 
     /// The daemon's concerns in the order they start; they stop in the reverse order.
     func concerns() -> [any Service] {
-        var list: [any Service] = servers.map { GRPCServerConcern(address: $0.address, server: $0.server, logger: logger) }
+        var list: [any Service] = servers.map { address, server in
+            var concern = GRPCServerConcern(address: address, server: server, logger: logger)
+            if configuration.tls != nil, case .tcp(let host, _) = address {
+                let (configuration, services, interceptors) = (configuration, services, interceptors)
+                concern.reloads = tlsReloads
+                concern.make = { port in Self.makeServer(.tcp(host: host, port: port), configuration: configuration, services: services, interceptors: interceptors) }
+            }
+            return concern
+        }
         list.append(TrainingConcern(prognostics: prognostics))
         list.append(LoopConcern(name: "notifier", body: { [notifier, alerts] in await notifier.run { alerts.escalatable() } }, after: { [sender] in await sender.shutdown() }))
         // Scoring every device and predicting for all of them hold a thread for a while (326 ms

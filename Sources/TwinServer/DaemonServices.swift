@@ -42,24 +42,81 @@ final class Readiness: Sendable {
 
 /// One gRPC server (a TCP or Unix-socket listener). On graceful shutdown it takes no new calls
 /// and waits for the open ones; the group's deadline cancels it, which closes what is left.
+/// With `reloads` (TLS listeners), each reload replaces the server by a new one from `make`
+/// (which reads the certificate files again): the old one stops listening and lets its calls
+/// finish, the new one binds the same address (retried while the old socket lets go).
 struct GRPCServerConcern: Service, CustomStringConvertible {
     let address: NetworkAddress
     let server: GRPCServer<HTTP2ServerTransport.Posix>
     let logger: Logger
+    var reloads: ChangeSignal? = nil
+    /// A new server for the same address, on the port given (the one bound, where the
+    /// configuration said 0).
+    var make: (@Sendable (_ port: Int) -> GRPCServer<HTTP2ServerTransport.Posix>)? = nil
     var description: String { "gRPC server \(address)" }
 
+    final class Current: Sendable {
+        let server: Mutex<GRPCServer<HTTP2ServerTransport.Posix>>
+        let stopping = Mutex(false)
+        init(_ s: GRPCServer<HTTP2ServerTransport.Posix>) { server = Mutex(s) }
+    }
+
     func run() async throws {
-        let (server, logger, address) = (server, logger, address)
+        let (first, logger, address, make) = (server, logger, address, make)
+        let current = Current(first)
+        let changes = reloads?.subscribe()
         try await withGracefulShutdownHandler {
             try await withTaskCancellationHandler {
-                do { try await server.serve() } catch {
-                    throw TwinError.unavailable("cannot listen on \(address): \(Daemon.describe(error))")
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask {
+                        do { try await first.serve() } catch {
+                            throw TwinError.unavailable("cannot listen on \(address): \(Daemon.describe(error))")
+                        }
+                    }
+                    guard let changes, let make else { return }
+                    // The signal's wake-ups, until graceful shutdown ends them; the servers
+                    // below are not cancelled by it (they drain like the first one).
+                    let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+                    group.addTask {
+                        await cancelWhenGracefulShutdown { for await _ in changes { wake.yield() } }
+                        wake.finish()
+                    }
+                    group.addTask {
+                        await withDiscardingTaskGroup { servers in
+                            for await _ in wakes {
+                                if current.stopping.withLock({ $0 }) { return }
+                                let old = current.server.withLock { $0 }
+                                let bound = try? await old.listeningAddress
+                                guard let port = bound?.ipv4?.port ?? bound?.ipv6?.port else { continue }
+                                old.beginGracefulShutdown()
+                                // The same address: the old socket closes at once, but the bind may
+                                // race it; a server serves once, so a failed one is made again.
+                                for attempt in 0..<40 {
+                                    let next = make(port)
+                                    servers.addTask { try? await next.serve() }
+                                    do {
+                                        _ = try await next.listeningAddress
+                                        current.server.withLock { $0 = next }
+                                        logger.notice("listening with the reloaded TLS certificate", metadata: ["address": "\(address)", "port": "\(port)"])
+                                        break
+                                    } catch {
+                                        if attempt == 39 {
+                                            logger.error("cannot listen again after the TLS reload", metadata: ["address": "\(address)", "error": "\(Daemon.describe(error))"])
+                                        }
+                                        try? await Task.sleep(for: .milliseconds(50))
+                                    }
+                                }
+                                if current.stopping.withLock({ $0 }) { current.server.withLock { $0 }.beginGracefulShutdown() }
+                            }
+                        }
+                    }
                 }
             } onCancel: {
                 logger.warning("calls still open after the shutdown grace; closing them", metadata: ["address": "\(address)"])
             }
         } onGracefulShutdown: {
-            server.beginGracefulShutdown()
+            current.stopping.withLock { $0 = true }
+            current.server.withLock { $0 }.beginGracefulShutdown()
         }
     }
 }

@@ -54,6 +54,43 @@ import Testing
         #expect(await d.stop() == 0)
     }
 
+    /// SIGHUP rereads the certificate and key: a renewed pair is served from then on (on the same
+    /// port), a pair that does not belong together is refused and the one in force stays.
+    @Test func sighupServesARenewedCertificate() async throws {
+        let first = try await Self.makeCertificates(), second = try await Self.makeCertificates()
+        let live = FileManager.default.temporaryDirectory.appendingPathComponent("twin-tls-live-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        defer { for d in [first, second, live] { try? FileManager.default.removeItem(atPath: d) } }
+        func install(_ from: String, cert: String = "server.pem", key: String = "server.key") throws {
+            for (name, source) in [("server.pem", cert), ("server.key", key)] {
+                let data = try Data(contentsOf: URL(fileURLWithPath: from + "/" + source))
+                try data.write(to: URL(fileURLWithPath: live + "/" + name), options: .atomic)
+            }
+        }
+        try install(first)
+        let d = try await TwindProcess.start(
+            ["--tls-cert", live + "/server.pem", "--tls-key", live + "/server.key", "--simulator", "off"],
+            clientArguments: ["--ca", first + "/ca.pem"])
+        let before = try d.twin(["whoami", "--ca", first + "/ca.pem"])
+        #expect(await before.wait() == 0)
+
+        try install(second)
+        d.child.signal(SIGHUP)
+        #expect(await d.child.stderr.waitForLine { $0.contains("listening with the reloaded TLS certificate") } != nil)
+        let renewed = try d.twin(["whoami", "--ca", second + "/ca.pem"])
+        #expect(await renewed.wait() == 0, "\(renewed.stderr.text)")
+        let old = try d.twin(["whoami", "--ca", first + "/ca.pem"])
+        #expect(await old.wait() == 3)
+
+        // A key that is not the certificate's: refused, the renewed pair stays in force.
+        try install(second, key: "client.key")
+        d.child.signal(SIGHUP)
+        #expect(await d.child.stderr.waitForLine { $0.contains("TLS certificate or key cannot be loaded") && $0.contains("does not belong") } != nil, "\(d.child.stderr.lines.filter { $0.contains("TLS") })")
+        let still = try d.twin(["whoami", "--ca", second + "/ca.pem"])
+        #expect(await still.wait() == 0)
+        #expect(await d.stop() == 0)
+    }
+
     /// The console serves HTTPS with the same certificate; plain HTTP to it gets no answer.
     @Test func theConsoleServesHTTPSWithTheGRPCCertificate() async throws {
         let certs = try await Self.makeCertificates()
