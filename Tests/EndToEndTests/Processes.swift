@@ -131,6 +131,11 @@ final class Child: Sendable {
     /// gives it. The exit code, or the signal number for a killed child (as `terminationStatus`
     /// gives them); nil while it runs.
     static func exitedStatus(_ pid: Int32) -> Int32? {
+        // The leader turns Z before its other threads are gone, and the process's files (and
+        // the data directory's lock) are released only with the last thread: one left, or wait.
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              status.split(separator: "\n").contains(where: { $0.hasPrefix("Threads:") && $0.hasSuffix("\t1") })
+        else { return nil }
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.first == "Z", fields.count > 49, let raw = Int32(fields[49].trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
