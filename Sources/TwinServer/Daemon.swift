@@ -247,29 +247,18 @@ public final class Daemon: Service, Sendable {
             clock: configuration.clock, snapshotsChanged: { encoder.refresh($0) })
 
         // The fleet: a fleet file, or the default simulated plant.
-        let now = Time.now()
+        let now = configuration.clock.now()
         let devices: [Device]
         if let file = configuration.fleetFile {
             devices = try FleetFile.load(path: file)
         } else {
             devices = configuration.simulator ? MachineCatalog.defaultPlant(count: configuration.simulatedDevices) : []
         }
-        // Devices added with UpsertDevice were saved; they come back, except that a simulated
-        // device keeps the simulator's definition.
-        let simulatedIDs = Set(devices.filter(\.simulated).map(\.id))
-        let saved = try store.savedDevices().filter { !simulatedIDs.contains($0.id) }
-        let savedIDs = Set(saved.map(\.id))
-        let registered = try plant.register(devices.filter { !savedIDs.contains($0.id) } + saved, now: now)
+        let registered = try PlantAssembly.register(fleet: devices, plant: plant, now: now)
+        simulator = PlantAssembly.simulator(
+            for: registered, enabled: configuration.simulator, seed: configuration.seed, backfill: configuration.backfill,
+            interval: configuration.interval, now: now, logger: logger)
         let simulated = registered.filter { $0.device.simulated }
-        if configuration.simulator && !simulated.isEmpty {
-            var options = Simulator.Options()
-            options.seed = configuration.seed
-            simulator = SimulatorRunner(
-                simulator: Simulator(devices: simulated, start: now - configuration.backfill, options: options),
-                interval: configuration.interval, logger: logger)
-        } else {
-            simulator = nil
-        }
 
         var prognosticsHooks = Prognostics.Hooks()
         prognosticsHooks.retrained = { Telemetry.retrain(outcome: $0, seconds: $1) }
@@ -294,13 +283,7 @@ public final class Daemon: Service, Sendable {
             placement: { [plant] id in plant.live.device(id).map { Notifier.Placement(site: $0.site, line: $0.line, type: $0.type) } },
             counted: Telemetry.notification)
         alerts.attach(notifier)
-        // Maintenance recorded with a duration that is not over yet keeps suppressing alerts.
-        var windows = EventQuery()
-        windows.from = now - 90 * Time.day
-        windows.limit = 1_000_000
-        for e in try store.events(windows) {
-            if let d = e.duration, e.time + d > now { alerts.suppress(device: e.deviceID, from: e.time, until: e.time + d) }
-        }
+        try PlantAssembly.restoreMaintenanceWindows(store: store, alerts: alerts, now: now)
         notifyConfig = NotifyConfigFile(path: notifyPath, notifier: notifier, environment: configuration.environment, logger: logger)
         if notify.source != "none" {
             logger.info("notifications", metadata: ["source": "\(notify.source)", "channels": "\(notify.channels.count)", "routes": "\(notify.routes.count)"])
