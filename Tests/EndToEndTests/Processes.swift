@@ -109,7 +109,9 @@ final class Child: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         if let exited, process.isRunning {
-            let drained = ContinuousClock.now + .seconds(2)
+            // Seen before Foundation reaped it: what it wrote last may still be in the pipes,
+            // read by handlers that a loaded run schedules late (2 s cut a 3,000-row answer).
+            let drained = ContinuousClock.now + .seconds(15)
             await stdout.waitUntilClosed(deadline: drained)
             await stderr.waitUntilClosed(deadline: drained)
             return exited
