@@ -258,7 +258,6 @@ public final class Daemon: Service, Sendable {
         simulator = PlantAssembly.simulator(
             for: registered, enabled: configuration.simulator, seed: configuration.seed, backfill: configuration.backfill,
             interval: configuration.interval, now: now, logger: logger)
-        let simulated = registered.filter { $0.device.simulated }
 
         var prognosticsHooks = Prognostics.Hooks()
         prognosticsHooks.retrained = { Telemetry.retrain(outcome: $0, seconds: $1) }
@@ -321,7 +320,7 @@ public final class Daemon: Service, Sendable {
         logger.info(
             "plant ready",
             metadata: [
-                "devices": "\(registered.count)", "simulated": "\(simulator == nil ? 0 : simulated.count)",
+                "devices": "\(registered.count)", "simulated": "\(simulator == nil ? 0 : registered.count { $0.device.simulated })",
                 "data_dir": "\(configuration.dataDirectory)",
             ])
     }
@@ -469,12 +468,12 @@ public final class Daemon: Service, Sendable {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate)
             guard let leaf = chain.first else { throw TwinError.invalidArgument("\(tls.certificate) holds no certificate") }
             // The key must be the certificate's (TLS would fail every handshake otherwise).
+            let keyPEM = try String(contentsOfFile: tls.privateKey, encoding: .utf8)
             let certificate = try X509.Certificate(derEncoded: try leaf.toDERBytes())
-            let privateKey = try X509.Certificate.PrivateKey(pemEncoded: String(contentsOfFile: tls.privateKey, encoding: .utf8))
-            guard certificate.publicKey == privateKey.publicKey else {
+            guard try certificate.publicKey == X509.Certificate.PrivateKey(pemEncoded: keyPEM).publicKey else {
                 throw TwinError.invalidArgument("the private key in \(tls.privateKey) does not belong to the certificate in \(tls.certificate)")
             }
-            let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
+            let key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
             _ = try NIOSSLContext(configuration: TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key)))
             logger.notice("TLS certificate reloaded; the TCP listeners restart with it", metadata: [
                 "certificate": "\(tls.certificate)", "not_after": "\(Time.iso(Nanos(leaf.notValidAfter) * Time.second))",
@@ -536,8 +535,7 @@ public final class Daemon: Service, Sendable {
         }
         var listeners: [ListenerConcern] = []
         if let m = configuration.metrics {
-            listeners.append(ListenerConcern(name: "metrics exporter") { [logger, serversUp] () throws(TwinError) in
-                try await serversUp.wait()
+            listeners.append(ListenerConcern(name: "metrics exporter", after: serversUp) { [logger] () throws(TwinError) in
                 let exporter: MetricsExporter
                 do { exporter = try await MetricsExporter(registry: m.registry, host: m.host, port: m.port, logger: logger) } catch {
                     throw (error as? TwinError) ?? .unavailable("cannot listen for metrics on \(m.host):\(m.port): \(error)")
@@ -547,8 +545,7 @@ public final class Daemon: Service, Sendable {
         }
         if configuration.console != nil {
             // The console: HTTP in front of the same services, over the in-process transport.
-            listeners.append(ListenerConcern(name: "console") { [self] () throws(TwinError) in
-                try await serversUp.wait()
+            listeners.append(ListenerConcern(name: "console", after: serversUp) { [self] () throws(TwinError) in
                 let task: Task<Void, Never>?
                 do { task = try await startConsole() } catch {
                     throw (error as? TwinError) ?? .unavailable("cannot serve the console: \(Self.describe(error))")
@@ -561,15 +558,13 @@ public final class Daemon: Service, Sendable {
         }
         // The gateways stop before the rest: their STATE death goes out and nothing more comes in.
         if let gateways {
-            listeners.append(ListenerConcern(name: "MQTT gateways") { [serversUp] () throws(TwinError) in
-                try await serversUp.wait()
+            listeners.append(ListenerConcern(name: "MQTT gateways", after: serversUp) { () throws(TwinError) in
                 gateways.start()
                 return { await gateways.stop() }
             })
         }
         if let opcua {
-            listeners.append(ListenerConcern(name: "OPC UA gateways") { [serversUp] () throws(TwinError) in
-                try await serversUp.wait()
+            listeners.append(ListenerConcern(name: "OPC UA gateways", after: serversUp) { () throws(TwinError) in
                 opcua.start()
                 return { await opcua.stop() }
             })

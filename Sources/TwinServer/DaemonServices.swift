@@ -167,6 +167,8 @@ struct LoopConcern: Service, CustomStringConvertible {
 /// graceful shutdown.
 struct ListenerConcern: Service, CustomStringConvertible {
     let name: String
+    /// Set when the gRPC servers listen (or failed to): it starts after them.
+    let after: Readiness
     let ready = Readiness()
     /// Starts it; returns how to stop it.
     let start: @Sendable () async throws(TwinError) -> @Sendable () async -> Void
@@ -174,7 +176,10 @@ struct ListenerConcern: Service, CustomStringConvertible {
 
     func run() async throws {
         let stop: @Sendable () async -> Void
-        do throws(TwinError) { stop = try await start() } catch {
+        do throws(TwinError) {
+            try await after.wait()
+            stop = try await start()
+        } catch {
             ready.settle(.failure(error))
             throw error
         }
