@@ -70,6 +70,10 @@ struct GRPCServerConcern: Service, CustomStringConvertible {
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask {
                         do { try await first.serve() } catch {
+                            // Cancelled by the group once the shutdown grace is over: the calls
+                            // still open are cut (logged below), which is how the grace ends, not
+                            // a failure to listen.
+                            if Task.isCancelled { return }
                             throw TwinError.unavailable("cannot listen on \(address): \(Daemon.describe(error))")
                         }
                     }

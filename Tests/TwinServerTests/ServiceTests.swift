@@ -288,4 +288,27 @@ import TwinServer
             #expect(error.message.contains("no type 'press'"))
         }
     }
+
+    /// A client that holds a call open past the shutdown grace has it cut, and the shutdown
+    /// ends soon after the grace, successfully.
+    @Test func aCallHeldOpenPastTheGraceIsCutAndShutdownSucceeds() async throws {
+        let d = try await RunningDaemon.start { $0.simulator = false }
+        let (opened, open) = AsyncStream.makeStream(of: Void.self)
+        let held = Task {
+            try await d.withTwin { twin in
+                let request = StreamingClientRequest<Twin_V1_IngestRequest> { writer in
+                    try await writer.write(Twin_V1_IngestRequest())
+                    open.yield()
+                    // Never finishes sending: only the daemon's end stops this call.
+                    try await Task.sleep(for: .seconds(3600))
+                }
+                _ = try await twin.ingest(request: request)
+            }
+        }
+        for await _ in opened { break }
+        let took = try await d.stop()
+        #expect(took >= .seconds(4) && took < .seconds(30))
+        await #expect(throws: (any Error).self) { try await held.value }
+        held.cancel()
+    }
 }
