@@ -117,114 +117,121 @@ public nonisolated enum Twin_V1_ModelStatus: SwiftProtobuf.Enum, Swift.CaseItera
 }
 
 /// Held-out evaluation of a model (devices never seen in training).
-public nonisolated struct Twin_V1_ModelMetrics: Sendable {
+public nonisolated struct Twin_V1_ModelMetrics: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Failure within the first horizon (24 h by default).
-  public var rocAuc: Double = 0
+  public var rocAuc: Double {
+    get {_storage._rocAuc}
+    set {_uniqueStorage()._rocAuc = newValue}
+  }
 
-  public var precision: Double = 0
+  public var precision: Double {
+    get {_storage._precision}
+    set {_uniqueStorage()._precision = newValue}
+  }
 
-  public var recall: Double = 0
+  public var recall: Double {
+    get {_storage._recall}
+    set {_uniqueStorage()._recall = newValue}
+  }
 
   /// Probability threshold precision and recall are measured at.
-  public var threshold: Double = 0
+  public var threshold: Double {
+    get {_storage._threshold}
+    set {_uniqueStorage()._threshold = newValue}
+  }
 
-  /// Remaining useful life errors, in hours.
-  public var rulMaeHours: Double = 0
+  /// Remaining useful life errors, in hours, of the estimate served, on the held-out hours
+  /// within 7 days of a failure.
+  public var rulMaeHours: Double {
+    get {_storage._rulMaeHours}
+    set {_uniqueStorage()._rulMaeHours = newValue}
+  }
 
-  public var rulRmseHours: Double = 0
+  public var rulRmseHours: Double {
+    get {_storage._rulRmseHours}
+    set {_uniqueStorage()._rulRmseHours = newValue}
+  }
 
-  /// Baselines on the same data, for comparison: threshold rule AUC, fleet-mean-lifetime RUL MAE.
-  public var baselineRocAuc: Double = 0
+  /// Baselines on the same data, for comparison: the threshold rule's AUC, and the conditional
+  /// fleet mean's remaining-life MAE (how much longer the fleet's machines lived once as old,
+  /// since their last repair, as this one).
+  public var baselineRocAuc: Double {
+    get {_storage._baselineRocAuc}
+    set {_uniqueStorage()._baselineRocAuc = newValue}
+  }
 
-  public var baselineRulMaeHours: Double = 0
+  public var baselineRulMaeHours: Double {
+    get {_storage._baselineRulMaeHours}
+    set {_uniqueStorage()._baselineRulMaeHours = newValue}
+  }
 
   /// Examples used.
-  public var trainExamples: UInt64 = 0
-
-  public var testExamples: UInt64 = 0
-
-  public var trainDevices: UInt32 = 0
-
-  public var testDevices: UInt32 = 0
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Twin_V1_ModelVersion: @unchecked Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  /// e.g. "20261129-061500-3"; sortable.
-  public var version: String {
-    get {_storage._version}
-    set {_uniqueStorage()._version = newValue}
+  public var trainExamples: UInt64 {
+    get {_storage._trainExamples}
+    set {_uniqueStorage()._trainExamples = newValue}
   }
 
-  public var status: Twin_V1_ModelStatus {
-    get {_storage._status}
-    set {_uniqueStorage()._status = newValue}
+  public var testExamples: UInt64 {
+    get {_storage._testExamples}
+    set {_uniqueStorage()._testExamples = newValue}
   }
 
-  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_storage._createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_uniqueStorage()._createdAt = newValue}
-  }
-  /// Returns true if `createdAt` has been explicitly set.
-  public var hasCreatedAt: Bool {_storage._createdAt != nil}
-  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
-  public mutating func clearCreatedAt() {_uniqueStorage()._createdAt = nil}
-
-  /// Features the model uses, in order.
-  public var features: [String] {
-    get {_storage._features}
-    set {_uniqueStorage()._features = newValue}
+  public var trainDevices: UInt32 {
+    get {_storage._trainDevices}
+    set {_uniqueStorage()._trainDevices = newValue}
   }
 
-  /// The history window training used.
-  public var trainFrom: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_storage._trainFrom ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_uniqueStorage()._trainFrom = newValue}
-  }
-  /// Returns true if `trainFrom` has been explicitly set.
-  public var hasTrainFrom: Bool {_storage._trainFrom != nil}
-  /// Clears the value of `trainFrom`. Subsequent reads from it will return its default value.
-  public mutating func clearTrainFrom() {_uniqueStorage()._trainFrom = nil}
-
-  public var trainTo: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_storage._trainTo ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_uniqueStorage()._trainTo = newValue}
-  }
-  /// Returns true if `trainTo` has been explicitly set.
-  public var hasTrainTo: Bool {_storage._trainTo != nil}
-  /// Clears the value of `trainTo`. Subsequent reads from it will return its default value.
-  public mutating func clearTrainTo() {_uniqueStorage()._trainTo = nil}
-
-  /// Hyper-parameters as key/value text.
-  public var hyperparameters: Dictionary<String,String> {
-    get {_storage._hyperparameters}
-    set {_uniqueStorage()._hyperparameters = newValue}
+  public var testDevices: UInt32 {
+    get {_storage._testDevices}
+    set {_uniqueStorage()._testDevices = newValue}
   }
 
-  public var metrics: Twin_V1_ModelMetrics {
-    get {_storage._metrics ?? Twin_V1_ModelMetrics()}
-    set {_uniqueStorage()._metrics = newValue}
+  /// Remaining life over the whole service life (every held-out in-service hour whose next
+  /// failure is recorded): MAE in hours, and the conditional fleet mean's on the same hours.
+  /// NaN for models made before remaining life covered the whole life.
+  public var rulWholeLifeMaeHours: Double {
+    get {_storage._rulWholeLifeMaeHours}
+    set {_uniqueStorage()._rulWholeLifeMaeHours = newValue}
   }
-  /// Returns true if `metrics` has been explicitly set.
-  public var hasMetrics: Bool {_storage._metrics != nil}
-  /// Clears the value of `metrics`. Subsequent reads from it will return its default value.
-  public mutating func clearMetrics() {_uniqueStorage()._metrics = nil}
 
-  /// Why it was or was not promoted.
-  public var promotionNote: String {
-    get {_storage._promotionNote}
-    set {_uniqueStorage()._promotionNote = newValue}
+  public var baselineRulWholeLifeMaeHours: Double {
+    get {_storage._baselineRulWholeLifeMaeHours}
+    set {_uniqueStorage()._baselineRulWholeLifeMaeHours = newValue}
+  }
+
+  /// Share of those held-out hours whose true remaining life fell inside the served 80 %
+  /// interval: over the whole life, and within 7 days of a failure.
+  public var rulIntervalCoverage: Double {
+    get {_storage._rulIntervalCoverage}
+    set {_uniqueStorage()._rulIntervalCoverage = newValue}
+  }
+
+  public var rulIntervalCoverage7D: Double {
+    get {_storage._rulIntervalCoverage7D}
+    set {_uniqueStorage()._rulIntervalCoverage7D = newValue}
+  }
+
+  /// The near model alone (learned on the last 7 days before failures) on the held-out hours
+  /// within 7 days of a failure: its MAE once such a failure is known.
+  public var rulNearModelMaeHours: Double {
+    get {_storage._rulNearModelMaeHours}
+    set {_uniqueStorage()._rulNearModelMaeHours = newValue}
+  }
+
+  /// Mean time from a repair (or the history's start) to a failure on the training devices.
+  public var meanLifetimeHours: Double {
+    get {_storage._meanLifetimeHours}
+    set {_uniqueStorage()._meanLifetimeHours = newValue}
+  }
+
+  /// Held-out failures (on the test devices).
+  public var testFailures: UInt32 {
+    get {_storage._testFailures}
+    set {_uniqueStorage()._testFailures = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -232,6 +239,72 @@ public nonisolated struct Twin_V1_ModelVersion: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Twin_V1_ModelVersion: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// e.g. "20261129-061500-3"; sortable.
+  public var version: String = String()
+
+  public var status: Twin_V1_ModelStatus = .unspecified
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {self._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {self._createdAt = nil}
+
+  /// Features the model uses, in order.
+  public var features: [String] = []
+
+  /// The history window training used.
+  public var trainFrom: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_trainFrom ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_trainFrom = newValue}
+  }
+  /// Returns true if `trainFrom` has been explicitly set.
+  public var hasTrainFrom: Bool {self._trainFrom != nil}
+  /// Clears the value of `trainFrom`. Subsequent reads from it will return its default value.
+  public mutating func clearTrainFrom() {self._trainFrom = nil}
+
+  public var trainTo: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_trainTo ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_trainTo = newValue}
+  }
+  /// Returns true if `trainTo` has been explicitly set.
+  public var hasTrainTo: Bool {self._trainTo != nil}
+  /// Clears the value of `trainTo`. Subsequent reads from it will return its default value.
+  public mutating func clearTrainTo() {self._trainTo = nil}
+
+  /// Hyper-parameters as key/value text.
+  public var hyperparameters: Dictionary<String,String> = [:]
+
+  public var metrics: Twin_V1_ModelMetrics {
+    get {_metrics ?? Twin_V1_ModelMetrics()}
+    set {_metrics = newValue}
+  }
+  /// Returns true if `metrics` has been explicitly set.
+  public var hasMetrics: Bool {self._metrics != nil}
+  /// Clears the value of `metrics`. Subsequent reads from it will return its default value.
+  public mutating func clearMetrics() {self._metrics = nil}
+
+  /// Why it was or was not promoted.
+  public var promotionNote: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _trainFrom: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _trainTo: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _metrics: Twin_V1_ModelMetrics? = nil
 }
 
 public nonisolated struct Twin_V1_TrainingJob: Sendable {
@@ -441,103 +514,28 @@ nonisolated extension Twin_V1_ModelStatus: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Twin_V1_ModelMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ModelMetrics"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}roc_auc\0\u{1}precision\0\u{1}recall\0\u{1}threshold\0\u{3}rul_mae_hours\0\u{3}rul_rmse_hours\0\u{3}baseline_roc_auc\0\u{3}baseline_rul_mae_hours\0\u{3}train_examples\0\u{3}test_examples\0\u{3}train_devices\0\u{3}test_devices\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularDoubleField(value: &self.rocAuc) }()
-      case 2: try { try decoder.decodeSingularDoubleField(value: &self.precision) }()
-      case 3: try { try decoder.decodeSingularDoubleField(value: &self.recall) }()
-      case 4: try { try decoder.decodeSingularDoubleField(value: &self.threshold) }()
-      case 5: try { try decoder.decodeSingularDoubleField(value: &self.rulMaeHours) }()
-      case 6: try { try decoder.decodeSingularDoubleField(value: &self.rulRmseHours) }()
-      case 7: try { try decoder.decodeSingularDoubleField(value: &self.baselineRocAuc) }()
-      case 8: try { try decoder.decodeSingularDoubleField(value: &self.baselineRulMaeHours) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.trainExamples) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.testExamples) }()
-      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.trainDevices) }()
-      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.testDevices) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.rocAuc.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.rocAuc, fieldNumber: 1)
-    }
-    if self.precision.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.precision, fieldNumber: 2)
-    }
-    if self.recall.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.recall, fieldNumber: 3)
-    }
-    if self.threshold.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.threshold, fieldNumber: 4)
-    }
-    if self.rulMaeHours.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.rulMaeHours, fieldNumber: 5)
-    }
-    if self.rulRmseHours.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.rulRmseHours, fieldNumber: 6)
-    }
-    if self.baselineRocAuc.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.baselineRocAuc, fieldNumber: 7)
-    }
-    if self.baselineRulMaeHours.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.baselineRulMaeHours, fieldNumber: 8)
-    }
-    if self.trainExamples != 0 {
-      try visitor.visitSingularUInt64Field(value: self.trainExamples, fieldNumber: 9)
-    }
-    if self.testExamples != 0 {
-      try visitor.visitSingularUInt64Field(value: self.testExamples, fieldNumber: 10)
-    }
-    if self.trainDevices != 0 {
-      try visitor.visitSingularUInt32Field(value: self.trainDevices, fieldNumber: 11)
-    }
-    if self.testDevices != 0 {
-      try visitor.visitSingularUInt32Field(value: self.testDevices, fieldNumber: 12)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Twin_V1_ModelMetrics, rhs: Twin_V1_ModelMetrics) -> Bool {
-    if lhs.rocAuc != rhs.rocAuc {return false}
-    if lhs.precision != rhs.precision {return false}
-    if lhs.recall != rhs.recall {return false}
-    if lhs.threshold != rhs.threshold {return false}
-    if lhs.rulMaeHours != rhs.rulMaeHours {return false}
-    if lhs.rulRmseHours != rhs.rulRmseHours {return false}
-    if lhs.baselineRocAuc != rhs.baselineRocAuc {return false}
-    if lhs.baselineRulMaeHours != rhs.baselineRulMaeHours {return false}
-    if lhs.trainExamples != rhs.trainExamples {return false}
-    if lhs.testExamples != rhs.testExamples {return false}
-    if lhs.trainDevices != rhs.trainDevices {return false}
-    if lhs.testDevices != rhs.testDevices {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Twin_V1_ModelVersion: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".ModelVersion"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}status\0\u{3}created_at\0\u{1}features\0\u{3}train_from\0\u{3}train_to\0\u{1}hyperparameters\0\u{1}metrics\0\u{3}promotion_note\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}roc_auc\0\u{1}precision\0\u{1}recall\0\u{1}threshold\0\u{3}rul_mae_hours\0\u{3}rul_rmse_hours\0\u{3}baseline_roc_auc\0\u{3}baseline_rul_mae_hours\0\u{3}train_examples\0\u{3}test_examples\0\u{3}train_devices\0\u{3}test_devices\0\u{3}rul_whole_life_mae_hours\0\u{3}baseline_rul_whole_life_mae_hours\0\u{3}rul_interval_coverage\0\u{3}rul_interval_coverage_7d\0\u{3}rul_near_model_mae_hours\0\u{3}mean_lifetime_hours\0\u{3}test_failures\0")
 
   fileprivate class _StorageClass {
-    var _version: String = String()
-    var _status: Twin_V1_ModelStatus = .unspecified
-    var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-    var _features: [String] = []
-    var _trainFrom: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-    var _trainTo: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-    var _hyperparameters: Dictionary<String,String> = [:]
-    var _metrics: Twin_V1_ModelMetrics? = nil
-    var _promotionNote: String = String()
+    var _rocAuc: Double = 0
+    var _precision: Double = 0
+    var _recall: Double = 0
+    var _threshold: Double = 0
+    var _rulMaeHours: Double = 0
+    var _rulRmseHours: Double = 0
+    var _baselineRocAuc: Double = 0
+    var _baselineRulMaeHours: Double = 0
+    var _trainExamples: UInt64 = 0
+    var _testExamples: UInt64 = 0
+    var _trainDevices: UInt32 = 0
+    var _testDevices: UInt32 = 0
+    var _rulWholeLifeMaeHours: Double = 0
+    var _baselineRulWholeLifeMaeHours: Double = 0
+    var _rulIntervalCoverage: Double = 0
+    var _rulIntervalCoverage7D: Double = 0
+    var _rulNearModelMaeHours: Double = 0
+    var _meanLifetimeHours: Double = 0
+    var _testFailures: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -548,15 +546,25 @@ nonisolated extension Twin_V1_ModelVersion: SwiftProtobuf.Message, SwiftProtobuf
     private init() {}
 
     init(copying source: _StorageClass) {
-      _version = source._version
-      _status = source._status
-      _createdAt = source._createdAt
-      _features = source._features
-      _trainFrom = source._trainFrom
-      _trainTo = source._trainTo
-      _hyperparameters = source._hyperparameters
-      _metrics = source._metrics
-      _promotionNote = source._promotionNote
+      _rocAuc = source._rocAuc
+      _precision = source._precision
+      _recall = source._recall
+      _threshold = source._threshold
+      _rulMaeHours = source._rulMaeHours
+      _rulRmseHours = source._rulRmseHours
+      _baselineRocAuc = source._baselineRocAuc
+      _baselineRulMaeHours = source._baselineRulMaeHours
+      _trainExamples = source._trainExamples
+      _testExamples = source._testExamples
+      _trainDevices = source._trainDevices
+      _testDevices = source._testDevices
+      _rulWholeLifeMaeHours = source._rulWholeLifeMaeHours
+      _baselineRulWholeLifeMaeHours = source._baselineRulWholeLifeMaeHours
+      _rulIntervalCoverage = source._rulIntervalCoverage
+      _rulIntervalCoverage7D = source._rulIntervalCoverage7D
+      _rulNearModelMaeHours = source._rulNearModelMaeHours
+      _meanLifetimeHours = source._meanLifetimeHours
+      _testFailures = source._testFailures
     }
   }
 
@@ -575,15 +583,25 @@ nonisolated extension Twin_V1_ModelVersion: SwiftProtobuf.Message, SwiftProtobuf
         // allocates stack space for every case branch when no optimizations are
         // enabled. https://github.com/apple/swift-protobuf/issues/1034
         switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._version) }()
-        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
-        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
-        case 4: try { try decoder.decodeRepeatedStringField(value: &_storage._features) }()
-        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._trainFrom) }()
-        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._trainTo) }()
-        case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._hyperparameters) }()
-        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._metrics) }()
-        case 9: try { try decoder.decodeSingularStringField(value: &_storage._promotionNote) }()
+        case 1: try { try decoder.decodeSingularDoubleField(value: &_storage._rocAuc) }()
+        case 2: try { try decoder.decodeSingularDoubleField(value: &_storage._precision) }()
+        case 3: try { try decoder.decodeSingularDoubleField(value: &_storage._recall) }()
+        case 4: try { try decoder.decodeSingularDoubleField(value: &_storage._threshold) }()
+        case 5: try { try decoder.decodeSingularDoubleField(value: &_storage._rulMaeHours) }()
+        case 6: try { try decoder.decodeSingularDoubleField(value: &_storage._rulRmseHours) }()
+        case 7: try { try decoder.decodeSingularDoubleField(value: &_storage._baselineRocAuc) }()
+        case 8: try { try decoder.decodeSingularDoubleField(value: &_storage._baselineRulMaeHours) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._trainExamples) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._testExamples) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._trainDevices) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._testDevices) }()
+        case 13: try { try decoder.decodeSingularDoubleField(value: &_storage._rulWholeLifeMaeHours) }()
+        case 14: try { try decoder.decodeSingularDoubleField(value: &_storage._baselineRulWholeLifeMaeHours) }()
+        case 15: try { try decoder.decodeSingularDoubleField(value: &_storage._rulIntervalCoverage) }()
+        case 16: try { try decoder.decodeSingularDoubleField(value: &_storage._rulIntervalCoverage7D) }()
+        case 17: try { try decoder.decodeSingularDoubleField(value: &_storage._rulNearModelMaeHours) }()
+        case 18: try { try decoder.decodeSingularDoubleField(value: &_storage._meanLifetimeHours) }()
+        case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._testFailures) }()
         default: break
         }
       }
@@ -592,59 +610,169 @@ nonisolated extension Twin_V1_ModelVersion: SwiftProtobuf.Message, SwiftProtobuf
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._version.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._version, fieldNumber: 1)
+      if _storage._rocAuc.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rocAuc, fieldNumber: 1)
       }
-      if _storage._status != .unspecified {
-        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 2)
+      if _storage._precision.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._precision, fieldNumber: 2)
       }
-      try { if let v = _storage._createdAt {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-      } }()
-      if !_storage._features.isEmpty {
-        try visitor.visitRepeatedStringField(value: _storage._features, fieldNumber: 4)
+      if _storage._recall.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._recall, fieldNumber: 3)
       }
-      try { if let v = _storage._trainFrom {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-      } }()
-      try { if let v = _storage._trainTo {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-      } }()
-      if !_storage._hyperparameters.isEmpty {
-        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._hyperparameters, fieldNumber: 7)
+      if _storage._threshold.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._threshold, fieldNumber: 4)
       }
-      try { if let v = _storage._metrics {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-      } }()
-      if !_storage._promotionNote.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._promotionNote, fieldNumber: 9)
+      if _storage._rulMaeHours.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rulMaeHours, fieldNumber: 5)
+      }
+      if _storage._rulRmseHours.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rulRmseHours, fieldNumber: 6)
+      }
+      if _storage._baselineRocAuc.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._baselineRocAuc, fieldNumber: 7)
+      }
+      if _storage._baselineRulMaeHours.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._baselineRulMaeHours, fieldNumber: 8)
+      }
+      if _storage._trainExamples != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._trainExamples, fieldNumber: 9)
+      }
+      if _storage._testExamples != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._testExamples, fieldNumber: 10)
+      }
+      if _storage._trainDevices != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._trainDevices, fieldNumber: 11)
+      }
+      if _storage._testDevices != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._testDevices, fieldNumber: 12)
+      }
+      if _storage._rulWholeLifeMaeHours.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rulWholeLifeMaeHours, fieldNumber: 13)
+      }
+      if _storage._baselineRulWholeLifeMaeHours.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._baselineRulWholeLifeMaeHours, fieldNumber: 14)
+      }
+      if _storage._rulIntervalCoverage.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rulIntervalCoverage, fieldNumber: 15)
+      }
+      if _storage._rulIntervalCoverage7D.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rulIntervalCoverage7D, fieldNumber: 16)
+      }
+      if _storage._rulNearModelMaeHours.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rulNearModelMaeHours, fieldNumber: 17)
+      }
+      if _storage._meanLifetimeHours.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._meanLifetimeHours, fieldNumber: 18)
+      }
+      if _storage._testFailures != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._testFailures, fieldNumber: 19)
       }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Twin_V1_ModelVersion, rhs: Twin_V1_ModelVersion) -> Bool {
+  public static func ==(lhs: Twin_V1_ModelMetrics, rhs: Twin_V1_ModelMetrics) -> Bool {
     if lhs._storage !== rhs._storage {
       let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
         let _storage = _args.0
         let rhs_storage = _args.1
-        if _storage._version != rhs_storage._version {return false}
-        if _storage._status != rhs_storage._status {return false}
-        if _storage._createdAt != rhs_storage._createdAt {return false}
-        if _storage._features != rhs_storage._features {return false}
-        if _storage._trainFrom != rhs_storage._trainFrom {return false}
-        if _storage._trainTo != rhs_storage._trainTo {return false}
-        if _storage._hyperparameters != rhs_storage._hyperparameters {return false}
-        if _storage._metrics != rhs_storage._metrics {return false}
-        if _storage._promotionNote != rhs_storage._promotionNote {return false}
+        if _storage._rocAuc != rhs_storage._rocAuc {return false}
+        if _storage._precision != rhs_storage._precision {return false}
+        if _storage._recall != rhs_storage._recall {return false}
+        if _storage._threshold != rhs_storage._threshold {return false}
+        if _storage._rulMaeHours != rhs_storage._rulMaeHours {return false}
+        if _storage._rulRmseHours != rhs_storage._rulRmseHours {return false}
+        if _storage._baselineRocAuc != rhs_storage._baselineRocAuc {return false}
+        if _storage._baselineRulMaeHours != rhs_storage._baselineRulMaeHours {return false}
+        if _storage._trainExamples != rhs_storage._trainExamples {return false}
+        if _storage._testExamples != rhs_storage._testExamples {return false}
+        if _storage._trainDevices != rhs_storage._trainDevices {return false}
+        if _storage._testDevices != rhs_storage._testDevices {return false}
+        if _storage._rulWholeLifeMaeHours != rhs_storage._rulWholeLifeMaeHours {return false}
+        if _storage._baselineRulWholeLifeMaeHours != rhs_storage._baselineRulWholeLifeMaeHours {return false}
+        if _storage._rulIntervalCoverage != rhs_storage._rulIntervalCoverage {return false}
+        if _storage._rulIntervalCoverage7D != rhs_storage._rulIntervalCoverage7D {return false}
+        if _storage._rulNearModelMaeHours != rhs_storage._rulNearModelMaeHours {return false}
+        if _storage._meanLifetimeHours != rhs_storage._meanLifetimeHours {return false}
+        if _storage._testFailures != rhs_storage._testFailures {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Twin_V1_ModelVersion: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ModelVersion"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}status\0\u{3}created_at\0\u{1}features\0\u{3}train_from\0\u{3}train_to\0\u{1}hyperparameters\0\u{1}metrics\0\u{3}promotion_note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.status) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.features) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._trainFrom) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._trainTo) }()
+      case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.hyperparameters) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._metrics) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.promotionNote) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 1)
+    }
+    if self.status != .unspecified {
+      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 2)
+    }
+    try { if let v = self._createdAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.features.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.features, fieldNumber: 4)
+    }
+    try { if let v = self._trainFrom {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._trainTo {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.hyperparameters.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.hyperparameters, fieldNumber: 7)
+    }
+    try { if let v = self._metrics {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    if !self.promotionNote.isEmpty {
+      try visitor.visitSingularStringField(value: self.promotionNote, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Twin_V1_ModelVersion, rhs: Twin_V1_ModelVersion) -> Bool {
+    if lhs.version != rhs.version {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs._createdAt != rhs._createdAt {return false}
+    if lhs.features != rhs.features {return false}
+    if lhs._trainFrom != rhs._trainFrom {return false}
+    if lhs._trainTo != rhs._trainTo {return false}
+    if lhs.hyperparameters != rhs.hyperparameters {return false}
+    if lhs._metrics != rhs._metrics {return false}
+    if lhs.promotionNote != rhs.promotionNote {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

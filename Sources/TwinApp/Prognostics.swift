@@ -251,11 +251,17 @@ public final class Prognostics: Sendable {
         for (name, p) in model.parameters { for (k, v) in p.description { hyper["\(name).\(k)"] = v } }
         var manifest = ModelManifest(
             version: version, createdAt: now, features: FailureFeatures.names, trainFrom: histories.map(\.start).min() ?? from, trainTo: end,
-            hyperparameters: hyper, metrics: model.metrics, rulInterval: [model.rulInterval.low, model.rulInterval.high],
+            hyperparameters: hyper, metrics: model.metrics, rulInterval: [model.remainingLife.wholeInterval.low, model.remainingLife.wholeInterval.high],
             trigger: job(id)?.trigger ?? "")
-        // Promote only if not worse than the active model on the same held-out data.
+        manifest.rulScale = "log_hours"
+        manifest.rulIntervalNear = [model.remainingLife.nearInterval.low, model.remainingLife.nearInterval.high]
+        // Promote only if it beats the baselines and is not worse than the active model on the
+        // same held-out data.
         var promote = true
-        if let current = activeModel {
+        if let loss = Self.lossToBaselines(model.metrics) {
+            promote = false
+            manifest.promotionNote = "kept as a candidate: " + loss
+        } else if let current = activeModel {
             if current.manifest.features != manifest.features {
                 manifest.promotionNote = "promoted: the active model \(current.manifest.version) uses other features"
             } else if model.testLabels.contains(true) && model.testLabels.contains(false) {
@@ -270,10 +276,31 @@ public final class Prognostics: Sendable {
         } else {
             manifest.promotionNote = "promoted: no model was active"
         }
+        if promote, model.metrics.testFailures < Self.failuresToCompare {
+            manifest.promotionNote += "; the held-out devices had \(model.metrics.testFailures) failures, too few (under \(Self.failuresToCompare)) to compare with the baselines"
+        }
         update(id) { $0.stage = "saving \(version)"; $0.progress = 0.97 }
         try repository.save(model, manifest: manifest)
         if promote { try activate(version) }
         return (version, promote)
+    }
+
+    /// Held-out failures needed before a model is judged against the baselines.
+    static let failuresToCompare = 5
+
+    /// Why a model may not be promoted: it loses, on the held-out devices, to the threshold rule
+    /// (ROC AUC of failure within 24 h) or to the conditional fleet mean (remaining-life MAE
+    /// over the whole service life). Nil when it wins, or when the held-out devices had too few
+    /// failures to tell.
+    static func lossToBaselines(_ m: ModelMetrics) -> String? {
+        guard m.testFailures >= failuresToCompare else { return nil }
+        if m.rocAUC.isNaN || m.rocAUC < m.baselineRocAUC {
+            return String(format: "held-out ROC AUC %.3f loses to the threshold rule's %.3f", m.rocAUC, m.baselineRocAUC)
+        }
+        if let mae = m.rulWholeLifeMAEHours, let baseline = m.baselineRulWholeLifeMAEHours, mae.isNaN || mae > baseline {
+            return String(format: "held-out remaining-life MAE %.1f h loses to the conditional fleet mean's %.1f h", mae, baseline)
+        }
+        return nil
     }
 
     /// Makes a version active (rollback or promotion) and refreshes the predictions.

@@ -40,11 +40,12 @@ public enum FailureFeatures {
             let profile = (0..<24).map { counts[$0] > 0 ? sums[$0] / counts[$0] : overall }
             var residuals: [Double] = []
             for (k, v) in series.enumerated() where !v.isNaN { residuals.append(v - profile[(firstHourOfDay + k) % 24]) }
-            let span = max(spec.nominalMax - spec.nominalMin, 1e-6)
             // Two days give two values per hour of day: the spread of all hourly means around
-            // the overall median keeps the scale honest.
+            // the overall median keeps the scale honest. Its floor: a hundredth of the nominal
+            // range, or of the level where there is no range (a constant signal has no spread).
             let spread = max(Stats.mad(residuals, around: 0), 0.5 * Stats.mad(values, around: overall))
-            result.append(Reference(profile: profile, scale: max(spread, 0.01 * span)))
+            let floor = 0.01 * (nominalSpan(spec) ?? max(abs(overall), 1e-3))
+            result.append(Reference(profile: profile, scale: max(spread, floor)))
         }
         return result
     }
@@ -107,10 +108,13 @@ public enum FailureFeatures {
             riseSlopes.append(slope)
             rough.append(Stats.standardDeviation(zip(ys.dropFirst(), ys).map { $0 - $1 }))
             // Levels of the operating hours only (a stopped machine is below its range by design).
-            let raw = zip(recent[i], r).suffix(6).filter { !$0.1.isNaN }.map(\.0)
-            let span = max(spec.nominalMax - spec.nominalMin, 1e-6)
-            let level = Stats.mean(Array(raw))
-            beyond.append(max(0, (level - spec.nominalMax) / span, (spec.nominalMin - level) / span))
+            // Only sensors with a nominal range count: a device registered without one (an
+            // import, a gateway) has none to be beyond, and its span would blow the ratio up.
+            if let span = nominalSpan(spec) {
+                let raw = zip(recent[i], r).suffix(6).filter { !$0.1.isNaN }.map(\.0)
+                let level = Stats.mean(Array(raw))
+                beyond.append(max(0, (level - spec.nominalMax) / span, (spec.nominalMin - level) / span))
+            }
         }
         let features: [Double] = [
             rise6.map(\.0).max() ?? .nan,
@@ -133,6 +137,13 @@ public enum FailureFeatures {
         ]
         let lead = rise6.map { (abs($0.0), $0.1) }.max { $0.0 < $1.0 }.map { specs[$0.1].name }
         return (features.map { Float($0) }, lead)
+    }
+
+    /// The width of a sensor's nominal range, or nil when it has none (absent, empty, inverted
+    /// or not finite).
+    static func nominalSpan(_ spec: SensorSpec) -> Double? {
+        let span = spec.nominalMax - spec.nominalMin
+        return span.isFinite && span > 0 ? span : nil
     }
 
     /// False when the machine ran too little in the look-back (stopped, off shift) for the

@@ -20,18 +20,52 @@ public struct ModelMetrics: Sendable, Codable, Equatable {
     public var testDevices = 0
     public var trainFailures = 0
     public var testFailures = 0
+    /// Remaining life over the whole service life: every held-out in-service hour with a known
+    /// next failure (nil in models made before remaining life covered the whole life).
+    public var rulWholeLifeMAEHours: Double? = nil
+    /// The conditional fleet mean on the same hours: the training lifetimes longer than the
+    /// machine's age, less its age.
+    public var baselineRulWholeLifeMAEHours: Double? = nil
+    /// Share of those held-out hours whose true remaining life fell inside the 80 % interval,
+    /// over the whole life and over the last 7 days before a failure.
+    public var rulIntervalCoverage: Double? = nil
+    public var rulIntervalCoverage7d: Double? = nil
+    /// The near model alone on the hours within 7 days of a failure: its error once a failure
+    /// within 7 days is known (what remaining life meant before it covered the whole life).
+    public var rulNearModelMAEHours: Double? = nil
 
     public init() {}
+}
+
+/// The "conditional fleet mean" remaining life: how much longer machines of the fleet lived
+/// once they had reached a given age (time in service since the last recorded repair). With no
+/// repair recorded the age is unknown (the model is not told the time since the history began
+/// either): then it is the fleet's mean remaining life over the hours of unknown age.
+public struct LifetimeBaseline: Sendable {
+    let lifetimes: [Double]
+    let unknownAge: Double
+
+    /// `lifetimes`: repair to failure, in hours; `unknownAgeRemaining`: hours to the next failure
+    /// of training hours whose age was unknown.
+    public init(lifetimes: [Double], unknownAgeRemaining: [Double]) {
+        self.lifetimes = lifetimes.sorted()
+        unknownAge = unknownAgeRemaining.isEmpty ? Stats.mean(lifetimes) : Stats.mean(unknownAgeRemaining)
+    }
+
+    public func remaining(age: Double?) -> Double {
+        guard let age, !age.isNaN else { return unknownAge.isNaN ? 0 : unknownAge }
+        let longer = lifetimes.drop { $0 <= age }
+        guard !longer.isEmpty else { return 0 }
+        return Stats.mean(Array(longer)) - age
+    }
 }
 
 /// What a training run produced: three boosters and how good they are.
 public struct TrainedFailureModel: Sendable {
     public var failure24h: Booster
     public var failure7d: Booster
-    public var remainingLife: Booster
+    public var remainingLife: RemainingLifeModel
     public var metrics: ModelMetrics
-    /// Residual quantiles of the RUL model (10 % and 90 %) for its interval.
-    public var rulInterval: (low: Double, high: Double)
     public var parameters: [String: Booster.Parameters]
     /// The held-out examples, to compare another model on the same data.
     public var testRows: [[Float]]
@@ -42,17 +76,23 @@ public struct TrainedFailureModel: Sendable {
 /// split is stable) into training and held-out sets: the metrics describe machines the model
 /// never saw.
 public enum FailureModel {
-    public static func isHeldOut(_ deviceID: String) -> Bool {
+    static func deviceHash(_ deviceID: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in deviceID.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return h % 4 == 0
+        return h
     }
+
+    public static func isHeldOut(_ deviceID: String) -> Bool { deviceHash(deviceID) % 4 == 0 }
+
+    /// A fifth of the training devices calibrate the remaining-life interval: a model fitted on
+    /// the others is measured on them.
+    static func calibrates(_ deviceID: String) -> Bool { (deviceHash(deviceID) / 4) % 5 == 0 }
 
     public static func train(
         histories: [DeviceHourlyHistory], end: Nanos, progress: @escaping (String, Double) -> Void = { _, _ in }
     ) throws(TwinError) -> TrainedFailureModel {
         var train: [FailureExample] = [], test: [FailureExample] = []
-        var lifetimes: [Double] = []
+        var lifetimes: [Double] = [], repairedLifetimes: [Double] = []
         var trainDevices = Set<String>(), testDevices = Set<String>()
         for (n, history) in histories.enumerated() {
             let examples = history.examples(end: end)
@@ -62,10 +102,14 @@ public enum FailureModel {
             } else {
                 train += examples
                 if !examples.isEmpty { trainDevices.insert(history.deviceID) }
-                // Lifetimes: from the start of service (history start or repair) to the failure.
+                // Lifetimes: from the start of service (history start or repair) to the failure;
+                // those from a repair also for the baseline, whose age is known then.
                 let starts = ([history.start] + history.repairs).sorted()
                 for f in history.failures {
-                    if let s = starts.last(where: { $0 < f }) { lifetimes.append(Double(f - s) / Double(Time.hour)) }
+                    if let s = starts.last(where: { $0 < f }) {
+                        lifetimes.append(Double(f - s) / Double(Time.hour))
+                        if s != history.start { repairedLifetimes.append(Double(f - s) / Double(Time.hour)) }
+                    }
                 }
             }
             progress("computing features (\(n + 1)/\(histories.count) devices)", 0.4 * Double(n + 1) / Double(histories.count))
@@ -95,17 +139,10 @@ public enum FailureModel {
         let m7d = try Booster.train(rows: labelled7d.map(\.features), labels: labelled7d.map { $0.failsWithin7d! ? 1 : 0 }, parameters: classifier) {
             progress("training failure-within-7d model", 0.6 + 0.15 * $0)
         }
-        // Remaining life where it can be told: within 7 days of a recorded failure.
-        let prognostic = train.filter { ($0.hoursToFailure ?? .infinity) <= 168 }
-        var regression = Booster.Parameters(objective: "reg:squarederror")
-        regression.rounds = 120
-        guard prognostic.count >= 10 else { throw .failedPrecondition("not enough examples within 7 days of a failure to learn remaining life (\(prognostic.count))", reason: .notEnoughData) }
-        let rul = try Booster.train(rows: prognostic.map(\.features), labels: prognostic.map { Float($0.hoursToFailure!) }, parameters: regression) {
-            progress("training remaining-life model", 0.75 + 0.15 * $0)
-        }
-        let fitted = try rul.predict(prognostic.map(\.features))
-        let residuals = zip(prognostic, fitted).map { $0.hoursToFailure! - $1 }.sorted()
-        let interval = (residuals[Int(Double(residuals.count - 1) * 0.1)], residuals[Int(Double(residuals.count - 1) * 0.9)])
+        // Remaining life over the whole service life: every in-service hour whose next failure
+        // is recorded (hours whose machine had not failed by the end are left out: their
+        // remaining life is unknown).
+        let rul = try RemainingLifeModel.train(train, calibrates: calibrates) { progress("training remaining-life models", 0.75 + 0.15 * $0) }
 
         // Operating threshold: the best F1 on the training data.
         let trainScores = try m24.predict(labelled24.map(\.features))
@@ -128,20 +165,40 @@ public enum FailureModel {
         if !test7d.isEmpty {
             metrics.rocAUC7d = Stats.rocAUC(scores: try m7d.predict(test7d.map(\.features)), labels: test7d.map { $0.failsWithin7d! })
         }
-        let testPrognostic = test.filter { ($0.hoursToFailure ?? .infinity) <= 168 }
+        let testPrognostic = test.filter { $0.hoursToFailure != nil }
         if !testPrognostic.isEmpty {
-            let predicted = try rul.predict(testPrognostic.map(\.features)).map { max(0, $0) }
-            let errors = zip(testPrognostic, predicted).map { $0.hoursToFailure! - $1 }
-            metrics.rulMAEHours = Stats.mean(errors.map(abs))
-            metrics.rulRMSEHours = Stats.mean(errors.map { $0 * $0 }).squareRoot()
-            let mean = metrics.meanLifetimeHours.isNaN ? 0 : metrics.meanLifetimeHours
-            metrics.baselineRulMAEHours = Stats.mean(testPrognostic.map { abs($0.hoursToFailure! - max(0, mean - $0.hoursSinceRepair)) })
+            let baseline = LifetimeBaseline(
+                lifetimes: repairedLifetimes.count >= 5 ? repairedLifetimes : lifetimes,
+                unknownAgeRemaining: train.filter { !ageKnown($0) }.compactMap(\.hoursToFailure))
+            let estimates = try rul.predict(testPrognostic.map(\.features))
+            let truth = testPrognostic.map { $0.hoursToFailure! }
+            let predicted = estimates.map(\.hours)
+            let inside = zip(truth, estimates).map { t, e in t >= e.low && t <= e.high }
+            let expected = testPrognostic.map { baseline.remaining(age: ageKnown($0) ? $0.hoursSinceRepair : nil) }
+            let near = truth.indices.filter { truth[$0] <= 168 }
+            metrics.rulWholeLifeMAEHours = Stats.mean(zip(truth, predicted).map { abs($0 - $1) })
+            metrics.baselineRulWholeLifeMAEHours = Stats.mean(zip(truth, expected).map { abs($0 - $1) })
+            metrics.rulIntervalCoverage = Double(inside.filter { $0 }.count) / Double(inside.count)
+            if !near.isEmpty {
+                let errors = near.map { truth[$0] - predicted[$0] }
+                metrics.rulMAEHours = Stats.mean(errors.map(abs))
+                metrics.rulRMSEHours = Stats.mean(errors.map { $0 * $0 }).squareRoot()
+                metrics.baselineRulMAEHours = Stats.mean(near.map { abs(truth[$0] - expected[$0]) })
+                metrics.rulIntervalCoverage7d = Double(near.filter { inside[$0] }.count) / Double(near.count)
+                let nearOnly = try rul.near.predict(near.map { testPrognostic[$0].features }).map { RemainingLifeModel.hours(fromLog: $0) }
+                metrics.rulNearModelMAEHours = Stats.mean(zip(near, nearOnly).map { abs(truth[$0] - $1) })
+            }
         }
         progress("done", 1)
         return TrainedFailureModel(
-            failure24h: m24, failure7d: m7d, remainingLife: rul, metrics: metrics, rulInterval: interval,
-            parameters: ["failure_24h": classifier, "failure_7d": classifier, "remaining_life": regression],
+            failure24h: m24, failure7d: m7d, remainingLife: rul, metrics: metrics,
+            parameters: ["failure_24h": classifier, "failure_7d": classifier, "remaining_life": RemainingLifeModel.parameters],
             testRows: test24.map(\.features), testLabels: testLabels)
+    }
+
+    /// Whether the example's machine had a recorded repair (its age in service is known).
+    static func ageKnown(_ example: FailureExample) -> Bool {
+        !example.features[FailureFeatures.names.firstIndex(of: "hours_since_repair")!].isNaN
     }
 
     static func bestThreshold(scores: [Double], labels: [Bool]) -> Double {

@@ -14,8 +14,13 @@ public struct ModelManifest: Sendable, Codable, Equatable {
     public var hyperparameters: [String: String]
     public var metrics: ModelMetrics
     public var horizonsHours: [Int] = [24, 168]
-    /// Residual quantiles (10 %, 90 %) of the remaining-life model, in hours.
+    /// Residual quantiles (10 %, 90 %) of the remaining-life model: in log hours when
+    /// `rulScale` is "log_hours" (whole-life models), in hours when it is absent (models made
+    /// before: remaining life within 7 days of a failure only).
     public var rulInterval: [Double]
+    public var rulScale: String? = nil
+    /// Whole-life models: the near model's interval (the one above is the whole-life model's).
+    public var rulIntervalNear: [Double]? = nil
     public var promotionNote: String = ""
     public var trigger: String = ""
 
@@ -41,8 +46,11 @@ public final class LoadedModel: Sendable {
     let failure24h: Booster
     let failure7d: Booster
     let remainingLife: Booster
+    /// Whole-life models' near model (remaining_life_near.json).
+    let remainingLifeNear: Booster?
 
-    init(manifest: ModelManifest, failure24h: Booster, failure7d: Booster, remainingLife: Booster) {
+    init(manifest: ModelManifest, failure24h: Booster, failure7d: Booster, remainingLife: Booster, remainingLifeNear: Booster? = nil) {
+        self.remainingLifeNear = remainingLifeNear
         self.manifest = manifest
         self.failure24h = failure24h
         self.failure7d = failure7d
@@ -57,6 +65,10 @@ public final class LoadedModel: Sendable {
         public var rulHours: Double
         public var rulLow: Double
         public var rulHigh: Double
+        /// True when the model estimates remaining life over the whole service life; false for
+        /// models that learned it only within 7 days of a failure (then it means something only
+        /// when a failure within 7 days is likely).
+        public var rulWholeLife: Bool = false
         /// Feature name, value, contribution to the 24 h log-odds; strongest first.
         public var contributions: [(feature: String, value: Double, contribution: Double)]
 
@@ -78,15 +90,25 @@ public final class LoadedModel: Sendable {
         let p24 = try failure24h.predict(rows), p7 = try failure7d.predict(rows), rul = try remainingLife.predict(rows)
         let contributions = try failure24h.contributions(rows)
         let low = manifest.rulInterval.first ?? 0, high = manifest.rulInterval.last ?? 0
+        let estimates: [RemainingLifeModel.Estimate]
+        if manifest.rulScale == "log_hours", let near = remainingLifeNear {
+            let nearInterval = manifest.rulIntervalNear ?? manifest.rulInterval
+            estimates = RemainingLifeModel.serve(
+                whole: rul, near: try near.predict(rows), wholeInterval: (low, high),
+                nearInterval: (nearInterval.first ?? 0, nearInterval.last ?? 0))
+        } else {
+            estimates = rul.map { RemainingLifeModel.Estimate(hours: max(0, $0), low: max(0, $0 + low), high: max(0, $0 + high)) }
+        }
         return rows.indices.map { r in
-            let expected = max(0, rul[r])
             let top = manifest.features.indices
                 .map { (feature: manifest.features[$0], value: Double(rows[r][$0]), contribution: contributions[r][$0]) }
                 .sorted { abs($0.contribution) > abs($1.contribution) }
             // The 7-day probability never falls below the 24-hour one.
-            return Prediction(
-                within24h: p24[r], within7d: max(p7[r], p24[r]), rulHours: expected, rulLow: max(0, expected + low), rulHigh: max(0, expected + high),
+            var prediction = Prediction(
+                within24h: p24[r], within7d: max(p7[r], p24[r]), rulHours: estimates[r].hours, rulLow: estimates[r].low, rulHigh: estimates[r].high,
                 contributions: Array(top.prefix(5)))
+            prediction.rulWholeLife = remainingLifeNear != nil
+            return prediction
         }
     }
 }
@@ -140,7 +162,8 @@ public final class ModelRepository: Sendable {
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
             try model.failure24h.save(staging + "/failure_24h.json")
             try model.failure7d.save(staging + "/failure_7d.json")
-            try model.remainingLife.save(staging + "/remaining_life.json")
+            try model.remainingLife.whole.save(staging + "/remaining_life.json")
+            try model.remainingLife.near.save(staging + "/remaining_life_near.json")
             try PrivateFile.replace(staging + "/manifest.json", with: Array(Self.encoder.encode(manifest)))
             if rename(staging, final) != 0 { throw TwinError.unavailable("cannot move the model into \(final): \(String(cString: strerror(errno)))") }
         } catch let error as TwinError {
@@ -201,7 +224,8 @@ public final class ModelRepository: Sendable {
         let dir = directory + "/" + version
         return LoadedModel(
             manifest: manifest, failure24h: try Booster.load(dir + "/failure_24h.json"), failure7d: try Booster.load(dir + "/failure_7d.json"),
-            remainingLife: try Booster.load(dir + "/remaining_life.json"))
+            remainingLife: try Booster.load(dir + "/remaining_life.json"),
+            remainingLifeNear: manifest.rulScale == "log_hours" ? try Booster.load(dir + "/remaining_life_near.json") : nil)
     }
 }
 

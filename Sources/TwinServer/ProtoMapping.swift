@@ -201,8 +201,9 @@ extension DeviceOutlook {
             f.probability = h <= Time.day ? within24h : within7d
             return f
         }
-        // Remaining life is what the model learned within a week of a failure: told only then.
-        if within7d >= 0.5 {
+        // Whole-life models tell remaining life always; older ones learned it only within a
+        // week of a failure, and tell it only then.
+        if prediction.rulWholeLife || within7d >= 0.5 {
             var r = Twin_V1_RemainingLife()
             r.expected = .init(hours: rulHours)
             r.lower = .init(hours: rulLow)
@@ -451,6 +452,13 @@ extension ModelManifest {
         x.testExamples = UInt64(metrics.testExamples)
         x.trainDevices = UInt32(metrics.trainDevices)
         x.testDevices = UInt32(metrics.testDevices)
+        x.rulWholeLifeMaeHours = metrics.rulWholeLifeMAEHours ?? .nan
+        x.baselineRulWholeLifeMaeHours = metrics.baselineRulWholeLifeMAEHours ?? .nan
+        x.rulIntervalCoverage = metrics.rulIntervalCoverage ?? .nan
+        x.rulIntervalCoverage7D = metrics.rulIntervalCoverage7d ?? .nan
+        x.rulNearModelMaeHours = metrics.rulNearModelMAEHours ?? .nan
+        x.meanLifetimeHours = metrics.meanLifetimeHours
+        x.testFailures = UInt32(clamping: metrics.testFailures)
         m.metrics = x
         return m
     }

@@ -66,7 +66,12 @@ import TwinServer
                 #expect(error.code == .failedPrecondition && error.twinReason == .notEnoughData, "\(error)")
             }
             let files = try FileManager.default.contentsOfDirectory(atPath: d.directory + "/models/" + job.modelVersion)
-            #expect(Set(files) == ["manifest.json", "failure_24h.json", "failure_7d.json", "remaining_life.json"])
+            #expect(Set(files) == ["manifest.json", "failure_24h.json", "failure_7d.json", "remaining_life.json", "remaining_life_near.json"])
+            // Remaining life over the whole service life, beside its baseline, with the
+            // interval's held-out coverage; the model was promoted because it beat both baselines.
+            #expect(m.metrics.rulWholeLifeMaeHours > 0 && m.metrics.rulWholeLifeMaeHours <= m.metrics.baselineRulWholeLifeMaeHours)
+            #expect((0...1).contains(m.metrics.rulIntervalCoverage) && (0...1).contains(m.metrics.rulIntervalCoverage7D))
+            #expect(m.metrics.meanLifetimeHours > 24 && m.metrics.testFailures > 0)
             // Activation by hand: audited; an unknown version is refused and leaves no entry. The
             // retrain has one entry, written before its job started; the refused ones have none.
             var activate = Twin_V1_ActivateModelRequest()
@@ -96,6 +101,13 @@ import TwinServer
             let prediction = try await twin.getPrediction(Twin_V1_GetPredictionRequest())
             #expect(prediction.modelVersion == job.modelVersion && prediction.predictions.count >= 18)
             let p7 = Dictionary(uniqueKeysWithValues: prediction.predictions.map { ($0.deviceID, $0.failureProbabilities[1].probability) })
+            // Every machine in service has a remaining life, with its 80 % interval around it,
+            // also the ones far from a failure.
+            for p in prediction.predictions {
+                #expect(p.hasRemainingLife, "\(p.deviceID) has no remaining life")
+                let r = p.remainingLife
+                #expect(r.confidence == 0.8 && r.lower.seconds <= r.expected.seconds && r.expected.seconds <= r.upper.seconds, "\(p.deviceID): \(r)")
+            }
             let risky = p7.filter { soon.contains($0.key) }.map(\.value), calm = p7.filter { !failing.contains($0.key) }.map(\.value)
             try #require(!risky.isEmpty, "seed 11 has machines within 3 days of a failure at the end of its backfill")
             // Ranked above: the chance that a machine with a fault under way gets the higher

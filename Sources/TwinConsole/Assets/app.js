@@ -480,7 +480,9 @@ function modelsView() {
   show("models");
   let alive = true;
   leave = () => { alive = false; };
-  const pct = (v) => (v === undefined ? "–" : v.toFixed(3));
+  // Proto JSON writes NaN as the string "NaN" (a figure the model does not have).
+  const fixed = (v, digits) => (typeof v === "number" && Number.isFinite(v) ? v.toFixed(digits) : "–");
+  const pct = (v) => fixed(v, 3);
   async function load() {
     $("#models-error").textContent = "";
     try {
@@ -496,10 +498,11 @@ function modelsView() {
               load();
             } }, "Activate")
           : "";
-        return el("tr", { "data-version": m.version, "data-status": status },
+        return el("tr", { "data-version": m.version, "data-status": status, title: m.promotionNote || "" },
           el("td", {}, m.version), el("td", {}, status), el("td", {}, m.createdAt ? new Date(m.createdAt).toLocaleString() : ""),
           el("td", {}, `${pct(x.rocAuc)} (${pct(x.baselineRocAuc)})`), el("td", {}, `${pct(x.precision)} / ${pct(x.recall)}`),
-          el("td", {}, `${x.rulMaeHours?.toFixed(1) ?? "–"} (${x.baselineRulMaeHours?.toFixed(1) ?? "–"})`),
+          el("td", {}, `${fixed(x.rulWholeLifeMaeHours, 1)} (${fixed(x.baselineRulWholeLifeMaeHours, 1)}); last 7 d ${fixed(x.rulMaeHours, 1)} (${fixed(x.baselineRulMaeHours, 1)})`),
+          el("td", {}, `${fixed(x.rulIntervalCoverage, 2)}`),
           el("td", {}, `${x.trainExamples ?? 0} / ${x.testExamples ?? 0}`), el("td", {}, activate));
       }));
     } catch (error) {

@@ -105,14 +105,16 @@ struct Models: AsyncParsableCommand {
     }
 
     static func f(_ v: Double, _ digits: Int = 3) -> String { v.isNaN ? "—" : String(format: "%.\(digits)f", v) }
+    static func pct(_ v: Double) -> String { v.isNaN ? "—" : String(format: "%.0f %%", 100 * v) }
 
     static func describe(_ m: Twin_V1_ModelVersion) {
         let x = m.metrics
         Terminal.out("""
             model \(m.version) (\(status(m.status))), trained on \(Format.time(m.trainFrom)) – \(Format.time(m.trainTo))
               failure within 24 h: ROC AUC \(f(x.rocAuc)) (threshold rule: \(f(x.baselineRocAuc))); precision \(f(x.precision, 2)), recall \(f(x.recall, 2)) at p ≥ \(f(x.threshold, 2))
-              remaining life (last 7 days before a failure): MAE \(f(x.rulMaeHours, 1)) h, RMSE \(f(x.rulRmseHours, 1)) h (fleet-mean lifetime: MAE \(f(x.baselineRulMaeHours, 1)) h)
-              held out: \(x.testDevices) devices, \(x.testExamples) examples; trained on \(x.trainDevices) devices, \(x.trainExamples) examples
+              remaining life over the whole service life: MAE \(f(x.rulWholeLifeMaeHours, 1)) h (conditional fleet mean: \(f(x.baselineRulWholeLifeMaeHours, 1)) h); 80 % interval holds \(pct(x.rulIntervalCoverage)) of held-out truths
+              remaining life in the last 7 days before a failure: MAE \(f(x.rulMaeHours, 1)) h, RMSE \(f(x.rulRmseHours, 1)) h (conditional fleet mean: \(f(x.baselineRulMaeHours, 1)) h); interval holds \(pct(x.rulIntervalCoverage7D)); the near model alone, once a failure within 7 days is known: MAE \(f(x.rulNearModelMaeHours, 1)) h
+              mean lifetime \(f(x.meanLifetimeHours, 0)) h; held out: \(x.testDevices) devices, \(x.testExamples) examples, \(x.testFailures) failures; trained on \(x.trainDevices) devices, \(x.trainExamples) examples
               \(m.promotionNote)
             """)
     }
@@ -124,9 +126,9 @@ struct Models: AsyncParsableCommand {
             let list = try await global.models { try await $0.listModels(Twin_V1_ListModelsRequest()) }
             if global.printedJSON(list.models) { return }
             if list.models.isEmpty { Terminal.err("no models yet: an admin runs twin retrain"); return }
-            Terminal.out(Format.table(["VERSION", "STATUS", "CREATED", "AUC 24H", "BASELINE", "RUL MAE H", "BASELINE", "TEST DEVICES"], list.models.map { m in
-                [m.version, status(m.status), Format.time(m.createdAt), f(m.metrics.rocAuc), f(m.metrics.baselineRocAuc), f(m.metrics.rulMaeHours, 1),
-                 f(m.metrics.baselineRulMaeHours, 1), "\(m.metrics.testDevices)"]
+            Terminal.out(Format.table(["VERSION", "STATUS", "CREATED", "AUC 24H", "BASELINE", "LIFE MAE H", "BASELINE", "COVERAGE", "TEST DEVICES"], list.models.map { m in
+                [m.version, status(m.status), Format.time(m.createdAt), f(m.metrics.rocAuc), f(m.metrics.baselineRocAuc), f(m.metrics.rulWholeLifeMaeHours, 1),
+                 f(m.metrics.baselineRulWholeLifeMaeHours, 1), pct(m.metrics.rulIntervalCoverage), "\(m.metrics.testDevices)"]
             }))
         }
     }
