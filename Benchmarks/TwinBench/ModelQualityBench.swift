@@ -41,6 +41,7 @@ struct ModelQualityBench: AsyncParsableCommand {
             summary("ROC AUC 7 d", { $0.rocAUC7d }, worstIsHigh: false),
             summary("RUL MAE, last 7 d, % of mean lifetime", { 100 * $0.rulMAEHours / $0.meanLifetimeHours }, worstIsHigh: true, format: "%.1f"),
             summary("  conditional fleet mean", { 100 * $0.baselineRulMAEHours / $0.meanLifetimeHours }, worstIsHigh: true, format: "%.1f"),
+            summary("  near model alone, the failure within 7 d known", { m in m.rulNearModelMAEHours.map { 100 * $0 / m.meanLifetimeHours } }, worstIsHigh: true, format: "%.1f"),
             summary("RUL MAE, whole life, h", { $0.rulWholeLifeMAEHours }, worstIsHigh: true, format: "%.1f"),
             summary("  conditional fleet mean", { $0.baselineRulWholeLifeMAEHours }, worstIsHigh: true, format: "%.1f"),
             summary("80 % interval coverage, whole life", { $0.rulIntervalCoverage }, worstIsHigh: false, format: "%.2f"),
@@ -62,6 +63,7 @@ struct ModelQualityBench: AsyncParsableCommand {
         var sums = fleet.map { d in [[Double]](repeating: [Double](repeating: 0, count: hours), count: d.sensors.count) }
         var counts = sums
         var failures = [[Nanos]](repeating: [], count: count), repairs = [[Nanos]](repeating: [], count: count)
+        var onsets = [[Nanos]](repeating: [], count: count)
         var output = Simulator.Output()
         var t = start
         while t < end {
@@ -74,6 +76,7 @@ struct ModelQualityBench: AsyncParsableCommand {
             for e in output.events {
                 guard let d = fleet.firstIndex(where: { $0.id == e.deviceID }) else { continue }
                 if e.kind == .failure { failures[d].append(e.time) } else if e.kind == .repair || e.kind == .partReplaced { repairs[d].append(e.time) }
+                if e.kind == .faultOnset { onsets[d].append(e.time) }
             }
             t += interval
         }
@@ -83,6 +86,17 @@ struct ModelQualityBench: AsyncParsableCommand {
                 hourly: zip(sums[d], counts[d]).map { s, c in zip(s, c).map { $1 > 0 ? $0 / $1 : .nan } },
                 failures: failures[d], repairs: repairs[d])
         }
+        // The hours within 24 h of a failure that come before its fault began: no sensor can
+        // show those (a bound on any model's 24 h AUC).
+        var hidden = 0.0, within = 0.0
+        for d in fleet.indices {
+            for f in failures[d] {
+                let onset = onsets[d].last { $0 < f } ?? start
+                within += 24
+                hidden += Double(max(0, min(24 * Time.hour, onset - (f - Time.day)))) / Double(Time.hour)
+            }
+        }
+        print(String(format: "seed %d: %.1f %% of the hours within 24 h of a failure come before its fault's onset", seed, 100 * hidden / max(1, within)))
         return (histories, end)
     }
 }
