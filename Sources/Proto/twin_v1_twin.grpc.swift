@@ -328,6 +328,32 @@ public enum Twin_V1_TwinService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetNotifyConfig" metadata.
+        public enum GetNotifyConfig: Sendable {
+            /// Request type for "GetNotifyConfig".
+            public typealias Input = Twin_V1_GetNotifyConfigRequest
+            /// Response type for "GetNotifyConfig".
+            public typealias Output = Twin_V1_GetNotifyConfigResponse
+            /// Descriptor for "GetNotifyConfig".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "GetNotifyConfig",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetNotifyConfig" metadata.
+        public enum SetNotifyConfig: Sendable {
+            /// Request type for "SetNotifyConfig".
+            public typealias Input = Twin_V1_SetNotifyConfigRequest
+            /// Response type for "SetNotifyConfig".
+            public typealias Output = Twin_V1_SetNotifyConfigResponse
+            /// Descriptor for "SetNotifyConfig".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "twin.v1.TwinService"),
+                method: "SetNotifyConfig",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "twin.v1.TwinService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ListDevices.descriptor,
@@ -352,7 +378,9 @@ public enum Twin_V1_TwinService: Sendable {
             ListEvents.descriptor,
             ListGateways.descriptor,
             GetNotificationStatus.descriptor,
-            TestNotification.descriptor
+            TestNotification.descriptor,
+            GetNotifyConfig.descriptor,
+            SetNotifyConfig.descriptor
         ]
     }
 }
@@ -811,6 +839,46 @@ extension Twin_V1_TwinService {
             request: GRPCCore.StreamingServerRequest<Twin_V1_TestNotificationRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_TestNotificationResponse>
+
+        /// Handle the "GetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notifications file's text in force (channels and routes; secrets are only named, by
+        /// > file or credential, never included), its version and the file. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_GetNotifyConfigRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_GetNotifyConfigResponse` messages.
+        func getNotifyConfig(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_GetNotifyConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_GetNotifyConfigResponse>
+
+        /// Handle the "SetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the channels and routes with a notifications file's text (checked first, secret
+        /// > files read: NOTIFY_CONFIG_INVALID names the line, and the configuration in force stays),
+        /// > writes it to twind's notifications file (0600) and puts it in force at once; notices
+        /// > already waiting keep their channel if it still exists. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Twin_V1_SetNotifyConfigRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Twin_V1_SetNotifyConfigResponse` messages.
+        func setNotifyConfig(
+            request: GRPCCore.StreamingServerRequest<Twin_V1_SetNotifyConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_SetNotifyConfigResponse>
     }
 
     /// Service protocol for the "twin.v1.TwinService" service.
@@ -1253,6 +1321,46 @@ extension Twin_V1_TwinService {
             request: GRPCCore.ServerRequest<Twin_V1_TestNotificationRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Twin_V1_TestNotificationResponse>
+
+        /// Handle the "GetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notifications file's text in force (channels and routes; secrets are only named, by
+        /// > file or credential, never included), its version and the file. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetNotifyConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_GetNotifyConfigResponse` message.
+        func getNotifyConfig(
+            request: GRPCCore.ServerRequest<Twin_V1_GetNotifyConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_GetNotifyConfigResponse>
+
+        /// Handle the "SetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the channels and routes with a notifications file's text (checked first, secret
+        /// > files read: NOTIFY_CONFIG_INVALID names the line, and the configuration in force stays),
+        /// > writes it to twind's notifications file (0600) and puts it in force at once; notices
+        /// > already waiting keep their channel if it still exists. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_SetNotifyConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Twin_V1_SetNotifyConfigResponse` message.
+        func setNotifyConfig(
+            request: GRPCCore.ServerRequest<Twin_V1_SetNotifyConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Twin_V1_SetNotifyConfigResponse>
     }
 
     /// Simple service protocol for the "twin.v1.TwinService" service.
@@ -1694,6 +1802,46 @@ extension Twin_V1_TwinService {
             request: Twin_V1_TestNotificationRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Twin_V1_TestNotificationResponse
+
+        /// Handle the "GetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notifications file's text in force (channels and routes; secrets are only named, by
+        /// > file or credential, never included), its version and the file. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_GetNotifyConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_GetNotifyConfigResponse` to respond with.
+        func getNotifyConfig(
+            request: Twin_V1_GetNotifyConfigRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_GetNotifyConfigResponse
+
+        /// Handle the "SetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the channels and routes with a notifications file's text (checked first, secret
+        /// > files read: NOTIFY_CONFIG_INVALID names the line, and the configuration in force stays),
+        /// > writes it to twind's notifications file (0600) and puts it in force at once; notices
+        /// > already waiting keep their channel if it still exists. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A `Twin_V1_SetNotifyConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Twin_V1_SetNotifyConfigResponse` to respond with.
+        func setNotifyConfig(
+            request: Twin_V1_SetNotifyConfigRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Twin_V1_SetNotifyConfigResponse
     }
 }
 
@@ -1954,6 +2102,28 @@ extension Twin_V1_TwinService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.GetNotifyConfig.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetNotifyConfigRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetNotifyConfigResponse>(),
+            handler: { request, context in
+                try await self.getNotifyConfig(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Twin_V1_TwinService.Method.SetNotifyConfig.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_SetNotifyConfigRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_SetNotifyConfigResponse>(),
+            handler: { request, context in
+                try await self.setNotifyConfig(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2207,6 +2377,28 @@ extension Twin_V1_TwinService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_TestNotificationResponse> {
         let response = try await self.testNotification(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getNotifyConfig(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_GetNotifyConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_GetNotifyConfigResponse> {
+        let response = try await self.getNotifyConfig(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setNotifyConfig(
+        request: GRPCCore.StreamingServerRequest<Twin_V1_SetNotifyConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Twin_V1_SetNotifyConfigResponse> {
+        let response = try await self.setNotifyConfig(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2513,6 +2705,32 @@ extension Twin_V1_TwinService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Twin_V1_TestNotificationResponse> {
         return GRPCCore.ServerResponse<Twin_V1_TestNotificationResponse>(
             message: try await self.testNotification(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getNotifyConfig(
+        request: GRPCCore.ServerRequest<Twin_V1_GetNotifyConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_GetNotifyConfigResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_GetNotifyConfigResponse>(
+            message: try await self.getNotifyConfig(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setNotifyConfig(
+        request: GRPCCore.ServerRequest<Twin_V1_SetNotifyConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Twin_V1_SetNotifyConfigResponse> {
+        return GRPCCore.ServerResponse<Twin_V1_SetNotifyConfigResponse>(
+            message: try await self.setNotifyConfig(
                 request: request.message,
                 context: context
             ),
@@ -3076,6 +3294,56 @@ extension Twin_V1_TwinService {
             deserializer: some GRPCCore.MessageDeserializer<Twin_V1_TestNotificationResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_TestNotificationResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notifications file's text in force (channels and routes; secrets are only named, by
+        /// > file or credential, never included), its version and the file. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetNotifyConfigRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_GetNotifyConfigRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_GetNotifyConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getNotifyConfig<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_GetNotifyConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_GetNotifyConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_GetNotifyConfigResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetNotifyConfigResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the channels and routes with a notifications file's text (checked first, secret
+        /// > files read: NOTIFY_CONFIG_INVALID names the line, and the configuration in force stays),
+        /// > writes it to twind's notifications file (0600) and puts it in force at once; notices
+        /// > already waiting keep their channel if it still exists. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_SetNotifyConfigRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_SetNotifyConfigRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_SetNotifyConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setNotifyConfig<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_SetNotifyConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_SetNotifyConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_SetNotifyConfigResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_SetNotifyConfigResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -3893,6 +4161,78 @@ extension Twin_V1_TwinService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The notifications file's text in force (channels and routes; secrets are only named, by
+        /// > file or credential, never included), its version and the file. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_GetNotifyConfigRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_GetNotifyConfigRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_GetNotifyConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getNotifyConfig<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_GetNotifyConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_GetNotifyConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_GetNotifyConfigResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetNotifyConfigResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.GetNotifyConfig.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetNotifyConfig" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the channels and routes with a notifications file's text (checked first, secret
+        /// > files read: NOTIFY_CONFIG_INVALID names the line, and the configuration in force stays),
+        /// > writes it to twind's notifications file (0600) and puts it in force at once; notices
+        /// > already waiting keep their channel if it still exists. Audited. Role: admin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Twin_V1_SetNotifyConfigRequest` message.
+        ///   - serializer: A serializer for `Twin_V1_SetNotifyConfigRequest` messages.
+        ///   - deserializer: A deserializer for `Twin_V1_SetNotifyConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setNotifyConfig<Result>(
+            request: GRPCCore.ClientRequest<Twin_V1_SetNotifyConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<Twin_V1_SetNotifyConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Twin_V1_SetNotifyConfigResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_SetNotifyConfigResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Twin_V1_TwinService.Method.SetNotifyConfig.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -4578,6 +4918,68 @@ extension Twin_V1_TwinService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_TestNotificationRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_TestNotificationResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetNotifyConfig" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The notifications file's text in force (channels and routes; secrets are only named, by
+    /// > file or credential, never included), its version and the file. Role: admin.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_GetNotifyConfigRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getNotifyConfig<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_GetNotifyConfigRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetNotifyConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getNotifyConfig(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_GetNotifyConfigRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_GetNotifyConfigResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetNotifyConfig" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Replaces the channels and routes with a notifications file's text (checked first, secret
+    /// > files read: NOTIFY_CONFIG_INVALID names the line, and the configuration in force stays),
+    /// > writes it to twind's notifications file (0600) and puts it in force at once; notices
+    /// > already waiting keep their channel if it still exists. Audited. Role: admin.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Twin_V1_SetNotifyConfigRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setNotifyConfig<Result>(
+        request: GRPCCore.ClientRequest<Twin_V1_SetNotifyConfigRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_SetNotifyConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setNotifyConfig(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Twin_V1_SetNotifyConfigRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Twin_V1_SetNotifyConfigResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -5358,6 +5760,76 @@ extension Twin_V1_TwinService.ClientProtocol {
             metadata: metadata
         )
         return try await self.testNotification(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetNotifyConfig" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The notifications file's text in force (channels and routes; secrets are only named, by
+    /// > file or credential, never included), its version and the file. Role: admin.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getNotifyConfig<Result>(
+        _ message: Twin_V1_GetNotifyConfigRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_GetNotifyConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_GetNotifyConfigRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getNotifyConfig(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetNotifyConfig" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Replaces the channels and routes with a notifications file's text (checked first, secret
+    /// > files read: NOTIFY_CONFIG_INVALID names the line, and the configuration in force stays),
+    /// > writes it to twind's notifications file (0600) and puts it in force at once; notices
+    /// > already waiting keep their channel if it still exists. Audited. Role: admin.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setNotifyConfig<Result>(
+        _ message: Twin_V1_SetNotifyConfigRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Twin_V1_SetNotifyConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Twin_V1_SetNotifyConfigRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setNotifyConfig(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -528,6 +528,11 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
   /// force stay as they were.
   case alertRulesInvalid // = 7
 
+  /// INVALID_ARGUMENT: a notifications file's text (SetNotifyConfig) that does not check out
+  /// (also a secret file that cannot be read or is readable by others); the message names the
+  /// line and the problem. The configuration in force stays as it was.
+  case notifyConfigInvalid // = 8
+
   /// NOT_FOUND, with ResourceInfo (resource_type, resource_name). DEVICE_NOT_FOUND has metadata
   /// `device` and BadRequest names the field (device_id, device_ids[N], event.device_id).
   case deviceNotFound // = 10
@@ -567,6 +572,10 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
   /// FAILED_PRECONDITION: SetAlertRules named an expected_version that is no longer the one in
   /// force (someone changed the rules meanwhile; metadata `version`, the current one).
   case alertRulesChanged // = 36
+
+  /// FAILED_PRECONDITION: SetNotifyConfig named an expected_version that is no longer the one in
+  /// force (metadata `version`, the current one).
+  case notifyConfigChanged // = 37
 
   /// RESOURCE_EXHAUSTED: too many failed password checks (metadata `scope`: pair, address or
   /// account); RetryInfo says how long to wait.
@@ -643,6 +652,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case 5: self = .pageTokenInvalid
     case 6: self = .passwordRejected
     case 7: self = .alertRulesInvalid
+    case 8: self = .notifyConfigInvalid
     case 10: self = .deviceNotFound
     case 11: self = .alertNotFound
     case 12: self = .modelNotFound
@@ -659,6 +669,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case 34: self = .deviceConflict
     case 35: self = .preconditionFailed
     case 36: self = .alertRulesChanged
+    case 37: self = .notifyConfigChanged
     case 40: self = .loginThrottled
     case 41: self = .serverBusy
     case 42: self = .limitExceeded
@@ -690,6 +701,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case .pageTokenInvalid: return 5
     case .passwordRejected: return 6
     case .alertRulesInvalid: return 7
+    case .notifyConfigInvalid: return 8
     case .deviceNotFound: return 10
     case .alertNotFound: return 11
     case .modelNotFound: return 12
@@ -706,6 +718,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     case .deviceConflict: return 34
     case .preconditionFailed: return 35
     case .alertRulesChanged: return 36
+    case .notifyConfigChanged: return 37
     case .loginThrottled: return 40
     case .serverBusy: return 41
     case .limitExceeded: return 42
@@ -737,6 +750,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     .pageTokenInvalid,
     .passwordRejected,
     .alertRulesInvalid,
+    .notifyConfigInvalid,
     .deviceNotFound,
     .alertNotFound,
     .modelNotFound,
@@ -753,6 +767,7 @@ public nonisolated enum Twin_V1_ErrorReason: SwiftProtobuf.Enum, Swift.CaseItera
     .deviceConflict,
     .preconditionFailed,
     .alertRulesChanged,
+    .notifyConfigChanged,
     .loginThrottled,
     .serverBusy,
     .limitExceeded,
@@ -2006,7 +2021,7 @@ nonisolated extension Twin_V1_Priority: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Twin_V1_ErrorReason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_REASON_UNSPECIFIED\0\u{1}REQUEST_INVALID\0\u{1}READING_INVALID\0\u{1}TIME_OUT_OF_RANGE\0\u{1}SENSOR_NOT_FOUND\0\u{1}PAGE_TOKEN_INVALID\0\u{1}PASSWORD_REJECTED\0\u{1}ALERT_RULES_INVALID\0\u{2}\u{3}DEVICE_NOT_FOUND\0\u{1}ALERT_NOT_FOUND\0\u{1}MODEL_NOT_FOUND\0\u{1}TRAINING_JOB_NOT_FOUND\0\u{1}USER_NOT_FOUND\0\u{1}API_KEY_NOT_FOUND\0\u{1}NOT_FOUND\0\u{1}CHANNEL_NOT_FOUND\0\u{2}\u{3}ALREADY_EXISTS\0\u{2}\u{a}ALERT_STATE_CONFLICT\0\u{1}TRAINING_IN_PROGRESS\0\u{1}NOT_ENOUGH_DATA\0\u{1}LAST_ADMIN\0\u{1}DEVICE_CONFLICT\0\u{1}PRECONDITION_FAILED\0\u{1}ALERT_RULES_CHANGED\0\u{2}\u{4}LOGIN_THROTTLED\0\u{1}SERVER_BUSY\0\u{1}LIMIT_EXCEEDED\0\u{2}\u{8}CREDENTIALS_INVALID\0\u{1}TOKEN_MISSING\0\u{1}TOKEN_INVALID\0\u{1}TOKEN_EXPIRED\0\u{1}REFRESH_TOKEN_INVALID\0\u{1}SESSION_ENDED\0\u{2}\u{5}ROLE_INSUFFICIENT\0\u{1}GATEWAY_KEY_LIMITED\0\u{1}OUT_OF_SCOPE\0\u{2}\u{8}SHUTTING_DOWN\0\u{1}STORE_UNAVAILABLE\0\u{1}DATA_LOSS\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_REASON_UNSPECIFIED\0\u{1}REQUEST_INVALID\0\u{1}READING_INVALID\0\u{1}TIME_OUT_OF_RANGE\0\u{1}SENSOR_NOT_FOUND\0\u{1}PAGE_TOKEN_INVALID\0\u{1}PASSWORD_REJECTED\0\u{1}ALERT_RULES_INVALID\0\u{1}NOTIFY_CONFIG_INVALID\0\u{2}\u{2}DEVICE_NOT_FOUND\0\u{1}ALERT_NOT_FOUND\0\u{1}MODEL_NOT_FOUND\0\u{1}TRAINING_JOB_NOT_FOUND\0\u{1}USER_NOT_FOUND\0\u{1}API_KEY_NOT_FOUND\0\u{1}NOT_FOUND\0\u{1}CHANNEL_NOT_FOUND\0\u{2}\u{3}ALREADY_EXISTS\0\u{2}\u{a}ALERT_STATE_CONFLICT\0\u{1}TRAINING_IN_PROGRESS\0\u{1}NOT_ENOUGH_DATA\0\u{1}LAST_ADMIN\0\u{1}DEVICE_CONFLICT\0\u{1}PRECONDITION_FAILED\0\u{1}ALERT_RULES_CHANGED\0\u{1}NOTIFY_CONFIG_CHANGED\0\u{2}\u{3}LOGIN_THROTTLED\0\u{1}SERVER_BUSY\0\u{1}LIMIT_EXCEEDED\0\u{2}\u{8}CREDENTIALS_INVALID\0\u{1}TOKEN_MISSING\0\u{1}TOKEN_INVALID\0\u{1}TOKEN_EXPIRED\0\u{1}REFRESH_TOKEN_INVALID\0\u{1}SESSION_ENDED\0\u{2}\u{5}ROLE_INSUFFICIENT\0\u{1}GATEWAY_KEY_LIMITED\0\u{1}OUT_OF_SCOPE\0\u{2}\u{8}SHUTTING_DOWN\0\u{1}STORE_UNAVAILABLE\0\u{1}DATA_LOSS\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
 }
 
 nonisolated extension Twin_V1_SensorSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

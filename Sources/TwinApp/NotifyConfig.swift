@@ -125,6 +125,8 @@ public struct NotifyConfig: Sendable {
     public let version: String
     /// The file's path, or "none" when there is no file.
     public var source: String
+    /// The text it was read from (secrets are only named in it, by file or credential).
+    public var text = ""
 
     public static let none = NotifyConfig(channels: [], routes: [], version: "none", source: "none")
 
@@ -168,6 +170,7 @@ public struct NotifyConfig: Sendable {
             .invalidArgument("notifications \(source)\(node?.mark.map { ", line \($0.line)" } ?? ""): \(problem)")
         }
         var config = NotifyConfig(channels: [], routes: [], version: "n" + String(format: "%016llx", stableHash(text)), source: source)
+        config.text = text
         guard let root else { return config }
         guard let top = root.mapping else { throw fail(root, "expected a mapping of channels, routes, retry_for") }
         for key in top.keys where !topKeys.contains(key.string ?? "") {

@@ -43,6 +43,8 @@ extension ConnectBridge {
             r.unary(Twin_V1_TwinService.Method.GetAlertReport.descriptor, Twin_V1_GetAlertReportRequest.self, Twin_V1_GetAlertReportResponse.self),
             r.unary(Twin_V1_TwinService.Method.GetAlertRules.descriptor, Twin_V1_GetAlertRulesRequest.self, Twin_V1_GetAlertRulesResponse.self),
             r.unary(Twin_V1_TwinService.Method.SetAlertRules.descriptor, Twin_V1_SetAlertRulesRequest.self, Twin_V1_SetAlertRulesResponse.self),
+            r.unary(Twin_V1_TwinService.Method.GetNotifyConfig.descriptor, Twin_V1_GetNotifyConfigRequest.self, Twin_V1_GetNotifyConfigResponse.self),
+            r.unary(Twin_V1_TwinService.Method.SetNotifyConfig.descriptor, Twin_V1_SetNotifyConfigRequest.self, Twin_V1_SetNotifyConfigResponse.self),
             r.unary(Twin_V1_TwinService.Method.RecordEvent.descriptor, Twin_V1_RecordEventRequest.self, Twin_V1_RecordEventResponse.self),
             r.unary(Twin_V1_TwinService.Method.ListEvents.descriptor, Twin_V1_ListEventsRequest.self, Twin_V1_ListEventsResponse.self),
             r.unary(Twin_V1_TwinService.Method.ListGateways.descriptor, Twin_V1_ListGatewaysRequest.self, Twin_V1_ListGatewaysResponse.self),

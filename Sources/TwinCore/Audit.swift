@@ -17,6 +17,7 @@ public struct AuditEntry: Sendable, Codable, Equatable {
         case modelActivated = "model.activated"
         case modelRetrain = "model.retrain"
         case notificationTested = "notification.tested"
+        case notifyConfigChanged = "notify_config.changed"
         case passwordChangeFailed = "password_change.failed"
         case tokenFamilyRevoked = "token.family_revoked"
         case userCreated = "user.created"

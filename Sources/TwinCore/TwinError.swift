@@ -21,6 +21,7 @@ public struct TwinError: Error, Sendable, Equatable, CustomStringConvertible {
         case pageTokenInvalid = "PAGE_TOKEN_INVALID"
         case passwordRejected = "PASSWORD_REJECTED"
         case alertRulesInvalid = "ALERT_RULES_INVALID"
+        case notifyConfigInvalid = "NOTIFY_CONFIG_INVALID"
         // NOT_FOUND
         case deviceNotFound = "DEVICE_NOT_FOUND"
         case alertNotFound = "ALERT_NOT_FOUND"
@@ -40,6 +41,7 @@ public struct TwinError: Error, Sendable, Equatable, CustomStringConvertible {
         case deviceConflict = "DEVICE_CONFLICT"
         case preconditionFailed = "PRECONDITION_FAILED"
         case alertRulesChanged = "ALERT_RULES_CHANGED"
+        case notifyConfigChanged = "NOTIFY_CONFIG_CHANGED"
         // RESOURCE_EXHAUSTED
         case loginThrottled = "LOGIN_THROTTLED"
         case serverBusy = "SERVER_BUSY"

@@ -29,7 +29,7 @@ enum AccessTable {
             "GetRecommendations", "ListAlerts", "ListEvents", "ListGateways", "GetAlertRules", "GetAlertReport")
         set("twin.v1.TwinService", .role(.operator), "Ingest", "AckAlert", "ResolveAlert", "ShelveAlert", "UnshelveAlert", "RecordEvent",
             "GetNotificationStatus")
-        set("twin.v1.TwinService", .role(.admin), "UpsertDevice", "SetAlertRules", "TestNotification")
+        set("twin.v1.TwinService", .role(.admin), "UpsertDevice", "SetAlertRules", "TestNotification", "GetNotifyConfig", "SetNotifyConfig")
         set("twin.v1.ModelService", .role(.viewer), "GetTrainingJob", "ListModels")
         set("twin.v1.ModelService", .role(.admin), "Retrain", "ActivateModel")
         return r

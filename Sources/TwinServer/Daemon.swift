@@ -283,7 +283,9 @@ public final class Daemon: Service, Sendable {
             counted: Telemetry.notification)
         alerts.attach(notifier)
         try PlantAssembly.restoreMaintenanceWindows(store: store, alerts: alerts, now: now)
-        notifyConfig = NotifyConfigFile(path: notifyPath, notifier: notifier, environment: configuration.environment, logger: logger)
+        notifyConfig = NotifyConfigFile(
+            path: notifyPath, notifier: notifier, environment: configuration.environment, logger: logger, writes: plant.writes, clock: configuration.clock
+        ) { [identity] in identity.recordAudit($0) }
         if notify.source != "none" {
             logger.info("notifications", metadata: ["source": "\(notify.source)", "channels": "\(notify.channels.count)", "routes": "\(notify.routes.count)"])
         }

@@ -435,6 +435,34 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         return response
     }
 
+    func getNotifyConfig(request: Twin_V1_GetNotifyConfigRequest, context: ServerContext) async throws -> Twin_V1_GetNotifyConfigResponse {
+        let config = notifier.config
+        var response = Twin_V1_GetNotifyConfigResponse()
+        response.text = config.text
+        response.version = config.version
+        response.path = notifyConfig.path
+        response.lastError = notifyConfig.error
+        response.channels = config.channels.map(\.name)
+        response.routes = config.routes.map(\.name)
+        return response
+    }
+
+    func setNotifyConfig(request: Twin_V1_SetNotifyConfigRequest, context: ServerContext) async throws -> Twin_V1_SetNotifyConfigResponse {
+        guard request.text.utf8.count <= AlertRules.maxText else {
+            throw TwinError.invalidArgument("text: a notifications file is at most 1 MiB", reason: .limitExceeded).field("text")
+        }
+        guard request.expectedVersion.utf8.count <= 64 else { throw TwinError.invalidArgument("expected_version: at most 64 characters").field("expected_version") }
+        let config = try await notifyConfig.set(
+            text: request.text, by: Principal.current?.username ?? "", peer: context.clientPeer, validateOnly: request.validateOnly,
+            expectedVersion: request.expectedVersion)
+        var response = Twin_V1_SetNotifyConfigResponse()
+        response.version = config.version
+        response.channels = config.channels.map(\.name)
+        response.routes = config.routes.map(\.name)
+        if !request.validateOnly { response.path = notifyConfig.path }
+        return response
+    }
+
     func testNotification(request: Twin_V1_TestNotificationRequest, context: ServerContext) async throws -> Twin_V1_TestNotificationResponse {
         guard !request.channel.isEmpty else { throw TwinError.invalidArgument("channel is required (twin notify status lists them)").field("channel") }
         let user = Principal.current?.username ?? ""

@@ -5,7 +5,8 @@ import Testing
 /// Tests/Python/console_check.py) against a real twind, and its HTTP bridge as curl uses it:
 /// log in, every device on the overview, a reading pushed through Ingest shows on the overview, a
 /// device chart drawn from GetHistory, an operator acknowledges an alert, a viewer sees no
-/// button and is refused by the server anyway, logout ends the session. Screenshots of each page
+/// button and is refused by the server anyway, logout ends the session, an admin sets the
+/// notification channels and routes (a bad text refused naming its line). Screenshots of each page
 /// go to .build/console-screenshots.
 @Suite(.timeLimit(.minutes(3))) struct ConsoleTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -50,8 +51,13 @@ import Testing
         #expect(json["viewer_event_form_hidden"] as? Bool == true && json["viewer_model_actions_hidden"] as? Bool == true)
         #expect(json["viewer_buttons"] as? Int == 0)
         #expect(at("viewer_refused")["status"] as? Int == 403 && at("viewer_refused")["code"] as? String == "permission_denied")
+        #expect(json["viewer_notifications_hidden"] as? Bool == true)
+        #expect((json["notify_bad"] as? String)?.contains("line 8") == true && (json["notify_bad"] as? String)?.contains("colour") == true, "\(json["notify_bad"] ?? "")")
+        #expect((json["notify_checked"] as? String)?.contains("1 channels, 1 routes") == true)
+        #expect((json["notify_saved"] as? String)?.contains("notify.yaml") == true, "\(json["notify_saved"] ?? "")")
+        #expect(json["notify_in_force"] as? Bool == true)
         #expect((json["console_errors"] as? [String])?.isEmpty == true, "\(json["console_errors"] ?? "")")
-        for page in ["1-login", "2-overview", "3-device", "4-alerts", "5-viewer-device", "6-viewer-models"] {
+        for page in ["1-login", "2-overview", "3-device", "4-alerts", "5-viewer-device", "6-viewer-models", "7-admin-notifications"] {
             #expect(FileManager.default.fileExists(atPath: "\(shots)/\(page).png"))
         }
         #expect(await d.stop() == 0)

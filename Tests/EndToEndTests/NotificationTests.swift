@@ -133,6 +133,81 @@ import Testing
         #expect(await d.stop() == 0)
     }
 
+    /// Channels and routes changed through twind (SetNotifyConfig via `twin notify import`):
+    /// checked first (a bad line, a secret file others can read, a stale version: refused,
+    /// nothing changes), written to the data directory's notify.yaml (0600), in force at once
+    /// (a test message reaches the new webhook, signed) and after a restart; exported without
+    /// the secret.
+    @Test func channelsAndRoutesAreImportedThroughTwind() async throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = dir + "/hook.key"
+        let secret = "signing-\(UUID().uuidString)"
+        try secret.write(toFile: key, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
+        let (receiver, port) = try await Self.receiver(key: key, failFirst: 0)
+        defer { receiver.signal(SIGKILL) }
+        let data = dir + "/data"
+        var d = try await TwindProcess.start([], directory: data)
+        func run(_ arguments: [String]) async throws -> (Int32?, String, String) {
+            let c = try d.twin(arguments)
+            let code = await c.wait()
+            return (code, c.stdout.text, c.stderr.text)
+        }
+        let (code0, _, none) = try await run(["notify", "export"])
+        #expect(code0 == 0 && none.contains("notifications none"), "\(none)")
+
+        let good = """
+            channels:
+              - name: hook
+                type: webhook
+                url: http://127.0.0.1:\(port)/hooks
+                secret_file: \(key)
+            routes:
+              - name: all
+                channels: [hook]
+
+            """
+        try good.write(toFile: dir + "/good.yaml", atomically: true, encoding: .utf8)
+        try (good + "    colour: red\n").write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
+        let open = dir + "/open.key"
+        try secret.write(toFile: open, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: open)
+        try good.replacingOccurrences(of: key, with: open).write(toFile: dir + "/open.yaml", atomically: true, encoding: .utf8)
+
+        let (badCode, _, bad) = try await run(["notify", "import", dir + "/bad.yaml"])
+        #expect(badCode == 4 && bad.contains("line 9") && bad.contains("colour"), "\(bad)")
+        let (openCode, _, readable) = try await run(["notify", "import", dir + "/open.yaml"])
+        #expect(openCode == 4 && readable.contains("chmod 600"), "\(readable)")
+        let (checkCode, _, checked) = try await run(["notify", "import", dir + "/good.yaml", "--check"])
+        #expect(checkCode == 0 && checked.contains("checks out: 1 channels, 1 routes"), "\(checked)")
+        #expect(!FileManager.default.fileExists(atPath: data + "/notify.yaml"))
+        let (staleCode, _, stale) = try await run(["notify", "import", dir + "/good.yaml", "--if-version", "n0000000000000000"])
+        #expect(staleCode == 9 && stale.contains("changed meanwhile"), "\(stale)")
+
+        let (importCode, _, imported) = try await run(["notify", "import", dir + "/good.yaml"])
+        #expect(importCode == 0 && imported.contains("written to \(data)/notify.yaml"), "\(imported)")
+        let attributes = try FileManager.default.attributesOfItem(atPath: data + "/notify.yaml")
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(try String(contentsOfFile: data + "/notify.yaml", encoding: .utf8) == good)
+        let (testCode, tested, _) = try await run(["notify", "test", "hook"])
+        #expect(testCode == 0, "\(tested)")
+        let got = await receiver.stdout.waitForLine(timeout: .seconds(30)) { $0.contains("\"status\": 200") }
+        #expect(got != nil && Self.deliveries(receiver).allSatisfy { $0.signed }, "\(receiver.stdout.text)")
+        let (exportCode, exported, _) = try await run(["notify", "export"])
+        #expect(exportCode == 0 && exported == good && !exported.contains(secret))
+        let audit = try d.twin(["audit", "-o", "json"])
+        _ = await audit.wait()
+        #expect(audit.stdout.text.contains("notify_config.changed"), "\(audit.stdout.text)")
+
+        // In force after a restart too: twind reads the file it wrote.
+        #expect(await d.stop(removing: false) == 0)
+        d = try await TwindProcess.start([], directory: data)
+        let (statusCode, status, _) = try await run(["notify", "status"])
+        #expect(statusCode == 0 && status.contains("hook"), "\(status)")
+        #expect(await d.stop() == 0)
+    }
+
     @Test func eMailGoesOverSTARTTLSWithALoginAndAWrongPasswordIsSaidSo() async throws {
         let certs = try await TLSTests.makeCertificates()
         defer { try? FileManager.default.removeItem(atPath: certs) }

@@ -225,12 +225,41 @@ try:
     wait.until(lambda b: b.find_element(By.ID, "models-active").text != "")
     result["viewer_model_actions_hidden"] = not browser.find_element(By.ID, "models-actions").is_displayed()
     shot("6-viewer-models")
+    result["viewer_notifications_hidden"] = not browser.find_element(By.ID, "nav-notifications").is_displayed()
     _, viewer, _ = call("twin.v1.AuthService/Login", {"username": "victor", "password": "victor-password-123"})
     status, refused, _ = call("twin.v1.TwinService/ResolveAlert", {"alertId": alert["id"]}, viewer["accessToken"])
     result["viewer_refused"] = {"status": status, "code": refused.get("code")}
-    # 401s are the access token's expiry (refreshed); the one 400 is the shelve refused on purpose above.
+
+    # An admin sets the channels and routes on the notifications page: a bad text is refused
+    # naming its line, a good one checks out, then is put in force and its channel listed.
+    browser.find_element(By.ID, "logout").click()
+    wait.until(EC.visibility_of_element_located((By.ID, "login-username")))
+    log_in("admin", admin_password)
+    wait.until(EC.visibility_of_element_located((By.ID, "nav-notifications")))
+    browser.find_element(By.ID, "nav-notifications").click()
+    wait.until(EC.visibility_of_element_located((By.ID, "notify-text")))
+    good = "channels:\n  - name: control-room\n    type: slack\n    url: http://127.0.0.1:9/hooks/room\nroutes:\n  - name: everything\n    channels: [control-room]\n"
+    text = browser.find_element(By.ID, "notify-text")
+    text.clear()
+    text.send_keys(good + "    colour: red\n")
+    browser.find_element(By.ID, "notify-save").click()
+    wait.until(lambda b: b.find_element(By.ID, "notify-error").text != "")
+    result["notify_bad"] = browser.find_element(By.ID, "notify-error").text
+    text.clear()
+    text.send_keys(good)
+    browser.find_element(By.ID, "notify-check").click()
+    wait.until(lambda b: "Checks out" in b.find_element(By.ID, "notify-result").text)
+    result["notify_checked"] = browser.find_element(By.ID, "notify-result").text
+    browser.find_element(By.ID, "notify-save").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#channels tr[data-channel='control-room']")))
+    result["notify_saved"] = browser.find_element(By.ID, "notify-result").text
+    _, config, _ = call("twin.v1.TwinService/GetNotifyConfig", {}, admin)
+    result["notify_in_force"] = config.get("text") == good
+    shot("7-admin-notifications")
+    # 401s are the access token's expiry (refreshed); the 400s are the shelve and the
+    # notifications text refused on purpose above.
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "401" not in e["message"]
-              and not ("ShelveAlert" in e["message"] and "400" in e["message"])]
+              and not (("ShelveAlert" in e["message"] or "SetNotifyConfig" in e["message"]) and "400" in e["message"])]
     result["console_errors"] = [e["message"][:200] for e in errors]
 finally:
     browser.quit()

@@ -96,7 +96,7 @@ async function stream(method, body, onMessage, signal) {
 
 // ---------- pages ----------
 
-const pages = ["login", "overview", "device", "alerts", "recommendations", "models"];
+const pages = ["login", "overview", "device", "alerts", "recommendations", "models", "notifications"];
 let leave = () => {};
 
 function show(page) {
@@ -119,11 +119,14 @@ async function route() {
   leave = () => {};
   if (!session.token && !(await refresh())) return showLogin();
   $("#who").textContent = `${session.user.username} (${(session.user.role || "").replace("ROLE_", "").toLowerCase()})`;
+  // The channels' state is for operators and admins (the server decides either way).
+  $("#nav-notifications").hidden = (ROLES[session.user?.role] ?? 0) < 2;
   const [, page, arg] = (location.hash || "#/overview").split("/");
   if (page === "device" && arg) return deviceView(decodeURIComponent(arg));
   if (page === "alerts") return alertsView();
   if (page === "recommendations") return recommendationsView();
   if (page === "models") return modelsView();
+  if (page === "notifications") return notificationsView();
   return overviewView();
 }
 
@@ -553,6 +556,66 @@ function alertsView() {
     }
   }
   $("#alerts-shelved").onchange = load;
+  load();
+}
+
+// ---------- notifications ----------
+
+function notificationsView() {
+  show("notifications");
+  let alive = true;
+  leave = () => { alive = false; };
+  let version = "";
+  const count = (v) => `${v ?? 0}`;
+  async function load() {
+    $("#notify-error").textContent = "";
+    try {
+      const status = await call("twin.v1.TwinService/GetNotificationStatus", {});
+      if (!alive) return;
+      $("#notify-summary").textContent = status.version && status.version !== "none"
+        ? `Configuration ${status.version}${status.path ? ` from ${status.path}` : ""}; routes: ${(status.routes || []).join(", ") || "none"}`
+        : "No channels yet: nothing is sent.";
+      if (status.lastError) $("#notify-error").textContent = `The last reload failed; this stayed in force: ${status.lastError}`;
+      $("#channels tbody").replaceChildren(...(status.channels || []).map((c) => el("tr", { "data-channel": c.name },
+        el("td", {}, c.name), el("td", {}, c.type), el("td", {}, c.target),
+        el("td", {}, count(c.delivered)), el("td", {}, count(c.pending)), el("td", {}, count(c.failed)),
+        el("td", {}, c.consecutiveFailures ? `failing (${c.consecutiveFailures})` : c.rateLimited ? "rate limited" : "ok"),
+        el("td", {}, c.lastError || ""),
+        el("td", {}, isAdmin() ? el("button", { class: "test", type: "button", onclick: async () => {
+          $("#notify-test-result").textContent = `Sending a test message on ${c.name}…`;
+          try {
+            const r = await call("twin.v1.TwinService/TestNotification", { channel: c.name });
+            $("#notify-test-result").textContent = `${c.name}: ${r.delivered ? "delivered" : "not delivered"}${r.result ? ` — ${r.result}` : ""}`;
+          } catch (error) {
+            $("#notify-test-result").textContent = `${c.name}: ${error.message}`;
+          }
+          load();
+        } }, "Send a test") : ""))));
+      $("#notify-form").hidden = !isAdmin();
+      if (isAdmin()) {
+        const config = await call("twin.v1.TwinService/GetNotifyConfig", {});
+        if (!alive) return;
+        version = config.version || "";
+        $("#notify-text").value = config.text || "";
+      }
+    } catch (error) {
+      $("#notify-error").textContent = error.message;
+    }
+  }
+  async function submit(validateOnly) {
+    $("#notify-result").textContent = "";
+    $("#notify-error").textContent = "";
+    try {
+      const r = await call("twin.v1.TwinService/SetNotifyConfig", { text: $("#notify-text").value, validateOnly, expectedVersion: version });
+      const what = `${(r.channels || []).length} channels, ${(r.routes || []).length} routes`;
+      $("#notify-result").textContent = validateOnly ? `Checks out: ${what}.` : `In force (${what}), written to ${r.path}.`;
+      if (!validateOnly) load();
+    } catch (error) {
+      $("#notify-error").textContent = error.message;
+    }
+  }
+  $("#notify-check").onclick = () => submit(true);
+  $("#notify-form").onsubmit = (event) => { event.preventDefault(); submit(false); };
   load();
 }
 

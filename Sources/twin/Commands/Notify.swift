@@ -9,9 +9,9 @@ import TwinCore
 struct Notify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "notify",
-        abstract: "Notifications: each channel's deliveries, outbox and failures; send a test message (admins).",
-        discussion: "Channels and routes are YAML (see the README, \"Notifications\"). twind reads them from --notify-config (or notify.yaml in its data directory) and again on SIGHUP.",
-        subcommands: [Status.self, Test.self],
+        abstract: "Notifications: each channel's deliveries, outbox and failures; send a test message; export and import the channels and routes (admins).",
+        discussion: "Channels and routes are YAML (see the README, \"Notifications\"). twind reads them from --notify-config (or notify.yaml in its data directory) and again on SIGHUP; 'twin notify import' writes that file and puts it in force.",
+        subcommands: [Status.self, Test.self, Export.self, Import.self],
         defaultSubcommand: Status.self)
 
     struct Status: AsyncParsableCommand {
@@ -55,6 +55,48 @@ struct Notify: AsyncParsableCommand {
                 Terminal.out("\(channel): \(response.delivered ? "delivered" : "not delivered") — \(response.result) (\(String(format: "%.0f", ms)) ms)")
             }
             if !response.delivered { throw ExitCode(TwinExitCode.failure) }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the channels and routes in force as a notifications file (to edit and import; admins).")
+        @OptionGroup var global: GlobalOptions
+        func run() async throws {
+            let response = try await global.twin { try await $0.getNotifyConfig(Twin_V1_GetNotifyConfigRequest()) }
+            if global.output == .json {
+                Terminal.out(Format.protoJSON(response))
+                return
+            }
+            Terminal.err("notifications \(response.version), file \(response.path)")
+            if !response.lastError.isEmpty { Terminal.err("the last reload failed, this stayed in force: \(response.lastError)") }
+            FileHandle.standardOutput.write(Data(response.text.utf8))
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check a notifications file and put it in force (admins); --check only checks it.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "A YAML notifications file ('-' for standard input). Secret files it names are read by twind, on its machine.") var file: String
+        @Flag(help: "Only check the file against twind; change nothing.") var check = false
+        @Option(name: .customLong("if-version"), help: "Change only if this version is still in force (from 'twin notify export').") var ifVersion: String?
+        func run() async throws {
+            let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: file)
+            guard let data, let text = String(data: data, encoding: .utf8) else {
+                Terminal.err("cannot read \(file)")
+                throw ExitCode(66)
+            }
+            var request = Twin_V1_SetNotifyConfigRequest()
+            request.text = text
+            request.validateOnly = check
+            request.expectedVersion = ifVersion ?? ""
+            let message = request
+            let response = try await global.twin { try await $0.setNotifyConfig(message) }
+            if global.output == .json {
+                Terminal.out(Format.protoJSON(response))
+                return
+            }
+            let what = "\(response.channels.count) channels, \(response.routes.count) routes, version \(response.version)"
+            Terminal.err(check ? "\(file) checks out: \(what)" : "notifications in force (\(what)), written to \(response.path)")
         }
     }
 }
