@@ -15,12 +15,13 @@ struct ModelQualityBench: AsyncParsableCommand {
     @Option var days = 30
     @Option(help: "Simulator seeds, comma-separated.") var seeds = "77,91,123,5,21"
     @Option(help: "Seconds between simulated readings.") var interval = 60
+    @Option(help: "Only machines of this type (e.g. heat_exchanger); default: the default plant's mix.") var type: String?
 
     func run() async throws {
         var rows: [(Int, ModelMetrics, Double)] = []
         for seed in seeds.split(separator: ",").compactMap({ Int($0) }) {
             let began = ContinuousClock.now
-            let (histories, end) = Self.histories(devices: devices, days: days, seed: UInt64(seed), interval: Nanos(interval) * Time.second)
+            let (histories, end) = try Self.histories(devices: devices, days: days, seed: UInt64(seed), interval: Nanos(interval) * Time.second, type: type)
             let model = try FailureModel.train(histories: histories, end: end)
             let m = model.metrics
             rows.append((seed, m, (ContinuousClock.now - began).milliseconds / 1000))
@@ -35,7 +36,7 @@ struct ModelQualityBench: AsyncParsableCommand {
             let worst = worstIsHigh ? values.max()! : values.min()!
             return (name, String(format: "mean \(format), worst \(format) (\(values.map { String(format: format, $0) }.joined(separator: ", ")))", Stats.mean(values), worst))
         }
-        report("model quality (\(devices) devices × \(days) d, seeds \(seeds))", [
+        report("model quality (\(devices) \(type ?? "devices") × \(days) d, seeds \(seeds))", [
             summary("ROC AUC 24 h", { $0.rocAUC }, worstIsHigh: false),
             summary("  threshold rule", { $0.baselineRocAUC }, worstIsHigh: false),
             summary("ROC AUC 7 d", { $0.rocAUC7d }, worstIsHigh: false),
@@ -52,8 +53,12 @@ struct ModelQualityBench: AsyncParsableCommand {
 
     /// Hourly means and recorded failures and repairs, as twind reads them from its store after a
     /// backfill of `days` with this seed.
-    static func histories(devices count: Int, days: Int, seed: UInt64, interval: Nanos) -> ([DeviceHourlyHistory], Nanos) {
-        let fleet = MachineCatalog.defaultPlant(count: count)
+    static func histories(devices count: Int, days: Int, seed: UInt64, interval: Nanos, type: String? = nil) throws -> ([DeviceHourlyHistory], Nanos) {
+        var fleet = MachineCatalog.defaultPlant(count: count)
+        if let type {
+            guard let machine = MachineCatalog.type(named: type) else { throw ValidationError("no machine type '\(type)'") }
+            fleet = (1...count).map { MachineCatalog.device(type: machine, id: String(format: "\(type)-%03d", $0), number: $0, site: "plant-a", line: "line-\($0 / 10 + 1)") }
+        }
         let end = (Time.now() / Time.hour) * Time.hour
         let start = end - Nanos(days) * Time.day
         var options = Simulator.Options()

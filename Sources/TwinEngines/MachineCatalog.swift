@@ -4,6 +4,8 @@ import TwinCore
 public enum SensorRole: Sendable {
     case speed, flow, pressureOut, pressureIn, current, vibration, bearingTemp, windingTemp
     case processTemp, oilTemp, gearboxTemp, voltage, power, throughput, oilPressure
+    /// Pressure drop across an element (a heat exchanger's tube bundle, a filter).
+    case differentialPressure
 
     /// Quantities that cannot go below zero (a stopped machine's speed, a flow, a current).
     var isNonNegative: Bool { !isTemperature }
@@ -12,7 +14,7 @@ public enum SensorRole: Sendable {
     var scale: Double {
         switch self {
         case .speed: 1
-        case .pressureOut, .pressureIn, .oilPressure, .vibration: 100
+        case .pressureOut, .pressureIn, .oilPressure, .vibration, .differentialPressure: 100
         default: 10
         }
     }
@@ -44,6 +46,8 @@ public enum MachineFault: String, Sendable, CaseIterable {
     case leak
     case imbalance
     case gearWear = "gear_wear"
+    /// Deposits that build up from the last cleaning on, over weeks, until the element blocks.
+    case fouling
 
     /// The component a repair replaces or fixes.
     public var component: String {
@@ -54,6 +58,7 @@ public enum MachineFault: String, Sendable, CaseIterable {
         case .leak: "seal"
         case .imbalance: "rotor"
         case .gearWear: "gearbox"
+        case .fouling: "tube bundle"
         }
     }
 
@@ -66,8 +71,14 @@ public enum MachineFault: String, Sendable, CaseIterable {
         case .leak: (24, 120)
         case .imbalance: (48, 144)
         case .gearWear: (72, 192)
+        // The whole service life: it begins at the cleaning (repair) before.
+        case .fouling: (14 * 24, 42 * 24)
         }
     }
+
+    /// Faults that begin as soon as the machine is back in service (wear over the whole life),
+    /// not at a random time.
+    var beginsAtRepair: Bool { self == .fouling }
 }
 
 /// A fault of the sensor, not of the machine: the reading lies; the machine is fine.
@@ -86,6 +97,11 @@ public struct MachineType: Sendable {
     public var faults: [MachineFault]
     /// True for machines that stop out of shift (nights and Sundays).
     public var shiftOperated: Bool
+    /// Machines read once per this period (a historian's hourly value, an operating cycle)
+    /// rather than at every simulator tick; nil: every tick.
+    public var samplePeriod: Nanos? = nil
+    /// False for machines at a steady duty, with no daily load cycle.
+    public var dailyCycle = true
 }
 
 /// The machine types the simulator knows.
@@ -173,7 +189,21 @@ public enum MachineCatalog {
         ],
         faults: [.imbalance, .bearingWear, .overheating], shiftOperated: false)
 
-    public static let all: [MachineType] = [pump, motor, compressor, fan, conveyor, turbine]
+    /// A shell-and-tube heat exchanger read once an hour at a steady duty: the pressure drop
+    /// across the tube bundle rises as deposits build up from the last cleaning, over weeks,
+    /// until it blocks; the other readings are noisy and tell nothing of it. Not in the default
+    /// plant: name it in a fleet file (`"type": "heat_exchanger"`).
+    public static let heatExchanger = MachineType(
+        name: "heat_exchanger", label: "Heat exchanger",
+        sensors: [
+            s("tube_dp", "bar", .differentialPressure, idle: 0.35, full: 0.45, noise: 0.04, nominal: (0.2, 0.9), high: 1.2, "pressure drop across the tube bundle"),
+            s("inlet_temp", "°C", .processTemp, idle: 60, full: 60, noise: 2.5, nominal: (50, 95), "hot side inlet temperature"),
+            s("outlet_temp", "°C", .processTemp, idle: 25, full: 25, noise: 2.5, nominal: (20, 60), "hot side outlet temperature"),
+            s("flow", "m³/h", .flow, idle: 30, full: 45, noise: 4, nominal: (20, 60), "hot side flow"),
+        ],
+        faults: [.fouling], shiftOperated: false, samplePeriod: Time.hour, dailyCycle: false)
+
+    public static let all: [MachineType] = [pump, motor, compressor, fan, conveyor, turbine, heatExchanger]
 
     public static func type(named name: String) -> MachineType? { all.first { $0.name == name } }
 

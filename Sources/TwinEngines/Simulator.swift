@@ -88,7 +88,14 @@ public struct Simulator: Sendable {
                 lastTick: start)
             machine.nextFaultAt = start + Nanos(machine.rng.exponential(mean: Double(options.meanTimeBetweenFaults)))
             machine.nextSensorFaultAt = start + Nanos(machine.rng.exponential(mean: Double(options.meanTimeBetweenSensorFaults)))
-            if machine.rng.unit() < options.initialFaultShare {
+            if type.faults.allSatisfy(\.beginsAtRepair) {
+                // Wear over the whole life: every machine is somewhere in its life at the start.
+                let kind = type.faults[Int(machine.rng.next() % UInt64(type.faults.count))]
+                let (lo, hi) = kind.developmentHours
+                let duration = Nanos(machine.rng.uniform(lo, hi) * Double(Time.hour))
+                let elapsed = Nanos(Double(duration) * machine.rng.uniform(0.02, 0.9))
+                Simulator.beginFault(&machine, kind: kind, onset: start - elapsed, duration: duration)
+            } else if machine.rng.unit() < options.initialFaultShare {
                 // A fault that began before the start, part way to failure.
                 let kind = type.faults[Int(machine.rng.next() % UInt64(type.faults.count))]
                 let (lo, hi) = kind.developmentHours
@@ -132,7 +139,7 @@ public struct Simulator: Sendable {
             machines[m].fault = nil
             machines[m].phase = .running
             machines[m].wear *= 0.2
-            machines[m].nextFaultAt = time + Nanos(machines[m].rng.exponential(mean: Double(options.meanTimeBetweenFaults)))
+            machines[m].nextFaultAt = Simulator.nextFault(after: time, &machines[m], mean: Double(options.meanTimeBetweenFaults))
             return true
         case .sensorServiced:
             machines[m].sensorFault = nil
@@ -140,6 +147,13 @@ public struct Simulator: Sendable {
         default:
             return false
         }
+    }
+
+    /// When the next machine fault begins after a repair at `time`: at once for wear over the
+    /// whole life (fouling), else after a random time in service with the given mean.
+    static func nextFault(after time: Nanos, _ m: inout Machine, mean: Double) -> Nanos {
+        if m.type.faults.allSatisfy(\.beginsAtRepair) { return time }
+        return time + Nanos(m.rng.exponential(mean: mean))
     }
 
     static func ambient(at time: Nanos) -> Double {
@@ -161,6 +175,8 @@ public struct Simulator: Sendable {
         options: Options, output: inout Output
     ) {
         let dt = max(0, Double(time - m.lastTick) / 1e9)
+        // Machines read once a period report at the first tick of each period.
+        let reports = m.type.samplePeriod.map { time / $0 != m.lastTick / $0 } ?? true
         m.lastTick = time
         m.wear = min(1, m.wear + dt / (400 * 86400))
 
@@ -198,7 +214,7 @@ public struct Simulator: Sendable {
                 m.fault = nil
                 m.phase = .running
                 m.wear *= 0.2
-                m.nextFaultAt = until + Nanos(m.rng.exponential(mean: Double(options.meanTimeBetweenFaults) * (1 - 0.5 * m.wear)))
+                m.nextFaultAt = nextFault(after: until, &m, mean: Double(options.meanTimeBetweenFaults) * (1 - 0.5 * m.wear))
             }
         }
 
@@ -243,7 +259,7 @@ public struct Simulator: Sendable {
             status = .maintenance
         }
         m.loadNoise = m.loadNoise * 0.98 + 0.02 * m.rng.normal() * 0.5
-        let daily = 0.22 * _sin(2 * .pi * (hourOfDay - 8 + m.phaseHours) / 24)
+        let daily = m.type.dailyCycle ? 0.22 * _sin(2 * .pi * (hourOfDay - 8 + m.phaseHours) / 24) : 0
         let load = running ? min(1, max(0.05, m.baseLoad + daily + m.loadNoise)) : 0
         output.statuses.append((m.plantIndex, status))
         output.events.append(contentsOf: m.pendingEvents)
@@ -251,6 +267,8 @@ public struct Simulator: Sendable {
 
         // Under maintenance the sensors are disconnected: nothing is reported.
         if case .maintenance = m.phase { return }
+        let firstSample = output.samples.count
+        defer { if !reports { output.samples.removeSubrange(firstSample...) } }
 
         let severity = m.fault?.severity ?? 0
         let faultKind = m.fault?.kind
@@ -345,6 +363,7 @@ public struct Simulator: Sendable {
         case (.gearWear, .current): return value * (1 + 0.08 * s)
         case (.gearWear, .speed): return value * (1 - 0.04 * s)
         case (.imbalance, .power): return value * (1 - 0.03 * s)
+        case (.fouling, .differentialPressure): return value * (1 + 1.6 * _pow(s, 1.5))
         default: return value
         }
     }

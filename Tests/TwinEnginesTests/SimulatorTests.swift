@@ -124,9 +124,48 @@ import TwinCore
 
     @Test func defaultPlantHasEveryTypeAndUniqueIDs() {
         let devices = MachineCatalog.defaultPlant(count: 12)
-        #expect(Set(devices.map(\.type)) == Set(MachineCatalog.all.map(\.name)))
+        // Every type read at each tick; slow-sampled ones (heat exchangers) come from fleet files.
+        #expect(Set(devices.map(\.type)) == Set(MachineCatalog.all.filter { $0.samplePeriod == nil }.map(\.name)))
         let big = MachineCatalog.defaultPlant(count: 10_000)
         #expect(Set(big.map(\.id)).count == 10_000)
         for d in devices { #expect(throws: Never.self) { try d.validate() } }
+    }
+
+    /// A heat exchanger reads once an hour at a steady duty; its tube bundle fouls from each
+    /// cleaning on, over weeks: the pressure drop climbs (the other readings tell nothing), and
+    /// it blocks 14–42 days after its cleaning; the fouling begins again at the repair.
+    @Test func aHeatExchangerFoulsOverItsWholeLifeAndReadsHourly() throws {
+        let start: Nanos = 1_790_000_000 * Time.second / Time.day * Time.day
+        let device = MachineCatalog.device(type: MachineCatalog.heatExchanger, id: "hx-001", number: 1, site: "a", line: "b")
+        var options = Simulator.Options()
+        options.seed = 3
+        options.meanTimeBetweenSensorFaults = 10_000 * Time.day
+        var sim = Simulator(devices: [(0, device)], start: start, options: options)
+        var output = Simulator.Output()
+        var t = start
+        var readings: [Sample] = [], events: [MaintenanceEvent] = []
+        while t < start + 120 * Time.day {
+            t += Time.minute
+            sim.tick(at: t, into: &output)
+            readings += output.samples
+            events += output.events
+        }
+        // One reading per sensor per hour (none during maintenance).
+        let dp = readings.filter { $0.sensor == 0 }
+        #expect(Set(dp.map { $0.time / Time.hour }).count == dp.count)
+        #expect(dp.count > 100 * 24 && dp.count <= 120 * 24)
+        let failures = events.filter { $0.kind == .failure }.map(\.time), repairs = events.filter { $0.kind == .repair }.map(\.time)
+        #expect(failures.count >= 3, "\(failures.count) failures in 120 days")
+        // Each life after a cleaning lasts 14–42 days, and its fouling began at the cleaning.
+        for (repair, failure) in zip(repairs, failures.dropFirst()) {
+            #expect((14 * Time.day...42 * Time.day + Time.hour).contains(failure - repair), "\(Double(failure - repair) / Double(Time.day)) days")
+            #expect(events.contains { $0.kind == .faultOnset && $0.fault == "fouling" && $0.time == repair })
+        }
+        // Over a life the pressure drop climbs: its last day's mean well above its first day's.
+        if let repair = repairs.first, let failure = failures.first(where: { $0 > repair }) {
+            let life = dp.filter { $0.time > repair && $0.time < failure }.map(\.value)
+            let first = life.prefix(24).reduce(0, +) / 24, last = life.suffix(24).reduce(0, +) / 24
+            #expect(last > 2 * first, "first day \(first) bar, last day \(last) bar")
+        }
     }
 }
