@@ -59,7 +59,9 @@ struct ModelQualityBench: AsyncParsableCommand {
             guard let machine = MachineCatalog.type(named: type) else { throw ValidationError("no machine type '\(type)'") }
             fleet = (1...count).map { MachineCatalog.device(type: machine, id: String(format: "\(type)-%03d", $0), number: $0, site: "plant-a", line: "line-\($0 / 10 + 1)") }
         }
-        let end = (Time.now() / Time.hour) * Time.hour
+        // A fixed end (2026-12-01T00:00Z): the figures of a seed do not depend on when it runs
+        // (the hour of day and the weekday shape the simulated load).
+        let end: Nanos = 1_796_083_200 * Time.second
         let start = end - Nanos(days) * Time.day
         var options = Simulator.Options()
         options.seed = seed
