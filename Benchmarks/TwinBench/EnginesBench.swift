@@ -137,7 +137,12 @@ struct HealthyRunBench: AsyncParsableCommand {
             }
         }
         var anomalies = 0
-        for (index, _) in registered where !faulted.contains(index) { anomalies +=  engine.anomalies(device: index, from: start + Time.day, to: .max).count }
+        var byDetector: [String: Int] = [:]
+        for (index, _) in registered where !faulted.contains(index) {
+            let found = engine.anomalies(device: index, from: start + Time.day, to: .max)
+            anomalies += found.count
+            for a in found { byDetector[a.detector, default: 0] += 1 }
+        }
         let deviceDays = Double(devices - faulted.count) * Double(days - 1)
         report("healthy machines (no faults)", [
             ("devices × days", "\(devices) × \(days); \(faulted.count) left out (the simulator gave them a fault)"), ("device-hours scored", "\(hoursScored)"),
@@ -145,6 +150,7 @@ struct HealthyRunBench: AsyncParsableCommand {
             ("hours scored < 50 (critical)", String(format: "%d (%.3f %%)", criticalHours, 100 * Double(criticalHours) / Double(max(1, hoursScored)))),
             ("hours with an alert-raising condition", String(format: "%d (%.2f %%)", alertHours, 100 * Double(alertHours) / Double(max(1, hoursScored)))),
             ("streaming anomalies", String(format: "%d (%.3f per device-day)", anomalies, Double(anomalies) / deviceDays)),
+            ("  by detector", byDetector.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")),
             ("main reason of degraded hours", causes.sorted { $0.value > $1.value }.prefix(6).map { "\($0.key): \($0.value)" }.joined(separator: ", ")),
         ])
     }
@@ -273,5 +279,57 @@ extension Twin_V1_TwinService.Client {
     func whoAmIWarmup(_ client: GRPCClient<Transport>) async throws -> Bool {
         _ = try await Twin_V1_AuthService.Client(wrapping: client).whoAmI(Twin_V1_WhoAmIRequest())
         return true
+    }
+}
+
+// MARK: - Machine faults found by the streaming detectors
+
+struct DetectionBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "detection", abstract: "Machine faults the streaming anomaly detectors find before the failure, and how early.")
+    @Option var devices = 200
+    @Option var days = 30
+    @Option var seed: UInt64 = 99
+
+    func run() async throws {
+        let plant = LivePlant()
+        let fleet = MachineCatalog.defaultPlant(count: devices)
+        let registered = try fleet.map { d throws(TwinError) in (try plant.upsert(d, now: Time.now()).index, d) }
+        let engine = HealthEngine()
+        for (index, d) in registered { engine.bind(device: index, sensors: d.sensors) }
+        var options = Simulator.Options()
+        options.seed = seed
+        let start: Nanos = 1_796_083_200 * Time.second - Nanos(days) * Time.day
+        var sim = Simulator(devices: registered, start: start, options: options)
+        var output = Simulator.Output()
+        var t = start
+        var onsets: [String: Nanos] = [:]
+        var faults: [(device: Int32, onset: Nanos, failure: Nanos)] = []
+        while t < start + Nanos(days) * Time.day {
+            t += Time.minute
+            sim.tick(at: t, into: &output)
+            var m: [Int32: DeviceState.Mode] = [:]
+            for s in output.statuses { m[s.device] = (s.state ?? .running).mode }
+            engine.observe(output.samples, modes: m)
+            for e in output.events {
+                if e.kind == .faultOnset && MachineFault(rawValue: e.fault) != nil { onsets[e.deviceID] = e.time }
+                if e.kind == .failure, let onset = onsets[e.deviceID], let i = plant.index(of: e.deviceID), onset > start + 2 * Time.day {
+                    faults.append((i, onset, e.time))
+                }
+                if e.kind == .repair, let i = plant.index(of: e.deviceID) { engine.relearn(device: i) }
+            }
+        }
+        var found: [String: [Double]] = [:]
+        for f in faults {
+            let anomalies = engine.anomalies(device: f.device, from: f.onset, to: f.failure)
+            for detector in Set(anomalies.map(\.detector)) + ["any"] {
+                let first = anomalies.filter { (detector == "any" || $0.detector == detector) && $0.start >= f.onset && $0.start < f.failure }.map(\.start).min()
+                if let first { found[detector, default: []].append(Double(f.failure - first) / Double(Time.hour)) }
+            }
+        }
+        report("machine faults found before the failure (\(devices) devices × \(days) d, seed \(seed))", [("faults (onset after the warm-up)", "\(faults.count)")]
+            + found.sorted { $0.key < $1.key }.map { key, leads in
+                (key, String(format: "%d found (%.0f %%), median %.0f h before the failure", leads.count, 100 * Double(leads.count) / Double(max(1, faults.count)), percentile(leads, 0.5)))
+            })
     }
 }

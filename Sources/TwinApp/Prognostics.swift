@@ -251,10 +251,10 @@ public final class Prognostics: Sendable {
         for (name, p) in model.parameters { for (k, v) in p.description { hyper["\(name).\(k)"] = v } }
         var manifest = ModelManifest(
             version: version, createdAt: now, features: FailureFeatures.names, trainFrom: histories.map(\.start).min() ?? from, trainTo: end,
-            hyperparameters: hyper, metrics: model.metrics, rulInterval: [model.remainingLife.wholeInterval.low, model.remainingLife.wholeInterval.high],
+            hyperparameters: hyper, metrics: model.metrics, rulInterval: model.remainingLife.wholeInterval.list,
             trigger: job(id)?.trigger ?? "")
         manifest.rulScale = "log_hours"
-        manifest.rulIntervalNear = [model.remainingLife.nearInterval.low, model.remainingLife.nearInterval.high]
+        manifest.rulIntervalNear = model.remainingLife.nearInterval.list
         // Promote only if it beats the baselines and is not worse than the active model on the
         // same held-out data.
         var promote = true
@@ -290,15 +290,19 @@ public final class Prognostics: Sendable {
 
     /// Why a model may not be promoted: it loses, on the held-out devices, to the threshold rule
     /// (ROC AUC of failure within 24 h) or to the conditional fleet mean (remaining-life MAE
-    /// over the whole service life). Nil when it wins, or when the held-out devices had too few
+    /// over the whole service life, by more than one standard error of the per-device
+    /// differences). Nil when it wins or draws, or when the held-out devices had too few
     /// failures to tell.
     static func lossToBaselines(_ m: ModelMetrics) -> String? {
         guard m.testFailures >= failuresToCompare else { return nil }
         if m.rocAUC.isNaN || m.rocAUC < m.baselineRocAUC {
             return String(format: "held-out ROC AUC %.3f loses to the threshold rule's %.3f", m.rocAUC, m.baselineRocAUC)
         }
-        if let mae = m.rulWholeLifeMAEHours, let baseline = m.baselineRulWholeLifeMAEHours, mae.isNaN || mae > baseline {
-            return String(format: "held-out remaining-life MAE %.1f h loses to the conditional fleet mean's %.1f h", mae, baseline)
+        // A loss within one standard error of the per-device differences is not told apart
+        // from a draw (a dozen held-out devices cannot tell a few per cent).
+        if let mae = m.rulWholeLifeMAEHours, let baseline = m.baselineRulWholeLifeMAEHours,
+           mae.isNaN || mae - baseline > (m.rulWholeLifeVersusBaselineSE ?? 0) {
+            return String(format: "held-out remaining-life MAE %.1f h loses to the conditional fleet mean's %.1f h (by more than the %.1f h its held-out devices can tell)", mae, baseline, m.rulWholeLifeVersusBaselineSE ?? 0)
         }
         return nil
     }

@@ -33,6 +33,9 @@ public struct ModelMetrics: Sendable, Codable, Equatable {
     /// The near model alone on the hours within 7 days of a failure: its error once a failure
     /// within 7 days is known (what remaining life meant before it covered the whole life).
     public var rulNearModelMAEHours: Double? = nil
+    /// Standard error of the held-out devices' mean difference in whole-life absolute error
+    /// (model − conditional fleet mean): a loss smaller than this is not a verdict.
+    public var rulWholeLifeVersusBaselineSE: Double? = nil
 
     public init() {}
 }
@@ -178,6 +181,17 @@ public enum FailureModel {
             let near = truth.indices.filter { truth[$0] <= 168 }
             metrics.rulWholeLifeMAEHours = Stats.mean(zip(truth, predicted).map { abs($0 - $1) })
             metrics.baselineRulWholeLifeMAEHours = Stats.mean(zip(truth, expected).map { abs($0 - $1) })
+            // How surely the held-out devices tell the two apart: the standard error of the
+            // per-device mean difference in absolute error (model − baseline).
+            var perDevice: [String: (sum: Double, n: Double)] = [:]
+            for (i, e) in testPrognostic.enumerated() {
+                perDevice[e.deviceID, default: (0, 0)].sum += abs(truth[i] - predicted[i]) - abs(truth[i] - expected[i])
+                perDevice[e.deviceID, default: (0, 0)].n += 1
+            }
+            let differences = perDevice.values.map { $0.sum / $0.n }
+            if differences.count >= 2 {
+                metrics.rulWholeLifeVersusBaselineSE = Stats.standardDeviation(differences) / Double(differences.count).squareRoot()
+            }
             metrics.rulIntervalCoverage = Double(inside.filter { $0 }.count) / Double(inside.count)
             if !near.isEmpty {
                 let errors = near.map { truth[$0] - predicted[$0] }

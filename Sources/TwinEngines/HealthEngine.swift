@@ -68,6 +68,12 @@ public final class HealthEngine: Sendable {
         var anomalies: [Anomaly] = []
         var multivariateStart: Nanos?
         var multivariatePeak = 0.0
+        /// The sensors that drove the open multivariate anomaly at its peak (by their share of
+        /// the Mahalanobis distance); empty for the RMS detector used until the covariance is
+        /// learned.
+        var multivariateDrivers: [Int] = []
+        var multivariateDetector = "multivariate_rms"
+        var covariance = ResidualCovariance(sensors: 0)
         var scores: [(time: Nanos, score: Double)] = []
         var interval: Nanos = 0
     }
@@ -83,7 +89,7 @@ public final class HealthEngine: Sendable {
         public var description: String
         /// Whom it is about while the engine keeps it: one sensor (by index) or the device as a
         /// whole; `sensors` is filled in with names when it is read out.
-        enum Subject: Sendable, Equatable { case sensor(Int), device }
+        enum Subject: Sendable, Equatable { case sensor(Int), device, sensors([Int]) }
         var subject: Subject = .device
     }
 
@@ -103,11 +109,13 @@ public final class HealthEngine: Sendable {
         }
         devices.withLock { d in
             while d.count <= Int(index) { d.append(DeviceMemory(sensors: [])) }
-            d[Int(index)] = DeviceMemory(sensors: sensors.map { spec in
+            var memory = DeviceMemory(sensors: sensors.map { spec in
                 var st = SensorState()
                 st.floor = Swift.max(0.02 * (spec.nominalMax - spec.nominalMin), 1e-9)
                 return st
             })
+            memory.covariance = ResidualCovariance(sensors: sensors.count)
+            d[Int(index)] = memory
         }
     }
 
@@ -116,6 +124,7 @@ public final class HealthEngine: Sendable {
         devices.withLock { d in
             guard Int(index) < d.count else { return }
             for k in d[Int(index)].sensors.indices { d[Int(index)].sensors[k].normals = [Normal(), Normal()] }
+            d[Int(index)].covariance = ResidualCovariance(sensors: d[Int(index)].sensors.count)
         }
     }
 
@@ -208,26 +217,69 @@ public final class HealthEngine: Sendable {
                 }
                 d[di].sensors[si] = st
             }
-            // Across a device's sensors: many moderately off at once.
+            // Across a device's sensors: off together, or off the way they usually move together.
             for di in Set(samples.map { Int($0.device) }) where di < d.count {
                 let zs = d[di].sensors.map(\.z)
                 guard zs.count >= 2 else { continue }
-                let rms = (zs.reduce(0) { $0 + $1 * $1 } / Double(zs.count)).squareRoot()
                 let time = d[di].sensors.map(\.lastTime).max() ?? 0
-                if d[di].multivariateStart == nil, rms >= 2.5, zs.filter({ abs($0) >= 2 }).count >= 2 {
+                // Learned from normal running only: every sensor judged (warm, settled, running)
+                // and none far off, no multivariate anomaly open.
+                let judged = d[di].sensors.allSatisfy { $0.mode == 0 && $0.normals[0].warm && $0.z != 0 }
+                var statistic: Double, shares: [Double] = []
+                if d[di].covariance.ready(warmup: warmup, span: options.warmupSpan, now: time) {
+                    // The covariance is that of normal running: a device idle, starting or
+                    // stopping is not measured against it.
+                    guard judged else { continue }
+                    let (d2, s) = d[di].covariance.distance(zs)
+                    statistic = (Swift.max(0, d2) / Double(zs.count)).squareRoot()
+                    shares = s
+                } else {
+                    statistic = (zs.reduce(0) { $0 + $1 * $1 } / Double(zs.count)).squareRoot()
+                }
+                if judged && d[di].multivariateStart == nil && zs.allSatisfy({ abs($0) < 4 }) && statistic < 2.5 {
+                    let alpha = Swift.min(1, Double(Swift.max(d[di].interval, Time.second)) / tau)
+                    d[di].covariance.learn(zs, time: time, alpha: alpha, warm: d[di].covariance.n >= warmup)
+                }
+                let opens = shares.isEmpty ? statistic >= 2.5 && zs.filter({ abs($0) >= 2 }).count >= 2 : statistic >= Self.mahalanobisOpen
+                if d[di].multivariateStart == nil, opens {
                     d[di].multivariateStart = time
-                    d[di].multivariatePeak = rms
+                    d[di].multivariatePeak = statistic
+                    d[di].multivariateDetector = shares.isEmpty ? "multivariate_rms" : "multivariate_mahalanobis"
+                    d[di].multivariateDrivers = Self.drivers(shares)
                 } else if let start = d[di].multivariateStart {
-                    d[di].multivariatePeak = Swift.max(d[di].multivariatePeak, rms)
-                    if rms < 1.5 {
+                    if statistic > d[di].multivariatePeak {
+                        d[di].multivariatePeak = statistic
+                        if !shares.isEmpty { d[di].multivariateDrivers = Self.drivers(shares) }
+                    }
+                    if statistic < (shares.isEmpty ? 1.5 : Self.mahalanobisClose) {
+                        let drivers = d[di].multivariateDrivers
                         d[di].anomalies.append(Anomaly(
                             id: "\(di)-mv-\(start)", sensors: [], score: d[di].multivariatePeak / 2.5, start: start, end: time,
-                            detector: "multivariate_rms", description: "", subject: .device))
+                            detector: d[di].multivariateDetector, description: "", subject: drivers.isEmpty ? .device : .sensors(drivers)))
+                        if d[di].anomalies.count > 200 { d[di].anomalies.removeFirst() }
                         d[di].multivariateStart = nil
                     }
                 }
             }
         }
+    }
+
+    /// The Mahalanobis distance per sensor (√(D²/k)) at which a multivariate anomaly opens,
+    /// and below which it closes.
+    static let mahalanobisOpen = 2.5
+    static let mahalanobisClose = 1.5
+
+    /// The sensors behind a Mahalanobis distance: the largest shares, strongest first, until
+    /// they make 80 % of it (at most three).
+    static func drivers(_ shares: [Double]) -> [Int] {
+        let total = shares.reduce(0) { $0 + Swift.max(0, $1) }
+        guard total > 0 else { return [] }
+        var result: [Int] = [], sum = 0.0
+        for (i, v) in shares.enumerated().sorted(by: { $0.element > $1.element }) where v > 0 && result.count < 3 && sum < 0.8 * total {
+            result.append(i)
+            sum += v
+        }
+        return result
     }
 
     // MARK: Scores
@@ -415,7 +467,10 @@ public final class HealthEngine: Sendable {
                 }
             }
             if let start = d[Int(index)].multivariateStart {
-                all.append(Anomaly(id: "\(index)-mv-\(start)", sensors: [], score: d[Int(index)].multivariatePeak / 2.5, start: start, end: nil, detector: "multivariate_rms", description: "", subject: .device))
+                let drivers = d[Int(index)].multivariateDrivers
+                all.append(Anomaly(
+                    id: "\(index)-mv-\(start)", sensors: [], score: d[Int(index)].multivariatePeak / 2.5, start: start, end: nil,
+                    detector: d[Int(index)].multivariateDetector, description: "", subject: drivers.isEmpty ? .device : .sensors(drivers)))
             }
             return all.filter { ($0.end ?? .max) >= from && $0.start < to }.map { a in
                 var a = a
@@ -423,6 +478,11 @@ public final class HealthEngine: Sendable {
                 case .device:
                     a.sensors = names
                     a.description = String(format: "sensors of the device off their normal together (RMS z %.1f)", a.score * 2.5)
+                case .sensors(let drivers):
+                    a.sensors = drivers.filter { $0 < names.count }.map { names[$0] }
+                    a.description = String(
+                        format: "sensors off the way they usually move together (Mahalanobis distance %.1f per sensor), driven by %@",
+                        a.score * 2.5, a.sensors.joined(separator: ", "))
                 case .sensor(let k) where k < names.count:
                     a.sensors = [names[k]]
                     a.description = String(format: "%@ off its learned normal (peak z %.1f)", names[k], a.score * options.anomalyOpen)

@@ -36,6 +36,10 @@ public struct SensorModel: Sendable {
     public var full: Double
     /// Standard deviation of measurement noise.
     public var noise: Double
+
+    /// Decimal places the instrument reports, as a power of ten: the role's, finer for small
+    /// quantities (a belt speed of 0.6–2.0 m/s is read to 0.01 m/s, not to whole metres).
+    var resolution: Double { role.scale * (Swift.max(abs(idle), abs(full)) < 10 && role.scale < 100 ? 100 / role.scale : 1) }
 }
 
 /// A machine fault that develops over time and ends in failure unless repaired.

@@ -14,9 +14,9 @@ public struct ModelManifest: Sendable, Codable, Equatable {
     public var hyperparameters: [String: String]
     public var metrics: ModelMetrics
     public var horizonsHours: [Int] = [24, 168]
-    /// Residual quantiles (10 %, 90 %) of the remaining-life model: in log hours when
-    /// `rulScale` is "log_hours" (whole-life models), in hours when it is absent (models made
-    /// before: remaining life within 7 days of a failure only).
+    /// Residual quantiles of the remaining-life model: (10 %, 50 %, 90 %) in log hours when
+    /// `rulScale` is "log_hours" (whole-life models), (10 %, 90 %) in hours when it is absent
+    /// (models made before: remaining life within 7 days of a failure only).
     public var rulInterval: [Double]
     public var rulScale: String? = nil
     /// Whole-life models: the near model's interval (the one above is the whole-life model's).
@@ -92,10 +92,9 @@ public final class LoadedModel: Sendable {
         let low = manifest.rulInterval.first ?? 0, high = manifest.rulInterval.last ?? 0
         let estimates: [RemainingLifeModel.Estimate]
         if manifest.rulScale == "log_hours", let near = remainingLifeNear {
-            let nearInterval = manifest.rulIntervalNear ?? manifest.rulInterval
             estimates = RemainingLifeModel.serve(
-                whole: rul, near: try near.predict(rows), wholeInterval: (low, high),
-                nearInterval: (nearInterval.first ?? 0, nearInterval.last ?? 0))
+                whole: rul, near: try near.predict(rows), wholeInterval: .init(manifest.rulInterval),
+                nearInterval: .init(manifest.rulIntervalNear ?? manifest.rulInterval))
         } else {
             estimates = rul.map { RemainingLifeModel.Estimate(hours: max(0, $0), low: max(0, $0 + low), high: max(0, $0 + high)) }
         }

@@ -13,9 +13,28 @@ import TwinCore
 public struct RemainingLifeModel: Sendable {
     public var whole: Booster
     public var near: Booster
-    /// Log-residual quantiles (10 %, 90 %) in the whole-life and the near regime.
-    public var wholeInterval: (low: Double, high: Double)
-    public var nearInterval: (low: Double, high: Double)
+    /// Log-residual quantiles (10 %, 50 %, 90 %) in the whole-life and the near regime: the
+    /// median corrects the estimate for the bias the calibration devices showed, the others
+    /// bound it (so the interval always holds the estimate).
+    public var wholeInterval: Quantiles
+    public var nearInterval: Quantiles
+
+    public struct Quantiles: Sendable, Equatable {
+        public var low: Double
+        public var middle: Double
+        public var high: Double
+        public init(low: Double, middle: Double, high: Double) {
+            self.low = low
+            self.middle = middle
+            self.high = high
+        }
+        /// From a manifest's list: [low, middle, high] (or [low, high], middle 0).
+        public init(_ list: [Double]) {
+            self.init(low: list.first ?? 0, middle: list.count == 3 ? list[1] : 0, high: list.last ?? 0)
+        }
+        public var list: [Double] { [low, middle, high] }
+        static let unknown = Quantiles(low: -0.7, middle: 0, high: 0.7)
+    }
 
     /// Where the near model takes over, in hours.
     public static let nearHours = 168.0
@@ -40,10 +59,10 @@ public struct RemainingLifeModel: Sendable {
         return Self.serve(whole: try whole.predict(rows), near: try near.predict(rows), wholeInterval: wholeInterval, nearInterval: nearInterval)
     }
 
-    static func serve(whole: [Double], near: [Double], wholeInterval: (low: Double, high: Double), nearInterval: (low: Double, high: Double)) -> [Estimate] {
+    static func serve(whole: [Double], near: [Double], wholeInterval: Quantiles, nearInterval: Quantiles) -> [Estimate] {
         zip(whole, near).map { w, n in
-            let (value, interval) = isNear(wholeLog: w) ? (n, nearInterval) : (w, wholeInterval)
-            return Estimate(hours: hours(fromLog: value), low: hours(fromLog: value + interval.low), high: hours(fromLog: value + interval.high))
+            let (value, q) = isNear(wholeLog: w) ? (n, nearInterval) : (w, wholeInterval)
+            return Estimate(hours: hours(fromLog: value + q.middle), low: hours(fromLog: value + q.low), high: hours(fromLog: value + q.high))
         }
     }
 
@@ -68,7 +87,7 @@ public struct RemainingLifeModel: Sendable {
         }
         // Calibration: fitted without the calibration devices, measured on them.
         let fitting = known.filter { !calibrates($0.deviceID) }, calibration = known.filter { calibrates($0.deviceID) }
-        var wholeInterval = (low: -0.7, high: 0.7), nearInterval = (low: -0.7, high: 0.7)
+        var wholeInterval = Quantiles.unknown, nearInterval = Quantiles.unknown
         if fitting.filter({ $0.hoursToFailure! <= nearHours }).count >= 10 && calibration.count >= 10 {
             let probeWhole = try fit(fitting, near: false, (0, 0.2)), probeNear = try fit(fitting, near: true, (0.2, 0.1))
             let rows = calibration.map(\.features)
@@ -86,10 +105,11 @@ public struct RemainingLifeModel: Sendable {
             wholeInterval: wholeInterval, nearInterval: nearInterval)
     }
 
-    /// The 10 % and 90 % quantiles, when there are enough values to tell them.
-    static func quantiles(_ values: [Double]) -> (low: Double, high: Double)? {
+    /// The 10 %, 50 % and 90 % quantiles, when there are enough values to tell them.
+    static func quantiles(_ values: [Double]) -> Quantiles? {
         guard values.count >= 20 else { return nil }
         let sorted = values.sorted()
-        return (sorted[Int(Double(sorted.count - 1) * 0.1)], sorted[Int(Double(sorted.count - 1) * 0.9)])
+        func at(_ p: Double) -> Double { sorted[Int(Double(sorted.count - 1) * p)] }
+        return Quantiles(low: at(0.1), middle: at(0.5), high: at(0.9))
     }
 }

@@ -311,7 +311,7 @@ public struct Simulator: Sendable {
                 }
             }
             // Instruments report at a resolution (and the store compresses such values well).
-            let scale = model.role.scale
+            let scale = model.resolution
             value = (value * scale).rounded() / scale
             output.samples.append(Sample(device: m.plantIndex, sensor: Int32(k), time: time, value: value))
         }
