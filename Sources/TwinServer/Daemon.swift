@@ -547,9 +547,10 @@ public final class Daemon: Service, Sendable {
         }
         if configuration.console != nil {
             // The console: HTTP in front of the same services, over the in-process transport.
-            listeners.append(ListenerConcern(name: "console", after: serversUp) { [self] () throws(TwinError) in
+            // With TLS, a reloaded certificate restarts it on the port it had.
+            listeners.append(ListenerConcern(name: "console", after: serversUp, restarts: configuration.tls == nil ? nil : tlsReloads, logger: logger) { [self] () throws(TwinError) in
                 let task: Task<Void, Never>?
-                do { task = try await startConsole() } catch {
+                do { task = try await startConsole(port: consoleAddress.withLock { $0?.port }) } catch {
                     throw (error as? TwinError) ?? .unavailable("cannot serve the console: \(Self.describe(error))")
                 }
                 return {
@@ -608,8 +609,10 @@ public final class Daemon: Service, Sendable {
     public var consoleURL: String? { consoleAddress.withLock { $0 }.map { "\(configuration.tls == nil ? "http" : "https")://\($0.host.contains(":") ? "[\($0.host)]" : $0.host):\($0.port)/" } }
 
     /// Starts the console (if configured) and waits until it listens; the task ends when cancelled.
-    func startConsole() async throws -> Task<Void, Never>? {
+    /// Starts the console (on `port` when given: the one it had before a restart).
+    func startConsole(port: Int? = nil) async throws -> Task<Void, Never>? {
         guard var options = configuration.console else { return nil }
+        if let port { options.port = port }
         if let tls = configuration.tls { options.tls = (tls.certificate, tls.privateKey, tls.clientCA) }
         let transport = InProcessTransport()
         let server = GRPCServer(transport: transport.server, services: services, interceptors: interceptors)

@@ -174,22 +174,59 @@ struct ListenerConcern: Service, CustomStringConvertible {
     /// Set when the gRPC servers listen (or failed to): it starts after them.
     let after: Readiness
     let ready = Readiness()
+    /// Each signal stops it and starts it again (the console with a reloaded TLS certificate);
+    /// a start that fails then is logged and retried at the next signal.
+    var restarts: ChangeSignal? = nil
+    var logger: Logger? = nil
     /// Starts it; returns how to stop it.
     let start: @Sendable () async throws(TwinError) -> @Sendable () async -> Void
     var description: String { name }
 
+    init(
+        name: String, after: Readiness, restarts: ChangeSignal? = nil, logger: Logger? = nil,
+        start: @escaping @Sendable () async throws(TwinError) -> @Sendable () async -> Void
+    ) {
+        self.name = name
+        self.after = after
+        self.restarts = restarts
+        self.logger = logger
+        self.start = start
+    }
+
     func run() async throws {
-        let stop: @Sendable () async -> Void
+        let stop: Mutex<@Sendable () async -> Void>
         do throws(TwinError) {
             try await after.wait()
-            stop = try await start()
+            stop = Mutex(try await start())
         } catch {
             ready.settle(.failure(error))
             throw error
         }
         ready.settle(.success(()))
-        try? await gracefulShutdown()
-        await stop()
+        if let changes = restarts?.subscribe() {
+            let (start, name, logger) = (start, name, logger)
+            await cancelWhenGracefulShutdown {
+                for await _ in changes {
+                    await stop.withLock { $0 }()
+                    stop.withLock { $0 = {} }
+                    // The port the old one held may take a moment to let go.
+                    for attempt in 1...40 {
+                        do throws(TwinError) {
+                            let next = try await start()
+                            stop.withLock { $0 = next }
+                            logger?.notice("restarted", metadata: ["listener": "\(name)"])
+                            break
+                        } catch {
+                            if attempt == 40 { logger?.error("cannot start again", metadata: ["listener": "\(name)", "error": "\(error.message)"]) }
+                            try? await Task.sleep(for: .milliseconds(50))
+                        }
+                    }
+                }
+            }
+        } else {
+            try? await gracefulShutdown()
+        }
+        await stop.withLock { $0 }()
     }
 }
 

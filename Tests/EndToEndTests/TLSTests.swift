@@ -112,6 +112,38 @@ import Testing
         #expect(await d.stop() == 0)
     }
 
+    /// SIGHUP with a renewed certificate: the console restarts on its port with it (a browser
+    /// trusting only the new CA gets in; one trusting only the old is refused).
+    @Test func sighupRenewsTheConsolesCertificateToo() async throws {
+        let first = try await Self.makeCertificates(), second = try await Self.makeCertificates()
+        let live = FileManager.default.temporaryDirectory.appendingPathComponent("twin-tls-live-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        defer { for d in [first, second, live] { try? FileManager.default.removeItem(atPath: d) } }
+        func install(_ from: String) throws {
+            for name in ["server.pem", "server.key"] {
+                try Data(contentsOf: URL(fileURLWithPath: from + "/" + name)).write(to: URL(fileURLWithPath: live + "/" + name), options: .atomic)
+            }
+        }
+        try install(first)
+        let d = try await TwindProcess.start(
+            ["--tls-cert", live + "/server.pem", "--tls-key", live + "/server.key", "--simulator", "off", "--http-listen", "127.0.0.1:0"],
+            clientArguments: ["--ca", first + "/ca.pem"])
+        let line = try #require(await d.child.stderr.waitForLine { $0.contains("console url=") })
+        let url = String(line[line.range(of: "url=")!.upperBound...].prefix { !$0.isWhitespace })
+        func fetch(trusting ca: String) async throws -> String {
+            let curl = try Child("/usr/bin/curl", ["-s", "-m", "10", "--cacert", ca + "/ca.pem", "-o", "/dev/null", "-w", "%{http_code}", url])
+            _ = await curl.wait()
+            return curl.stdout.text
+        }
+        #expect(try await fetch(trusting: first) == "200")
+        try install(second)
+        d.child.signal(SIGHUP)
+        #expect(await d.child.stderr.waitForLine { $0.contains("restarted") && $0.contains("console") } != nil, "\(d.child.stderr.text.suffix(2000))")
+        #expect(try await fetch(trusting: second) == "200")
+        #expect(try await fetch(trusting: first) == "000")
+        #expect(await d.stop() == 0)
+    }
+
     @Test func clientCertificatesAreRequiredWhenAsked() async throws {
         let certs = try await Self.makeCertificates()
         defer { try? FileManager.default.removeItem(atPath: certs) }
