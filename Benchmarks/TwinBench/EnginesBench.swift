@@ -290,6 +290,7 @@ struct DetectionBench: AsyncParsableCommand {
     @Option var devices = 200
     @Option var days = 30
     @Option var seed: UInt64 = 99
+    @Option(help: "Mean days between sensor faults per device (drift among them).") var sensorFaultDays = 15
 
     func run() async throws {
         let plant = LivePlant()
@@ -299,7 +300,13 @@ struct DetectionBench: AsyncParsableCommand {
         for (index, d) in registered { engine.bind(device: index, sensors: d.sensors) }
         var options = Simulator.Options()
         options.seed = seed
+        options.meanTimeBetweenSensorFaults = Nanos(sensorFaultDays) * Time.day
         let start: Nanos = 1_796_083_200 * Time.second - Nanos(days) * Time.day
+        // Hourly: which sensors the engine calls faulty, and which it blames on the machine.
+        var driftSeen: [Int32: [(time: Nanos, sensor: String)]] = [:], machineSeen: [Int32: [(time: Nanos, sensor: String)]] = [:]
+        var drifts: [(device: Int32, sensor: String, onset: Nanos, end: Nanos)] = []
+        var driftOpen: [String: (sensor: String, onset: Nanos)] = [:]
+        var states: [Int32: DeviceState] = [:]
         var sim = Simulator(devices: registered, start: start, options: options)
         var output = Simulator.Output()
         var t = start
@@ -311,7 +318,19 @@ struct DetectionBench: AsyncParsableCommand {
             var m: [Int32: DeviceState.Mode] = [:]
             for s in output.statuses { m[s.device] = (s.state ?? .running).mode }
             engine.observe(output.samples, modes: m)
+            for s in output.statuses { states[s.device] = s.state ?? .running }
+            if t % Time.hour < Time.minute {
+                for (index, _) in registered {
+                    guard let v = engine.score(device: index, state: states[index] ?? .running, outlook: nil, now: t) else { continue }
+                    for f in v.factors where f.sensorFault { driftSeen[index, default: []].append((t, f.subject)) }
+                    for f in v.factors where !f.sensorFault && (f.kind == .deviation || f.kind == .trend) { machineSeen[index, default: []].append((t, f.subject)) }
+                }
+            }
             for e in output.events {
+                if e.kind == .faultOnset && e.fault == SensorFault.drift.rawValue { driftOpen[e.deviceID] = (e.component, e.time) }
+                if e.kind == .sensorServiced, let open = driftOpen.removeValue(forKey: e.deviceID), let i = plant.index(of: e.deviceID), open.onset > start + 2 * Time.day {
+                    drifts.append((i, open.sensor, open.onset, e.time))
+                }
                 if e.kind == .faultOnset && MachineFault(rawValue: e.fault) != nil { onsets[e.deviceID] = e.time }
                 if e.kind == .failure, let onset = onsets[e.deviceID], let i = plant.index(of: e.deviceID), onset > start + 2 * Time.day {
                     faults.append((i, onset, e.time))
@@ -327,6 +346,16 @@ struct DetectionBench: AsyncParsableCommand {
                 if let first { found[detector, default: []].append(Double(f.failure - first) / Double(Time.hour)) }
             }
         }
+        // Drifts told as a fault of that sensor, and machine faults told as a sensor fault.
+        let toldDrift = drifts.filter { d in driftSeen[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
+        let blamedMachine = drifts.filter { d in machineSeen[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
+        let faultsAsDrift = faults.filter { f in driftSeen[f.device, default: []].contains { $0.time >= f.onset && $0.time <= f.failure } }.count
+        report("sensor drifts and machine faults told apart (hourly verdicts)", [
+            ("sensor drifts (after the warm-up)", "\(drifts.count)"),
+            ("  called a fault of that sensor", String(format: "%d (%.0f %%)", toldDrift, 100 * Double(toldDrift) / Double(max(1, drifts.count)))),
+            ("  blamed on the machine at some hour (deviation or trend)", String(format: "%d (%.0f %%)", blamedMachine, 100 * Double(blamedMachine) / Double(max(1, drifts.count)))),
+            ("machine faults called a sensor fault at some hour", String(format: "%d of %d (%.0f %%)", faultsAsDrift, faults.count, 100 * Double(faultsAsDrift) / Double(max(1, faults.count)))),
+        ])
         report("machine faults found before the failure (\(devices) devices × \(days) d, seed \(seed))", [("faults (onset after the warm-up)", "\(faults.count)")]
             + found.sorted { $0.key < $1.key }.map { key, leads in
                 (key, String(format: "%d found (%.0f %%), median %.0f h before the failure", leads.count, 100 * Double(leads.count) / Double(max(1, faults.count)), percentile(leads, 0.5)))
