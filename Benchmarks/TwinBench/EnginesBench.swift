@@ -19,11 +19,7 @@ struct EnginesBench: AsyncParsableCommand {
     @Option var ticks = 60
 
     func run() async throws {
-        let plant = LivePlant()
-        let fleet = MachineCatalog.defaultPlant(count: devices)
-        let registered = try fleet.map { d throws(TwinError) in (try plant.upsert(d, now: Time.now()).index, d) }
-        let engine = HealthEngine()
-        for (index, d) in registered { engine.bind(device: index, sensors: d.sensors) }
+        let (plant, fleet, registered, engine) = try benchPlant(devices: devices)
         var t = Time.now() - Nanos(warmupHours) * Time.hour
         var sim = Simulator(devices: registered, start: t)
         var output = Simulator.Output()
@@ -81,11 +77,7 @@ struct HealthyRunBench: AsyncParsableCommand {
     @Option var seed: UInt64 = 99
 
     func run() async throws {
-        let plant = LivePlant()
-        let fleet = MachineCatalog.defaultPlant(count: devices)
-        let registered = try fleet.map { d throws(TwinError) in (try plant.upsert(d, now: Time.now()).index, d) }
-        let engine = HealthEngine()
-        for (index, d) in registered { engine.bind(device: index, sensors: d.sensors) }
+        let (plant, fleet, registered, engine) = try benchPlant(devices: devices)
         var options = Simulator.Options()
         options.meanTimeBetweenFaults = 3_000 * Time.day
         options.meanTimeBetweenSensorFaults = 3_000 * Time.day
@@ -293,11 +285,7 @@ struct DetectionBench: AsyncParsableCommand {
     @Option(help: "Mean days between sensor faults per device (drift among them).") var sensorFaultDays = 15
 
     func run() async throws {
-        let plant = LivePlant()
-        let fleet = MachineCatalog.defaultPlant(count: devices)
-        let registered = try fleet.map { d throws(TwinError) in (try plant.upsert(d, now: Time.now()).index, d) }
-        let engine = HealthEngine()
-        for (index, d) in registered { engine.bind(device: index, sensors: d.sensors) }
+        let (plant, fleet, registered, engine) = try benchPlant(devices: devices)
         var options = Simulator.Options()
         options.seed = seed
         options.meanTimeBetweenSensorFaults = Nanos(sensorFaultDays) * Time.day
@@ -361,4 +349,15 @@ struct DetectionBench: AsyncParsableCommand {
                 (key, String(format: "%d found (%.0f %%), median %.0f h before the failure", leads.count, 100 * Double(leads.count) / Double(max(1, faults.count)), percentile(leads, 0.5)))
             })
     }
+}
+
+/// The default plant of `devices` machines registered in a live plant, and a health engine
+/// bound to every one of them.
+func benchPlant(devices: Int) throws -> (LivePlant, [Device], [(index: Int32, device: Device)], HealthEngine) {
+    let plant = LivePlant()
+    let fleet = MachineCatalog.defaultPlant(count: devices)
+    let registered = try fleet.map { d throws(TwinError) in (index: try plant.upsert(d, now: Time.now()).index, device: d) }
+    let engine = HealthEngine()
+    for (index, d) in registered { engine.bind(device: index, sensors: d.sensors) }
+    return (plant, fleet, registered, engine)
 }

@@ -408,10 +408,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     func setAlertRules(request: Twin_V1_SetAlertRulesRequest, context: ServerContext) async throws -> Twin_V1_SetAlertRulesResponse {
-        guard request.text.utf8.count <= AlertRules.maxText else {
-            throw TwinError.invalidArgument("text: alert rules are at most 1 MiB", reason: .limitExceeded).field("text")
-        }
-        guard request.expectedVersion.utf8.count <= 64 else { throw TwinError.invalidArgument("expected_version: at most 64 characters").field("expected_version") }
+        try Self.checkConfigText(request.text, expectedVersion: request.expectedVersion, what: "alert rules")
         let rules = try await alertRules.set(
             text: request.text, by: Principal.current?.username ?? "", peer: context.clientPeer, validateOnly: request.validateOnly,
             expectedVersion: request.expectedVersion)
@@ -447,11 +444,17 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         return response
     }
 
-    func setNotifyConfig(request: Twin_V1_SetNotifyConfigRequest, context: ServerContext) async throws -> Twin_V1_SetNotifyConfigResponse {
-        guard request.text.utf8.count <= AlertRules.maxText else {
-            throw TwinError.invalidArgument("text: a notifications file is at most 1 MiB", reason: .limitExceeded).field("text")
+    /// A configuration text (alert rules, notifications) and the version it expects: at most
+    /// 1 MiB and 64 characters.
+    static func checkConfigText(_ text: String, expectedVersion: String, what: String) throws(TwinError) {
+        guard text.utf8.count <= AlertRules.maxText else {
+            throw TwinError.invalidArgument("text: \(what) is at most 1 MiB", reason: .limitExceeded).field("text")
         }
-        guard request.expectedVersion.utf8.count <= 64 else { throw TwinError.invalidArgument("expected_version: at most 64 characters").field("expected_version") }
+        guard expectedVersion.utf8.count <= 64 else { throw TwinError.invalidArgument("expected_version: at most 64 characters").field("expected_version") }
+    }
+
+    func setNotifyConfig(request: Twin_V1_SetNotifyConfigRequest, context: ServerContext) async throws -> Twin_V1_SetNotifyConfigResponse {
+        try Self.checkConfigText(request.text, expectedVersion: request.expectedVersion, what: "a notifications file")
         let config = try await notifyConfig.set(
             text: request.text, by: Principal.current?.username ?? "", peer: context.clientPeer, validateOnly: request.validateOnly,
             expectedVersion: request.expectedVersion)

@@ -110,6 +110,16 @@ func fail(_ error: any Error, address: NetworkAddress) -> ExitCode {
 
 /// Unbuffered output (print is buffered when piped, which would stall `twin watch | jq`).
 enum Terminal {
+    /// A text file's contents ('-': standard input); exit 66 when it cannot be read as UTF-8.
+    static func readText(_ file: String) throws -> String {
+        let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: file)
+        guard let data, let text = String(data: data, encoding: .utf8) else {
+            Terminal.err("cannot read \(file)")
+            throw ExitCode(66)
+        }
+        return text
+    }
+
     static func out(_ line: String) { write(1, line + "\n") }
     static func raw(_ text: String) { write(1, text) }
     static func err(_ line: String) { write(2, line + "\n") }

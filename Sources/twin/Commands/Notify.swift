@@ -80,11 +80,7 @@ struct Notify: AsyncParsableCommand {
         @Flag(help: "Only check the file against twind; change nothing.") var check = false
         @Option(name: .customLong("if-version"), help: "Change only if this version is still in force (from 'twin notify export').") var ifVersion: String?
         func run() async throws {
-            let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: file)
-            guard let data, let text = String(data: data, encoding: .utf8) else {
-                Terminal.err("cannot read \(file)")
-                throw ExitCode(66)
-            }
+            let text = try Terminal.readText(file)
             var request = Twin_V1_SetNotifyConfigRequest()
             request.text = text
             request.validateOnly = check
