@@ -97,8 +97,10 @@ public final class Notifier: Sendable {
 
     public init(
         config: NotifyConfig, store: any NoticeStore, writes: BlockingPool? = nil, sender: any NoticeSender, clock: any TwinClock = SystemClock(), logger: Logger,
-        placement: @escaping @Sendable (String) -> Placement? = { _ in nil }, counted: @escaping @Sendable (String, String, Int) -> Void = { _, _, _ in }
+        placement: @escaping @Sendable (String) -> Placement? = { _ in nil }, counted: @escaping @Sendable (String, String, Int) -> Void = { _, _, _ in },
+        accounts: @escaping @Sendable () async -> [User] = { [] }
     ) throws(TwinError) {
+        self.accounts = accounts
         self.store = store
         self.writes = writes
         self.sender = sender
@@ -115,6 +117,28 @@ public final class Notifier: Sendable {
     }
 
     public var config: NotifyConfig { current.withLock { $0 } }
+
+    /// twind's user accounts, for e-mail channels that name users or roles.
+    let accounts: @Sendable () async -> [User]
+
+    /// An e-mail channel with its users' and roles' addresses added (enabled users with an
+    /// address; each address once), or why it has nobody to write to.
+    enum Addressed { case to(NotifyConfig.Channel), nobody(String) }
+
+    func addressed(_ channel: NotifyConfig.Channel) async -> Addressed {
+        guard channel.kind == .email, !channel.toUsers.isEmpty || !channel.toRoles.isEmpty else { return .to(channel) }
+        var c = channel
+        for user in await accounts() where !user.disabled && !user.email.isEmpty {
+            if channel.toUsers.contains(user.username) || channel.toRoles.contains(user.role) { c.to.append(user.email) }
+        }
+        var seen = Set<String>()
+        c.to = c.to.filter { seen.insert($0.lowercased()).inserted }
+        if c.to.isEmpty {
+            let named = (channel.toUsers + channel.toRoles.map { "role \($0.rawValue)" }).joined(separator: ", ")
+            return .nobody("no recipient: none of \(named) is an enabled user with an e-mail address (twin users set-email NAME ADDRESS)")
+        }
+        return .to(c)
+    }
 
     /// Puts another configuration in force (SIGHUP); notices already queued keep their channel
     /// (one whose channel is gone fails with that said).
@@ -256,7 +280,12 @@ public final class Notifier: Sendable {
             }
             let batch = due.count > room ? due : [due[0]]
             let message = OutgoingMessage(notices: batch, sentAt: clock.now())
-            let outcome = await sender.deliver(message, on: channel)
+            let outcome: DeliveryOutcome
+            switch await addressed(channel) {
+            case .to(let addressed): outcome = await sender.deliver(message, on: addressed)
+            // Retried: the address may be added before the notice's retry_for runs out.
+            case .nobody(let why): outcome = .retry(why, after: nil)
+            }
             let at = clock.now()
             var updated = batch
             for k in updated.indices { updated[k].attempts += 1 }
@@ -387,7 +416,11 @@ public final class Notifier: Sendable {
         alert.ruleVersion = config.version
         let notice = Notice(channel: name, route: "test", event: .test, alert: alert, at: now)
         let began = ContinuousClock.now
-        let outcome = await sender.deliver(OutgoingMessage(notices: [notice], sentAt: now), on: channel)
+        let outcome: DeliveryOutcome
+        switch await addressed(channel) {
+        case .to(let addressed): outcome = await sender.deliver(OutgoingMessage(notices: [notice], sentAt: now), on: addressed)
+        case .nobody(let why): outcome = .rejected(why)
+        }
         let took = ContinuousClock.now - began
         return (outcome, Nanos(took.components.seconds) * Time.second + Nanos(took.components.attoseconds / 1_000_000_000))
     }

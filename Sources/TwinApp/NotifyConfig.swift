@@ -20,6 +20,8 @@ import Yams
 ///         password_file: /etc/twin/smtp.pass
 ///         from: twin@example.com
 ///         to: [oncall@example.com]
+///         to_users: [olga]         # twind users, by their account's e-mail address
+///         to_roles: [admin]        # every enabled user of a role who has an address
 ///     routes:
 ///       - name: critical-pumps
 ///         severity: warning        # at least this severity
@@ -53,6 +55,11 @@ public struct NotifyConfig: Sendable {
         public var username = ""
         public var from = ""
         public var to: [String] = []
+        /// email: twind's users to write to (their e-mail address in their account), and the
+        /// roles whose every enabled user with an address is written to; resolved at each
+        /// sending, so an address changed with `twin users set-email` counts at once.
+        public var toUsers: [String] = []
+        public var toRoles: [User.Role] = []
         /// email: the CA certificates (PEM) to trust for the mail server instead of the system's.
         public var caFile: String?
         /// Where the channel sends, safe to show: the URL's scheme and host, or the mail server.
@@ -144,7 +151,7 @@ public struct NotifyConfig: Sendable {
     static let topKeys: Set<String> = ["channels", "routes", "retry_for"]
     static let channelKeys: Set<String> = [
         "name", "type", "url", "secret_file", "secret_credential", "password_file", "password_credential", "timeout", "rate_limit",
-        "server", "tls", "username", "from", "to", "ca_file",
+        "server", "tls", "username", "from", "to", "to_users", "to_roles", "ca_file",
     ]
     static let routeKeys: Set<String> = [
         "name", "severity", "sites", "lines", "types", "devices", "rules", "events", "channels", "quiet_hours", "escalate_after", "escalate_to",
@@ -287,10 +294,23 @@ public struct NotifyConfig: Sendable {
                 throw fail(m["from"] ?? node, "\(at): from is an e-mail address")
             }
             c.from = from
-            guard let t = m["to"] else { throw fail(node, "\(at): to lists the recipients") }
-            c.to = try strings(t, "\(at): to", fail)
-            for address in c.to where !address.contains("@") || address.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "<" || $0 == ">" }) {
-                throw fail(t, "\(at): '\(AlertRules.clip(address))' is not an e-mail address")
+            guard m["to"] != nil || m["to_users"] != nil || m["to_roles"] != nil else {
+                throw fail(node, "\(at): to (addresses), to_users (twind users) or to_roles (viewer, operator, admin) names the recipients")
+            }
+            if let t = m["to"] {
+                c.to = try strings(t, "\(at): to", fail)
+                for address in c.to where !address.contains("@") || address.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "<" || $0 == ">" }) {
+                    throw fail(t, "\(at): '\(AlertRules.clip(address))' is not an e-mail address")
+                }
+            }
+            if let n = m["to_users"] { c.toUsers = try strings(n, "\(at): to_users", fail) }
+            if let n = m["to_roles"] {
+                for name in try strings(n, "\(at): to_roles", fail) {
+                    guard let role = User.Role(rawValue: name), User.Role.people.contains(role) else {
+                        throw fail(n, "\(at): to_roles: '\(AlertRules.clip(name))' is not a role (viewer, operator, admin)")
+                    }
+                    c.toRoles.append(role)
+                }
             }
             if m["url"] != nil { throw fail(m["url"], "\(at): url is for webhook, slack and teams channels") }
         }

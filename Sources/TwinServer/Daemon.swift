@@ -280,7 +280,8 @@ public final class Daemon: Service, Sendable {
         notifier = try Notifier(
             config: notify, store: store, writes: notifyWrites, sender: sender, logger: logger,
             placement: { [plant] id in plant.live.device(id).map { Notifier.Placement(site: $0.site, line: $0.line, type: $0.type) } },
-            counted: Telemetry.notification)
+            counted: Telemetry.notification,
+            accounts: { [identity, plant] in (try? await plant.queries.run { () throws(TwinError) in try identity.users.allUsers() }) ?? [] })
         alerts.attach(notifier)
         try PlantAssembly.restoreMaintenanceWindows(store: store, alerts: alerts, now: now)
         notifyConfig = NotifyConfigFile(

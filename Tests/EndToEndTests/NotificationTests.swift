@@ -223,7 +223,7 @@ import Testing
         try "wrong\n".write(toFile: dir + "/bad.pass", atomically: true, encoding: .utf8)
         for f in ["good.pass", "bad.pass"] { try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/" + f) }
         try Self.rules.write(toFile: dir + "/rules.yaml", atomically: true, encoding: .utf8)
-        func channel(_ name: String, _ password: String) -> String {
+        func channel(_ name: String, _ password: String, to: String = "to: [maintenance@plant.example]") -> String {
             """
               - name: \(name)
                 type: email
@@ -233,11 +233,13 @@ import Testing
                 username: twin
                 password_file: \(dir)/\(password)
                 from: twind@plant.example
-                to: [maintenance@plant.example]
+                \(to)
 
             """
         }
-        let config = "channels:\n" + channel("mail", "good.pass") + channel("badmail", "bad.pass") + """
+        // Per user: a channel writing to twind users and to a role, by their accounts' addresses.
+        let people = channel("people", "good.pass", to: "to_users: [olga]\n    to_roles: [admin]")
+        let config = "channels:\n" + channel("mail", "good.pass") + channel("badmail", "bad.pass") + people + """
             routes:
               - name: pumps
                 types: [pump]
@@ -256,6 +258,24 @@ import Testing
         #expect(!wrong.stdout.text.contains("wrong"))
         let unknown = try d.twin(["notify", "test", "pager"])
         #expect(await unknown.wait() == 5)  // NOT_FOUND
+
+        // Nobody named has an address yet: said, not sent. Then olga (operator) and the admin
+        // get one; a disabled admin with an address gets nothing.
+        let nobody = try d.twin(["notify", "test", "people"])
+        #expect(await nobody.wait() == 1)
+        #expect(nobody.stdout.text.contains("no recipient") && nobody.stdout.text.contains("olga"), "\(nobody.stdout.text)")
+        for arguments in [
+            ["users", "add", "olga", "--role", "operator", "--password-stdin"], ["users", "add", "ivan", "--role", "admin", "--password-stdin"],
+            ["users", "set-email", "olga", "olga@plant.example"], ["users", "set-email", "admin", "admin@plant.example"],
+            ["users", "set-email", "ivan", "ivan@plant.example"], ["users", "disable", "ivan"],
+        ] {
+            let c = try d.twin(arguments, stdin: Data("a-long-enough-password-1\n".utf8))
+            #expect(await c.wait() == 0, "\(arguments): \(c.stderr.text)")
+        }
+        let addressed = try d.twin(["notify", "test", "people"])
+        #expect(await addressed.wait() == 0, "\(addressed.stdout.text)\(addressed.stderr.text)")
+        let toPeople = await server.stdout.waitForLine(timeout: .seconds(30)) { $0.contains("olga@plant.example") }
+        #expect(toPeople?.contains("admin@plant.example") == true && toPeople?.contains("ivan@") == false, "\(server.stdout.text)")
 
         // An alert opened on a pump arrives by mail, over TLS, carrying its idempotency key.
         let mail = await server.stdout.waitForLine(timeout: .seconds(60)) { $0.contains("bearing_temp.hot opened") }

@@ -28,9 +28,11 @@ final class MemoryNoticeStore: NoticeStore {
 /// A receiver at the unit tier: records what it is given and answers as told.
 final class RecordingSender: NoticeSender {
     let received = Mutex<[OutgoingMessage]>([])
+    let recipients = Mutex<[[String]]>([])
     let answers = Mutex<[DeliveryOutcome]>([])
     func deliver(_ message: OutgoingMessage, on channel: NotifyConfig.Channel) async -> DeliveryOutcome {
         received.withLock { $0.append(message) }
+        recipients.withLock { $0.append(channel.to) }
         return answers.withLock { $0.isEmpty ? .delivered("HTTP 200") : $0.removeFirst() }
     }
     var keys: [String] { received.withLock { $0.map(\.idempotencyKey) } }
@@ -88,6 +90,50 @@ final class RecordingSender: NoticeSender {
         let notices = n.route(list)
         _ = try alerts.saveAlerts(list, audit: nil, notices: notices)
         n.queued(try outbox.enqueueNotices(notices))
+    }
+
+    /// An e-mail channel naming users and roles writes to their accounts' addresses as they
+    /// are at each sending: enabled users with an address, each once; with nobody to write to
+    /// the notice waits (an address may come) and says why.
+    @Test func eMailToUsersAndRolesUsesTheirAddressesAtSending() async throws {
+        let text = """
+            channels:
+              - name: people
+                type: email
+                server: localhost:2525
+                tls: none
+                from: twind@plant.example
+                to: [desk@plant.example]
+                to_users: [olga]
+                to_roles: [admin]
+            routes:
+              - name: all
+                channels: [people]
+            """
+        func user(_ name: String, _ role: User.Role, _ email: String, disabled: Bool = false) -> User {
+            User(id: 0, username: name, role: role, disabled: disabled, createdAt: 0, lastLoginAt: nil, passwordHash: "", email: email)
+        }
+        let accounts = Mutex<[User]>([
+            user("olga", .operator, "olga@plant.example"), user("ada", .admin, "ada@plant.example"), user("bob", .admin, "bob@plant.example", disabled: true),
+            user("carl", .admin, ""), user("vic", .viewer, "vic@plant.example"), user("dup", .admin, "OLGA@plant.example"),
+        ])
+        let n = try Notifier(
+            config: try NotifyConfig.parse(text, source: "test.yaml"), store: outbox, sender: sender, clock: clock, logger: logger,
+            accounts: { accounts.withLock { $0 } })
+        try save(n, [alert("pump-1")])
+        await n.deliverDue(channel: "people")
+        #expect(sender.recipients.withLock { $0 } == [["desk@plant.example", "olga@plant.example", "ada@plant.example"]])
+
+        // Nobody left with an address (and no fixed one): not sent, retried, the reason shown.
+        let alone = try NotifyConfig.parse(text.replacingOccurrences(of: "    to: [desk@plant.example]\n", with: ""), source: "test.yaml")
+        n.replaceConfig(alone)
+        accounts.withLock { $0 = [user("olga", .operator, "")] }
+        try save(n, [alert("fan-1")])
+        clock.advance(by: Time.minute)
+        await n.deliverDue(channel: "people")
+        #expect(sender.recipients.withLock { $0 }.count == 1)
+        let status = n.status().first { $0.name == "people" }
+        #expect(status?.lastError.contains("no recipient") == true && status?.pending == 1, "\(String(describing: status))")
     }
 
     @Test func routesBySeverityTypeSiteAndRule() throws {
@@ -278,6 +324,17 @@ final class RecordingSender: NoticeSender {
         clock.advance(by: 6 * Time.hour + 30 * Time.minute)
         await n.deliverDue(channel: "ops")
         #expect(sender.keys.last == "alert-pump-1-bearing_temp.hot/opened/ops")
+    }
+
+    @Test func recipientsByUserAndRoleAreChecked() {
+        func problem(_ to: String) -> String {
+            let text = "channels:\n  - name: m\n    type: email\n    server: localhost:25\n    tls: none\n    from: a@b.c\n" + to
+            do { _ = try NotifyConfig.parse(text, source: "n.yaml"); return "" } catch { return error.message }
+        }
+        #expect(problem("    to_roles: [boss]\n").contains("line 7") && problem("    to_roles: [boss]\n").contains("'boss' is not a role"))
+        #expect(problem("    to_roles: [gateway]\n").contains("is not a role"))
+        #expect(problem("").contains("to_users") && problem("").contains("to_roles"))
+        #expect(problem("    to_users: [olga]\n").isEmpty && problem("    to_roles: [operator, admin]\n").isEmpty)
     }
 
     @Test func theConfigurationNamesTheLineOfEachProblemAndShowsNoSecrets() throws {

@@ -8,8 +8,8 @@ import TwinCore
 /// `twin users …`: user management for admins.
 struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Manage users (admins): add, list, disable, enable, set-role, passwd, delete, unlock.",
-        subcommands: [List.self, Add.self, Disable.self, Enable.self, SetRole.self, Passwd.self, Delete.self, Unlock.self],
+        abstract: "Manage users (admins): add, list, disable, enable, set-role, set-email, passwd, delete, unlock.",
+        subcommands: [List.self, Add.self, Disable.self, Enable.self, SetRole.self, SetEmail.self, Passwd.self, Delete.self, Unlock.self],
         defaultSubcommand: List.self)
 
     static let roles: [String: Twin_V1_Role] = ["viewer": .viewer, "operator": .operator, "admin": .admin]
@@ -108,6 +108,15 @@ struct Users: AsyncParsableCommand {
             let role = try Users.role(role)
             try await update(global, username) { $0.role = role }
         }
+    }
+
+    struct SetEmail: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-email", abstract: "Change a user's e-mail address (where e-mail channels naming the user or their role write; '' clears it).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var username: String
+        @Argument var email: String
+        func run() async throws { try await update(global, username) { [email] in $0.email = email } }
     }
 
     struct Passwd: AsyncParsableCommand {
