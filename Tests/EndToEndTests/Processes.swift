@@ -118,9 +118,10 @@ final class Child: Sendable {
         }
         if process.isRunning { return nil }
         // The exit can be seen before the last output is read from the pipes: a test that reads
-        // `stdout.text` after `wait()` must find all of it. Bounded shortly after the exit, as a
-        // process the child left running may hold the pipes open (scripts/install's build).
-        let drained = ContinuousClock.now + .seconds(2)
+        // `stdout.text` after `wait()` must find all of it. Bounded after the exit, as a process
+        // the child left running may hold the pipes open (scripts/install's build); 15 s, not
+        // 2: a loaded clean-clone run cut a 3,000-row answer at 2,976 rows after 2 s here too.
+        let drained = ContinuousClock.now + .seconds(15)
         await stdout.waitUntilClosed(deadline: drained)
         await stderr.waitUntilClosed(deadline: drained)
         return process.terminationStatus
