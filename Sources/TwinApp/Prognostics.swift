@@ -290,7 +290,7 @@ public final class Prognostics: Sendable {
 
     /// Why a model may not be promoted: it loses, on the held-out devices, to the threshold rule
     /// (ROC AUC of failure within 24 h) or to the conditional fleet mean (remaining-life MAE
-    /// over the whole service life, by more than one standard error of the per-device
+    /// over the whole service life, by more than two standard errors of the per-device
     /// differences). Nil when it wins or draws, or when the held-out devices had too few
     /// failures to tell.
     static func lossToBaselines(_ m: ModelMetrics) -> String? {
@@ -298,11 +298,11 @@ public final class Prognostics: Sendable {
         if m.rocAUC.isNaN || m.rocAUC < m.baselineRocAUC {
             return String(format: "held-out ROC AUC %.3f loses to the threshold rule's %.3f", m.rocAUC, m.baselineRocAUC)
         }
-        // A loss within one standard error of the per-device differences is not told apart
+        // A loss within two standard errors of the per-device differences is not told apart
         // from a draw (a dozen held-out devices cannot tell a few per cent).
-        if let mae = m.rulWholeLifeMAEHours, let baseline = m.baselineRulWholeLifeMAEHours,
-           mae.isNaN || mae - baseline > (m.rulWholeLifeVersusBaselineSE ?? 0) {
-            return String(format: "held-out remaining-life MAE %.1f h loses to the conditional fleet mean's %.1f h (by more than the %.1f h its held-out devices can tell)", mae, baseline, m.rulWholeLifeVersusBaselineSE ?? 0)
+        let margin = 2 * (m.rulWholeLifeVersusBaselineSE ?? 0)
+        if let mae = m.rulWholeLifeMAEHours, let baseline = m.baselineRulWholeLifeMAEHours, mae.isNaN || mae - baseline > margin {
+            return String(format: "held-out remaining-life MAE %.1f h loses to the conditional fleet mean's %.1f h (by more than the %.1f h, two standard errors, its held-out devices can tell)", mae, baseline, margin)
         }
         return nil
     }

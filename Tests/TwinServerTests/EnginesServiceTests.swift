@@ -48,11 +48,18 @@ import TwinServer
                 return j.state == .succeeded || j.state == .failed ? j : nil
             })
             #expect(job.state == .succeeded, "\(job.error)")
-            #expect(job.promoted && !job.modelVersion.isEmpty)
+            #expect(!job.modelVersion.isEmpty)
             let list = try await models.listModels(Twin_V1_ListModelsRequest())
-            #expect(list.activeVersion == job.modelVersion)
             let m = try #require(list.models.first)
-            #expect(m.status == .active && m.features.count > 5)
+            #expect(m.features.count > 5)
+            // Promoted; or, when this small plant's nine held-out devices show it losing to a
+            // baseline (the history depends on the hour the backfill ends), kept as a candidate
+            // saying which: the activation by hand below makes it serve either way.
+            if job.promoted {
+                #expect(list.activeVersion == job.modelVersion && m.status == .active && m.promotionNote.contains("promoted"), "\(m.promotionNote)")
+            } else {
+                #expect(list.activeVersion.isEmpty && m.status == .candidate && m.promotionNote.contains("loses to"), "\(m.promotionNote)")
+            }
             #expect(m.metrics.testDevices > 0 && m.metrics.trainDevices > m.metrics.testDevices)
             #expect(m.metrics.rocAuc > 0.75, "held-out ROC AUC \(m.metrics.rocAuc)")
             #expect(m.metrics.rocAuc > m.metrics.baselineRocAuc)
@@ -68,9 +75,8 @@ import TwinServer
             let files = try FileManager.default.contentsOfDirectory(atPath: d.directory + "/models/" + job.modelVersion)
             #expect(Set(files) == ["manifest.json", "failure_24h.json", "failure_7d.json", "remaining_life.json", "remaining_life_near.json"])
             // Remaining life over the whole service life, beside its baseline, with the
-            // interval's held-out coverage; the model was promoted (it did not lose to a baseline).
+            // interval's held-out coverage.
             #expect(m.metrics.rulWholeLifeMaeHours > 0 && m.metrics.baselineRulWholeLifeMaeHours > 0)
-            #expect(m.promotionNote.contains("promoted"), "\(m.promotionNote)")
             #expect((0...1).contains(m.metrics.rulIntervalCoverage) && (0...1).contains(m.metrics.rulIntervalCoverage7D))
             #expect(m.metrics.meanLifetimeHours > 24 && m.metrics.testFailures > 0)
             // Activation by hand: audited; an unknown version is refused and leaves no entry. The
