@@ -121,12 +121,11 @@ public final class Notifier: Sendable {
     /// twind's user accounts, for e-mail channels that name users or roles.
     let accounts: @Sendable () async -> [User]
 
-    /// An e-mail channel with its users' and roles' addresses added (enabled users with an
-    /// address; each address once), or why it has nobody to write to.
-    enum Addressed { case to(NotifyConfig.Channel), nobody(String) }
-
-    func addressed(_ channel: NotifyConfig.Channel) async -> Addressed {
-        guard channel.kind == .email, !channel.toUsers.isEmpty || !channel.toRoles.isEmpty else { return .to(channel) }
+    /// Sends `message` on `channel`, an e-mail channel with its users' and roles' addresses
+    /// added (enabled users with an address; each address once); `nobody` says what comes of a
+    /// channel that has nobody to write to.
+    func deliver(_ message: OutgoingMessage, on channel: NotifyConfig.Channel, nobody: (String) -> DeliveryOutcome) async -> DeliveryOutcome {
+        guard channel.kind == .email, !channel.toUsers.isEmpty || !channel.toRoles.isEmpty else { return await sender.deliver(message, on: channel) }
         var c = channel
         for user in await accounts() where !user.disabled && !user.email.isEmpty {
             if channel.toUsers.contains(user.username) || channel.toRoles.contains(user.role) { c.to.append(user.email) }
@@ -135,9 +134,9 @@ public final class Notifier: Sendable {
         c.to = c.to.filter { seen.insert($0.lowercased()).inserted }
         if c.to.isEmpty {
             let named = (channel.toUsers + channel.toRoles.map { "role \($0.rawValue)" }).joined(separator: ", ")
-            return .nobody("no recipient: none of \(named) is an enabled user with an e-mail address (twin users set-email NAME ADDRESS)")
+            return nobody("no recipient: none of \(named) is an enabled user with an e-mail address (twin users set-email NAME ADDRESS)")
         }
-        return .to(c)
+        return await sender.deliver(message, on: c)
     }
 
     /// Puts another configuration in force (SIGHUP); notices already queued keep their channel
@@ -280,12 +279,8 @@ public final class Notifier: Sendable {
             }
             let batch = due.count > room ? due : [due[0]]
             let message = OutgoingMessage(notices: batch, sentAt: clock.now())
-            let outcome: DeliveryOutcome
-            switch await addressed(channel) {
-            case .to(let addressed): outcome = await sender.deliver(message, on: addressed)
-            // Retried: the address may be added before the notice's retry_for runs out.
-            case .nobody(let why): outcome = .retry(why, after: nil)
-            }
+            // With nobody to write to it is retried: an address may come before retry_for ends.
+            let outcome = await deliver(message, on: channel) { .retry($0, after: nil) }
             let at = clock.now()
             var updated = batch
             for k in updated.indices { updated[k].attempts += 1 }
@@ -416,11 +411,7 @@ public final class Notifier: Sendable {
         alert.ruleVersion = config.version
         let notice = Notice(channel: name, route: "test", event: .test, alert: alert, at: now)
         let began = ContinuousClock.now
-        let outcome: DeliveryOutcome
-        switch await addressed(channel) {
-        case .to(let addressed): outcome = await sender.deliver(OutgoingMessage(notices: [notice], sentAt: now), on: addressed)
-        case .nobody(let why): outcome = .rejected(why)
-        }
+        let outcome = await deliver(OutgoingMessage(notices: [notice], sentAt: now), on: channel) { .rejected($0) }
         let took = ContinuousClock.now - began
         return (outcome, Nanos(took.components.seconds) * Time.second + Nanos(took.components.attoseconds / 1_000_000_000))
     }

@@ -44,11 +44,13 @@ public final class NotifyConfigFile: Sendable {
     /// writes it to the file and puts it in force. A text that does not check out is
     /// NOTIFY_CONFIG_INVALID naming the line; a stale `expectedVersion` NOTIFY_CONFIG_CHANGED.
     public func set(text: String, by user: String, peer: String, validateOnly: Bool, expectedVersion: String) async throws(TwinError) -> NotifyConfig {
-        let config: NotifyConfig
-        do { config = try NotifyConfig.parse(text, source: path, environment: environment) } catch {
-            throw TwinError(.invalidArgument, error.message.replacingOccurrences(of: "notifications \(path)", with: "notifications"), reason: .notifyConfigInvalid)
+        var config: NotifyConfig
+        do { config = try NotifyConfig.parse(text, source: "SetNotifyConfig", environment: environment) } catch {
+            throw TwinError(.invalidArgument, error.message, reason: .notifyConfigInvalid)
         }
         if validateOnly { return config }
+        config.source = path
+        let written = config
         let change: @Sendable () throws(TwinError) -> NotifyConfig = {
             try self.changing.withLock { _ throws(TwinError) -> NotifyConfig in
                 let old = self.notifier.config
@@ -58,13 +60,13 @@ public final class NotifyConfigFile: Sendable {
                         reason: .notifyConfigChanged, metadata: ["version": old.version])
                 }
                 try PrivateFile.replace(self.path, with: Array(text.utf8))
-                self.notifier.replaceConfig(config)
+                self.notifier.replaceConfig(written)
                 self.lastError.withLock { $0 = "" }
                 self.logger.notice("notifications changed", metadata: [
-                    "by": "\(user)", "version": "\(config.version)", "was": "\(old.version)", "channels": "\(config.channels.count)", "routes": "\(config.routes.count)",
+                    "by": "\(user)", "version": "\(written.version)", "was": "\(old.version)", "channels": "\(written.channels.count)", "routes": "\(written.routes.count)",
                 ])
-                self.audit(AuditEntry(time: self.clock.now(), action: .notifyConfigChanged, actor: user, peer: peer, detail: "\(old.version) -> \(config.version)"))
-                return config
+                self.audit(AuditEntry(time: self.clock.now(), action: .notifyConfigChanged, actor: user, peer: peer, detail: "\(old.version) -> \(written.version)"))
+                return written
             }
         }
         guard let writes else { return try change() }

@@ -253,7 +253,7 @@ public final class Prognostics: Sendable {
             version: version, createdAt: now, features: FailureFeatures.names, trainFrom: histories.map(\.start).min() ?? from, trainTo: end,
             hyperparameters: hyper, metrics: model.metrics, rulInterval: model.remainingLife.wholeInterval.list,
             trigger: job(id)?.trigger ?? "")
-        manifest.rulScale = "log_hours"
+        manifest.rulScale = ModelManifest.wholeLifeScale
         manifest.rulIntervalNear = model.remainingLife.nearInterval.list
         // Promote only if it beats the baselines and is not worse than the active model on the
         // same held-out data.

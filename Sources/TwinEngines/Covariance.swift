@@ -67,7 +67,7 @@ struct ResidualCovariance {
         for i in 0..<k { inv[i * k + i] = 1 }
         for col in 0..<k {
             var pivot = col
-            for r in col + 1..<max(col + 1, k) where abs(a[r * k + col]) > abs(a[pivot * k + col]) { pivot = r }
+            for r in col + 1..<k where abs(a[r * k + col]) > abs(a[pivot * k + col]) { pivot = r }
             guard abs(a[pivot * k + col]) > 1e-12 else { return nil }
             if pivot != col {
                 for c in 0..<k {

@@ -173,7 +173,9 @@ public enum FailureModel {
             let baseline = LifetimeBaseline(
                 lifetimes: repairedLifetimes.count >= 5 ? repairedLifetimes : lifetimes,
                 unknownAgeRemaining: train.filter { !ageKnown($0) }.compactMap(\.hoursToFailure))
-            let estimates = try rul.predict(testPrognostic.map(\.features))
+            let rows = testPrognostic.map(\.features)
+            let nearRaw = try rul.near.predict(rows)
+            let estimates = RemainingLifeModel.serve(whole: try rul.whole.predict(rows), near: nearRaw, wholeInterval: rul.wholeInterval, nearInterval: rul.nearInterval)
             let truth = testPrognostic.map { $0.hoursToFailure! }
             let predicted = estimates.map(\.hours)
             let inside = zip(truth, estimates).map { t, e in t >= e.low && t <= e.high }
@@ -199,8 +201,7 @@ public enum FailureModel {
                 metrics.rulRMSEHours = Stats.mean(errors.map { $0 * $0 }).squareRoot()
                 metrics.baselineRulMAEHours = Stats.mean(near.map { abs(truth[$0] - expected[$0]) })
                 metrics.rulIntervalCoverage7d = Double(near.filter { inside[$0] }.count) / Double(near.count)
-                let nearOnly = try rul.near.predict(near.map { testPrognostic[$0].features }).map { RemainingLifeModel.hours(fromLog: $0) }
-                metrics.rulNearModelMAEHours = Stats.mean(zip(near, nearOnly).map { abs(truth[$0] - $1) })
+                metrics.rulNearModelMAEHours = Stats.mean(near.map { abs(truth[$0] - RemainingLifeModel.hours(fromLog: nearRaw[$0])) })
             }
         }
         progress("done", 1)

@@ -19,6 +19,8 @@ public struct ModelManifest: Sendable, Codable, Equatable {
     /// (models made before: remaining life within 7 days of a failure only).
     public var rulInterval: [Double]
     public var rulScale: String? = nil
+    /// The `rulScale` of whole-life models.
+    public static let wholeLifeScale = "log_hours"
     /// Whole-life models: the near model's interval (the one above is the whole-life model's).
     public var rulIntervalNear: [Double]? = nil
     public var promotionNote: String = ""
@@ -89,13 +91,13 @@ public final class LoadedModel: Sendable {
         guard !rows.isEmpty else { return [] }
         let p24 = try failure24h.predict(rows), p7 = try failure7d.predict(rows), rul = try remainingLife.predict(rows)
         let contributions = try failure24h.contributions(rows)
-        let low = manifest.rulInterval.first ?? 0, high = manifest.rulInterval.last ?? 0
         let estimates: [RemainingLifeModel.Estimate]
-        if manifest.rulScale == "log_hours", let near = remainingLifeNear {
+        if let near = remainingLifeNear {
             estimates = RemainingLifeModel.serve(
                 whole: rul, near: try near.predict(rows), wholeInterval: .init(manifest.rulInterval),
                 nearInterval: .init(manifest.rulIntervalNear ?? manifest.rulInterval))
         } else {
+            let low = manifest.rulInterval.first ?? 0, high = manifest.rulInterval.last ?? 0
             estimates = rul.map { RemainingLifeModel.Estimate(hours: max(0, $0), low: max(0, $0 + low), high: max(0, $0 + high)) }
         }
         return rows.indices.map { r in
@@ -224,7 +226,7 @@ public final class ModelRepository: Sendable {
         return LoadedModel(
             manifest: manifest, failure24h: try Booster.load(dir + "/failure_24h.json"), failure7d: try Booster.load(dir + "/failure_7d.json"),
             remainingLife: try Booster.load(dir + "/remaining_life.json"),
-            remainingLifeNear: manifest.rulScale == "log_hours" ? try Booster.load(dir + "/remaining_life_near.json") : nil)
+            remainingLifeNear: manifest.rulScale == ModelManifest.wholeLifeScale ? try Booster.load(dir + "/remaining_life_near.json") : nil)
     }
 }
 

@@ -609,8 +609,8 @@ public final class Daemon: Service, Sendable {
     let consoleAddress = Mutex<(host: String, port: Int)?>(nil)
     public var consoleURL: String? { consoleAddress.withLock { $0 }.map { "\(configuration.tls == nil ? "http" : "https")://\($0.host.contains(":") ? "[\($0.host)]" : $0.host):\($0.port)/" } }
 
-    /// Starts the console (if configured) and waits until it listens; the task ends when cancelled.
-    /// Starts the console (on `port` when given: the one it had before a restart).
+    /// Starts the console (if configured; on `port` when given, the one it had before a
+    /// restart) and waits until it listens; the task ends when cancelled.
     func startConsole(port: Int? = nil) async throws -> Task<Void, Never>? {
         guard var options = configuration.console else { return nil }
         if let port { options.port = port }

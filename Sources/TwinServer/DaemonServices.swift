@@ -93,22 +93,19 @@ struct GRPCServerConcern: Service, CustomStringConvertible {
                                 let bound = try? await old.listeningAddress
                                 guard let port = bound?.ipv4?.port ?? bound?.ipv6?.port else { continue }
                                 old.beginGracefulShutdown()
-                                // The same address: the old socket closes at once, but the bind may
-                                // race it; a server serves once, so a failed one is made again.
-                                for attempt in 0..<40 {
+                                // The same address; a server serves once, so a failed one is made again.
+                                let outcome = await rebinding { () async throws -> GRPCServer<HTTP2ServerTransport.Posix> in
                                     let next = make(port)
                                     servers.addTask { try? await next.serve() }
-                                    do {
-                                        _ = try await next.listeningAddress
-                                        current.server.withLock { $0 = next }
-                                        logger.notice("listening with the reloaded TLS certificate", metadata: ["address": "\(address)", "port": "\(port)"])
-                                        break
-                                    } catch {
-                                        if attempt == 39 {
-                                            logger.error("cannot listen again after the TLS reload", metadata: ["address": "\(address)", "error": "\(Daemon.describe(error))"])
-                                        }
-                                        try? await Task.sleep(for: .milliseconds(50))
-                                    }
+                                    _ = try await next.listeningAddress
+                                    return next
+                                }
+                                switch outcome {
+                                case .success(let next):
+                                    current.server.withLock { $0 = next }
+                                    logger.notice("listening with the reloaded TLS certificate", metadata: ["address": "\(address)", "port": "\(port)"])
+                                case .failure(let error):
+                                    logger.error("cannot listen again after the TLS reload", metadata: ["address": "\(address)", "error": "\(Daemon.describe(error))"])
                                 }
                                 if current.stopping.withLock({ $0 }) { current.server.withLock { $0 }.beginGracefulShutdown() }
                             }
@@ -182,17 +179,6 @@ struct ListenerConcern: Service, CustomStringConvertible {
     let start: @Sendable () async throws(TwinError) -> @Sendable () async -> Void
     var description: String { name }
 
-    init(
-        name: String, after: Readiness, restarts: ChangeSignal? = nil, logger: Logger? = nil,
-        start: @escaping @Sendable () async throws(TwinError) -> @Sendable () async -> Void
-    ) {
-        self.name = name
-        self.after = after
-        self.restarts = restarts
-        self.logger = logger
-        self.start = start
-    }
-
     func run() async throws {
         let stop: Mutex<@Sendable () async -> Void>
         do throws(TwinError) {
@@ -209,17 +195,12 @@ struct ListenerConcern: Service, CustomStringConvertible {
                 for await _ in changes {
                     await stop.withLock { $0 }()
                     stop.withLock { $0 = {} }
-                    // The port the old one held may take a moment to let go.
-                    for attempt in 1...40 {
-                        do throws(TwinError) {
-                            let next = try await start()
-                            stop.withLock { $0 = next }
-                            logger?.notice("restarted", metadata: ["listener": "\(name)"])
-                            break
-                        } catch {
-                            if attempt == 40 { logger?.error("cannot start again", metadata: ["listener": "\(name)", "error": "\(error.message)"]) }
-                            try? await Task.sleep(for: .milliseconds(50))
-                        }
+                    switch await rebinding({ () async throws -> @Sendable () async -> Void in try await start() }) {
+                    case .success(let next):
+                        stop.withLock { $0 = next }
+                        logger?.notice("restarted", metadata: ["listener": "\(name)"])
+                    case .failure(let error):
+                        logger?.error("cannot start again", metadata: ["listener": "\(name)", "error": "\(Daemon.describe(error))"])
                     }
                 }
             }
@@ -269,4 +250,15 @@ struct AnnounceAndDrainConcern: Service, CustomStringConvertible {
         daemon.health.drain()
         daemon.plant.bus.shutdown()
     }
+}
+
+/// Binds again on a port a listener just let go of: the old socket closes at once, but the new
+/// bind may race it. Tries `bind` up to 40 times, 50 ms apart; the last error when none took.
+func rebinding<T: Sendable>(_ bind: () async throws -> T) async -> Result<T, any Error> {
+    var last: any Error = CancellationError()
+    for attempt in 1...40 {
+        do { return .success(try await bind()) } catch { last = error }
+        if attempt < 40 { try? await Task.sleep(for: .milliseconds(50)) }
+    }
+    return .failure(last)
 }
