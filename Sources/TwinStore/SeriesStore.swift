@@ -29,9 +29,10 @@ public final class SeriesStore: HistoryStore {
         /// Chunks handled per retention step.
         public var retentionBatch = 2_000
         /// Compaction merges a series' small chunks into chunks of up to this many readings
-        /// (6 h at a 5 s interval), once it has `compactAfter` new ones: long queries then open
-        /// few chunks, and the per-chunk overhead shrinks.
-        public var compactPoints = 4_320
+        /// (24 h at a 5 s interval), once it has `compactAfter` new ones: long queries then open
+        /// few chunks, and the per-chunk overhead shrinks (SQLite leaves about 1.8 KB of each
+        /// chunk's last page unused: 0.4 B a reading at 6 h chunks, 0.1 at 24 h).
+        public var compactPoints = 17_280
         public var compactAfter = 8
         /// Series compacted per maintenance pass.
         public var compactBatch = 1_000
@@ -78,7 +79,7 @@ public final class SeriesStore: HistoryStore {
     let sealer: Sealer
     public let options: Options
     public var rawRetention: Nanos { options.rawRetention }
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     /// Opens the series store on `health_data.db` (already migrated) and replays its head.
     init(pool: DatabasePool, sealer: Sealer, options: Options) throws(TwinError) {
@@ -306,18 +307,19 @@ public final class SeriesStore: HistoryStore {
     /// Encodes a chunk's plaintext (readings in time order): raw points, then 1-minute and 1-hour roll-ups.
     ///
     /// Fresh chunks cut from buffers leave the roll-ups out (empty sections): compaction merges
-    /// them soon and computes the roll-ups once for the merged chunk; a query reads such a chunk's
-    /// raw points, and retention computes its roll-ups before dropping them.
+    /// them soon and computes the hour roll-ups once for the merged chunk. While a chunk keeps its
+    /// raw points, minute buckets come from them (the minute roll-ups would cost a third as much
+    /// again as the points they sum); retention computes the minute roll-ups just before it drops
+    /// the raw points.
     static func makeChunk(series: Int, times: [Nanos], values: [Double], rollups: Bool) -> NewChunk {
         let decimals = Decimals.of(values)
         let raw = GorillaCodec.encode(times: times, values: values, decimals: decimals)
-        let (minute, hour) = rollups ? Self.rollups(times: times, values: values, decimals: decimals) : ([], [])
-        return NewChunk(series: series, start: times.first!, end: times.last!, count: times.count, plain: Self.plain(raw: raw, minute: minute, hour: hour))
+        let hour = rollups ? Self.rollups(times: times, values: values, decimals: decimals, width: Time.hour) : []
+        return NewChunk(series: series, start: times.first!, end: times.last!, count: times.count, plain: Self.plain(raw: raw, minute: [], hour: hour))
     }
 
-    static func rollups(times: [Nanos], values: [Double], decimals: Int?) -> (minute: [UInt8], hour: [UInt8]) {
-        (Rollup.encode(Rollup.buckets(times: times, values: values, width: Time.minute, decimals: decimals)),
-         Rollup.encode(Rollup.buckets(times: times, values: values, width: Time.hour, decimals: decimals)))
+    static func rollups(times: [Nanos], values: [Double], decimals: Int?, width: Nanos) -> [UInt8] {
+        Rollup.encode(Rollup.buckets(times: times, values: values, width: width, decimals: decimals))
     }
 
     /// A chunk's plaintext: raw points, 1-minute roll-ups, 1-hour roll-ups (each may be empty).
@@ -485,10 +487,13 @@ public final class SeriesStore: HistoryStore {
                     else { continue }
                     var minute = Array(sections.minute)
                     var hour = Array(sections.hour)
-                    if minute.isEmpty {
-                        // A chunk never compacted: its roll-ups are made now, before the raw points go.
+                    if minute.isEmpty || hour.isEmpty {
+                        // The minute roll-ups (and a never-compacted chunk's hour ones) are made
+                        // now, before the raw points go.
                         guard let (t, v) = try? GorillaCodec.decode(Array(sections.raw)) else { continue }
-                        (minute, hour) = Self.rollups(times: t, values: v, decimals: Decimals.of(v))
+                        let decimals = Decimals.of(v)
+                        if minute.isEmpty { minute = Self.rollups(times: t, values: v, decimals: decimals, width: Time.minute) }
+                        if hour.isEmpty { hour = Self.rollups(times: t, values: v, decimals: decimals, width: Time.hour) }
                     }
                     let stripped = Self.plain(raw: [], minute: minute, hour: hour)
                     let block = sealer.seal(stripped, context: Self.chunkContext(id: id, series: meta, start: start, end: end, count: count, raw: false))
@@ -664,7 +669,9 @@ public final class SeriesStore: HistoryStore {
                 let cutsTo = query.to % width != 0 && chunk.end >= Rollup.floorDiv(query.to, width) * width
                 if cutsFrom || cutsTo { useLevel = nil }
             }
-            if chunk.raw && sections.minute.isEmpty { useLevel = nil }  // no roll-ups yet
+            // A chunk with its raw points may have no roll-ups at this level (fresh chunks have
+            // none; compacted ones only hourly): its raw points answer.
+            if let l = useLevel, chunk.raw && (l == 0 ? sections.minute : sections.hour).isEmpty { useLevel = nil }
             if !chunk.raw && useLevel == nil { useLevel = 0 }
             if let useLevel {
                 guard let buckets = try? Rollup.decode(Array(useLevel == 0 ? sections.minute : sections.hour)) else {
@@ -724,10 +731,9 @@ public final class SeriesStore: HistoryStore {
                             guard decoded.times.count == chunk.count else { throw TwinError.dataLoss("chunk \(chunk.id) of \(s.deviceID)/\(s.sensor) holds \(decoded.times.count) readings, its row says \(chunk.count)") }
                             report.readings += chunk.count
                         }
-                        if !sections.minute.isEmpty {  // fresh chunks have none yet
-                            _ = try Rollup.decode(Array(sections.minute))
-                            _ = try Rollup.decode(Array(sections.hour))
-                        }
+                        // Fresh chunks have none yet, compacted ones only hourly.
+                        if !sections.minute.isEmpty { _ = try Rollup.decode(Array(sections.minute)) }
+                        if !sections.hour.isEmpty { _ = try Rollup.decode(Array(sections.hour)) }
                     } catch let error as TwinError {
                         report.problems.append(error.message)
                     } catch {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TwinCore
 @testable import TwinStore
@@ -11,12 +12,104 @@ import TwinCore
         return bytes
     }
 
-    @Test func regularGridCostsAboutOneBitPerTimestamp() throws {
+    @Test func aRegularGridCostsNothingPerTimestamp() throws {
         let start: Nanos = 1_790_000_000 * Time.second
         let times = (0..<1000).map { start + Nanos($0) * 5 * Time.second }
-        let values = (0..<1000).map { 20 + Double($0 % 7) * 0.25 }
-        let bytes = try roundTrip(times, values)
-        #expect(bytes.count < 1000 * 3)  // well under 3 bytes a point before sealing
+        // A constant value: one bit a point for the value, none for the time.
+        let bytes = try roundTrip(times, Array(repeating: 20.5, count: 1000))
+        #expect(bytes.count < 1000 / 8 + 24)
+        // One reading off the grid: the delta-of-delta column, about a bit a point.
+        var jittered = times
+        jittered[500] += Time.millisecond
+        let offGrid = try roundTrip(jittered, Array(repeating: 20.5, count: 1000))
+        #expect(offGrid.count > 1000 / 4 && offGrid.count < 1000 / 4 + 48)
+    }
+
+    /// Gaussian noise at 2 decimals around a daily sine (tsdb_compare's data).
+    func noisySine(_ n: Int, seed: UInt64) -> [Double] {
+        var state = seed
+        func uniform() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return (Double(state >> 11) + 0.5) / Double(1 << 53)
+        }
+        return (0..<n).map { i in
+            let gauss = (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform())
+            return ((40 + 5 * sin(2 * .pi * Double(i * 5) / 86_400) + 0.3 * gauss) * 100).rounded() / 100
+        }
+    }
+
+    @Test func noiseAroundATrendIsPredictedByTheMeanAndSmooth() throws {
+        let start: Nanos = 1_790_000_000 * Time.second
+        let times = (0..<8_640).map { start + Nanos($0) * 5 * Time.second }
+        let noisy = noisySine(8_640, seed: 7)
+        let bytes = try roundTrip(times, noisy)
+        // The previous-value predictor would need about 7.6 bits a point; the mean of eight, 7.15.
+        #expect(Double(bytes.count) * 8 / 8_640 < 7.3)
+        let format2 = Self.format2(times, noisy, decimals: 2)
+        #expect(try GorillaCodec.decode(format2).values == noisy)
+        #expect(bytes.count < format2.count * 95 / 100)
+        // A smooth signal keeps the previous-value predictor (its residuals are smaller).
+        let smooth = (0..<2_000).map { ((50 + 10 * sin(Double($0) / 300)) * 10).rounded() / 10 }
+        let smoothBytes = try roundTrip(Array(times.prefix(2_000)), smooth)
+        #expect(smoothBytes.count <= Self.format2(Array(times.prefix(2_000)), smooth, decimals: 1).count - 2_000 / 8 + 1)
+    }
+
+    /// A chunk as format 2 wrote it (delta-of-delta times, previous-value deltas): still readable.
+    static func format2(_ times: [Nanos], _ values: [Double], decimals: Int) -> [UInt8] {
+        var out: [UInt8] = [GorillaCodec.format2, 3, UInt8(decimals)]
+        Varint.append(UInt64(times.count), to: &out)
+        var bits = BitWriter()
+        GorillaCodec.writeTimes(times, unit: GorillaCodec.pow1000(3), into: &bits)
+        GorillaCodec.writeDecimals(values, decimals: decimals, into: &bits)
+        return out + bits.finished
+    }
+
+    @Test func formatTwoChunksStillDecode() throws {
+        let start: Nanos = 1_790_000_000 * Time.second
+        let times = (0..<500).map { start + Nanos($0) * 5 * Time.second + ($0 % 3 == 0 ? Time.second : 0) }
+        let values = noisySine(500, seed: 3)
+        let decoded = try GorillaCodec.decode(Self.format2(times, values, decimals: 2))
+        #expect(decoded.times == times)
+        #expect(decoded.values == values)
+    }
+
+    /// The decoders' fuzz tier: random bytes, and valid chunks and roll-ups truncated, bit-flipped
+    /// and with bytes inserted, must come back as an error or as values, never as a crash or a
+    /// runaway allocation.
+    @Test func hostileChunksAndRollupsNeverCrashTheDecoders() {
+        var rng = SplitMix64(seed: 42)
+        let start: Nanos = 1_790_000_000 * Time.second
+        var seeds: [[UInt8]] = []
+        for n in [0, 1, 2, 3, 50, 400] {
+            let times = (0..<n).map { start + Nanos($0) * 5 * Time.second }
+            seeds.append(GorillaCodec.encode(times: times, values: noisySine(n, seed: UInt64(n))))
+            seeds.append(GorillaCodec.encode(times: times.map { $0 + Nanos($0 % 7) }, values: (0..<n).map { Double($0) * .pi }))
+            seeds.append(Self.format2(times, (0..<n).map { Double($0 % 9) / 10 }, decimals: 1))
+            let buckets = Rollup.buckets(times: times, values: noisySine(n, seed: 9), width: Time.minute, decimals: 2)
+            seeds.append(Rollup.encode(buckets))
+        }
+        var decoded = 0
+        for round in 0..<6_000 {
+            var bytes: [UInt8]
+            if round % 5 == 0 {
+                bytes = (0..<Int(rng.next() % 64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                if !bytes.isEmpty && round % 2 == 0 { bytes[0] = [0x48, 0x49, 0x52][Int(rng.next() % 3)] }
+            } else {
+                bytes = seeds[Int(rng.next() % UInt64(seeds.count))]
+                switch rng.next() % 3 {
+                case 0: bytes = Array(bytes.prefix(Int(rng.next() % UInt64(bytes.count + 1))))
+                case 1: if !bytes.isEmpty { bytes[Int(rng.next() % UInt64(bytes.count))] ^= UInt8(1 << (rng.next() % 8)) }
+                default: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: Int(rng.next() % UInt64(bytes.count + 1)))
+                }
+            }
+            if let chunk = try? GorillaCodec.decode(bytes) {
+                #expect(chunk.times.count == chunk.values.count)
+                #expect(chunk.times.count <= max(1, bytes.count) * 8)
+                decoded += 1
+            }
+            if let buckets = try? Rollup.decode(bytes) { #expect(buckets.count <= max(1, bytes.count) * 8) }
+        }
+        #expect(decoded > 0)  // the mutations left some chunks valid: the test reached the decoders' far ends
     }
 
     @Test func edgeCasesRoundTripExactly() throws {
@@ -96,3 +189,4 @@ import TwinCore
         #expect(throws: Never.self) { try MasterKey(bytes: Array(repeating: 7, count: 32)) }
     }
 }
+

@@ -178,6 +178,42 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         #expect(try db.pool.read { try Int.fetchOne($0, sql: "PRAGMA freelist_count") } == 0)
     }
 
+    @Test func compactedChunksKeepHourRollupsOnlyAndMinuteBucketsStayExact() throws {
+        var test = try TestDatabase(chunkPoints: 100)
+        test.options.compactPoints = 2_000
+        test.options.compactAfter = 2
+        test.options.rawRetention = 2 * Time.day
+        test.options.rollupRetention = 10 * Time.day
+        let db = try test.open()
+        let samples = (0..<6_000).map { reading($0) }  // ~8.3 h
+        try db.series.append(samples)
+        #expect(try db.series.maintain(now: t0).compactedInto > 0)
+        // A compacted chunk: raw points and hour roll-ups, no minute roll-ups (the raw points
+        // answer minute steps while they are kept).
+        let rows = try db.pool.read { d in
+            try Row.fetchAll(d, sql: "SELECT id, start, end, count, raw, data FROM chunks WHERE series_id = 1 AND count > 100")
+        }
+        let series: SeriesStore.Series = db.series.state.withLock { $0.series[0] }
+        var sections: [(raw: ArraySlice<UInt8>, minute: ArraySlice<UInt8>, hour: ArraySlice<UInt8>)] = []
+        for row in rows {
+            let chunk = SeriesStore.StoredChunk(id: row["id"], start: row["start"], end: row["end"], count: row["count"], raw: row["raw"], block: Array(row["data"] as Data))
+            sections.append(try db.series.open(chunk, of: series))
+        }
+        #expect(!sections.isEmpty)
+        #expect(sections.allSatisfy { $0.minute.isEmpty && !$0.hour.isEmpty })
+        let (from, to) = (t0 - Time.hour, t0 + Time.day)
+        for step in [Time.minute, 5 * Time.minute, Time.hour] {
+            #expect(same(try all(db, step: step, from: from, to: to).buckets, reference(samples, step: step, from: from, to: to)), "step \(step)")
+        }
+        // Past the raw period retention makes the minute roll-ups before the points go.
+        while try db.series.maintain(now: t0 + 3 * Time.day).rawExpired > 0 {}
+        #expect(try all(db).times.isEmpty)
+        for step in [Time.minute, 5 * Time.minute, Time.hour] {
+            #expect(same(try all(db, step: step, from: from, to: to).buckets, reference(samples, step: step, from: from, to: to)), "step \(step) after retention")
+        }
+        #expect(try db.series.verify().problems.isEmpty)
+    }
+
     @Test func aStaleBufferIsCutAndTheHeadEmptied() throws {
         let test = try TestDatabase(chunkPoints: 1_000)
         let db = try test.open()
