@@ -209,7 +209,7 @@ struct FanoutBench: AsyncParsableCommand {
                                             }
                                             if update.kind == 1 && update.tickTime >= measureFrom.withLock({ $0 }) {
                                                 if update.tickTime == tick && seen < devices {
-                                                    stats.add(latency: now - update.tickTime, devices: update.count)
+                                                    stats.add(latency: now - update.tickTime, devices: update.count, tick: update.tickTime)
                                                 } else {
                                                     stats.countRepeat(devices: update.count)
                                                 }
@@ -242,6 +242,7 @@ struct FanoutBench: AsyncParsableCommand {
             let bytesPerSecond = Double(stats.bytes - bytesBefore) / window
             let rss = daemon.rssMB()
             let (min, p50, p99, max, updates, messages) = stats.summary()
+            let tick = stats.tickSummary()
             report("fanout", [
                 ("subscribers", "\(synced.withLock { $0 }) of \(subscribers) synced, over \(connections) connections"),
                 ("devices", "\(devices) every \(interval)"),
@@ -249,6 +250,8 @@ struct FanoutBench: AsyncParsableCommand {
                 ("republished (not timed)", "\(stats.repeats) device updates with health verdicts of a tick already delivered"),
                 ("delivery latency min", ms(Double(min) / 1e6)), ("p50", ms(Double(p50) / 1e6)), ("p99", ms(Double(p99) / 1e6)),
                 ("max", ms(Double(max) / 1e6)),
+                ("per tick, first delivery", "median \(ms(Double(tick.firstP50) / 1e6)), worst \(ms(Double(tick.firstMax) / 1e6)) over \(tick.ticks) ticks"),
+                ("per tick, last delivery", "median \(ms(Double(tick.lastP50) / 1e6)), worst \(ms(Double(tick.lastMax) / 1e6))"),
                 ("bytes delivered", String(format: "%.1f MB/s", bytesPerSecond / 1e6)),
                 ("twind CPU", String(format: "%.0f %% of one core", cpu * 100)),
                 ("load tool CPU", String(format: "%.0f %% of one core", clientCPU * 100)),
@@ -427,6 +430,8 @@ final class LatencyStats: Sendable {
     private let state = Mutex((samples: [Int64](), updates: 0, messages: 0))
     private let received = Mutex(0)
     private let repeated = Mutex(0)
+    /// Per tick: the first and the last timed delivery (to tell a late tick from a long burst).
+    private let ticks = Mutex([Nanos: (first: Nanos, last: Nanos)]())
 
     func count(bytes: Int) { received.withLock { $0 += bytes } }
     var bytes: Int { received.withLock { $0 } }
@@ -434,11 +439,24 @@ final class LatencyStats: Sendable {
     func countRepeat(devices: Int) { repeated.withLock { $0 += devices } }
     var repeats: Int { repeated.withLock { $0 } }
 
-    func add(latency: Nanos, devices: Int) {
+    func add(latency: Nanos, devices: Int, tick: Nanos) {
+        ticks.withLock { t in
+            let known = t[tick] ?? (latency, latency)
+            t[tick] = (min(known.first, latency), max(known.last, latency))
+        }
         state.withLock {
             $0.samples.append(latency)
             $0.updates += devices
             $0.messages += 1
+        }
+    }
+
+    /// Over ticks: the median and worst first delivery, and the median and worst last one.
+    func tickSummary() -> (firstP50: Nanos, firstMax: Nanos, lastP50: Nanos, lastMax: Nanos, ticks: Int) {
+        ticks.withLock { t in
+            let first = t.values.map(\.first).sorted(), last = t.values.map(\.last).sorted()
+            guard !first.isEmpty else { return (0, 0, 0, 0, 0) }
+            return (first[first.count / 2], first.last!, last[last.count / 2], last.last!, t.count)
         }
     }
 
