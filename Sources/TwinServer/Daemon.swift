@@ -299,10 +299,11 @@ public final class Daemon: Service, Sendable {
             Twin_V1_ModelService.descriptor.fullyQualifiedService,
             Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
         ])
+        let twin = TwinService(
+            plant: plant, encoder: encoder, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, alertRules: alertRules, notifier: notifier, notifyConfig: notifyConfig, identity: identity,
+            gateways: gateways, opcua: opcua)
         let services: [any RegistrableRPCService] = [
-            TwinService(
-                plant: plant, encoder: encoder, simulator: simulator, prognostics: prognostics, assessment: assessment, alerts: alerts, alertRules: alertRules, notifier: notifier, notifyConfig: notifyConfig, identity: identity,
-                gateways: gateways, opcua: opcua),
+            twin, IngestWireService(service: twin),
             UpdateStreamService(plant: plant, encoder: encoder), HistoryAnswerService(plant: plant), AuthService(identity: identity, plant: store),
             ModelService(prognostics: prognostics, identity: identity),
             HealthService(status: health),

@@ -80,6 +80,12 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     func ingest(
         request: RPCAsyncSequence<Twin_V1_IngestRequest, any Error>, context: ServerContext
     ) async throws -> Twin_V1_IngestResponse {
+        try await ingest(batches: request.map(IngestBatch.init))
+    }
+
+    /// The batches as `IngestWireService` reads them off the wire (or as the generated handler's
+    /// messages map to them).
+    func ingest<Batches: AsyncSequence>(batches request: Batches) async throws -> Twin_V1_IngestResponse where Batches.Element == IngestBatch {
         var response = Twin_V1_IngestResponse()
         var batch = 0
         let caller = Principal.current
@@ -269,21 +275,22 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     /// PERMISSION_DENIED naming the first reading whose device the key may not write for.
-    func checkScope(_ scope: ApiKeyScope, key: String, _ readings: [Twin_V1_Reading]) throws(TwinError) {
+    func checkScope(_ scope: ApiKeyScope, key: String, _ readings: [WireReading]) throws(TwinError) {
         var allowed: [String: Bool] = [:]
         for (n, r) in readings.enumerated() {
+            let id = r.readingDeviceID
             let ok: Bool
-            if let known = allowed[r.deviceID] {
+            if let known = allowed[id] {
                 ok = known
             } else {
                 // An unknown device is the reading's own error (READING_INVALID), found next.
-                guard let device = plant.live.device(r.deviceID) else { continue }
+                guard let device = plant.live.device(id) else { continue }
                 ok = scope.allows(id: device.id, site: device.site, line: device.line)
-                allowed[r.deviceID] = ok
+                allowed[id] = ok
             }
             if !ok {
-                throw TwinError.permissionDenied(.outOfScope, "reading \(n): device '\(r.deviceID)' is outside the scope of API key \(key) (\(scope.description)); this batch was rejected whole")
-                    .adding(["reading": "\(n)", "device": String(r.deviceID.prefix(200)), "api_key": key]).field("readings[\(n)].device_id")
+                throw TwinError.permissionDenied(.outOfScope, "reading \(n): device '\(id)' is outside the scope of API key \(key) (\(scope.description)); this batch was rejected whole")
+                    .adding(["reading": "\(n)", "device": String(id.prefix(200)), "api_key": key]).field("readings[\(n)].device_id")
             }
         }
     }
