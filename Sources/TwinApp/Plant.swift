@@ -132,13 +132,7 @@ public final class Plant: Sendable {
 
     /// Feeds readings to the health engine with each device's operating mode.
     public func observe(_ samples: [Sample]) {
-        var devices: [Int32] = []
-        var last: Int32 = -1
-        for s in samples where s.device != last {
-            devices.append(s.device)
-            last = s.device
-        }
-        let unique = Array(Set(devices))
+        let unique = Sample.devices(samples, below: live.count).map(Int32.init)
         let states = live.states(unique)
         var modes: [Int32: DeviceState.Mode] = [:]
         for (i, d) in unique.enumerated() { modes[d] = states[i].mode }

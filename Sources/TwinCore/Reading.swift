@@ -56,3 +56,21 @@ extension Time {
         return Nanos(ts.tv_sec) * second + Nanos(ts.tv_nsec)
     }
 }
+
+extension Sample {
+    /// The distinct devices of these samples (indices from 0 below `count`; others are left out),
+    /// in the order they first appear. A flag per device, not a hash set: a batch of 10,000
+    /// readings hashed 10,000 indices.
+    public static func devices(_ samples: [Sample], below count: Int) -> [Int] {
+        var seen = [Bool](repeating: false, count: Swift.max(0, count))
+        var out: [Int] = []
+        for s in samples {
+            let d = Int(s.device)
+            if d >= 0 && d < count && !seen[d] {
+                seen[d] = true
+                out.append(d)
+            }
+        }
+        return out
+    }
+}

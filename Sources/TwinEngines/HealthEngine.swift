@@ -133,14 +133,18 @@ public final class HealthEngine: Sendable {
     public func observe(_ samples: [Sample], modes: [Int32: TwinCore.DeviceState.Mode]) {
         let warmup = options.warmup, tau = Double(options.normalTimeConstant)
         devices.withLock { d in
+            // Modes by device index: a dictionary lookup per reading cost more than the rest.
+            var modeOf = [TwinCore.DeviceState.Mode](repeating: .running, count: d.count)
+            for (device, mode) in modes where device >= 0 && Int(device) < d.count { modeOf[Int(device)] = mode }
+            // Each sensor's state is swapped out of the table and back (a spare left in its
+            // place) so that its arrays are uniquely held and mutate in place: a plain copy made
+            // every sample copy `normals` (and `spikes`, `hourly` when they change) on write, and
+            // a fresh placeholder per sample cost retains and releases.
+            var st = SensorState.placeholder
             for sample in samples {
                 let di = Int(sample.device), si = Int(sample.sensor)
-                guard di < d.count, si < d[di].sensors.count else { continue }
-                let mode = modes[sample.device] ?? .running
-                // Taken out of the table (a shared placeholder left in its place) so that the
-                // state's arrays are uniquely held and mutate in place: a plain copy made every
-                // sample copy `normals` (and `spikes`, `hourly` when they change) on write.
-                var st = SensorState.placeholder
+                guard di >= 0, si >= 0, di < d.count, si < d[di].sensors.count else { continue }
+                let mode = modeOf[di]
                 swap(&st, &d[di].sensors[si])
                 let x = sample.value
                 if st.lastTime > 0 && sample.time > st.lastTime {
@@ -215,10 +219,10 @@ public final class HealthEngine: Sendable {
                         st.anomalyStart = nil
                     }
                 }
-                d[di].sensors[si] = st
+                swap(&st, &d[di].sensors[si])
             }
             // Across a device's sensors: off together, or off the way they usually move together.
-            for di in Set(samples.map { Int($0.device) }) where di < d.count {
+            for di in Sample.devices(samples, below: d.count) {
                 let zs = d[di].sensors.map(\.z)
                 guard zs.count >= 2 else { continue }
                 let time = d[di].sensors.map(\.lastTime).max() ?? 0

@@ -270,7 +270,7 @@ public final class LivePlant: Sendable {
                     lastID = id
                 }
                 let sensorName = r.readingSensor
-                guard let sensor = names.sensors[Int(lastIndex)][sensorName] else {
+                guard let sensor = Self.sensor(sensorName, names.names[Int(lastIndex)], names.sensors[Int(lastIndex)]) else {
                     let known = names.names[Int(lastIndex)].joined(separator: ", ")
                     return bad(n, "sensor", "unknown_sensor", device: id, sensor: sensorName,
                                "reading \(n): device '\(id)' has no sensor '\(sensorName.prefix(80))' (it has: \(known))")
@@ -300,6 +300,14 @@ public final class LivePlant: Sendable {
             return nil
         }()
         if let failure { throw failure }
+    }
+
+    /// A sensor's index by name: a scan of a few names costs less than hashing the name.
+    @usableFromInline @inline(__always)
+    static func sensor(_ name: String, _ names: [String], _ index: [String: Int32]) -> Int32? {
+        if names.count > 8 { return index[name] }
+        for (i, n) in names.enumerated() where n == name { return Int32(i) }
+        return nil
     }
 
     /// Applies resolved samples and status hints; returns the indices of devices that changed.

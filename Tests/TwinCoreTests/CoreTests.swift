@@ -57,3 +57,12 @@ import Testing
         #expect(message(Device(id: "p", type: "pump", sensors: [inverted]))?.contains("nominal_min") == true)
     }
 }
+
+@Suite struct SampleDevicesTests {
+    @Test func distinctDevicesInFirstSeenOrderWithinTheRegistry() {
+        let samples = [3, 1, 3, 3, 0, 1, 7, -1, 2].map { Sample(device: Int32($0), sensor: 0, time: 0, value: 0) }
+        #expect(Sample.devices(samples, below: 4) == [3, 1, 0, 2])
+        #expect(Sample.devices([], below: 4).isEmpty)
+        #expect(Sample.devices(samples, below: 0).isEmpty)
+    }
+}
