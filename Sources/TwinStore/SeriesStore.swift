@@ -62,6 +62,8 @@ public final class SeriesStore: HistoryStore {
         var nextHead: Int64 = 1
         var nextChunk: Int64 = 1
         var stagedCounts: [Int32] = []
+        /// Scratch for `append`, by series: the series' place in the batch's list of cuts, or -1.
+        var cutSlot: [Int32] = []
         /// Per series: chunks cut since its last compaction.
         var freshChunks: [Int] = []
     }
@@ -188,6 +190,9 @@ public final class SeriesStore: HistoryStore {
                 cut.append(i)
             }
             for t in touched { s.stagedCounts[t] = 0 }
+            if s.cutSlot.count < s.series.count { s.cutSlot.append(contentsOf: repeatElement(-1, count: s.series.count - s.cutSlot.count)) }
+            for (slot, i) in cut.enumerated() { s.cutSlot[i] = Int32(slot) }
+            defer { for i in cut { s.cutSlot[i] = -1 } }
 
             // The head block: the whole batch, so it is durable before the call returns.
             var plain: [UInt8] = []
@@ -204,28 +209,31 @@ public final class SeriesStore: HistoryStore {
             // Series that fill up are cut, with this batch's readings.
             var chunks: [NewChunk] = []
             if !cut.isEmpty {
-                let cutSet = Set(cut)
-                var extra: [Int: (times: [Nanos], values: [Double])] = [:]
-                for (k, sample) in samples.enumerated() where cutSet.contains(seriesOf[k]) {
-                    extra[seriesOf[k], default: ([], [])].times.append(sample.time)
-                    extra[seriesOf[k], default: ([], [])].values.append(sample.value)
+                var times = [[Nanos]](repeating: [], count: cut.count)
+                var values = [[Double]](repeating: [], count: cut.count)
+                for (slot, i) in cut.enumerated() {
+                    (times[slot], values[slot]) = s.series[i].buffer.unpacked()
                 }
-                for i in cut {
-                    let e = extra[i]!
-                    let buffered = s.series[i].buffer.unpacked()
-                    chunks += Self.makeChunks(series: i, times: buffered.times + e.times, values: buffered.values + e.values, size: options.chunkPoints, rollups: false)
+                for (k, sample) in samples.enumerated() {
+                    let slot = Int(s.cutSlot[seriesOf[k]])
+                    if slot >= 0 {
+                        times[slot].append(sample.time)
+                        values[slot].append(sample.value)
+                    }
+                }
+                for (slot, i) in cut.enumerated() {
+                    chunks += Self.makeChunks(series: i, times: times[slot], values: values[slot], size: options.chunkPoints, rollups: false)
                 }
             }
             try write(&s, head: (head, plain), chunks: chunks, flushedHead: head)
 
             // Committed: now the memory follows.
             s.nextHead += 1
-            let cutSet = Set(cut)
             for i in cut {
                 s.series[i].buffer.removeAll()
                 s.series[i].firstHead = 0
             }
-            for (k, sample) in samples.enumerated() where cut.isEmpty || !cutSet.contains(seriesOf[k]) {
+            for (k, sample) in samples.enumerated() where s.cutSlot[seriesOf[k]] < 0 {
                 let i = seriesOf[k]
                 if s.series[i].buffer.isEmpty {
                     s.series[i].firstHead = head
