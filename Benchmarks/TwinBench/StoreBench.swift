@@ -143,7 +143,7 @@ struct StoreBench: AsyncParsableCommand {
             ("  its answer, per point", "\(ms(perPoint)) to write, \(perPointBytes) bytes (as messages by SwiftProtobuf: \(ms(perPointMessages)))"),
             ("  its answer, columnar", "\(ms(columnar)) to write, \(columnarBytes) bytes (as messages by SwiftProtobuf: \(ms(columnarMessages)))"),
             ("\(days) d in ≤ 1000 buckets", "\(ms(down)) (\(buckets) buckets of \(DurationText.format(step)), 1 h roll-ups)"),
-            ("\(days) d in 45 min buckets", "\(ms(down1m)) (\(buckets1m) buckets, 1 min roll-ups)"),
+            ("\(days) d in 45 min buckets", "\(ms(down1m)) (\(buckets1m) buckets, from raw points while they are kept, 1 min roll-ups after)"),
         ])
     }
 

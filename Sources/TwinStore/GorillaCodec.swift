@@ -295,11 +295,14 @@ public enum GorillaCodec {
 
     @inline(__always)
     static func readRice(parameter p: Int, from bits: inout BitReader) throws(DecodeError) -> UInt64 {
-        var q: UInt64 = 0
-        while try bits.read(1) == 1 {
-            q += 1
-            if q == riceEscape { return try bits.read(64) }
+        // The unary quotient: its ones counted at once in the next 64 bits.
+        let ones = Swift.min((~bits.peek()).leadingZeroBitCount, Int(riceEscape))
+        if ones == Int(riceEscape) {
+            _ = try bits.read(ones)
+            return try bits.read(64)
         }
+        _ = try bits.read(ones + 1)
+        let q = UInt64(ones)
         return p > 0 ? q << UInt64(p) | (try bits.read(p)) : q
     }
 
@@ -502,9 +505,29 @@ struct BitReader {
         self.bit = byteOffset * 8
     }
 
+    /// The next 64 bits, most significant first; at least 57 of them are the stream's (past its
+    /// end they read as zeros, which callers bound-check before they consume).
+    @inline(__always)
+    func peek() -> UInt64 {
+        let byte = bit >> 3
+        var v: UInt64 = 0
+        if byte + 8 <= bytes.count {
+            v = bytes.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: byte, as: UInt64.self)) }
+        } else {
+            for k in 0..<8 { v = v << 8 | (byte + k < bytes.count ? UInt64(bytes[byte + k]) : 0) }
+        }
+        return v << UInt64(bit & 7)
+    }
+
     @inline(__always)
     mutating func read(_ count: Int) throws(GorillaCodec.DecodeError) -> UInt64 {
         guard bit + count <= bytes.count * 8 else { throw .truncated }
+        if count == 0 { return 0 }
+        if count <= 57 {
+            let value = peek() >> UInt64(64 - count)
+            bit += count
+            return value
+        }
         var value: UInt64 = 0
         var remaining = count
         while remaining > 0 {
