@@ -298,10 +298,10 @@ struct UpdateScanner: MessageDeserializer {
             result.bytes = raw.count
             var devicesRange: (Int, Int)?
             var sentAt: Nanos = 0
-            var p = ProtoCursor(raw, 0, raw.count)
+            var p = WireCursor(raw, 0, raw.count)
             while let (field, wire) = p.tag() {
                 if wire == 2 {
-                    let (start, end) = p.lengthDelimited()
+                    guard let (start, end) = p.lengthDelimited() else { break }
                     if field == 1 {
                         result.kind = 1
                         devicesRange = (start, end)
@@ -313,14 +313,14 @@ struct UpdateScanner: MessageDeserializer {
                         sentAt = Self.timestamp(raw, start, end)
                     }
                 } else {
-                    p.skip(wire)
+                    guard p.skip(wire) else { break }
                 }
             }
             guard let (start, end) = devicesRange else { return result }
-            var first = ProtoCursor(raw, start, end)
+            var first = WireCursor(raw, start, end)
             while let (f, w) = first.tag() {
-                guard w == 2 else { first.skip(w); continue }
-                let (s, e) = first.lengthDelimited()
+                guard w == 2 else { guard first.skip(w) else { break }; continue }
+                guard let (s, e) = first.lengthDelimited() else { break }
                 if f == 1 {
                     result.tickTime = Self.snapshotTime(raw, s, e)
                     break
@@ -328,10 +328,10 @@ struct UpdateScanner: MessageDeserializer {
             }
             result.count = counts.count(sentAt: sentAt, size: raw.count) {
                 var n = 0
-                var devices = ProtoCursor(raw, start, end)
+                var devices = WireCursor(raw, start, end)
                 while let (f, w) = devices.tag() {
-                    guard w == 2 else { devices.skip(w); continue }
-                    _ = devices.lengthDelimited()
+                    guard w == 2 else { guard devices.skip(w) else { break }; continue }
+                    guard devices.lengthDelimited() != nil else { break }
                     if f == 1 { n += 1 }
                 }
                 return n
@@ -342,11 +342,11 @@ struct UpdateScanner: MessageDeserializer {
 
     /// Timestamp{seconds(1), nanos(2)} in nanoseconds.
     static func timestamp(_ raw: UnsafeRawBufferPointer, _ c: Int, _ d: Int) -> Nanos {
-        var ts = ProtoCursor(raw, c, d)
+        var ts = WireCursor(raw, c, d)
         var seconds: Int64 = 0, nanos: Int64 = 0
         while let (tf, tw) = ts.tag() {
-            guard tw == 0 else { ts.skip(tw); continue }
-            let v = Int64(bitPattern: ts.varint())
+            guard tw == 0 else { guard ts.skip(tw) else { break }; continue }
+            let v = Int64(bitPattern: ts.varint() ?? 0)
             if tf == 1 { seconds = v } else if tf == 2 { nanos = v }
         }
         return seconds * Time.second + nanos
@@ -354,68 +354,20 @@ struct UpdateScanner: MessageDeserializer {
 
     /// DeviceUpdate.snapshot(1).time(4) -> Timestamp{seconds(1), nanos(2)}.
     static func snapshotTime(_ raw: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Nanos {
-        var update = ProtoCursor(raw, s, e)
+        var update = WireCursor(raw, s, e)
         while let (f, w) = update.tag() {
-            guard w == 2 else { update.skip(w); continue }
-            let (a, b) = update.lengthDelimited()
+            guard w == 2 else { guard update.skip(w) else { break }; continue }
+            guard let (a, b) = update.lengthDelimited() else { break }
             guard f == 1 else { continue }
-            var snapshot = ProtoCursor(raw, a, b)
+            var snapshot = WireCursor(raw, a, b)
             while let (sf, sw) = snapshot.tag() {
-                guard sw == 2 else { snapshot.skip(sw); continue }
-                let (c, d) = snapshot.lengthDelimited()
+                guard sw == 2 else { guard snapshot.skip(sw) else { break }; continue }
+                guard let (c, d) = snapshot.lengthDelimited() else { break }
                 guard sf == 4 else { continue }
                 return timestamp(raw, c, d)
             }
         }
         return 0
-    }
-}
-
-struct ProtoCursor {
-    let raw: UnsafeRawBufferPointer
-    var i: Int
-    let end: Int
-
-    init(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) {
-        self.raw = raw
-        self.i = start
-        self.end = end
-    }
-
-    mutating func varint() -> UInt64 {
-        var v: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < end {
-            let b = raw[i]
-            i += 1
-            v |= UInt64(b & 0x7f) << shift
-            if b < 0x80 { break }
-            shift += 7
-        }
-        return v
-    }
-
-    mutating func tag() -> (Int, Int)? {
-        guard i < end else { return nil }
-        let t = varint()
-        return (Int(t >> 3), Int(t & 7))
-    }
-
-    mutating func lengthDelimited() -> (Int, Int) {
-        let n = Int(varint())
-        let start = i
-        i = min(end, i + n)
-        return (start, i)
-    }
-
-    mutating func skip(_ wire: Int) {
-        switch wire {
-        case 0: _ = varint()
-        case 1: i += 8
-        case 5: i += 4
-        case 2: _ = lengthDelimited()
-        default: i = end
-        }
     }
 }
 

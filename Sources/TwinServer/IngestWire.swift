@@ -52,7 +52,7 @@ enum IngestWire {
     /// The batch, or nil when the message is not in the plain shape (see `IngestBatchDeserializer`).
     static func decode(_ raw: UnsafeRawBufferPointer) -> IngestBatch? {
         var batch = IngestBatch()
-        var cursor = Cursor(raw, 0, raw.count)
+        var cursor = WireCursor(raw, 0, raw.count)
         var sawImport = false
         batch.readings.reserveCapacity(raw.count / 24)
         while cursor.more {
@@ -73,7 +73,7 @@ enum IngestWire {
     }
 
     static func reading(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> WireReading? {
-        var cursor = Cursor(raw, start, end)
+        var cursor = WireCursor(raw, start, end)
         var device: String?
         var sensor: String?
         var time: Nanos?
@@ -103,7 +103,7 @@ enum IngestWire {
     /// A `Timestamp` (seconds 1, nanos 2, each at most once) as checked nanoseconds; out of
     /// `TimeBounds` it is `Nanos.min`, as `Twin_V1_Reading.readingTime` makes it.
     static func timestamp(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Nanos? {
-        var cursor = Cursor(raw, start, end)
+        var cursor = WireCursor(raw, start, end)
         var seconds: Int64?
         var nanos: Int32?
         while cursor.more {
@@ -128,54 +128,6 @@ enum IngestWire {
         let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<end])
         for b in bytes where b >= 0x80 { return nil }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// Reads protobuf's wire primitives; every read is bounds-checked and answers nil past the end.
-    struct Cursor {
-        let raw: UnsafeRawBufferPointer
-        var position: Int
-        let end: Int
-
-        init(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) {
-            self.raw = raw
-            position = start
-            self.end = end
-        }
-
-        var more: Bool { position < end }
-
-        @inline(__always)
-        mutating func varint() -> UInt64? {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while position < end {
-                let b = raw[position]
-                position += 1
-                if shift == 63 && b > 1 { return nil }  // more than 64 bits
-                value |= UInt64(b & 0x7f) << shift
-                if b < 0x80 { return value }
-                shift += 7
-                if shift > 63 { return nil }
-            }
-            return nil
-        }
-
-        @inline(__always)
-        mutating func lengthDelimited() -> (Int, Int)? {
-            guard let length = varint(), length <= UInt64(end - position) else { return nil }
-            let start = position
-            position += Int(length)
-            return (start, position)
-        }
-
-        @inline(__always)
-        mutating func fixed64() -> UInt64? {
-            guard end - position >= 8 else { return nil }
-            var v: UInt64 = 0
-            for k in 0..<8 { v |= UInt64(raw[position + k]) << (8 * UInt64(k)) }
-            position += 8
-            return v
-        }
     }
 }
 
