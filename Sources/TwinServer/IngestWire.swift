@@ -54,7 +54,9 @@ enum IngestWire {
         var batch = IngestBatch()
         var cursor = WireCursor(raw, 0, raw.count)
         var sawImport = false
-        batch.readings.reserveCapacity(raw.count / 24)
+        // About 24 bytes a reading, and never room for more than a batch may hold (a 16 MiB
+        // request of garbage must not reserve for 700,000 readings before it is refused).
+        batch.readings.reserveCapacity(min(raw.count / 24, LivePlant.Options().maxBatch))
         while cursor.more {
             guard let tag = cursor.varint() else { return nil }
             switch tag {
