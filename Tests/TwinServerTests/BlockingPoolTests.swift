@@ -5,22 +5,46 @@ import TwinCore
 @testable import TwinServer
 
 @Suite struct BlockingPoolTests {
-    @Test func refusesBeyondItsQueueWithResourceExhausted() async throws {
+    /// A loaded CI box once took longer than the old shared 10 s bound to schedule the second
+    /// job; the third was then queued behind a worker held by a gate nothing would open, and the
+    /// whole run hung. Each step now waits on its own (long) bound, the gate opens whatever
+    /// happens, and the test has a time limit.
+    @Test(.timeLimit(.minutes(2))) func refusesBeyondItsQueueWithResourceExhausted() async throws {
         let pool = BlockingPool(name: "test pool", workers: 1, queueLimit: 1)
+        defer { pool.shutdown() }
         let gate = DispatchSemaphore(value: 0)
-        async let first: Int = pool.run { gate.wait(); return 1 }
-        // Wait (bounded) until the first job holds the worker.
-        let deadline = ContinuousClock.now + .seconds(10)
-        while pool.load < 1 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
-        async let second: Int = pool.run { 2 }
-        while pool.load < 2 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
-        do {
-            _ = try await pool.run { 3 }
-            Issue.record("a third job was taken")
-        } catch {
-            #expect(error.code == .resourceExhausted && error.reason == .serverBusy && error.retryAfter != nil)
+        let opened = Mutex(false)
+        func open() {
+            let first = opened.withLock { o in
+                defer { o = true }
+                return !o
+            }
+            if first { gate.signal() }
         }
-        gate.signal()
+        defer { open() }
+        func until(_ load: Int) async throws -> Bool {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while pool.load < load {
+                guard ContinuousClock.now < deadline else { return false }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            return true
+        }
+        async let first: Int = pool.run { gate.wait(); return 1 }
+        // The first job holds the worker, the second fills the queue.
+        let held = try await until(1)
+        async let second: Int = pool.run { 2 }
+        let queued = try await until(2)
+        #expect(held && queued, "the pool's jobs were not scheduled within a minute")
+        if held && queued {
+            do {
+                _ = try await pool.run { 3 }
+                Issue.record("a third job was taken")
+            } catch {
+                #expect(error.code == .resourceExhausted && error.reason == .serverBusy && error.retryAfter != nil)
+            }
+        }
+        open()
         #expect(try await first == 1)
         #expect(try await second == 2)
         #expect(pool.load == 0)
