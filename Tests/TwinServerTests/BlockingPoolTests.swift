@@ -10,7 +10,9 @@ import TwinCore
     /// whole run hung. Each step now waits on its own (long) bound, the gate opens whatever
     /// happens, and the test has a time limit.
     @Test(.timeLimit(.minutes(2))) func refusesBeyondItsQueueWithResourceExhausted() async throws {
-        let pool = BlockingPool(name: "test pool", workers: 1, queueLimit: 1)
+        // A long queue wait: on a loaded box the queued job may sit for seconds before the test
+        // opens the gate, and this test is about a full queue, not a late job.
+        let pool = BlockingPool(name: "test pool", workers: 1, queueLimit: 1, maxWait: .seconds(600))
         defer { pool.shutdown() }
         let gate = DispatchSemaphore(value: 0)
         let opened = Mutex(false)
