@@ -58,9 +58,6 @@ public final class HealthEngine: Sendable {
         var z = 0.0
         var anomalyStart: Nanos?
         var anomalyPeak = 0.0
-
-        /// Left in the table while a sensor's state is updated outside it.
-        static let placeholder = SensorState()
     }
 
     struct DeviceMemory {
@@ -76,6 +73,94 @@ public final class HealthEngine: Sendable {
         var covariance = ResidualCovariance(sensors: 0)
         var scores: [(time: Nanos, score: Double)] = []
         var interval: Nanos = 0
+
+        /// One reading of sensor `si`, its state updated in place (a copy of the 180-byte state,
+        /// or a swap out of the table and back, cost a memmove per reading and copied `normals`
+        /// on write).
+        @inline(__always)
+        mutating func observe(sensor si: Int, _ sample: Sample, mode: TwinCore.DeviceState.Mode, options: Options, warmup: Int, tau: Double) {
+            Self.observe(&sensors[si], si, sample, mode: mode, interval: &interval, anomalies: &anomalies, options: options, warmup: warmup, tau: tau)
+        }
+
+        @inline(__always)
+        static func observe(
+            _ st: inout SensorState, _ si: Int, _ sample: Sample, mode: TwinCore.DeviceState.Mode, interval: inout Nanos, anomalies: inout [Anomaly],
+            options: Options, warmup: Int, tau: Double
+        ) {
+            let x = sample.value
+            if st.lastTime > 0 && sample.time > st.lastTime {
+                let dt = sample.time - st.lastTime
+                interval = interval == 0 ? dt : (interval * 7 + dt) / 8
+            }
+            // Hourly means (in time order; late readings join the current hour).
+            let hour = sample.time - sample.time % Time.hour
+            if hour > st.hourStart {
+                if st.hourCount > 0 {
+                    let gap = st.hourStart == 0 ? 1 : Int(min(48, (hour - st.hourStart) / Time.hour))
+                    st.hourly.removeFirst(gap)
+                    st.hourly.append(Float(st.hourSum / Double(st.hourCount)))
+                    st.hourly.append(contentsOf: [Float](repeating: .nan, count: gap - 1))
+                }
+                st.hourStart = hour
+                st.hourSum = 0
+                st.hourCount = 0
+            }
+            st.hourSum += x
+            st.hourCount += 1
+            // Stuck: the same value again and again while the machine runs.
+            st.identical = x == st.last && mode == .running ? st.identical + 1 : 0
+            // Residual from the learned normal for this mode.
+            let m = mode == .idle ? 1 : 0
+            if m != st.mode {
+                st.mode = m
+                st.modeSince = sample.time
+                st.fast = .nan
+                st.anomalyStart = nil
+            }
+            let settled = sample.time - st.modeSince >= options.settle
+            var normal = st.normals[m]
+            if normal.n == 0 { normal.since = sample.time }
+            if !normal.warm && normal.n >= warmup && sample.time - normal.since >= options.warmupSpan { normal.warm = true }
+            if !normal.warm && mode == .running { st.longestRun = Swift.max(st.longestRun, st.identical) }
+            let sigma = Swift.max(normal.absDev * 1.2533, st.floor)
+            let z = normal.warm ? (x - normal.mean) / sigma : 0
+            // A lone reading far off that the next one does not confirm is a spike.
+            if let candidate = st.spikeCandidate {
+                if abs(z) < 3 { st.spikes.append(candidate) }
+                st.spikeCandidate = nil
+            } else if abs(z) > 8 && !st.fast.isNaN && abs(st.fast - normal.mean) / sigma < 3 {
+                st.spikeCandidate = sample.time
+            }
+            st.spikes.removeAll { sample.time - $0 > Time.hour }
+            // A spike waiting for confirmation does not move the level.
+            if st.spikeCandidate == nil { st.fast = st.fast.isNaN ? x : st.fast + 0.2 * (x - st.fast) }
+            st.z = normal.warm && settled ? (st.fast - normal.mean) / sigma : 0
+            // Learn while warming up (a plain average over the first day), then slowly, and
+            // not from readings far off (an anomaly must not become the normal).
+            if mode != .stopped && settled && (!normal.warm || abs(z) < 4) {
+                let alpha = !normal.warm ? 1 / Double(normal.n + 1) : Swift.min(1, Double(Swift.max(interval, Time.second)) / tau)
+                normal.mean += alpha * (x - normal.mean)
+                normal.absDev += (normal.n == 0 ? 1 : alpha) * (abs(x - normal.mean) - normal.absDev)
+                normal.n += 1
+                }
+            st.normals[m] = normal
+            st.last = x
+            st.lastTime = sample.time
+            // Streaming anomalies on the smoothed residual.
+            if st.anomalyStart == nil, abs(st.z) >= options.anomalyOpen, st.identical < options.stuckAfter {
+                st.anomalyStart = sample.time
+                st.anomalyPeak = abs(st.z)
+            } else if let start = st.anomalyStart {
+                st.anomalyPeak = Swift.max(st.anomalyPeak, abs(st.z))
+                if abs(st.z) < options.anomalyClose {
+                    anomalies.append(Anomaly(
+                        id: "\(sample.device)-\(si)-\(start)", sensors: [], score: st.anomalyPeak / options.anomalyOpen, start: start,
+                        end: sample.time, detector: "residual_ewma", description: "", subject: .sensor(si)))
+                    if anomalies.count > 200 { anomalies.removeFirst() }
+                    st.anomalyStart = nil
+                }
+            }
+        }
     }
 
     /// An anomaly found while readings arrived.
@@ -136,90 +221,10 @@ public final class HealthEngine: Sendable {
             // Modes by device index: a dictionary lookup per reading cost more than the rest.
             var modeOf = [TwinCore.DeviceState.Mode](repeating: .running, count: d.count)
             for (device, mode) in modes where device >= 0 && Int(device) < d.count { modeOf[Int(device)] = mode }
-            // Each sensor's state is swapped out of the table and back (a spare left in its
-            // place) so that its arrays are uniquely held and mutate in place: a plain copy made
-            // every sample copy `normals` (and `spikes`, `hourly` when they change) on write, and
-            // a fresh placeholder per sample cost retains and releases.
-            var st = SensorState.placeholder
             for sample in samples {
                 let di = Int(sample.device), si = Int(sample.sensor)
                 guard di >= 0, si >= 0, di < d.count, si < d[di].sensors.count else { continue }
-                let mode = modeOf[di]
-                swap(&st, &d[di].sensors[si])
-                let x = sample.value
-                if st.lastTime > 0 && sample.time > st.lastTime {
-                    let dt = sample.time - st.lastTime
-                    d[di].interval = d[di].interval == 0 ? dt : (d[di].interval * 7 + dt) / 8
-                }
-                // Hourly means (in time order; late readings join the current hour).
-                let hour = sample.time - sample.time % Time.hour
-                if hour > st.hourStart {
-                    if st.hourCount > 0 {
-                        let gap = st.hourStart == 0 ? 1 : Int(min(48, (hour - st.hourStart) / Time.hour))
-                        st.hourly.removeFirst(gap)
-                        st.hourly.append(Float(st.hourSum / Double(st.hourCount)))
-                        st.hourly.append(contentsOf: [Float](repeating: .nan, count: gap - 1))
-                    }
-                    st.hourStart = hour
-                    st.hourSum = 0
-                    st.hourCount = 0
-                }
-                st.hourSum += x
-                st.hourCount += 1
-                // Stuck: the same value again and again while the machine runs.
-                st.identical = x == st.last && mode == .running ? st.identical + 1 : 0
-                // Residual from the learned normal for this mode.
-                let m = mode == .idle ? 1 : 0
-                if m != st.mode {
-                    st.mode = m
-                    st.modeSince = sample.time
-                    st.fast = .nan
-                    st.anomalyStart = nil
-                }
-                let settled = sample.time - st.modeSince >= options.settle
-                var normal = st.normals[m]
-                if normal.n == 0 { normal.since = sample.time }
-                if !normal.warm && normal.n >= warmup && sample.time - normal.since >= options.warmupSpan { normal.warm = true }
-                if !normal.warm && mode == .running { st.longestRun = Swift.max(st.longestRun, st.identical) }
-                let sigma = Swift.max(normal.absDev * 1.2533, st.floor)
-                let z = normal.warm ? (x - normal.mean) / sigma : 0
-                // A lone reading far off that the next one does not confirm is a spike.
-                if let candidate = st.spikeCandidate {
-                    if abs(z) < 3 { st.spikes.append(candidate) }
-                    st.spikeCandidate = nil
-                } else if abs(z) > 8 && !st.fast.isNaN && abs(st.fast - normal.mean) / sigma < 3 {
-                    st.spikeCandidate = sample.time
-                }
-                st.spikes.removeAll { sample.time - $0 > Time.hour }
-                // A spike waiting for confirmation does not move the level.
-                if st.spikeCandidate == nil { st.fast = st.fast.isNaN ? x : st.fast + 0.2 * (x - st.fast) }
-                st.z = normal.warm && settled ? (st.fast - normal.mean) / sigma : 0
-                // Learn while warming up (a plain average over the first day), then slowly, and
-                // not from readings far off (an anomaly must not become the normal).
-                if mode != .stopped && settled && (!normal.warm || abs(z) < 4) {
-                    let alpha = !normal.warm ? 1 / Double(normal.n + 1) : Swift.min(1, Double(Swift.max(d[di].interval, Time.second)) / tau)
-                    normal.mean += alpha * (x - normal.mean)
-                    normal.absDev += (normal.n == 0 ? 1 : alpha) * (abs(x - normal.mean) - normal.absDev)
-                    normal.n += 1
-                    }
-                st.normals[m] = normal
-                st.last = x
-                st.lastTime = sample.time
-                // Streaming anomalies on the smoothed residual.
-                if st.anomalyStart == nil, abs(st.z) >= options.anomalyOpen, st.identical < options.stuckAfter {
-                    st.anomalyStart = sample.time
-                    st.anomalyPeak = abs(st.z)
-                } else if let start = st.anomalyStart {
-                    st.anomalyPeak = Swift.max(st.anomalyPeak, abs(st.z))
-                    if abs(st.z) < options.anomalyClose {
-                        d[di].anomalies.append(Anomaly(
-                            id: "\(sample.device)-\(si)-\(start)", sensors: [], score: st.anomalyPeak / options.anomalyOpen, start: start,
-                            end: sample.time, detector: "residual_ewma", description: "", subject: .sensor(si)))
-                        if d[di].anomalies.count > 200 { d[di].anomalies.removeFirst() }
-                        st.anomalyStart = nil
-                    }
-                }
-                swap(&st, &d[di].sensors[si])
+                d[di].observe(sensor: si, sample, mode: modeOf[di], options: options, warmup: warmup, tau: tau)
             }
             // Across a device's sensors: off together, or off the way they usually move together.
             for di in Sample.devices(samples, below: d.count) {
