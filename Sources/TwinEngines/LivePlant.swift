@@ -231,75 +231,161 @@ public final class LivePlant: Sendable {
 
     // MARK: Readings
 
-    /// Validates a batch against the registry and the time limits and resolves it to samples.
-    /// All or nothing: the first bad reading throws `invalidArgument` naming its index and why.
-    @inlinable
-    /// `lateWindow` replaces the options' one (a history import takes the raw retention).
-    public func resolve<C: Collection>(_ readings: C, now: Nanos, lateWindow: Nanos? = nil, into samples: inout [Sample]) throws(TwinError)
-    where C.Element: ReadingConvertible {
-        if readings.count > options.maxBatch {
-            throw TwinError.invalidArgument("batch has \(readings.count) readings; at most \(options.maxBatch) are allowed per batch", reason: .limitExceeded)
-                .adding(["limit": "\(options.maxBatch)"]).field("readings")
+    /// The checks every reading of a batch passes, and the errors naming the one that fails
+    /// (READING_INVALID with its index in the batch, the field and the problem).
+    @usableFromInline
+    struct ReadingRules {
+        @usableFromInline let now: Nanos, window: Nanos, earliest: Nanos, latest: Nanos, maxFutureSkew: Nanos
+        @usableFromInline let importing: Bool
+
+        @usableFromInline
+        init(now: Nanos, lateWindow: Nanos?, options: Options) {
+            self.now = now
+            window = lateWindow ?? options.lateWindow
+            earliest = now - window
+            latest = now + options.maxFutureSkew
+            maxFutureSkew = options.maxFutureSkew
+            importing = lateWindow != nil
         }
-        samples.removeAll(keepingCapacity: true)
-        samples.reserveCapacity(readings.count)
-        let window = lateWindow ?? options.lateWindow
-        let earliest = now - window
-        let latest = now + options.maxFutureSkew
-        /// READING_INVALID naming the reading (its index in the batch), the field and the problem.
+
+        @usableFromInline
+        enum Problem { case notFinite, timeMissing, timeOutOfRange, timeInFuture, timeTooOld }
+
+        /// What is wrong with a reading's value and time, if anything.
+        @inlinable @inline(__always)
+        func problem(time: Nanos?, value: Double) -> Problem? {
+            guard value.isFinite else { return .notFinite }
+            guard let time else { return .timeMissing }
+            guard TimeBounds.contains(time) else { return .timeOutOfRange }
+            if time > latest { return .timeInFuture }
+            if time < earliest { return .timeTooOld }
+            return nil
+        }
+
+        @usableFromInline
+        func error(_ problem: Problem, _ n: Int, device id: String, sensor: String, time: Nanos?, value: Double) -> TwinError {
+            let t = time ?? 0
+            switch problem {
+            case .notFinite:
+                return bad(n, "value", "not_finite", device: id, sensor: sensor, "reading \(n) (\(id)/\(sensor)): value \(value) is not a finite number")
+            case .timeMissing:
+                return bad(n, "time", "time_missing", device: id, sensor: sensor, "reading \(n) (\(id)/\(sensor)): time is required")
+            case .timeOutOfRange:
+                return bad(n, "time", "time_out_of_range", device: id, sensor: sensor,
+                           "reading \(n) (\(id)/\(sensor)): time is outside the accepted range, \(TimeBounds.instantRange)")
+            case .timeInFuture:
+                return bad(n, "time", "time_in_future", device: id, sensor: sensor,
+                    "reading \(n) (\(id)/\(sensor)): time is \(DurationText.format(t - now)) in the future; at most \(DurationText.format(maxFutureSkew)) is allowed (check the gateway's clock)")
+            case .timeTooOld:
+                return bad(n, "time", "time_too_old", device: id, sensor: sensor,
+                    "reading \(n) (\(id)/\(sensor)): time is \(DurationText.format(now - t)) old; readings older than \(DurationText.format(window)) are not accepted\(importing ? " (the raw retention)" : " (to bring in older history, import it: twin import, or import_history on IngestRequest)")")
+            }
+        }
+
+        @usableFromInline
+        func unknownDevice(_ n: Int, _ id: String) -> TwinError {
+            bad(n, "device_id", "unknown_device", device: id, "reading \(n): unknown device '\(id.prefix(80))'; register it with UpsertDevice first")
+        }
+
+        @usableFromInline
+        func unknownSensor(_ n: Int, _ id: String, _ sensor: String, known: [String]) -> TwinError {
+            bad(n, "sensor", "unknown_sensor", device: id, sensor: sensor,
+                "reading \(n): device '\(id)' has no sensor '\(sensor.prefix(80))' (it has: \(known.joined(separator: ", ")))")
+        }
+
         func bad(_ n: Int, _ field: String, _ problem: String, device: String, sensor: String? = nil, _ text: String) -> TwinError {
             var metadata = ["reading": "\(n)", "device": String(device.prefix(200)), "problem": problem]
             if let sensor { metadata["sensor"] = String(sensor.prefix(200)) }
             return TwinError.invalidArgument(text, reason: .readingInvalid).adding(metadata).field("readings[\(n)].\(field)")
         }
+    }
+
+    @usableFromInline
+    func checkBatchSize(_ count: Int) throws(TwinError) {
+        if count > options.maxBatch {
+            throw TwinError.invalidArgument("batch has \(count) readings; at most \(options.maxBatch) are allowed per batch", reason: .limitExceeded)
+                .adding(["limit": "\(options.maxBatch)"]).field("readings")
+        }
+    }
+
+    /// Validates a batch against the registry and the time limits and resolves it to samples.
+    /// All or nothing: the first bad reading throws `invalidArgument` naming its index and why.
+    /// `lateWindow` replaces the options' one (a history import takes the raw retention).
+    @inlinable
+    public func resolve<C: Collection>(_ readings: C, now: Nanos, lateWindow: Nanos? = nil, into samples: inout [Sample]) throws(TwinError)
+    where C.Element: ReadingConvertible {
+        try checkBatchSize(readings.count)
+        samples.removeAll(keepingCapacity: true)
+        samples.reserveCapacity(readings.count)
+        let rules = ReadingRules(now: now, lateWindow: lateWindow, options: options)
         // Names only: resolved from the directory, outside the live state's lock.
         let names = directory()
-        let failure: TwinError? = { () -> TwinError? in
-            var lastID = ""
-            var lastIndex: Int32 = -1
-            var n = -1
-            for r in readings {
-                n += 1
-                let id = r.readingDeviceID
-                if lastIndex < 0 || id != lastID {
-                    guard let i = names.index[id] else {
-                        return bad(n, "device_id", "unknown_device", device: id,
-                                   "reading \(n): unknown device '\(id.prefix(80))'; register it with UpsertDevice first")
-                    }
-                    lastIndex = i
-                    lastID = id
-                }
-                let sensorName = r.readingSensor
-                guard let sensor = Self.sensor(sensorName, names.names[Int(lastIndex)], names.sensors[Int(lastIndex)]) else {
-                    let known = names.names[Int(lastIndex)].joined(separator: ", ")
-                    return bad(n, "sensor", "unknown_sensor", device: id, sensor: sensorName,
-                               "reading \(n): device '\(id)' has no sensor '\(sensorName.prefix(80))' (it has: \(known))")
-                }
-                let value = r.readingValue
-                guard value.isFinite else {
-                    return bad(n, "value", "not_finite", device: id, sensor: sensorName,
-                               "reading \(n) (\(id)/\(sensorName)): value \(value) is not a finite number")
-                }
-                guard let time = r.readingTime else {
-                    return bad(n, "time", "time_missing", device: id, sensor: sensorName, "reading \(n) (\(id)/\(sensorName)): time is required")
-                }
-                guard TimeBounds.contains(time) else {
-                    return bad(n, "time", "time_out_of_range", device: id, sensor: sensorName,
-                               "reading \(n) (\(id)/\(sensorName)): time is outside the accepted range, \(TimeBounds.instantRange)")
-                }
-                if time > latest {
-                    return bad(n, "time", "time_in_future", device: id, sensor: sensorName,
-                        "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(time - now)) in the future; at most \(DurationText.format(options.maxFutureSkew)) is allowed (check the gateway's clock)")
-                }
-                if time < earliest {
-                    return bad(n, "time", "time_too_old", device: id, sensor: sensorName,
-                        "reading \(n) (\(id)/\(sensorName)): time is \(DurationText.format(now - time)) old; readings older than \(DurationText.format(window)) are not accepted\(lateWindow == nil ? " (to bring in older history, import it: twin import, or import_history on IngestRequest)" : " (the raw retention)")")
-                }
-                samples.append(Sample(device: lastIndex, sensor: sensor, time: time, value: value))
+        var lastID = ""
+        var lastIndex: Int32 = -1
+        var n = -1
+        for r in readings {
+            n += 1
+            let id = r.readingDeviceID
+            if lastIndex < 0 || id != lastID {
+                guard let i = names.index[id] else { throw rules.unknownDevice(n, id) }
+                lastIndex = i
+                lastID = id
             }
-            return nil
-        }()
-        if let failure { throw failure }
+            let sensorName = r.readingSensor
+            guard let sensor = Self.sensor(sensorName, names.names[Int(lastIndex)], names.sensors[Int(lastIndex)]) else {
+                throw rules.unknownSensor(n, id, sensorName, known: names.names[Int(lastIndex)])
+            }
+            let value = r.readingValue, time = r.readingTime
+            if let problem = rules.problem(time: time, value: value) {
+                throw rules.error(problem, n, device: id, sensor: sensorName, time: time, value: value)
+            }
+            samples.append(Sample(device: lastIndex, sensor: sensor, time: time!, value: value))
+        }
+    }
+
+    /// `resolve` for a batch whose names are interned: each distinct device name is looked up
+    /// once, and each device's sensor once per distinct sensor name (while devices × sensor
+    /// names stays a small table). The same checks, in the same order, with the same errors.
+    public func resolve(_ batch: NamedReadings, now: Nanos, lateWindow: Nanos? = nil, into samples: inout [Sample]) throws(TwinError) {
+        try checkBatchSize(batch.count)
+        samples.removeAll(keepingCapacity: true)
+        samples.reserveCapacity(batch.count)
+        let rules = ReadingRules(now: now, lateWindow: lateWindow, options: options)
+        let names = directory()
+        // Device index by slot (-1: not looked up yet), sensor index by (device slot, sensor slot).
+        var deviceOf = [Int32](repeating: -1, count: batch.devices.count)
+        let width = batch.sensors.count
+        let pairs = batch.devices.count.multipliedReportingOverflow(by: width)
+        let cached = !pairs.overflow && pairs.partialValue <= 1 << 16
+        var sensorOf = [Int32](repeating: -1, count: cached ? pairs.partialValue : 0)
+        try deviceOf.withUnsafeMutableBufferPointer { (deviceOf) throws(TwinError) in
+            try sensorOf.withUnsafeMutableBufferPointer { (sensorOf) throws(TwinError) in
+                for n in batch.entries.indices {
+                    let e = batch.entries[n]
+                    let slot = Int(e.device)
+                    var device = deviceOf[slot]
+                    if device < 0 {
+                        guard let i = names.index[batch.devices[slot]] else { throw rules.unknownDevice(n, batch.devices[slot]) }
+                        deviceOf[slot] = i
+                        device = i
+                    }
+                    let key = slot &* width &+ Int(e.sensor)
+                    var sensor: Int32 = cached ? sensorOf[key] : -1
+                    if sensor < 0 {
+                        let name = batch.sensors[Int(e.sensor)]
+                        guard let s = Self.sensor(name, names.names[Int(device)], names.sensors[Int(device)]) else {
+                            throw rules.unknownSensor(n, batch.devices[slot], name, known: names.names[Int(device)])
+                        }
+                        if cached { sensorOf[key] = s }
+                        sensor = s
+                    }
+                    if let problem = rules.problem(time: e.time, value: e.value) {
+                        throw rules.error(problem, n, device: batch.devices[slot], sensor: batch.sensors[Int(e.sensor)], time: e.time, value: e.value)
+                    }
+                    samples.append(Sample(device: device, sensor: sensor, time: e.time!, value: e.value))
+                }
+            }
+        }
     }
 
     /// A sensor's index by name: a scan of a few names costs less than hashing the name.

@@ -5,28 +5,21 @@ import SwiftProtobuf
 import TwinCore
 import TwinEngines
 
-/// One `IngestRequest` as the ingest path needs it: readings with their names, time and value.
-struct IngestBatch: Sendable {
-    var readings: [WireReading] = []
+/// One `IngestRequest` as the ingest path needs it: readings with their names interned, time
+/// and value.
+struct IngestBatch: Sendable, Equatable {
+    var readings = NamedReadings()
     var importHistory = false
 
-    init(readings: [WireReading] = [], importHistory: Bool = false) {
+    init(readings: NamedReadings = NamedReadings(), importHistory: Bool = false) {
         self.readings = readings
         self.importHistory = importHistory
     }
 
     init(_ proto: Twin_V1_IngestRequest) {
-        readings = proto.readings.map { WireReading(readingDeviceID: $0.deviceID, readingSensor: $0.sensor, readingTime: $0.readingTime, readingValue: $0.value) }
+        readings = NamedReadings(proto.readings)
         importHistory = proto.importHistory
     }
-}
-
-struct WireReading: ReadingConvertible, Sendable, Equatable {
-    var readingDeviceID: String
-    var readingSensor: String
-    /// Out of `TimeBounds` reads as `Nanos.min`, which `LivePlant.resolve` refuses by index.
-    var readingTime: Nanos?
-    var readingValue: Double
 }
 
 /// Reads `IngestRequest`s straight from the wire into `IngestBatch`es.
@@ -51,44 +44,45 @@ struct IngestBatchDeserializer: MessageDeserializer {
 enum IngestWire {
     /// The batch, or nil when the message is not in the plain shape (see `IngestBatchDeserializer`).
     static func decode(_ raw: UnsafeRawBufferPointer) -> IngestBatch? {
-        var batch = IngestBatch()
+        var entries: [NamedReadings.Entry] = []
+        var devices = NameTable(), sensors = NameTable()
         var cursor = WireCursor(raw, 0, raw.count)
-        var sawImport = false
+        var sawImport = false, importHistory = false
         // About 24 bytes a reading, and never room for more than a batch may hold (a 16 MiB
         // request of garbage must not reserve for 700,000 readings before it is refused).
-        batch.readings.reserveCapacity(min(raw.count / 24, LivePlant.Options().maxBatch))
+        entries.reserveCapacity(min(raw.count / 24, LivePlant.Options().maxBatch))
         while cursor.more {
             guard let tag = cursor.varint() else { return nil }
             switch tag {
             case 1 << 3 | 2:
-                guard let (start, end) = cursor.lengthDelimited(), let reading = self.reading(raw, start, end) else { return nil }
-                batch.readings.append(reading)
+                guard let (start, end) = cursor.lengthDelimited(), let entry = reading(raw, start, end, &devices, &sensors) else { return nil }
+                entries.append(entry)
             case 2 << 3 | 0:
                 guard !sawImport, let flag = cursor.varint() else { return nil }
                 sawImport = true
-                batch.importHistory = flag != 0
+                importHistory = flag != 0
             default:
                 return nil
             }
         }
-        return batch
+        return IngestBatch(readings: NamedReadings(devices: devices.names, sensors: sensors.names, entries: entries), importHistory: importHistory)
     }
 
-    static func reading(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> WireReading? {
+    static func reading(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int, _ devices: inout NameTable, _ sensors: inout NameTable) -> NamedReadings.Entry? {
         var cursor = WireCursor(raw, start, end)
-        var device: String?
-        var sensor: String?
+        var device: Int32?
+        var sensor: Int32?
         var time: Nanos?
         var value: Double?
         while cursor.more {
             guard let tag = cursor.varint() else { return nil }
             switch tag {
             case 1 << 3 | 2:
-                guard device == nil, let (s, e) = cursor.lengthDelimited(), let text = ascii(raw, s, e) else { return nil }
-                device = text
+                guard device == nil, let (s, e) = cursor.lengthDelimited(), let slot = devices.slot(raw, s, e) else { return nil }
+                device = slot
             case 2 << 3 | 2:
-                guard sensor == nil, let (s, e) = cursor.lengthDelimited(), let text = ascii(raw, s, e) else { return nil }
-                sensor = text
+                guard sensor == nil, let (s, e) = cursor.lengthDelimited(), let slot = sensors.slot(raw, s, e) else { return nil }
+                sensor = slot
             case 3 << 3 | 2:
                 guard time == nil, let (s, e) = cursor.lengthDelimited(), let t = timestamp(raw, s, e) else { return nil }
                 time = t
@@ -99,7 +93,9 @@ enum IngestWire {
                 return nil
             }
         }
-        return WireReading(readingDeviceID: device ?? "", readingSensor: sensor ?? "", readingTime: time, readingValue: value ?? 0)
+        // A missing name is the empty one, as protobuf reads it.
+        guard let device = device ?? devices.slot(raw, 0, 0), let sensor = sensor ?? sensors.slot(raw, 0, 0) else { return nil }
+        return NamedReadings.Entry(device: device, sensor: sensor, time: time, value: value ?? 0)
     }
 
     /// A `Timestamp` (seconds 1, nanos 2, each at most once) as checked nanoseconds; out of
@@ -124,12 +120,95 @@ enum IngestWire {
         return (try? TimeBounds.instant(seconds: seconds ?? 0, nanos: nanos ?? 0, field: "time")) ?? .min
     }
 
-    /// The bytes as a String when they are all ASCII (always valid UTF-8); nil otherwise.
-    @inline(__always)
-    static func ascii(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> String? {
-        let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<end])
-        for b in bytes where b >= 0x80 { return nil }
-        return String(decoding: bytes, as: UTF8.self)
+    /// The distinct names of one request, found by their bytes: a name seen before costs a hash
+    /// of its bytes and a comparison, not a String. Open addressing over a table at most half
+    /// full. The hash is seeded per process, and a request whose names collide far more than
+    /// chance allows (crafted to) is handed to SwiftProtobuf instead, whose dictionaries are
+    /// built for that: the work here stays linear in the request.
+    struct NameTable {
+        private(set) var names: [String] = []
+        private var spans: [(start: Int, end: Int)] = []
+        private var hashes: [UInt64] = []
+        private var table = [Int32](repeating: -1, count: 64)
+        private var lookups = 0, probes = 0
+
+        static let seed = UInt64.random(in: .min ... .max)
+
+        /// The slot of the name in `raw[start..<end]`; nil when it is not ASCII or the table is
+        /// being flooded with collisions.
+        @inline(__always)
+        mutating func slot(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Int32? {
+            var h = Self.seed ^ UInt64(end - start) &* 0x9E37_79B9_7F4A_7C15
+            var high: UInt64 = 0
+            var i = start
+            while i + 8 <= end {
+                let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                high |= w
+                h = (h ^ w) &* 0xBF58_476D_1CE4_E5B9
+                h ^= h >> 31
+                i += 8
+            }
+            if i < end {
+                var w: UInt64 = 0, shift: UInt64 = 0
+                while i < end {
+                    w |= UInt64(raw[i]) << shift
+                    shift += 8
+                    i += 1
+                }
+                high |= w
+                h = (h ^ w) &* 0x94D0_49BB_1331_11EB
+                h ^= h >> 29
+            }
+            guard high & 0x8080_8080_8080_8080 == 0 else { return nil }
+            h = (h ^ (h >> 32)) &* 0x9E37_79B9_7F4A_7C15
+            let mask = table.count - 1
+            var at = Int(truncatingIfNeeded: h >> 32) & mask
+            lookups += 1
+            while true {
+                probes += 1
+                let found = table[at]
+                if found < 0 { break }
+                let known = spans[Int(found)]
+                if hashes[Int(found)] == h && known.end - known.start == end - start
+                    && Self.same(raw, known.start, start, end - start) {
+                    return found
+                }
+                at = (at + 1) & mask
+            }
+            guard probes <= 4 * lookups + 1024 else { return nil }
+            let made = Int32(names.count)
+            names.append(String(decoding: UnsafeRawBufferPointer(rebasing: raw[start..<end]), as: UTF8.self))
+            spans.append((start, end))
+            hashes.append(h)
+            table[at] = made
+            if names.count * 2 > table.count { grow() }
+            return made
+        }
+
+        @inline(__always)
+        static func same(_ raw: UnsafeRawBufferPointer, _ a: Int, _ b: Int, _ count: Int) -> Bool {
+            var i = 0
+            while i + 8 <= count {
+                if raw.loadUnaligned(fromByteOffset: a + i, as: UInt64.self) != raw.loadUnaligned(fromByteOffset: b + i, as: UInt64.self) { return false }
+                i += 8
+            }
+            while i < count {
+                if raw[a + i] != raw[b + i] { return false }
+                i += 1
+            }
+            return true
+        }
+
+        /// Doubles the table; slots are placed again by their names' hashes.
+        private mutating func grow() {
+            table = [Int32](repeating: -1, count: table.count * 2)
+            let mask = table.count - 1
+            for (slot, h) in hashes.enumerated() {
+                var at = Int(truncatingIfNeeded: h >> 32) & mask
+                while table[at] >= 0 { at = (at + 1) & mask }
+                table[at] = Int32(slot)
+            }
+        }
     }
 }
 

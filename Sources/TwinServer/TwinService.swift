@@ -275,18 +275,19 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     }
 
     /// PERMISSION_DENIED naming the first reading whose device the key may not write for.
-    func checkScope(_ scope: ApiKeyScope, key: String, _ readings: [WireReading]) throws(TwinError) {
-        var allowed: [String: Bool] = [:]
-        for (n, r) in readings.enumerated() {
-            let id = r.readingDeviceID
+    func checkScope(_ scope: ApiKeyScope, key: String, _ readings: NamedReadings) throws(TwinError) {
+        // Per device slot: nil not yet asked, else whether the key may write for it.
+        var allowed = [Bool?](repeating: nil, count: readings.devices.count)
+        for (n, r) in readings.entries.enumerated() {
+            let slot = Int(r.device), id = readings.devices[slot]
             let ok: Bool
-            if let known = allowed[id] {
+            if let known = allowed[slot] {
                 ok = known
             } else {
                 // An unknown device is the reading's own error (READING_INVALID), found next.
                 guard let device = plant.live.device(id) else { continue }
                 ok = scope.allows(id: device.id, site: device.site, line: device.line)
-                allowed[id] = ok
+                allowed[slot] = ok
             }
             if !ok {
                 throw TwinError.permissionDenied(.outOfScope, "reading \(n): device '\(id)' is outside the scope of API key \(key) (\(scope.description)); this batch was rejected whole")

@@ -37,6 +37,47 @@ import TwinCore
             .contains("old") == true)
     }
 
+    struct Loose: ReadingConvertible {
+        var readingDeviceID: String, readingSensor: String, readingTime: Nanos?, readingValue: Double
+    }
+
+    /// Batches with their names interned (as `Ingest` reads them) resolve exactly as readings one
+    /// by one do: the same samples, or the same error naming the same reading.
+    @Test func internedBatchesResolveAsReadingsDo() throws {
+        let plant = try makePlant()
+        try plant.upsert(Device(id: "fan-2", type: "fan", sensors: [SensorSpec(name: "rpm", unit: "rpm", nominalMin: 0, nominalMax: 3000)]), now: now)
+        var rng = SplitMix64(seed: 11)
+        let devices = ["pump-1", "fan-2", "pump-1 ", "nope", ""]
+        let sensors = ["flow", "temp", "rpm", "", "Flow"]
+        let times: [Nanos?] = [now, now - Time.hour, now + Time.hour, now - 30 * Time.day, nil, .min, now - 6 * Time.day]
+        let values = [1.5, -0.0, .nan, .infinity, 1e300]
+        var failures = 0
+        for round in 0..<3_000 {
+            // Mostly good readings, so that the bad one comes at any position.
+            let batch = (0..<Int(rng.next() % 30)).map { _ -> Loose in
+                let good = rng.next() % 12 != 0
+                let d = good ? Int(rng.next() % 2) : Int(rng.next() % UInt64(devices.count))
+                let s = good ? (d == 0 ? Int(rng.next() % 2) : 2) : Int(rng.next() % UInt64(sensors.count))
+                return Loose(
+                    readingDeviceID: devices[d], readingSensor: sensors[s],
+                    readingTime: good ? now - Nanos(rng.next() % 1000) * Time.second : times[Int(rng.next() % UInt64(times.count))],
+                    readingValue: good ? Double(rng.next() % 1000) : values[Int(rng.next() % UInt64(values.count))])
+            }
+            let lateWindow: Nanos? = round % 5 == 0 ? 60 * Time.day : nil
+            var one: [Sample] = [], interned: [Sample] = []
+            let a = Result { () throws(TwinError) in try plant.resolve(batch, now: now, lateWindow: lateWindow, into: &one) }
+            let b = Result { () throws(TwinError) in try plant.resolve(NamedReadings(batch), now: now, lateWindow: lateWindow, into: &interned) }
+            switch (a, b) {
+            case (.success, .success): #expect(one == interned, "round \(round)")
+            case let (.failure(x), .failure(y)):
+                failures += 1
+                #expect(x == y, "round \(round)")
+            default: Issue.record("round \(round): \(a) vs \(b)")
+            }
+        }
+        #expect(failures > 500)
+    }
+
     @Test func appliesReadingsDerivesStateAndGoesOffline() throws {
         let plant = try makePlant()
         var samples: [Sample] = []

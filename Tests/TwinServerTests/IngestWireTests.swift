@@ -41,11 +41,14 @@ import TwinCore
 
     static func same(_ a: IngestBatch?, _ b: IngestBatch?) -> Bool {
         guard let a, let b else { return a == nil && b == nil }
-        return a.importHistory == b.importHistory && a.readings.count == b.readings.count
-            && zip(a.readings, b.readings).allSatisfy { x, y in
-                x.readingDeviceID == y.readingDeviceID && x.readingSensor == y.readingSensor && x.readingTime == y.readingTime
-                    && x.readingValue.bitPattern == y.readingValue.bitPattern
-            }
+        guard a.importHistory == b.importHistory, a.readings.count == b.readings.count else { return false }
+        for n in 0..<a.readings.count {
+            let x = a.readings.entries[n], y = b.readings.entries[n]
+            guard a.readings.deviceID(n) == b.readings.deviceID(n), a.readings.sensor(n) == b.readings.sensor(n),
+                  x.time == y.time, x.value.bitPattern == y.value.bitPattern else { return false }
+        }
+        // Each distinct name once, in the order of first use.
+        return a.readings.devices == b.readings.devices && a.readings.sensors == b.readings.sensors
     }
 
     static func read(_ bytes: [UInt8]) -> IngestBatch? { try? IngestBatchDeserializer().deserialize(bytes) }
@@ -105,10 +108,29 @@ import TwinCore
         r.value = 1.5
         request.readings = [r]
         let batch = try IngestBatchDeserializer().deserialize(try request.serializedBytes() as [UInt8])
-        #expect(batch.readings.first?.readingTime == .min)
+        #expect(batch.readings.entries.first?.time == .min)
         // device_id twice: the last one counts (protobuf's rule), through SwiftProtobuf.
         let twice: [UInt8] = try request.serializedBytes() + [0x0a, 0x04, 0x0a, 0x02, 0x41, 0x42]
         let merged = try IngestBatchDeserializer().deserialize(twice)
-        #expect(merged.readings.count == 2 && merged.readings[1].readingDeviceID == "AB")
+        #expect(merged.readings.count == 2 && merged.readings.deviceID(1) == "AB")
+    }
+
+    /// A request naming thousands of devices (the name table grows many times over) reads
+    /// as SwiftProtobuf reads it, each name held once.
+    @Test func manyDistinctNamesAreEachHeldOnce() throws {
+        var request = Twin_V1_IngestRequest()
+        for k in 0..<20_000 {
+            var r = Twin_V1_Reading()
+            r.deviceID = "device-\(k % 5_000)-" + String(repeating: "n", count: k % 23)
+            r.sensor = k % 3 == 0 ? "" : "s\(k % 7)"
+            r.time.seconds = 1_790_000_000 + Int64(k)
+            r.value = Double(k)
+            request.readings.append(r)
+        }
+        let bytes: [UInt8] = try request.serializedBytes()
+        let fast = try #require(bytes.withUnsafeBytes { IngestWire.decode($0) })
+        #expect(Self.same(fast, Self.reference(bytes)))
+        #expect(Set(fast.readings.devices).count == fast.readings.devices.count)
+        #expect(fast.readings.sensors.count == 8)
     }
 }
