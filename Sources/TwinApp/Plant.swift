@@ -30,6 +30,11 @@ public final class Plant: Sendable {
     /// One thread, so jobs run in the order queued: `Ingest` relies on it to queue a stream's
     /// next batch while the one before is being stored.
     public let writes = BlockingPool(name: "store writes", workers: 1, queueLimit: 1_000, maxWait: .seconds(30))
+    /// `Ingest` batches, once stored, are applied here (live state, health engine, subscribers),
+    /// in the order they were stored, while the store writer goes on with the next batch: the
+    /// two halves of a batch's work overlap on two cores instead of running one after the other
+    /// on the writer's thread.
+    public let applying = BlockingPool(name: "live apply", workers: 1, queueLimit: 0)
 
     public init(
         options: LivePlant.Options, heartbeat: Nanos, store: any PlantStore, history: any HistoryStore, logger: Logger,
@@ -121,6 +126,22 @@ public final class Plant: Sendable {
         try history.append(samples)
         let live = self.live.newerThanLive(samples, now: now)
         if !live.isEmpty { apply(live, now: now) }
+    }
+
+    /// Stores samples durably (on the store writer's thread, like `ingest`) and queues them to be
+    /// applied on `applying`, in the order stored, without waiting for that: the handle ends
+    /// when they are applied, and `Ingest` acknowledges a batch only then. A history import
+    /// moves the live state only with what is newer than it, as `importHistory` does.
+    public func store(_ samples: [Sample], importing: Bool, now: Nanos) throws(TwinError) -> BlockingPool.Completion {
+        try history.append(samples)
+        return applying.enqueue { [self] in
+            if importing {
+                let live = self.live.newerThanLive(samples, now: now)
+                if !live.isEmpty { apply(live, now: now) }
+            } else {
+                apply(samples, now: now)
+            }
+        }
     }
 
     /// Applies samples (already durable) and status hints to the live state, then publishes.

@@ -132,6 +132,49 @@ public final class BlockingPool: Sendable {
         }
     }
 
+    /// Queues `work` at once, from any thread, without waiting and never refused (neither the
+    /// queue limit nor `maxWait` applies): for work that must happen, in the order queued (a
+    /// one-worker pool runs its jobs in that order). A stopped pool runs it on the caller's
+    /// thread. The handle tells when it has run.
+    public func enqueue(_ work: @escaping @Sendable () -> Void) -> Completion {
+        let done = Completion()
+        let job = Job(queued: .now) { _ in
+            work()
+            done.finish()
+        }
+        let queued = jobs.withLock { j -> Bool in
+            guard !j.stopped else { return false }
+            j.waiting.append(job)
+            return true
+        }
+        if queued { available.signal() } else { job.run(false) }
+        return done
+    }
+
+    /// The end of a job queued by `enqueue`.
+    public final class Completion: Sendable {
+        private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+        fileprivate init() {}
+
+        fileprivate func finish() {
+            for waiter in state.withLock({ s in defer { s.waiters = [] }; s.done = true; return s.waiters }) { waiter.resume() }
+        }
+
+        /// Returns once the job has run.
+        public func wait() async {
+            if state.withLock({ $0.done }) { return }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.done { return true }
+                    s.waiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+    }
+
     /// Queues `work`; `completion` gets its outcome, or RESOURCE_EXHAUSTED when the queue is
     /// full, the pool stopped, or the job waited past `maxWait`.
     private func submit<T: Sendable>(_ work: @escaping @Sendable () throws(TwinError) -> T, completion: @escaping @Sendable (Result<T, TwinError>) -> Void) {

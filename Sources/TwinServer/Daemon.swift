@@ -590,6 +590,7 @@ public final class Daemon: Service, Sendable {
         identity.hashing.shutdown()
         plant.queries.shutdown()
         plant.writes.shutdown()
+        plant.applying.shutdown()
         prognostics.stop()
         passes.shutdown()
         notifyWrites.shutdown()

@@ -151,13 +151,15 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
             let taken = samples, importing = message.importHistory, number = batch
             inFlight.append((batch, samples.count, Task {
                 do throws(TwinError) {
-                    try await plant.writes.run { () throws(TwinError) in
+                    let applied = try await plant.writes.run { () throws(TwinError) in
                         if progress.storedThrough.withLock({ $0 }) != number - 1 {
                             throw TwinError(.unavailable, "an earlier batch of this stream was not stored", reason: .storeUnavailable)
                         }
-                        if importing { try plant.importHistory(taken, now: now) } else { try plant.ingest(taken, now: now) }
+                        let applied = try plant.store(taken, importing: importing, now: now)
                         progress.storedThrough.withLock { $0 = number }
+                        return applied
                     }
+                    await applied.wait()
                     return nil
                 } catch {
                     return error

@@ -5,6 +5,28 @@ import TwinCore
 @testable import TwinServer
 
 @Suite struct BlockingPoolTests {
+    /// `enqueue` (how stored `Ingest` batches reach the live state): never refused, even by a
+    /// pool with no queue; jobs run in the order queued; the handle ends once its job has run;
+    /// a stopped pool runs the job on the caller's thread.
+    @Test(.timeLimit(.minutes(2))) func enqueuedJobsRunInOrderAndAreNeverRefused() async throws {
+        let pool = BlockingPool(name: "ordered", workers: 1, queueLimit: 0)
+        let seen = Mutex<[Int]>([])
+        let gate = DispatchSemaphore(value: 0)
+        // The first job holds the worker while the rest queue up behind it.
+        let first = pool.enqueue { gate.wait(); seen.withLock { $0.append(0) } }
+        let rest = (1..<500).map { k in pool.enqueue { seen.withLock { $0.append(k) } } }
+        #expect(seen.withLock { $0.isEmpty })
+        gate.signal()
+        await first.wait()
+        #expect(seen.withLock { $0.first } == 0)
+        for done in rest { await done.wait() }
+        #expect(seen.withLock { $0 } == Array(0..<500))
+        pool.shutdown()
+        let late = pool.enqueue { seen.withLock { $0.append(500) } }
+        #expect(seen.withLock { $0.last } == 500)
+        await late.wait()
+    }
+
     /// A loaded CI box once took longer than the old shared 10 s bound to schedule the second
     /// job; the third was then queued behind a worker held by a gate nothing would open, and the
     /// whole run hung. Each step now waits on its own (long) bound, the gate opens whatever
