@@ -128,19 +128,125 @@ public final class Plant: Sendable {
         if !live.isEmpty { apply(live, now: now) }
     }
 
-    /// Stores samples durably (on the store writer's thread, like `ingest`) and queues them to be
-    /// applied on `applying`, in the order stored, without waiting for that: the handle ends
-    /// when they are applied, and `Ingest` acknowledges a batch only then. A history import
-    /// moves the live state only with what is newer than it, as `importHistory` does.
-    public func store(_ samples: [Sample], importing: Bool, now: Nanos) throws(TwinError) -> BlockingPool.Completion {
-        try history.append(samples)
-        return applying.enqueue { [self] in
-            if importing {
-                let live = self.live.newerThanLive(samples, now: now)
-                if !live.isEmpty { apply(live, now: now) }
-            } else {
-                apply(samples, now: now)
+    /// One `Ingest` stream's standing with the store writer: once a batch of it failed or was
+    /// refused, its later batches (queued already) are not stored either, so a stream never has
+    /// a gap that its client did not see.
+    public final class IngestStream: Sendable {
+        let failed = Mutex(false)
+        public init() {}
+    }
+
+    /// A batch waiting for the store writer (see `queueForStore`).
+    public final class StoreTicket: Sendable {
+        let samples: [Sample]
+        let importing: Bool
+        let now: Nanos
+        let stream: IngestStream
+        private let state = Mutex<(result: Result<BlockingPool.Completion, TwinError>?, waiters: [CheckedContinuation<Void, Never>])>((nil, []))
+
+        init(samples: [Sample], importing: Bool, now: Nanos, stream: IngestStream) {
+            self.samples = samples
+            self.importing = importing
+            self.now = now
+            self.stream = stream
+        }
+
+        func finish(_ result: Result<BlockingPool.Completion, TwinError>) {
+            if case .failure = result { stream.failed.withLock { $0 = true } }
+            for waiter in state.withLock({ s in defer { s.waiters = [] }; s.result = result; return s.waiters }) { waiter.resume() }
+        }
+
+        func result() async -> Result<BlockingPool.Completion, TwinError> {
+            if let known = state.withLock({ $0.result }) { return known }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.result != nil { return true }
+                    s.waiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
             }
+            return state.withLock { $0.result! }
+        }
+    }
+
+    /// Batches queued for the store writer, in the order queued.
+    private let waitingToStore = Mutex<[StoreTicket]>([])
+    /// Readings the writer stores in one transaction at most (a group always takes at least one batch).
+    static let groupLimit = 200_000
+
+    /// Queues a batch for the store writer; `store(_:)` then has it stored. Call in the stream's
+    /// order: batches are stored in the order queued.
+    public func queueForStore(_ samples: [Sample], importing: Bool, now: Nanos, stream: IngestStream) -> StoreTicket {
+        let ticket = StoreTicket(samples: samples, importing: importing, now: now, stream: stream)
+        waitingToStore.withLock { $0.append(ticket) }
+        return ticket
+    }
+
+    /// Has a queued batch stored durably (on the store writer's thread) and queued to be applied
+    /// on `applying`, in the order stored; returns once it has been applied (`Ingest`
+    /// acknowledges a batch only then) or with the reason it was not stored. Group commit: the
+    /// writer takes every batch waiting (from all streams, up to `groupLimit` readings) and
+    /// stores them in one transaction, one commit and one fsync where each batch had its own;
+    /// if that fails, every batch of the group fails. A history import moves the live state only
+    /// with what is newer than it, as `importHistory` does.
+    public func store(_ ticket: StoreTicket) async -> TwinError? {
+        do {
+            try await writes.run { [self] () throws(TwinError) in storeWaiting() }
+        } catch {
+            // Refused or late: unless an earlier job has taken the batch already, it fails here.
+            let mine = waitingToStore.withLock { w -> Bool in
+                guard let at = w.firstIndex(where: { $0 === ticket }) else { return false }
+                w.remove(at: at)
+                return true
+            }
+            if mine { ticket.finish(.failure(error)) }
+        }
+        switch await ticket.result() {
+        case .success(let applied):
+            await applied.wait()
+            return nil
+        case .failure(let error):
+            return error
+        }
+    }
+
+    /// On the store writer's thread: stores the batches waiting, as one group.
+    private func storeWaiting() {
+        let group = waitingToStore.withLock { w -> [StoreTicket] in
+            var count = 0, taken = 0
+            while taken < w.count, taken == 0 || count + w[taken].samples.count <= Self.groupLimit {
+                count += w[taken].samples.count
+                taken += 1
+            }
+            defer { w.removeFirst(taken) }
+            return Array(w.prefix(taken))
+        }
+        var admitted: [StoreTicket] = []
+        for ticket in group {
+            if ticket.stream.failed.withLock({ $0 }) {
+                ticket.finish(.failure(TwinError(.unavailable, "an earlier batch of this stream was not stored", reason: .storeUnavailable)))
+            } else {
+                admitted.append(ticket)
+            }
+        }
+        guard !admitted.isEmpty else { return }
+        do throws(TwinError) {
+            try history.append(admitted.count == 1 ? admitted[0].samples : admitted.flatMap(\.samples))
+        } catch {
+            for ticket in admitted { ticket.finish(.failure(error)) }
+            return
+        }
+        for ticket in admitted {
+            let samples = ticket.samples, importing = ticket.importing, now = ticket.now
+            ticket.finish(.success(applying.enqueue { [self] in
+                if importing {
+                    let live = self.live.newerThanLive(samples, now: now)
+                    if !live.isEmpty { apply(live, now: now) }
+                } else {
+                    apply(samples, now: now)
+                }
+            }))
         }
     }
 

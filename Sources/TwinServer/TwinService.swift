@@ -73,8 +73,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
     /// resolved against the registry (which reads nothing the store write changes) and queued
     /// behind it, so the store's thread goes from one to the next without waiting for this task
     /// to be scheduled. At most two writes are in flight; the store's single writer thread takes
-    /// them in order, and a write runs only if the stream's batch before it was stored (never
-    /// one after a failed or refused batch, which the client sends again). The
+    /// them in order (with whatever other streams have queued, in one transaction: group commit),
+    /// and a write runs only if the stream's batches before it were stored (never one after a
+    /// failed or refused batch, which the client sends again). The
     /// response, sent once every write has returned, counts only batches stored, and an error
     /// names the first batch that failed.
     func ingest(
@@ -92,9 +93,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         let plant = self.plant
         /// Writes queued or running, oldest first: batch number, size and outcome.
         var inFlight: [(batch: Int, readings: Int, write: Task<TwinError?, Never>)] = []
-        /// The last batch stored: a write runs only right after its predecessor's success, so a
-        /// stream's later writes, queued already, do nothing once one failed or was refused.
-        let progress = StreamProgress()
+        /// Once a batch failed or was refused, the stream's later batches, queued already, are
+        /// not stored either.
+        let stream = Plant.IngestStream()
         /// Waits for the oldest write and counts it, or throws its failure as the client sees it.
         func settle() async throws {
             guard !inFlight.isEmpty else { return }
@@ -148,23 +149,9 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
                 try await settleAll()
                 throw error
             }
-            let taken = samples, importing = message.importHistory, number = batch
-            inFlight.append((batch, samples.count, Task {
-                do throws(TwinError) {
-                    let applied = try await plant.writes.run { () throws(TwinError) in
-                        if progress.storedThrough.withLock({ $0 }) != number - 1 {
-                            throw TwinError(.unavailable, "an earlier batch of this stream was not stored", reason: .storeUnavailable)
-                        }
-                        let applied = try plant.store(taken, importing: importing, now: now)
-                        progress.storedThrough.withLock { $0 = number }
-                        return applied
-                    }
-                    await applied.wait()
-                    return nil
-                } catch {
-                    return error
-                }
-            }))
+            // Queued here, in the stream's order; stored by the writer in that order.
+            let ticket = plant.queueForStore(samples, importing: message.importHistory, now: now, stream: stream)
+            inFlight.append((batch, samples.count, Task { await plant.store(ticket) }))
             batch += 1
             if inFlight.count >= 2 { try await settle() }
         }
@@ -564,6 +551,3 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 }
 
 /// The last batch of one ingest stream that was stored (-1: none yet).
-private final class StreamProgress: Sendable {
-    let storedThrough = Mutex(-1)
-}
