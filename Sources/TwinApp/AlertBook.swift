@@ -37,11 +37,15 @@ public final class AlertBook: Sendable {
         public var state: DeviceState
         public var verdict: HealthEngine.Verdict?
         public var outlook: DeviceOutlook?
-        public init(device: Device, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?) {
+        /// Whether the device has ever reported: one that never did has not gone offline (it
+        /// may not be commissioned yet), so `no_data` does not hold for it.
+        public var reported: Bool
+        public init(device: Device, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?, reported: Bool = true) {
             self.device = device
             self.state = state
             self.verdict = verdict
             self.outlook = outlook
+            self.reported = reported
         }
     }
 
@@ -99,7 +103,7 @@ public final class AlertBook: Sendable {
     /// (or a pending one) exists for a rule name: a raised value rule clears only past its deadband.
     public static func conditions(
         device: Device, state: DeviceState, verdict: HealthEngine.Verdict?, outlook: DeviceOutlook?, rules: [AlertRules.Rule],
-        raised: (String) -> Bool = { _ in false }
+        reported: Bool = true, raised: (String) -> Bool = { _ in false }
     ) -> [Condition] {
         var result: [Condition] = []
         var shortestPrediction: Nanos?
@@ -109,7 +113,7 @@ public final class AlertBook: Sendable {
         for r in rules where r.enabled {
             switch r.condition {
             case .noData:
-                if state == .offline { add(r, r.name, sensor: "", message: "\(device.id) has sent no data for several intervals", value: nil) }
+                if state == .offline && reported { add(r, r.name, sensor: "", message: "\(device.id) has sent no data for several intervals", value: nil) }
             case .predictedFailure:
                 guard let outlook, state != .failed else { continue }
                 let p = r.horizon <= 24 * Time.hour ? outlook.within24h : outlook.within7d
@@ -201,7 +205,7 @@ public final class AlertBook: Sendable {
         for d in devices where !suppressed.contains(d.device.id) {
             let prefix = d.device.id + "|"
             for c in Self.conditions(
-                device: d.device, state: d.state, verdict: d.verdict, outlook: d.outlook, rules: rules.rules(for: d.device),
+                device: d.device, state: d.state, verdict: d.verdict, outlook: d.outlook, rules: rules.rules(for: d.device), reported: d.reported,
                 raised: { raised.contains(prefix + $0) })
             {
                 holding[prefix + c.rule] = c

@@ -44,7 +44,10 @@ public final class Assessment: Sendable {
             scored.append((device, indices[k], states[k], v, outlooks[device.id]))
         }
         verdicts.withLock { $0 = fresh }
-        let open = alerts?.evaluate(scored.map { .init(device: $0.device, state: $0.state, verdict: $0.verdict, outlook: $0.outlook) }) ?? [:]
+        let reported = Set(plant.live.reported(indices))
+        let open = alerts?.evaluate(scored.map {
+            .init(device: $0.device, state: $0.state, verdict: $0.verdict, outlook: $0.outlook, reported: reported.contains($0.index))
+        }) ?? [:]
         var marks: [(index: Int32, health: HealthSummary?, openAlerts: UInt32)] = []
         for s in scored where s.verdict != nil || open[s.device.id] != nil {
             marks.append((s.index, s.verdict?.summary, open[s.device.id] ?? 0))
