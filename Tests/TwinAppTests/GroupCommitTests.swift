@@ -31,10 +31,12 @@ import TwinEngines
     }
 
     /// Holds the store writer until `release` is called, so that batches queue up behind it.
+    /// The holding job is queued at once (no task, nothing waits on the cooperative pool: a
+    /// first version waited there for the job to start and stalled every other test in the
+    /// process, an OPC UA client among them, for 44 s on a loaded CI run).
     func holdWriter(_ plant: Plant) -> @Sendable () -> Void {
-        let started = DispatchSemaphore(value: 0), gate = DispatchSemaphore(value: 0)
-        Task { try? await plant.writes.run { started.signal(); gate.wait() } }
-        started.wait()
+        let gate = DispatchSemaphore(value: 0)
+        _ = plant.writes.enqueue { gate.wait() }
         return { gate.signal() }
     }
 
