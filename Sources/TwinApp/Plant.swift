@@ -120,10 +120,11 @@ public final class Plant: Sendable {
         apply(samples, hints: hints, now: now)
     }
 
-    /// A history import: stored in place; only what is newer than the live state (and recent)
-    /// moves it, so the past raises no alerts and does not bring a device back to life.
-    public func importHistory(_ samples: [Sample], now: Nanos) throws(TwinError) {
-        try history.append(samples)
+    /// Applies samples already stored: all of them, or for a history import only what is newer
+    /// than the live state (and recent), so the past raises no alerts and does not bring a
+    /// device back to life.
+    private func applyStored(_ samples: [Sample], importing: Bool, now: Nanos) {
+        guard importing else { return apply(samples, now: now) }
         let live = self.live.newerThanLive(samples, now: now)
         if !live.isEmpty { apply(live, now: now) }
     }
@@ -142,7 +143,7 @@ public final class Plant: Sendable {
         let importing: Bool
         let now: Nanos
         let stream: IngestStream
-        private let state = Mutex<(result: Result<BlockingPool.Completion, TwinError>?, waiters: [CheckedContinuation<Void, Never>])>((nil, []))
+        let outcome = OneShot<Result<BlockingPool.Completion, TwinError>>()
 
         init(samples: [Sample], importing: Bool, now: Nanos, stream: IngestStream) {
             self.samples = samples
@@ -151,22 +152,10 @@ public final class Plant: Sendable {
             self.stream = stream
         }
 
+        /// A failure also stops the stream's later batches.
         func finish(_ result: Result<BlockingPool.Completion, TwinError>) {
             if case .failure = result { stream.failed.withLock { $0 = true } }
-            for waiter in state.withLock({ s in defer { s.waiters = [] }; s.result = result; return s.waiters }) { waiter.resume() }
-        }
-
-        func result() async -> Result<BlockingPool.Completion, TwinError> {
-            if let known = state.withLock({ $0.result }) { return known }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { s -> Bool in
-                    if s.result != nil { return true }
-                    s.waiters.append(continuation)
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-            return state.withLock { $0.result! }
+            outcome.set(result)
         }
     }
 
@@ -189,7 +178,7 @@ public final class Plant: Sendable {
     /// writer takes every batch waiting (from all streams, up to `groupLimit` readings) and
     /// stores them in one transaction, one commit and one fsync where each batch had its own;
     /// if that fails, every batch of the group fails. A history import moves the live state only
-    /// with what is newer than it, as `importHistory` does.
+    /// with what is newer than it (`applyStored`).
     public func store(_ ticket: StoreTicket) async -> TwinError? {
         do {
             try await writes.run { [self] () throws(TwinError) in storeWaiting() }
@@ -202,7 +191,7 @@ public final class Plant: Sendable {
             }
             if mine { ticket.finish(.failure(error)) }
         }
-        switch await ticket.result() {
+        switch await ticket.outcome.value() {
         case .success(let applied):
             await applied.wait()
             return nil
@@ -239,14 +228,7 @@ public final class Plant: Sendable {
         }
         for ticket in admitted {
             let samples = ticket.samples, importing = ticket.importing, now = ticket.now
-            ticket.finish(.success(applying.enqueue { [self] in
-                if importing {
-                    let live = self.live.newerThanLive(samples, now: now)
-                    if !live.isEmpty { apply(live, now: now) }
-                } else {
-                    apply(samples, now: now)
-                }
-            }))
+            ticket.finish(.success(applying.enqueue { [self] in applyStored(samples, importing: importing, now: now) }))
         }
     }
 

@@ -140,7 +140,7 @@ public final class BlockingPool: Sendable {
         let done = Completion()
         let job = Job(queued: .now) { _ in
             work()
-            done.finish()
+            done.set(())
         }
         let queued = jobs.withLock { j -> Bool in
             guard !j.stopped else { return false }
@@ -152,28 +152,7 @@ public final class BlockingPool: Sendable {
     }
 
     /// The end of a job queued by `enqueue`.
-    public final class Completion: Sendable {
-        private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-        fileprivate init() {}
-
-        fileprivate func finish() {
-            for waiter in state.withLock({ s in defer { s.waiters = [] }; s.done = true; return s.waiters }) { waiter.resume() }
-        }
-
-        /// Returns once the job has run.
-        public func wait() async {
-            if state.withLock({ $0.done }) { return }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { s -> Bool in
-                    if s.done { return true }
-                    s.waiters.append(continuation)
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        }
-    }
+    public typealias Completion = OneShot<Void>
 
     /// Queues `work`; `completion` gets its outcome, or RESOURCE_EXHAUSTED when the queue is
     /// full, the pool stopped, or the job waited past `maxWait`.

@@ -233,12 +233,10 @@ public final class LivePlant: Sendable {
 
     /// The checks every reading of a batch passes, and the errors naming the one that fails
     /// (READING_INVALID with its index in the batch, the field and the problem).
-    @usableFromInline
-    struct ReadingRules {
-        @usableFromInline let now: Nanos, window: Nanos, earliest: Nanos, latest: Nanos, maxFutureSkew: Nanos
-        @usableFromInline let importing: Bool
+    private struct ReadingRules {
+        let now: Nanos, window: Nanos, earliest: Nanos, latest: Nanos, maxFutureSkew: Nanos
+        let importing: Bool
 
-        @usableFromInline
         init(now: Nanos, lateWindow: Nanos?, options: Options) {
             self.now = now
             window = lateWindow ?? options.lateWindow
@@ -248,11 +246,10 @@ public final class LivePlant: Sendable {
             importing = lateWindow != nil
         }
 
-        @usableFromInline
         enum Problem { case notFinite, timeMissing, timeOutOfRange, timeInFuture, timeTooOld }
 
         /// What is wrong with a reading's value and time, if anything.
-        @inlinable @inline(__always)
+        @inline(__always)
         func problem(time: Nanos?, value: Double) -> Problem? {
             guard value.isFinite else { return .notFinite }
             guard let time else { return .timeMissing }
@@ -262,7 +259,6 @@ public final class LivePlant: Sendable {
             return nil
         }
 
-        @usableFromInline
         func error(_ problem: Problem, _ n: Int, device id: String, sensor: String, time: Nanos?, value: Double) -> TwinError {
             let t = time ?? 0
             switch problem {
@@ -282,12 +278,10 @@ public final class LivePlant: Sendable {
             }
         }
 
-        @usableFromInline
         func unknownDevice(_ n: Int, _ id: String) -> TwinError {
             bad(n, "device_id", "unknown_device", device: id, "reading \(n): unknown device '\(id.prefix(80))'; register it with UpsertDevice first")
         }
 
-        @usableFromInline
         func unknownSensor(_ n: Int, _ id: String, _ sensor: String, known: [String]) -> TwinError {
             bad(n, "sensor", "unknown_sensor", device: id, sensor: sensor,
                 "reading \(n): device '\(id)' has no sensor '\(sensor.prefix(80))' (it has: \(known.joined(separator: ", ")))")
@@ -300,8 +294,7 @@ public final class LivePlant: Sendable {
         }
     }
 
-    @usableFromInline
-    func checkBatchSize(_ count: Int) throws(TwinError) {
+    private func checkBatchSize(_ count: Int) throws(TwinError) {
         if count > options.maxBatch {
             throw TwinError.invalidArgument("batch has \(count) readings; at most \(options.maxBatch) are allowed per batch", reason: .limitExceeded)
                 .adding(["limit": "\(options.maxBatch)"]).field("readings")
@@ -311,36 +304,11 @@ public final class LivePlant: Sendable {
     /// Validates a batch against the registry and the time limits and resolves it to samples.
     /// All or nothing: the first bad reading throws `invalidArgument` naming its index and why.
     /// `lateWindow` replaces the options' one (a history import takes the raw retention).
-    @inlinable
+    /// The names are interned first and each distinct one looked up once (below).
     public func resolve<C: Collection>(_ readings: C, now: Nanos, lateWindow: Nanos? = nil, into samples: inout [Sample]) throws(TwinError)
     where C.Element: ReadingConvertible {
         try checkBatchSize(readings.count)
-        samples.removeAll(keepingCapacity: true)
-        samples.reserveCapacity(readings.count)
-        let rules = ReadingRules(now: now, lateWindow: lateWindow, options: options)
-        // Names only: resolved from the directory, outside the live state's lock.
-        let names = directory()
-        var lastID = ""
-        var lastIndex: Int32 = -1
-        var n = -1
-        for r in readings {
-            n += 1
-            let id = r.readingDeviceID
-            if lastIndex < 0 || id != lastID {
-                guard let i = names.index[id] else { throw rules.unknownDevice(n, id) }
-                lastIndex = i
-                lastID = id
-            }
-            let sensorName = r.readingSensor
-            guard let sensor = Self.sensor(sensorName, names.names[Int(lastIndex)], names.sensors[Int(lastIndex)]) else {
-                throw rules.unknownSensor(n, id, sensorName, known: names.names[Int(lastIndex)])
-            }
-            let value = r.readingValue, time = r.readingTime
-            if let problem = rules.problem(time: time, value: value) {
-                throw rules.error(problem, n, device: id, sensor: sensorName, time: time, value: value)
-            }
-            samples.append(Sample(device: lastIndex, sensor: sensor, time: time!, value: value))
-        }
+        try resolve(NamedReadings(readings), now: now, lateWindow: lateWindow, into: &samples)
     }
 
     /// `resolve` for a batch whose names are interned: each distinct device name is looked up

@@ -549,5 +549,3 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
         return response
     }
 }
-
-/// The last batch of one ingest stream that was stored (-1: none yet).
