@@ -292,6 +292,11 @@ struct DetectionBench: AsyncParsableCommand {
         let start: Nanos = 1_796_083_200 * Time.second - Nanos(days) * Time.day
         // Hourly: which sensors the engine calls faulty, and which it blames on the machine.
         var driftSeen: [Int32: [(time: Nanos, sensor: String)]] = [:], machineSeen: [Int32: [(time: Nanos, sensor: String)]] = [:]
+        // Every sensor fault (drift, stuck, spikes, dropout), to tell a wrong drift verdict from a right one.
+        var sensorFaults: [(device: Int32, sensor: String, onset: Nanos, end: Nanos)] = []
+        var sensorFaultOpen: [String: (sensor: String, onset: Nanos)] = [:]
+        var idleSeen: [Int32: [Nanos]] = [:]
+        var driftCalled: [Int32: [(time: Nanos, sensor: String)]] = [:]
         var drifts: [(device: Int32, sensor: String, onset: Nanos, end: Nanos)] = []
         var driftOpen: [String: (sensor: String, onset: Nanos)] = [:]
         var states: [Int32: DeviceState] = [:]
@@ -309,21 +314,28 @@ struct DetectionBench: AsyncParsableCommand {
             for s in output.statuses { states[s.device] = s.state ?? .running }
             if t % Time.hour < Time.minute {
                 for (index, _) in registered {
+                    if states[index] == .idle { idleSeen[index, default: []].append(t) }
                     guard let v = engine.score(device: index, state: states[index] ?? .running, outlook: nil, now: t) else { continue }
                     for f in v.factors where f.sensorFault { driftSeen[index, default: []].append((t, f.subject)) }
+                    for f in v.factors where f.kind == .drift { driftCalled[index, default: []].append((t, f.subject)) }
                     for f in v.factors where !f.sensorFault && (f.kind == .deviation || f.kind == .trend) { machineSeen[index, default: []].append((t, f.subject)) }
                 }
             }
             for e in output.events {
                 if e.kind == .faultOnset && e.fault == SensorFault.drift.rawValue { driftOpen[e.deviceID] = (e.component, e.time) }
+                if e.kind == .faultOnset && SensorFault(rawValue: e.fault) != nil { sensorFaultOpen[e.deviceID] = (e.component, e.time) }
                 if e.kind == .sensorServiced, let open = driftOpen.removeValue(forKey: e.deviceID), let i = plant.index(of: e.deviceID), open.onset > start + 2 * Time.day {
                     drifts.append((i, open.sensor, open.onset, e.time))
+                }
+                if e.kind == .sensorServiced, let open = sensorFaultOpen.removeValue(forKey: e.deviceID), let i = plant.index(of: e.deviceID) {
+                    sensorFaults.append((i, open.sensor, open.onset, e.time))
                 }
                 if e.kind == .faultOnset && MachineFault(rawValue: e.fault) != nil { onsets[e.deviceID] = e.time }
                 if e.kind == .failure, let onset = onsets[e.deviceID], let i = plant.index(of: e.deviceID), onset > start + 2 * Time.day {
                     faults.append((i, onset, e.time))
                 }
                 if e.kind == .repair, let i = plant.index(of: e.deviceID) { engine.relearn(device: i) }
+                if e.kind == .sensorServiced, let i = plant.index(of: e.deviceID) { engine.serviced(device: i, sensor: e.component) }
             }
         }
         var found: [String: [Double]] = [:]
@@ -337,11 +349,26 @@ struct DetectionBench: AsyncParsableCommand {
         // Drifts told as a fault of that sensor, and machine faults told as a sensor fault.
         let toldDrift = drifts.filter { d in driftSeen[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
         let blamedMachine = drifts.filter { d in machineSeen[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
+        let calledDrift = drifts.filter { d in driftCalled[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
+        // A drift called on a sensor that was faulty then (or still is at the end) is a sensor fault told right.
+        for (device, open) in sensorFaultOpen { if let i = plant.index(of: device) { sensorFaults.append((i, open.sensor, open.onset, .max)) } }
+        func sensorFaulty(_ device: Int32, _ sensor: String, _ time: Nanos) -> Bool {
+            sensorFaults.contains { $0.device == device && $0.sensor == sensor && time >= $0.onset && time <= $0.end }
+        }
+        let faultsCalledDrift = faults.filter { f in driftCalled[f.device, default: []].contains { $0.time >= f.onset && $0.time <= f.failure && !sensorFaulty(f.device, $0.sensor, $0.time) } }.count
+        let falseDrifts = driftCalled.reduce(0) { n, entry in n + entry.value.filter { !sensorFaulty(entry.key, $0.sensor, $0.time) }.count }
+        let allCalls = driftCalled.reduce(0) { $0 + $1.value.count }
+        let stood = drifts.filter { d in idleSeen[d.device, default: []].contains { $0 >= d.onset && $0 <= d.end } }
+        let stoodCalled = stood.filter { d in driftCalled[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
         let faultsAsDrift = faults.filter { f in driftSeen[f.device, default: []].contains { $0.time >= f.onset && $0.time <= f.failure } }.count
         report("sensor drifts and machine faults told apart (hourly verdicts)", [
             ("sensor drifts (after the warm-up)", "\(drifts.count)"),
             ("  called a fault of that sensor", String(format: "%d (%.0f %%)", toldDrift, 100 * Double(toldDrift) / Double(max(1, drifts.count)))),
+            ("  called a drift of that sensor", String(format: "%d (%.0f %%)", calledDrift, 100 * Double(calledDrift) / Double(max(1, drifts.count)))),
+            ("  of them with the machine standing at some hour", "\(stood.count), called a drift: \(stoodCalled) (\(String(format: "%.0f", 100 * Double(stoodCalled) / Double(max(1, stood.count)))) %)"),
             ("  blamed on the machine at some hour (deviation or trend)", String(format: "%d (%.0f %%)", blamedMachine, 100 * Double(blamedMachine) / Double(max(1, drifts.count)))),
+            ("hourly drift verdicts on a sensor with no fault", String(format: "%d of %d", falseDrifts, allCalls)),
+            ("machine faults called a drift at some hour", String(format: "%d of %d (%.0f %%)", faultsCalledDrift, faults.count, 100 * Double(faultsCalledDrift) / Double(max(1, faults.count)))),
             ("machine faults called a sensor fault at some hour", String(format: "%d of %d (%.0f %%)", faultsAsDrift, faults.count, 100 * Double(faultsAsDrift) / Double(max(1, faults.count)))),
         ])
         report("machine faults found before the failure (\(devices) devices × \(days) d, seed \(seed))", [("faults (onset after the warm-up)", "\(faults.count)")]

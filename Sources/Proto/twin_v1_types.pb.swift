@@ -1773,7 +1773,8 @@ public nonisolated struct Twin_V1_AlertRule: @unchecked Sendable {
     set {_uniqueStorage()._probability = newValue}
   }
 
-  /// sensor_fault: stuck, spikes, dropout.
+  /// sensor_fault: stuck, spikes, dropout, drift (a sensor off its standstill value while the
+  /// machine stands).
   public var kinds: [String] {
     get {_storage._kinds}
     set {_uniqueStorage()._kinds = newValue}

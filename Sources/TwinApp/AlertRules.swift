@@ -32,7 +32,7 @@ import Yams
 /// Conditions: `above`/`below` a value, `above_alarm`/`below_alarm` (the sensor's alarm limits),
 /// `rate` (trending toward a limit, as the health engine judges it; `value` sets a minimum rate
 /// per day instead), `anomaly` (off its learned normal), `sensor_fault` (stuck, spikes,
-/// dropout; `kinds` narrows it), `no_data` (the device went offline), `predicted_failure`
+/// dropout, drift; `kinds` narrows it), `no_data` (the device went offline), `predicted_failure`
 /// (`horizon` 24h or 7d, `probability`). Sensor rules apply to `sensor`/`sensors` (default all
 /// the device's sensors) and raise alerts named `<sensor>.<name>`; device rules raise `<name>`.
 /// With no file the built-in set below is in force.
@@ -49,7 +49,7 @@ public struct AlertRules: Sendable {
         public var perSensor: Bool { self != .noData && self != .predictedFailure }
     }
 
-    public enum FaultKind: String, Sendable, CaseIterable { case stuck, spikes, dropout }
+    public enum FaultKind: String, Sendable, CaseIterable { case stuck, spikes, dropout, drift }
 
     /// One rule as it applies to a device, every field resolved.
     public struct Rule: Sendable, Equatable {
@@ -63,7 +63,7 @@ public struct AlertRules: Sendable {
         public var horizon: Nanos
         /// predicted_failure: the probability at or above which it holds.
         public var probability: Double
-        /// sensor_fault: which faults (all three by default).
+        /// sensor_fault: which faults (all of them by default).
         public var kinds: [FaultKind]
         public var hold: Nanos
         public var clearAfter: Nanos
@@ -152,7 +152,7 @@ public struct AlertRules: Sendable {
           - name: anomaly               # well off the normal learned for this load
             condition: anomaly
             severity: warning
-          - name: sensor                # <sensor>.sensor_stuck, _spikes, _dropout
+          - name: sensor                # <sensor>.sensor_stuck, _spikes, _dropout, _drift
             condition: sensor_fault
             severity: info
           - name: no_data

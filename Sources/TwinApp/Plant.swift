@@ -91,11 +91,17 @@ public final class Plant: Sendable {
     /// Records maintenance events durably (simulator ground truth or RecordEvent).
     public func record(_ events: [MaintenanceEvent], relearn: Bool = true) throws(TwinError) -> [MaintenanceEvent] {
         let stored = try store.appendEvents(events)
-        // After a repair the machine's normal is learned anew.
-        for e in stored where relearn && (e.kind == .repair || e.kind == .partReplaced) {
-            if let index = live.index(of: e.deviceID) { health.relearn(device: index) }
-        }
+        if relearn { self.relearn(after: stored) }
         return stored
+    }
+
+    /// What the health engine learns anew after maintenance: a repaired machine's normals, a
+    /// serviced sensor's.
+    public func relearn(after events: [MaintenanceEvent]) {
+        for e in events where e.kind == .repair || e.kind == .partReplaced || e.kind == .sensorServiced {
+            guard let index = live.index(of: e.deviceID) else { continue }
+            if e.kind == .sensorServiced { health.serviced(device: index, sensor: e.component) } else { health.relearn(device: index) }
+        }
     }
 
     /// Registers many devices at start-up (one bus notification).

@@ -77,9 +77,7 @@ public final class SimulatorRunner: Sendable {
                 plant.health.observe(s.output.samples, modes: modes)
                 return s.output.events
             }
-            for e in happened where e.kind == .repair {
-                if let index = plant.live.index(of: e.deviceID) { plant.health.relearn(device: index) }
-            }
+            plant.relearn(after: happened)
             if pending.count >= 50_000 {
                 try plant.history.append(pending)
                 pending.removeAll(keepingCapacity: true)

@@ -3,7 +3,7 @@ import TwinCore
 
 /// Health from the readings as they arrive: per sensor a learned normal (per operating mode:
 /// running or idle), a fast level, hourly means for trends, sensor-fault checks (stuck, spikes,
-/// dropouts) and streaming anomaly detection on the residuals. Scores are computed from that
+/// dropouts, an offset at standstill) and streaming anomaly detection on the residuals. Scores are computed from that
 /// state on demand; nothing here knows the simulator.
 public final class HealthEngine: Sendable {
     public struct Options: Sendable {
@@ -58,6 +58,10 @@ public final class HealthEngine: Sendable {
         var z = 0.0
         var anomalyStart: Nanos?
         var anomalyPeak = 0.0
+        /// Set while the sensor reads off its idle normal with the machine idle (settled): a
+        /// machine fault acts under load, so a reading off while the machine stands is the
+        /// instrument's (a standstill check). The offset then, and since when.
+        var offAtRest: (offset: Double, since: Nanos)?
     }
 
     struct DeviceMemory {
@@ -135,6 +139,15 @@ public final class HealthEngine: Sendable {
             // A spike waiting for confirmation does not move the level.
             if st.spikeCandidate == nil { st.fast = st.fast.isNaN ? x : st.fast + 0.2 * (x - st.fast) }
             st.z = normal.warm && settled ? (st.fast - normal.mean) / sigma : 0
+            // Only for a sensor that rests at a steady value (its idle spread a tenth of its
+            // running spread or less): a temperature at rest follows the weather instead.
+            if m == 1 && normal.warm && settled && st.normals[0].warm && normal.absDev <= 0.1 * st.normals[0].absDev {
+                if abs(st.z) >= options.anomalyOpen {
+                    st.offAtRest = (st.fast - normal.mean, st.offAtRest?.since ?? sample.time)
+                } else if abs(st.z) < options.anomalyClose {
+                    st.offAtRest = nil
+                }
+            }
             // Learn while warming up (a plain average over the first day), then slowly, and
             // not from readings far off (an anomaly must not become the normal).
             if mode != .stopped && settled && (!normal.warm || abs(z) < 4) {
@@ -210,6 +223,17 @@ public final class HealthEngine: Sendable {
             guard Int(index) < d.count else { return }
             for k in d[Int(index)].sensors.indices { d[Int(index)].sensors[k].normals = [Normal(), Normal()] }
             d[Int(index)].covariance = ResidualCovariance(sensors: d[Int(index)].sensors.count)
+        }
+    }
+
+    /// After a sensor is serviced (recalibrated, replaced) its normals are learned anew: what
+    /// it was learned from may hold the fault, and a standstill offset no longer stands.
+    public func serviced(device index: Int32, sensor name: String) {
+        guard let k = specs.withLock({ Int(index) < $0.count ? $0[Int(index)].firstIndex { $0.name == name } : nil }) else { return }
+        devices.withLock { d in
+            guard Int(index) < d.count, k < d[Int(index)].sensors.count else { return }
+            d[Int(index)].sensors[k].normals = [Normal(), Normal()]
+            d[Int(index)].sensors[k].offAtRest = nil
         }
     }
 
@@ -306,9 +330,9 @@ public final class HealthEngine: Sendable {
         public var sensorFault: Bool = false
         public var kind: Kind
 
-        /// What a factor is about. Sensor faults (stuck, spikes, dropout) blame the sensor.
+        /// What a factor is about. Sensor faults (stuck, spikes, dropout, drift) blame the sensor.
         public enum Kind: String, Sendable, CaseIterable {
-            case stuck, spikes, dropout, deviation, limit, trend, prediction
+            case stuck, spikes, dropout, drift, deviation, limit, trend, prediction
         }
     }
 
@@ -371,6 +395,9 @@ public final class HealthEngine: Sendable {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) has reported exactly \(f(st.last))\(unit) \(st.identical + 1) times in a row: the sensor looks stuck", penalty: 30, value: st.last, unit: spec.unit, sensorFault: true, kind: .stuck))
                 } else if st.spikes.count >= 3 {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) jumped to implausible values \(st.spikes.count) times in the last hour and came straight back: a faulty sensor or wiring", penalty: 15, unit: spec.unit, sensorFault: true, kind: .spikes))
+                }
+                if mine.isEmpty, let rest = st.offAtRest {
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) read \(f(abs(rest.offset)))\(unit) \(rest.offset > 0 ? "above" : "below") its idle level while the machine stood: a machine fault shows under load, so the sensor has drifted or lost its calibration", penalty: 20, value: st.fast, unit: spec.unit, sensorFault: true, kind: .drift))
                 }
                 if dev.interval > 0, newest - st.lastTime > 5 * dev.interval, state != .offline {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) has sent nothing for \(DurationText.format(newest - st.lastTime)) while the device's other sensors report: a dropout", penalty: 20, unit: spec.unit, sensorFault: true, kind: .dropout))

@@ -147,6 +147,24 @@ final class MemoryAlertStore: AlertStore {
         #expect(Set(rules) == ["predicted_failure_24h critical", "no_data warning", "force.sensor_stuck info"])
     }
 
+    /// A sensor off its standstill value (the health engine's drift verdict) is a sensor fault
+    /// of the built-in rules, named for its kind; a rule narrowed to other kinds leaves it out.
+    @Test func aDriftingSensorRaisesASensorDriftAlert() throws {
+        let (book, _) = try book()
+        let drift = HealthEngine.Factor(subject: "force", description: "off at rest", penalty: 20, value: 5, unit: "kN", sensorFault: true, kind: .drift)
+        _ = book.evaluate([subject([drift])])
+        clock.advance(by: 60 * Time.second)
+        _ = book.evaluate([subject([drift])])
+        #expect(book.list(devices: [], states: [.open], minimum: nil).map { "\($0.rule) \($0.severity)" } == ["force.sensor_drift info"])
+        let device = Device(id: "press-1", type: "press", sensors: [SensorSpec(name: "force", unit: "kN", nominalMin: 0, nominalMax: 100)])
+        let narrowed = try AlertRules.parse("""
+            rules:
+              - { name: sensor, condition: sensor_fault, kinds: [stuck, spikes], severity: info }
+            """, source: "test", defaultHold: 30 * Time.second, defaultClear: 60 * Time.second)
+        #expect(narrowed.rules(for: device).first?.kinds == [.stuck, .spikes])
+        #expect(AlertRules.builtIn(defaultHold: 30 * Time.second, defaultClear: 60 * Time.second).rules(for: device).contains { $0.condition == .sensorFault && $0.kinds.contains(.drift) })
+    }
+
     /// A device that has never reported (registered, not commissioned yet) is offline but has
     /// not gone offline: no `no_data` alert, however long it stays so; once it has reported and
     /// stops, the alert opens after its hold. (A CI run that took over a minute opened one for

@@ -53,6 +53,31 @@ import TwinEngines
         #expect(!book.isSuppressed("pump-2", at: now))
         #expect(!book.isSuppressed("pump-3", at: now))
     }
+
+    /// A sensor-serviced event (the simulator's, or `RecordEvent` by a technician) ends the
+    /// health engine's verdict that the sensor is off, and its normals are learned anew.
+    @Test func aServicedSensorIsNoLongerCalledOff() throws {
+        let p = plant()
+        let start = clock.now()
+        let device = Device(id: "fan-1", type: "fan", sensors: [SensorSpec(name: "current", unit: "A", nominalMin: 0, nominalMax: 100)])
+        let index = try p.upsert(device, now: start).index
+        // Three days of 12 h under load and 12 h at rest (0 A), then 20 A at rest.
+        var t = start
+        func feed(hours: Int, offset: Double = 0) {
+            for _ in 0..<(hours * 60) {
+                t += Time.minute
+                let running = (t - start) / (12 * Time.hour) % 2 == 0
+                let value = (running ? 40 + 20 * Double((t / Time.minute) % 7) / 7 : 0) + offset
+                p.health.observe([Sample(device: index, sensor: 0, time: t, value: value)], modes: [index: running ? .running : .idle])
+            }
+        }
+        feed(hours: 84)
+        feed(hours: 2, offset: 20)
+        func drift() -> Bool { p.health.score(device: index, state: .idle, outlook: nil, now: t)?.factors.contains { $0.kind == .drift } ?? false }
+        #expect(drift())
+        _ = try p.record([MaintenanceEvent(deviceID: "fan-1", kind: .sensorServiced, time: t, component: "current", source: .operator)])
+        #expect(!drift())
+    }
 }
 
 final class MemoryPlantStore: PlantStore {
