@@ -19,7 +19,7 @@ struct HistoryAnswerService: RegistrableRPCService {
 
     func answer(_ request: Twin_V1_GetHistoryRequest) async throws(TwinError) -> EncodedMessage {
         let plant = self.plant
-        return try await plant.queries.run { () throws(TwinError) -> EncodedMessage in
+        return try await plant.query { () throws(TwinError) -> EncodedMessage in
             EncodedMessage(bytes: try HistoryRequest(request, plant: plant, now: plant.clock.now()).encoded())
         }
     }

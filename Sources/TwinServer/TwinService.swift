@@ -171,7 +171,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     func getHistory(request: Twin_V1_GetHistoryRequest, context: ServerContext) async throws -> Twin_V1_GetHistoryResponse {
         let plant = self.plant
-        return try await plant.queries.run { () throws(TwinError) -> Twin_V1_GetHistoryResponse in
+        return try await plant.query { () throws(TwinError) -> Twin_V1_GetHistoryResponse in
             try HistoryRequest(request, plant: plant, now: plant.clock.now()).answer()
         }
     }
@@ -197,7 +197,7 @@ struct TwinService: Twin_V1_TwinService.SimpleServiceProtocol {
 
     func getPatterns(request: Twin_V1_GetPatternsRequest, context: ServerContext) async throws -> Twin_V1_GetPatternsResponse {
         let service = self
-        return try await plant.queries.run { () throws(TwinError) -> Twin_V1_GetPatternsResponse in try service.patterns(request) }
+        return try await plant.query { () throws(TwinError) -> Twin_V1_GetPatternsResponse in try service.patterns(request) }
     }
 
     func patterns(_ request: Twin_V1_GetPatternsRequest) throws(TwinError) -> Twin_V1_GetPatternsResponse {

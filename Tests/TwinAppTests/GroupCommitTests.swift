@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Logging
 import Synchronization
 import Testing
@@ -80,6 +81,34 @@ import TwinEngines
         #expect(refused?.message.contains("an earlier batch of this stream was not stored") == true)
         #expect(await plant.store(e1) == nil)
         #expect(history.appends.withLock { $0.count == 2 && $0[1].map(\.value) == [34, 35, 36] })
+        plant.writes.shutdown()
+        plant.applying.shutdown()
+    }
+
+    /// Ingest first: a heavy query waits while a batch is in flight (here until it is stored
+    /// and applied: the limit is long), and does not wait when none is.
+    @Test(.timeLimit(.minutes(1))) func aHeavyQueryWaitsForIngestInFlight() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let history = RecordingHistory()
+        let plant = Plant(options: .init(), heartbeat: 5 * Time.second, store: MemoryPlantStore([], []), history: history, logger: logger, clock: ManualClock())
+        _ = try plant.register([Device(id: "pump-1", type: "pump", sensors: [SensorSpec(name: "flow", unit: "m³/h", nominalMin: 0, nominalMax: 100)])], now: now)
+        plant.yieldToIngest(limit: .seconds(600))  // nothing in flight: returns at once
+
+        let release = holdWriter(plant)
+        let ticket = plant.queueForStore(batch(0, 10), importing: false, now: now, stream: Plant.IngestStream())
+        let storing = Task { await plant.store(ticket) }
+        // The query runs on a thread of its own, as on the query pool.
+        let started = OneShot<Void>(), seen = OneShot<Int>()
+        Thread {
+            started.set(())
+            plant.yieldToIngest(limit: .seconds(600))
+            seen.set(history.appends.withLock { $0.count })
+        }.start()
+        await started.value()
+        release()
+        #expect(await storing.value == nil)
+        #expect(await seen.value() == 1, "the query went ahead of the batch in flight")
         plant.writes.shutdown()
         plant.applying.shutdown()
     }
