@@ -3,8 +3,8 @@ import TwinCore
 
 /// Health from the readings as they arrive: per sensor a learned normal (per operating mode:
 /// running or idle), a fast level, hourly means for trends, sensor-fault checks (stuck, spikes,
-/// dropouts, an offset at standstill) and streaming anomaly detection on the residuals. Scores are computed from that
-/// state on demand; nothing here knows the simulator.
+/// dropouts, an offset at standstill) and streaming anomaly detection on the residuals. Scores
+/// are computed from that state on demand; nothing here knows the simulator.
 public final class HealthEngine: Sendable {
     public struct Options: Sendable {
         /// Time constant of the learned normal once warmed up.

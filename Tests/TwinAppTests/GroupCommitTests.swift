@@ -31,6 +31,16 @@ import TwinEngines
         (0..<count).map { k in Sample(device: 0, sensor: 0, time: now - Nanos(10_000 - first - k) * Time.second, value: value ?? Double(first + k)) }
     }
 
+    /// A plant of one pump storing into a `RecordingHistory`.
+    func pumpPlant() throws -> (Plant, RecordingHistory) {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let history = RecordingHistory()
+        let plant = Plant(options: .init(), heartbeat: 5 * Time.second, store: MemoryPlantStore([], []), history: history, logger: logger, clock: ManualClock())
+        _ = try plant.register([Device(id: "pump-1", type: "pump", sensors: [SensorSpec(name: "flow", unit: "m³/h", nominalMin: 0, nominalMax: 100)])], now: now)
+        return (plant, history)
+    }
+
     /// Holds the store writer until `release` is called, so that batches queue up behind it.
     /// The holding job is queued at once (no task, nothing waits on the cooperative pool: a
     /// first version waited there for the job to start and stalled every other test in the
@@ -42,11 +52,7 @@ import TwinEngines
     }
 
     @Test(.timeLimit(.minutes(1))) func batchesWaitingAreStoredTogetherInOrder() async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let history = RecordingHistory()
-        let plant = Plant(options: .init(), heartbeat: 5 * Time.second, store: MemoryPlantStore([], []), history: history, logger: logger, clock: ManualClock())
-        _ = try plant.register([Device(id: "pump-1", type: "pump", sensors: [SensorSpec(name: "flow", unit: "m³/h", nominalMin: 0, nominalMax: 100)])], now: now)
+        let (plant, history) = try pumpPlant()
 
         // Two streams' batches queued while the writer is busy: one transaction, in queue order.
         let a = Plant.IngestStream(), b = Plant.IngestStream()
@@ -88,11 +94,7 @@ import TwinEngines
     /// Ingest first: a heavy query waits while a batch is in flight (here until it is stored
     /// and applied: the limit is long), and does not wait when none is.
     @Test(.timeLimit(.minutes(1))) func aHeavyQueryWaitsForIngestInFlight() async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let history = RecordingHistory()
-        let plant = Plant(options: .init(), heartbeat: 5 * Time.second, store: MemoryPlantStore([], []), history: history, logger: logger, clock: ManualClock())
-        _ = try plant.register([Device(id: "pump-1", type: "pump", sensors: [SensorSpec(name: "flow", unit: "m³/h", nominalMin: 0, nominalMax: 100)])], now: now)
+        let (plant, history) = try pumpPlant()
         plant.yieldToIngest(limit: .seconds(600))  // nothing in flight: returns at once
 
         let release = holdWriter(plant)
