@@ -25,7 +25,7 @@ struct ModelQualityBench: AsyncParsableCommand {
             let model = try FailureModel.train(histories: histories, end: end)
             let m = model.metrics
             rows.append((seed, m, (ContinuousClock.now - began).milliseconds / 1000))
-            print(String(format: "seed %d: AUC24 %.3f (rule %.3f), AUC7d %.3f, RUL MAE 7d %.1f h = %.1f %% (baseline %.1f h); whole life %.1f h (baseline %.1f h); coverage %.2f / 7d %.2f; %d test devices, %d failures; %.0f s",
+            print(String(format: "seed %d: AUC24 %.4f (rule %.3f), AUC7d %.3f, RUL MAE 7d %.1f h = %.1f %% (baseline %.1f h); whole life %.1f h (baseline %.1f h); coverage %.2f / 7d %.2f; %d test devices, %d failures; %.0f s",
                          seed, m.rocAUC, m.baselineRocAUC, m.rocAUC7d, m.rulMAEHours, 100 * m.rulMAEHours / m.meanLifetimeHours, m.baselineRulMAEHours,
                          m.rulWholeLifeMAEHours ?? .nan, m.baselineRulWholeLifeMAEHours ?? .nan, m.rulIntervalCoverage ?? .nan, m.rulIntervalCoverage7d ?? .nan,
                          m.testDevices, m.testFailures, rows.last!.2))
@@ -83,7 +83,8 @@ struct ModelQualityBench: AsyncParsableCommand {
             for e in output.events {
                 guard let d = fleet.firstIndex(where: { $0.id == e.deviceID }) else { continue }
                 if e.kind == .failure { failures[d].append(e.time) } else if e.kind == .repair || e.kind == .partReplaced { repairs[d].append(e.time) }
-                if e.kind == .faultOnset { onsets[d].append(e.time) }
+                // Machine faults only: a sensor fault's onset (also a faultOnset event) says nothing of the failure.
+                if e.kind == .faultOnset, MachineFault(rawValue: e.fault) != nil { onsets[d].append(e.time) }
             }
             t += interval
         }
