@@ -293,12 +293,10 @@ struct DetectionBench: AsyncParsableCommand {
         // Hourly: which sensors the engine calls faulty, and which it blames on the machine.
         var driftSeen: [Int32: [(time: Nanos, sensor: String)]] = [:], machineSeen: [Int32: [(time: Nanos, sensor: String)]] = [:]
         // Every sensor fault (drift, stuck, spikes, dropout), to tell a wrong drift verdict from a right one.
-        var sensorFaults: [(device: Int32, sensor: String, onset: Nanos, end: Nanos)] = []
-        var sensorFaultOpen: [String: (sensor: String, onset: Nanos)] = [:]
+        var sensorFaults: [(device: Int32, kind: String, sensor: String, onset: Nanos, end: Nanos)] = []
+        var sensorFaultOpen: [String: (kind: String, sensor: String, onset: Nanos)] = [:]
         var idleSeen: [Int32: [Nanos]] = [:]
         var driftCalled: [Int32: [(time: Nanos, sensor: String)]] = [:]
-        var drifts: [(device: Int32, sensor: String, onset: Nanos, end: Nanos)] = []
-        var driftOpen: [String: (sensor: String, onset: Nanos)] = [:]
         var states: [Int32: DeviceState] = [:]
         var sim = Simulator(devices: registered, start: start, options: options)
         var output = Simulator.Output()
@@ -322,13 +320,9 @@ struct DetectionBench: AsyncParsableCommand {
                 }
             }
             for e in output.events {
-                if e.kind == .faultOnset && e.fault == SensorFault.drift.rawValue { driftOpen[e.deviceID] = (e.component, e.time) }
-                if e.kind == .faultOnset && SensorFault(rawValue: e.fault) != nil { sensorFaultOpen[e.deviceID] = (e.component, e.time) }
-                if e.kind == .sensorServiced, let open = driftOpen.removeValue(forKey: e.deviceID), let i = plant.index(of: e.deviceID), open.onset > start + 2 * Time.day {
-                    drifts.append((i, open.sensor, open.onset, e.time))
-                }
+                if e.kind == .faultOnset && SensorFault(rawValue: e.fault) != nil { sensorFaultOpen[e.deviceID] = (e.fault, e.component, e.time) }
                 if e.kind == .sensorServiced, let open = sensorFaultOpen.removeValue(forKey: e.deviceID), let i = plant.index(of: e.deviceID) {
-                    sensorFaults.append((i, open.sensor, open.onset, e.time))
+                    sensorFaults.append((i, open.kind, open.sensor, open.onset, e.time))
                 }
                 if e.kind == .faultOnset && MachineFault(rawValue: e.fault) != nil { onsets[e.deviceID] = e.time }
                 if e.kind == .failure, let onset = onsets[e.deviceID], let i = plant.index(of: e.deviceID), onset > start + 2 * Time.day {
@@ -346,12 +340,13 @@ struct DetectionBench: AsyncParsableCommand {
                 if let first { found[detector, default: []].append(Double(f.failure - first) / Double(Time.hour)) }
             }
         }
-        // Drifts told as a fault of that sensor, and machine faults told as a sensor fault.
+        // Drifts (ended, begun after the warm-up) told as a fault of that sensor, and machine faults told as a sensor fault.
+        let drifts = sensorFaults.filter { $0.kind == SensorFault.drift.rawValue && $0.onset > start + 2 * Time.day }
         let toldDrift = drifts.filter { d in driftSeen[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
         let blamedMachine = drifts.filter { d in machineSeen[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
         let calledDrift = drifts.filter { d in driftCalled[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
         // A drift called on a sensor that was faulty then (or still is at the end) is a sensor fault told right.
-        for (device, open) in sensorFaultOpen { if let i = plant.index(of: device) { sensorFaults.append((i, open.sensor, open.onset, .max)) } }
+        for (device, open) in sensorFaultOpen { if let i = plant.index(of: device) { sensorFaults.append((i, open.kind, open.sensor, open.onset, .max)) } }
         func sensorFaulty(_ device: Int32, _ sensor: String, _ time: Nanos) -> Bool {
             sensorFaults.contains { $0.device == device && $0.sensor == sensor && time >= $0.onset && time <= $0.end }
         }

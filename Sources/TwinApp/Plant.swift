@@ -100,7 +100,11 @@ public final class Plant: Sendable {
     public func relearn(after events: [MaintenanceEvent]) {
         for e in events where e.kind == .repair || e.kind == .partReplaced || e.kind == .sensorServiced {
             guard let index = live.index(of: e.deviceID) else { continue }
-            if e.kind == .sensorServiced { health.serviced(device: index, sensor: e.component) } else { health.relearn(device: index) }
+            switch e.kind {
+            case .repair, .partReplaced: health.relearn(device: index)
+            case .sensorServiced: health.serviced(device: index, sensor: e.component)
+            default: break
+            }
         }
     }
 

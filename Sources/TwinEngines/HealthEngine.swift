@@ -60,8 +60,8 @@ public final class HealthEngine: Sendable {
         var anomalyPeak = 0.0
         /// Set while the sensor reads off its idle normal with the machine idle (settled): a
         /// machine fault acts under load, so a reading off while the machine stands is the
-        /// instrument's (a standstill check). The offset then, and since when.
-        var offAtRest: (offset: Double, since: Nanos)?
+        /// instrument's (a standstill check). The offset then.
+        var offAtRest: Double?
     }
 
     struct DeviceMemory {
@@ -143,7 +143,7 @@ public final class HealthEngine: Sendable {
             // running spread or less): a temperature at rest follows the weather instead.
             if m == 1 && normal.warm && settled && st.normals[0].warm && normal.absDev <= 0.1 * st.normals[0].absDev {
                 if abs(st.z) >= options.anomalyOpen {
-                    st.offAtRest = (st.fast - normal.mean, st.offAtRest?.since ?? sample.time)
+                    st.offAtRest = st.fast - normal.mean
                 } else if abs(st.z) < options.anomalyClose {
                     st.offAtRest = nil
                 }
@@ -396,8 +396,8 @@ public final class HealthEngine: Sendable {
                 } else if st.spikes.count >= 3 {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) jumped to implausible values \(st.spikes.count) times in the last hour and came straight back: a faulty sensor or wiring", penalty: 15, unit: spec.unit, sensorFault: true, kind: .spikes))
                 }
-                if mine.isEmpty, let rest = st.offAtRest {
-                    mine.append(Factor(subject: spec.name, description: "\(spec.name) read \(f(abs(rest.offset)))\(unit) \(rest.offset > 0 ? "above" : "below") its idle level while the machine stood: a machine fault shows under load, so the sensor has drifted or lost its calibration", penalty: 20, value: st.fast, unit: spec.unit, sensorFault: true, kind: .drift))
+                if mine.isEmpty, let offset = st.offAtRest {
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) read \(f(abs(offset)))\(unit) \(offset > 0 ? "above" : "below") its idle level while the machine stood: a machine fault shows under load, so the sensor has drifted or lost its calibration", penalty: 20, value: st.fast, unit: spec.unit, sensorFault: true, kind: .drift))
                 }
                 if dev.interval > 0, newest - st.lastTime > 5 * dev.interval, state != .offline {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) has sent nothing for \(DurationText.format(newest - st.lastTime)) while the device's other sensors report: a dropout", penalty: 20, unit: spec.unit, sensorFault: true, kind: .dropout))
