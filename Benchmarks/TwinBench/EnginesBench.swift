@@ -361,6 +361,7 @@ struct DetectionBench: AsyncParsableCommand {
             ("  called a fault of that sensor", String(format: "%d (%.0f %%)", toldDrift, 100 * Double(toldDrift) / Double(max(1, drifts.count)))),
             ("  called a drift of that sensor", String(format: "%d (%.0f %%)", calledDrift, 100 * Double(calledDrift) / Double(max(1, drifts.count)))),
             ("  of them with the machine standing at some hour", "\(stood.count), called a drift: \(stoodCalled) (\(String(format: "%.0f", 100 * Double(stoodCalled) / Double(max(1, stood.count)))) %)"),
+            ("  on machines that never stood", "\(drifts.count - stood.count), called a drift: \(calledDrift - stoodCalled) (\(String(format: "%.0f", 100 * Double(calledDrift - stoodCalled) / Double(max(1, drifts.count - stood.count)))) %)"),
             ("  blamed on the machine at some hour (deviation or trend)", String(format: "%d (%.0f %%)", blamedMachine, 100 * Double(blamedMachine) / Double(max(1, drifts.count)))),
             ("hourly drift verdicts on a sensor with no fault", String(format: "%d of %d", falseDrifts, allCalls)),
             ("machine faults called a drift at some hour", String(format: "%d of %d (%.0f %%)", faultsCalledDrift, faults.count, 100 * Double(faultsCalledDrift) / Double(max(1, faults.count)))),

@@ -59,6 +59,15 @@ struct ResidualCovariance {
         return (d2, shares)
     }
 
+    /// Sensor j's residual given the others, standardized: (Pz)ⱼ/√Pⱼⱼ. Its square is how much
+    /// of D² goes away when z_j is replaced by what the others predict for it.
+    func conditional(_ z: [Double], _ j: Int) -> Double {
+        var pz = 0.0
+        for i in 0..<k { pz += precision[j * k + i] * z[i] }
+        let pjj = precision[j * k + j]
+        return pjj > 0 ? pz / pjj.squareRoot() : 0
+    }
+
     /// (M + ridge·I)⁻¹ by Gauss-Jordan with partial pivoting; nil when singular.
     static func invert(_ m: [Double], k: Int, ridge: Double) -> [Double]? {
         var a = m

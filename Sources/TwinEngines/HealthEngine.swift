@@ -3,8 +3,9 @@ import TwinCore
 
 /// Health from the readings as they arrive: per sensor a learned normal (per operating mode:
 /// running or idle), a fast level, hourly means for trends, sensor-fault checks (stuck, spikes,
-/// dropouts, an offset at standstill) and streaming anomaly detection on the residuals. Scores
-/// are computed from that state on demand; nothing here knows the simulator.
+/// dropouts, an offset at standstill, a sensor off on its own the way no machine fault moves
+/// it) and streaming anomaly detection on the residuals. Scores are computed from that state on
+/// demand; nothing here knows the simulator.
 public final class HealthEngine: Sendable {
     public struct Options: Sendable {
         /// Time constant of the learned normal once warmed up.
@@ -20,6 +21,9 @@ public final class HealthEngine: Sendable {
         public var stuckAfter = 30
         /// After a start or stop, temperatures take a while to settle: no judging, no learning.
         public var settle: Nanos = 45 * Time.minute
+        /// How long a sensor must read off on its own, the way no machine fault moves it,
+        /// before it is called drifted (see `SensorState.offAlone`); nil turns the check off.
+        public var loneOffHold: Nanos? = 2 * Time.hour
         public init() {}
     }
 
@@ -62,6 +66,17 @@ public final class HealthEngine: Sendable {
         /// machine fault acts under load, so a reading off while the machine stands is the
         /// instrument's (a standstill check). The offset then.
         var offAtRest: Double?
+        /// +1 for quantities machine faults only raise (vibration, temperatures, motor current:
+        /// friction, wear, imbalance and poor cooling add energy and load), −1 for those they only
+        /// lower (shaft speed: a load or friction slows a machine), 2 for those they do not move
+        /// (supply voltage), 0 when faults move it either way.
+        var faultDirection = 0
+        /// Since when the sensor has read off what the device's other sensors say, on its own
+        /// and against `faultDirection` (`checkOffAlone`), and, once that held `loneOffHold`,
+        /// its offset from its running normal: the instrument's fault, even on a machine that
+        /// never stands.
+        var offAloneSince: Nanos?
+        var offAlone: Double?
     }
 
     struct DeviceMemory {
@@ -150,7 +165,9 @@ public final class HealthEngine: Sendable {
             }
             // Learn while warming up (a plain average over the first day), then slowly, and
             // not from readings far off (an anomaly must not become the normal).
-            if mode != .stopped && settled && (!normal.warm || abs(z) < 4) {
+            // Nor from a sensor found drifting: its normal must stay what the instrument read
+            // before.
+            if mode != .stopped && settled && (!normal.warm || abs(z) < 4) && st.offAlone == nil {
                 let alpha = !normal.warm ? 1 / Double(normal.n + 1) : Swift.min(1, Double(Swift.max(interval, Time.second)) / tau)
                 normal.mean += alpha * (x - normal.mean)
                 normal.absDev += (normal.n == 0 ? 1 : alpha) * (abs(x - normal.mean) - normal.absDev)
@@ -210,6 +227,7 @@ public final class HealthEngine: Sendable {
             var memory = DeviceMemory(sensors: sensors.map { spec in
                 var st = SensorState()
                 st.floor = Swift.max(0.02 * (spec.nominalMax - spec.nominalMin), 1e-9)
+                st.faultDirection = Self.faultDirection(unit: spec.unit)
                 return st
             })
             memory.covariance = ResidualCovariance(sensors: sensors.count)
@@ -221,7 +239,11 @@ public final class HealthEngine: Sendable {
     public func relearn(device index: Int32) {
         devices.withLock { d in
             guard Int(index) < d.count else { return }
-            for k in d[Int(index)].sensors.indices { d[Int(index)].sensors[k].normals = [Normal(), Normal()] }
+            for k in d[Int(index)].sensors.indices {
+                d[Int(index)].sensors[k].normals = [Normal(), Normal()]
+                d[Int(index)].sensors[k].offAloneSince = nil
+                d[Int(index)].sensors[k].offAlone = nil
+            }
             d[Int(index)].covariance = ResidualCovariance(sensors: d[Int(index)].sensors.count)
         }
     }
@@ -234,6 +256,8 @@ public final class HealthEngine: Sendable {
             guard Int(index) < d.count, k < d[Int(index)].sensors.count else { return }
             d[Int(index)].sensors[k].normals = [Normal(), Normal()]
             d[Int(index)].sensors[k].offAtRest = nil
+            d[Int(index)].sensors[k].offAloneSince = nil
+            d[Int(index)].sensors[k].offAlone = nil
         }
     }
 
@@ -266,6 +290,7 @@ public final class HealthEngine: Sendable {
                     let (d2, s) = d[di].covariance.distance(zs)
                     statistic = (Swift.max(0, d2) / Double(zs.count)).squareRoot()
                     shares = s
+                    if let hold = options.loneOffHold { Self.checkOffAlone(&d[di], zs: zs, d2: d2, time: time, hold: hold) }
                 } else {
                     statistic = (zs.reduce(0) { $0 + $1 * $1 } / Double(zs.count)).squareRoot()
                 }
@@ -295,6 +320,54 @@ public final class HealthEngine: Sendable {
                 }
             }
         }
+    }
+
+    /// "Sensors that should move together": a sensor off on its own, the way no machine fault
+    /// moves it (a vibration or temperature reading low, a speed high, a supply voltage either
+    /// way). Its residual given the others, standardized (c = (Pz)ⱼ/√Pⱼⱼ), is ≥ 4 against the
+    /// fault direction, it explains more of the distance than any other sensor, and the others'
+    /// distance without it (D² − c², per sensor) is < 1.5². Held `hold`, it is called a drift;
+    /// the verdict holds until c < 1.5 (or the sensor is serviced). A machine fault that shows
+    /// on one sensor first (a bearing wearing: vibration up) is left to the machine.
+    static func checkOffAlone(_ dev: inout DeviceMemory, zs: [Double], d2: Double, time: Nanos, hold: Nanos) {
+        let k = zs.count
+        // Two sensors that move together explain each other's offset: only the one that
+        // explains most of the distance is the suspect.
+        let conditionals = (0..<k).map { dev.covariance.conditional(zs, $0) }
+        let suspect = conditionals.indices.max { abs(conditionals[$0]) < abs(conditionals[$1]) }
+        for j in 0..<k where dev.sensors[j].faultDirection != 0 {
+            // Against the direction faults move it: positive when it reads the other way.
+            let direction = dev.sensors[j].faultDirection
+            let c = direction == 2 ? abs(conditionals[j]) : -Double(direction) * conditionals[j]
+            let against = direction == 2 ? zs[j] * conditionals[j] > 0 : zs[j] * Double(direction) < 0
+            let rest = Swift.max(0, d2 - c * c) / Double(k - 1)
+            // A normal learned anew (after a service or a repair) is rough for days, while the
+            // covariance holds the old one's: no verdict until it has a week behind it.
+            let seasoned = time - dev.sensors[j].normals[0].since >= 7 * Time.day
+            if j == suspect && seasoned && c >= 4 && against && rest < 1.5 * 1.5 {
+                let since = dev.sensors[j].offAloneSince ?? time
+                dev.sensors[j].offAloneSince = since
+                if time - since >= hold {
+                    let normal = dev.sensors[j].normals[0]
+                    dev.sensors[j].offAlone = dev.sensors[j].fast - normal.mean
+                }
+            } else if c < (dev.sensors[j].offAlone == nil ? 2.5 : 1.5) {
+                // Once called, it holds until the sensor reads in line again (or is serviced).
+                dev.sensors[j].offAloneSince = nil
+                dev.sensors[j].offAlone = nil
+            }
+        }
+    }
+
+    /// Which way machine faults move a quantity, from its unit: +1 vibration, temperature and
+    /// current; −1 rotational speed; 2 neither way (supply voltage); 0 either way (pressure and
+    /// flow fall with a leak and rise with a blockage, and anything else).
+    static func faultDirection(unit: String) -> Int {
+        let u = String(unit.lowercased().filter { $0 != " " })
+        if ["mm/s", "in/s", "ips", "g", "m/s²", "m/s2", "µm", "um", "mil", "mils", "°c", "°f", "degc", "degf", "k", "a", "ma", "ka"].contains(u) { return 1 }
+        if ["rpm", "1/min", "min⁻¹", "r/min"].contains(u) { return -1 }
+        if ["v", "kv", "vac"].contains(u) { return 2 }
+        return 0
     }
 
     /// The Mahalanobis distance per sensor (√(D²/k)) at which a multivariate anomaly opens,
@@ -398,6 +471,11 @@ public final class HealthEngine: Sendable {
                 }
                 if mine.isEmpty, let offset = st.offAtRest {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) read \(f(abs(offset)))\(unit) \(offset > 0 ? "above" : "below") its idle level while the machine stood: a machine fault shows under load, so the sensor has drifted or lost its calibration", penalty: 20, value: st.fast, unit: spec.unit, sensorFault: true, kind: .drift))
+                }
+                if mine.isEmpty, let offset = st.offAlone {
+                    let why = st.faultDirection == 2
+                        ? "machine faults do not move a \(spec.unit) reading" : "machine faults \(offset > 0 ? "lower" : "raise") a \(spec.unit) reading, never \(offset > 0 ? "raise" : "lower") it"
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) reads \(f(abs(offset)))\(unit) \(offset > 0 ? "above" : "below") its normal while the device's other sensors read normal: \(why), so the sensor has drifted or lost its calibration", penalty: 20, value: st.fast, unit: spec.unit, sensorFault: true, kind: .drift))
                 }
                 if dev.interval > 0, newest - st.lastTime > 5 * dev.interval, state != .offline {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) has sent nothing for \(DurationText.format(newest - st.lastTime)) while the device's other sensors report: a dropout", penalty: 20, unit: spec.unit, sensorFault: true, kind: .dropout))

@@ -3,8 +3,9 @@ import Testing
 import TwinCore
 @testable import TwinEngines
 
-/// A drifting sensor told from a machine fault by the standstill check: a machine fault acts
-/// under load, a sensor's offset stays when the machine stands.
+/// A drifting sensor told from a machine fault: by the standstill check (a machine fault acts
+/// under load, a sensor's offset stays when the machine stands), and, on machines that never
+/// stand, by a sensor off on its own the way no machine fault moves it.
 @Suite struct DriftTests {
     /// A shift-operated machine: running 06–22 h, idle at night. Current follows the load and
     /// reads ~0 at rest; the bearing temperature follows the load and, at rest, the weather.
@@ -94,6 +95,115 @@ import TwinCore
         m.forceIdle = true
         m.restWarmth = 8
         m.run(until: m.start + 4 * Time.day + 15 * Time.hour)
+        #expect(!(try m.verdict().factors.contains { $0.kind == .drift }))
+    }
+
+    /// A machine that never stands: flow, current and vibration follow a daily load cycle;
+    /// the supply voltage sags a little under load.
+    struct Continuous {
+        let engine = HealthEngine()
+        var rng = SplitMix64(seed: 5)
+        let start: Nanos = 1_790_035_200 * Time.second
+        var t: Nanos
+        /// Added to a sensor's reading by index (flow, current, vibration, voltage).
+        var offsets = [0.0, 0.0, 0.0, 0.0]
+
+        init() {
+            t = start
+            engine.bind(device: 0, sensors: [
+                SensorSpec(name: "flow", unit: "m³/h", nominalMin: 0, nominalMax: 150),
+                SensorSpec(name: "current", unit: "A", nominalMin: 0, nominalMax: 50),
+                SensorSpec(name: "vibration", unit: "mm/s", nominalMin: 0, nominalMax: 4.5),
+                SensorSpec(name: "voltage", unit: "V", nominalMin: 380, nominalMax: 420),
+            ])
+        }
+
+        mutating func run(until end: Nanos) {
+            while t < end {
+                t += Time.minute
+                let hour = Double(t % Time.day) / Double(Time.hour)
+                let load = 0.6 + 0.22 * sin(2 * Double.pi * (hour - 8) / 24)
+                let values = [
+                    25 + 95 * load + 1.5 * rng.normal(), 9 + 29 * load + 0.4 * rng.normal(),
+                    1.1 + 0.9 * load + 0.08 * rng.normal(), 401 - 3 * load + 1.5 * rng.normal(),
+                ]
+                engine.observe(values.indices.map { Sample(device: 0, sensor: Int32($0), time: t, value: values[$0] + offsets[$0]) }, modes: [0: .running])
+            }
+        }
+
+        func verdict() throws -> HealthEngine.Verdict {
+            try #require(engine.score(device: 0, state: .running, outlook: nil, now: t))
+        }
+    }
+
+    /// Machine faults add vibration, never take it away: a vibration reading that falls on its
+    /// own while flow and current say the load is as usual is the instrument, though the
+    /// machine never stands.
+    @Test func vibrationFallingAloneIsTheSensorsOnAMachineThatNeverStands() throws {
+        var m = Continuous()
+        m.run(until: m.start + 8 * Time.day)
+        #expect(try m.verdict().factors.isEmpty)
+        m.offsets[2] = -0.6
+        m.run(until: m.t + 3 * Time.hour)
+        let v = try m.verdict()
+        let drift = try #require(v.factors.first { $0.kind == .drift }, "\(v.factors.map(\.description))")
+        #expect(drift.subject == "vibration" && drift.sensorFault)
+        #expect(drift.description.contains("below its normal while the device's other sensors read normal"), "\(drift.description)")
+        #expect(!v.factors.contains { !$0.sensorFault && $0.subject == "vibration" }, "\(v.factors.map(\.description))")
+        // Still the sensor hours later (its normal does not learn the offset), until serviced.
+        m.run(until: m.t + 12 * Time.hour)
+        #expect(try m.verdict().factors.contains { $0.kind == .drift && $0.subject == "vibration" })
+        m.offsets[2] = 0
+        m.engine.serviced(device: 0, sensor: "vibration")
+        #expect(!(try m.verdict().factors.contains { $0.kind == .drift }))
+    }
+
+    /// The same offset upwards is what a wearing bearing does first: the machine's, not a drift.
+    @Test func vibrationRisingAloneIsTheMachines() throws {
+        var m = Continuous()
+        m.run(until: m.start + 8 * Time.day)
+        m.offsets[2] = 1.0
+        m.run(until: m.t + 6 * Time.hour)
+        let v = try m.verdict()
+        #expect(!v.factors.contains { $0.kind == .drift }, "\(v.factors.map(\.description))")
+        #expect(v.factors.contains { $0.kind == .deviation && $0.subject == "vibration" && !$0.sensorFault })
+    }
+
+    /// Machine faults do not move the supply voltage: an offset either way on its own is not
+    /// the machine's.
+    @Test(arguments: [-8.0, 8.0]) func aSupplyVoltageOffAloneIsNotTheMachines(offset: Double) throws {
+        var m = Continuous()
+        m.run(until: m.start + 8 * Time.day)
+        m.offsets[3] = offset
+        m.run(until: m.t + 3 * Time.hour)
+        let v = try m.verdict()
+        let drift = try #require(v.factors.first { $0.kind == .drift && $0.subject == "voltage" }, "\(v.factors.map(\.description))")
+        #expect(drift.description.contains("machine faults do not move a V reading"), "\(drift.description)")
+        #expect(!v.factors.contains { !$0.sensorFault }, "\(v.factors.map(\.description))")
+    }
+
+    /// A leak: the flow falls and the current rises together. Not one sensor alone, and each
+    /// moves the way faults move it: the machine's (the covariance detector finds it).
+    @Test func aLeakMovingFlowAndCurrentIsTheMachines() throws {
+        var m = Continuous()
+        m.run(until: m.start + 8 * Time.day)
+        m.offsets[0] = -20
+        m.offsets[1] = 4
+        m.run(until: m.t + 6 * Time.hour)
+        let v = try m.verdict()
+        #expect(!v.factors.contains { $0.kind == .drift }, "\(v.factors.map(\.description))")
+        let open = m.engine.anomalies(device: 0, from: m.t - Time.hour, to: m.t).filter { $0.end == nil }
+        #expect(open.contains { $0.detector == "multivariate_mahalanobis" && Set($0.sensors).isSubset(of: ["flow", "current"]) }, "\(open)")
+    }
+
+    /// A normal learned anew after a service is rough at first: no verdict from it for a week.
+    @Test func noLoneVerdictOnANormalLearnedAnewThisWeek() throws {
+        var m = Continuous()
+        m.run(until: m.start + 8 * Time.day)
+        m.engine.serviced(device: 0, sensor: "vibration")
+        m.run(until: m.t + 3 * Time.day)
+        m.offsets[2] = -0.6
+        m.run(until: m.t + 3 * Time.hour)
         #expect(!(try m.verdict().factors.contains { $0.kind == .drift }))
     }
 }
