@@ -66,10 +66,11 @@ public final class HealthEngine: Sendable {
         /// machine fault acts under load, so a reading off while the machine stands is the
         /// instrument's (a standstill check). The offset then.
         var offAtRest: Double?
-        /// +1 for quantities machine faults only raise (vibration, temperatures, motor current:
-        /// friction, wear, imbalance and poor cooling add energy and load), −1 for those they only
-        /// lower (shaft speed: a load or friction slows a machine), 2 for those they do not move
-        /// (supply voltage), 0 when faults move it either way.
+        /// +1 for quantities machine faults only raise (vibration, temperatures: friction, wear,
+        /// imbalance and poor cooling add energy), −1 for those they only lower (shaft speed: a
+        /// load or friction slows a machine), 2 for those they do not move (supply voltage), 0
+        /// when faults move it either way (a motor's current rises with friction and falls when
+        /// a pump runs dry or a coupling breaks).
         var faultDirection = 0
         /// Since when the sensor has read off what the device's other sensors say, on its own
         /// and against `faultDirection` (`checkOffAlone`), and, once that held `loneOffHold`,
@@ -359,12 +360,12 @@ public final class HealthEngine: Sendable {
         }
     }
 
-    /// Which way machine faults move a quantity, from its unit: +1 vibration, temperature and
-    /// current; −1 rotational speed; 2 neither way (supply voltage); 0 either way (pressure and
-    /// flow fall with a leak and rise with a blockage, and anything else).
+    /// Which way machine faults move a quantity, from its unit: +1 vibration and temperature;
+    /// −1 rotational speed; 2 neither way (supply voltage); 0 either way (pressure and flow fall
+    /// with a leak and rise with a blockage; current, and anything else).
     static func faultDirection(unit: String) -> Int {
         let u = String(unit.lowercased().filter { $0 != " " })
-        if ["mm/s", "in/s", "ips", "g", "m/s²", "m/s2", "µm", "um", "mil", "mils", "°c", "°f", "degc", "degf", "k", "a", "ma", "ka"].contains(u) { return 1 }
+        if ["mm/s", "in/s", "ips", "g", "m/s²", "m/s2", "µm", "um", "mil", "mils", "°c", "°f", "degc", "degf", "k"].contains(u) { return 1 }
         if ["rpm", "1/min", "min⁻¹", "r/min"].contains(u) { return -1 }
         if ["v", "kv", "vac"].contains(u) { return 2 }
         return 0
