@@ -1774,7 +1774,8 @@ public nonisolated struct Twin_V1_AlertRule: @unchecked Sendable {
   }
 
   /// sensor_fault: stuck, spikes, dropout, drift (a sensor off its standstill value while the
-  /// machine stands).
+  /// machine stands, or off on its own the way no machine fault moves it: a vibration or
+  /// temperature reading low, a speed high, a supply voltage either way).
   public var kinds: [String] {
     get {_storage._kinds}
     set {_uniqueStorage()._kinds = newValue}
