@@ -13,14 +13,13 @@ path to that first time is walked, so the client spends its CPU on the transport
 decoding a thousand snapshots per message. Prints p50/p99/max and twind's and the client's
 CPU as a share of one core.
 """
-import argparse, asyncio, importlib, os, shutil, subprocess, sys, tempfile, time
+import argparse, asyncio, os, shutil, subprocess, sys, tempfile, time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_seconds, free_port  # noqa: E402
+from benchlib import cpu_seconds, free_port, twin_stubs  # noqa: E402
 
 import grpc  # noqa: E402
-from grpc_tools import protoc  # noqa: E402
 
 PASSWORD = "fanout-bench-admin-1"
 
@@ -78,14 +77,8 @@ def tick_time(b):
 
 async def measure(args, twind, addr):
     out = tempfile.mkdtemp(prefix="twin-py-")
-    include = protoc.__file__.rsplit("/", 1)[0] + "/_proto"
-    protos = [f"twin/v1/{n}.proto" for n in ("types", "twin", "auth", "model")]
-    if protoc.main(["protoc", f"-I{root}/proto", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}", *protos]) != 0:
-        sys.exit("protoc failed")
-    sys.path.insert(0, out)
-    auth = importlib.import_module("twin.v1.auth_pb2")
-    auth_grpc = importlib.import_module("twin.v1.auth_pb2_grpc")
-    twin = importlib.import_module("twin.v1.twin_pb2")
+    stubs = twin_stubs(out)
+    auth, auth_grpc, twin = stubs["auth_pb2"], stubs["auth_pb2_grpc"], stubs["twin_pb2"]
     token = None
     for _ in range(600):
         try:

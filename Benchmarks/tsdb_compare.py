@@ -17,12 +17,12 @@ InfluxDB are measured when `victoria-metrics` and `influxd` are on the PATH (Deb
 victoria-metrics, influxdb), each started on loopback with its data in a temporary directory,
 and left out of the table otherwise. Python needs grpcio and grpcio-tools (scripts/bootstrap).
 """
-import argparse, http.client, importlib, json, math, os, random, shutil, signal, socket, statistics
+import argparse, http.client, json, math, os, random, shutil, signal, socket, statistics
 import subprocess, sys, tempfile, threading, time, urllib.parse
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_seconds, free_port  # noqa: E402
+from benchlib import cpu_seconds, free_port, twin_stubs  # noqa: E402
 
 
 def dir_bytes(path):
@@ -96,19 +96,9 @@ class Twind:
     def __init__(self, build, tmp):
         self.binary = os.path.join(root, ".build", build, "twind")
         self.dir = os.path.join(tmp, "twind")
-        out = os.path.join(tmp, "py")
-        os.makedirs(out, exist_ok=True)
-        from grpc_tools import protoc
-        include = protoc.__file__.rsplit("/", 1)[0] + "/_proto"
-        protos = [f"twin/v1/{n}.proto" for n in ("types", "twin", "auth", "model")]
-        if protoc.main(["protoc", f"-I{root}/proto", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}", *protos]) != 0:
-            raise SystemExit("protoc failed")
-        sys.path.insert(0, out)
-        self.types = importlib.import_module("twin.v1.types_pb2")
-        self.twin = importlib.import_module("twin.v1.twin_pb2")
-        self.auth = importlib.import_module("twin.v1.auth_pb2")
-        self.auth_grpc = importlib.import_module("twin.v1.auth_pb2_grpc")
-        self.twin_grpc = importlib.import_module("twin.v1.twin_pb2_grpc")
+        stubs = twin_stubs(os.path.join(tmp, "py"))
+        self.types, self.twin, self.twin_grpc = stubs["types_pb2"], stubs["twin_pb2"], stubs["twin_pb2_grpc"]
+        self.auth, self.auth_grpc = stubs["auth_pb2"], stubs["auth_pb2_grpc"]
 
     def serialize(self, data, batch):
         payloads = []
