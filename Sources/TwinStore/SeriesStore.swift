@@ -6,10 +6,11 @@ import TwinCore
 /// Sensor history in `health_data.db`: compressed, encrypted chunks per (device, sensor), with a
 /// durable head for readings not yet in a chunk.
 ///
-/// Every `append` is one SQLite transaction: the batch goes into `head` as one sealed block
-/// (so it survives a crash once the call returns), and each series whose open buffer reaches
-/// `chunkPoints` is cut into a chunk in the same transaction: Gorilla-coded points plus 1-minute
-/// and 1-hour roll-ups, sealed together and bound to the chunk's row. A head block is deleted once
+/// Every `append` is one SQLite transaction: each series whose open buffer reaches
+/// `chunkPoints` with the batch is cut into a chunk (Gorilla-coded points plus 1-minute and
+/// 1-hour roll-ups, sealed together and bound to the chunk's row), and the batch's other
+/// readings go into `head` as one sealed block, so every reading survives a crash once the
+/// call returns. A head block is deleted once
 /// every reading in it is in a chunk; `series.flushed_head` records, per series, the last head
 /// block it has taken in, so a restart replays exactly the readings not yet chunked.
 ///
@@ -194,12 +195,17 @@ public final class SeriesStore: HistoryStore {
             for (slot, i) in cut.enumerated() { s.cutSlot[i] = Int32(slot) }
             defer { for i in cut { s.cutSlot[i] = -1 } }
 
-            // The head block: the whole batch, so it is durable before the call returns.
+            // The head block: the readings of the batch that stay in buffers, so they are durable
+            // before the call returns. Those of series cut below go into chunks in the same
+            // transaction, which also moves those series' flushed_head to this block: a replay
+            // would skip them, so they are not written twice (with batches that fill chunks,
+            // the head had been most of the bytes each commit wrote).
+            let buffered = cut.isEmpty ? samples.count : seriesOf.reduce(0) { $0 + (s.cutSlot[$1] < 0 ? 1 : 0) }
             var plain: [UInt8] = []
-            plain.reserveCapacity(samples.count * 12 + 8)
-            Varint.append(UInt64(samples.count), to: &plain)
+            plain.reserveCapacity(buffered * 12 + 8)
+            Varint.append(UInt64(buffered), to: &plain)
             var previousTime: Nanos = 0
-            for (k, sample) in samples.enumerated() {
+            for (k, sample) in samples.enumerated() where cut.isEmpty || s.cutSlot[seriesOf[k]] < 0 {
                 Varint.append(UInt64(s.series[seriesOf[k]].id), to: &plain)
                 Varint.append(GorillaCodec.zigzag(sample.time &- previousTime), to: &plain)
                 previousTime = sample.time
@@ -225,7 +231,7 @@ public final class SeriesStore: HistoryStore {
                     chunks += Self.makeChunks(series: i, times: times[slot], values: values[slot], size: options.chunkPoints, rollups: false)
                 }
             }
-            try write(&s, head: (head, plain), chunks: chunks, flushedHead: head)
+            try write(&s, head: buffered > 0 ? (head, plain) : nil, chunks: chunks, flushedHead: head)
 
             // Committed: now the memory follows.
             s.nextHead += 1

@@ -77,6 +77,47 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         #expect(report.readings + 1_300 + 300 - report.readings >= 0)
     }
 
+    /// Readings chunked in the same commit are not written to the head too: a replay would skip
+    /// them (their series' flushed_head moves to that block), and with batches that fill chunks
+    /// the head had been most of what each commit wrote.
+    @Test func theHeadHoldsOnlyTheReadingsNotChunkedWithThem() throws {
+        let test = try TestDatabase(chunkPoints: 50)
+        var db = try test.open()
+        // Each batch: 60 flow readings (flow is cut every time) and 3 bearing temperatures (they
+        // stay in the buffer), interleaved in time.
+        for b in 0..<4 {
+            var batch = (0..<60).map { reading(b * 60 + $0) }
+            for k in 0..<3 { batch.insert(reading(b * 3 + k, sensor: 1), at: 20 * k) }
+            try db.series.append(batch)
+        }
+        func headReadings(_ db: HealthDatabase) throws -> [Int64] {
+            let rows = try db.pool.read { try Row.fetchAll($0, sql: "SELECT id, data FROM head ORDER BY id") }
+            var series: [Int64] = []
+            for row in rows {
+                let plain = try #require(try? db.series.sealer.open(Array(row["data"] as Data), context: SeriesStore.headContext(row["id"])))
+                try SeriesStore.decodeHead(plain) { id, _, _ in series.append(id) }
+            }
+            return series
+        }
+        #expect(try headReadings(db) == Array(repeating: 2, count: 12), "only bearing_temp (series 2) is in the head")
+        func check(_ db: HealthDatabase) throws {
+            #expect(try all(db).values == (0..<240).map { reading($0).value })
+            #expect(try all(db, "bearing_temp").values == (0..<12).map { reading($0, sensor: 1).value })
+        }
+        try check(db)
+        db.close()
+        db = try test.open()
+        try check(db)
+        // A batch that is all chunked writes no head block at all.
+        let before = try db.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM head") }
+        try db.series.append((240..<300).map { reading($0) })
+        #expect(try db.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM head") } == before)
+        db.close()
+        db = try test.open()
+        #expect(try all(db).times.count == 300)
+        #expect(try all(db, "bearing_temp").times.count == 12)
+    }
+
     @Test func lateAndOutOfOrderReadingsLandInPlace() throws {
         let test = try TestDatabase(chunkPoints: 40)
         let db = try test.open()
