@@ -201,22 +201,25 @@ public enum GorillaCodec {
         var total: Double = 0
         for u in residuals { total += Double(u) }
         let mean = residuals.isEmpty ? 0 : total / Double(residuals.count)
-        let guess = mean < 1 ? 0 : min(29, 63 - UInt64(mean).leadingZeroBitCount)
+        let guess = mean < 1 ? 0 : mean >= 0x1p29 ? 29 : 63 - UInt64(mean).leadingZeroBitCount
+        // The (up to) four candidates in one pass, one lane each: the encoder's hottest loop.
+        let low = max(0, guess - 1), candidates = guess + 2 - low + 1
+        let shifts = SIMD4<UInt64>(UInt64(low), UInt64(low + 1), UInt64(low + 2), UInt64(low + 3))
+        let escaped = SIMD4<UInt64>(repeating: riceEscape + 64), escape = SIMD4<UInt64>(repeating: riceEscape)
+        var costs = SIMD4<UInt64>(repeating: 0)
+        for u in residuals {
+            let q = SIMD4<UInt64>(repeating: u) &>> shifts
+            costs &+= escaped.replacing(with: q &+ 1 &+ shifts, where: q .< escape)
+        }
         var best = 0
         var bestCost = UInt64.max
-        for p in max(0, guess - 1)...(guess + 2) {
-            var cost: UInt64 = 0
-            for u in residuals {
-                let q = u >> UInt64(p)
-                cost &+= q < riceEscape ? q + 1 + UInt64(p) : riceEscape + 64
-            }
-            if cost < bestCost {
-                bestCost = cost
-                best = p
-            }
+        for lane in 0..<candidates where costs[lane] < bestCost {
+            bestCost = costs[lane]
+            best = low + lane
         }
         return (best, bestCost)
     }
+
 
     // MARK: Columns
 

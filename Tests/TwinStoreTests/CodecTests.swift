@@ -112,6 +112,38 @@ import TwinCore
         #expect(decoded > 0)  // the mutations left some chunks valid: the test reached the decoders' far ends
     }
 
+    /// The Rice parameter search tries its four candidates in one pass (SIMD lanes); it must
+    /// choose exactly what one pass per candidate chose, so chunks encode byte for byte the same.
+    @Test func theOnePassRiceSearchChoosesAsOnePassPerCandidate() {
+        func byPasses(_ residuals: [UInt64]) -> (parameter: Int, cost: UInt64) {
+            var total: Double = 0
+            for u in residuals { total += Double(u) }
+            let mean = residuals.isEmpty ? 0 : total / Double(residuals.count)
+            let guess = mean < 1 ? 0 : mean >= 0x1p29 ? 29 : 63 - UInt64(mean).leadingZeroBitCount
+            var best = 0, bestCost = UInt64.max
+            for p in max(0, guess - 1)...(guess + 2) {
+                var cost: UInt64 = 0
+                for u in residuals {
+                    let q = u >> UInt64(p)
+                    cost &+= q < GorillaCodec.riceEscape ? q + 1 + UInt64(p) : GorillaCodec.riceEscape + 64
+                }
+                if cost < bestCost { (best, bestCost) = (p, cost) }
+            }
+            return (best, bestCost)
+        }
+        var rng = SystemRandomNumberGenerator()
+        var cases: [[UInt64]] = [[], [0], [UInt64.max], [0, 0, 0], Array(repeating: UInt64.max, count: 9), [1, 2, 3, 1 << 40]]
+        for _ in 0..<2_000 {
+            let scale = UInt64.random(in: 0...62, using: &rng)
+            let count = Int.random(in: 1...300, using: &rng)
+            cases.append((0..<count).map { _ in UInt64.random(in: 0...(UInt64(1) << scale), using: &rng) >> UInt64.random(in: 0...3, using: &rng) })
+        }
+        for residuals in cases {
+            let (p, c) = GorillaCodec.riceParameter(residuals), (q, d) = byPasses(residuals)
+            #expect(p == q && c == d, "\(residuals.prefix(8))")
+        }
+    }
+
     @Test func edgeCasesRoundTripExactly() throws {
         _ = try roundTrip([], [])
         _ = try roundTrip([42], [.pi])
