@@ -45,27 +45,28 @@ struct ResidualCovariance {
         }
     }
 
-    /// D² = zᵀ P z and each sensor's share z_j (P z)_j (they add up to D²; a share can be
-    /// negative when a sensor's residual pulls the vector back towards normal).
-    func distance(_ z: [Double]) -> (d2: Double, shares: [Double]) {
-        var shares = [Double](repeating: 0, count: k)
-        var d2 = 0.0
-        for i in 0..<k {
+    /// P z: with z, the distance and each sensor's conditional residual.
+    func product(_ z: [Double]) -> [Double] {
+        (0..<k).map { i in
             var pz = 0.0
             for j in 0..<k { pz += precision[i * k + j] * z[j] }
-            shares[i] = z[i] * pz
-            d2 += shares[i]
+            return pz
         }
-        return (d2, shares)
+    }
+
+    /// D² = zᵀ P z and each sensor's share z_j (P z)_j (they add up to D²; a share can be
+    /// negative when a sensor's residual pulls the vector back towards normal).
+    func distance(_ z: [Double], pz: [Double]? = nil) -> (d2: Double, shares: [Double]) {
+        let pz = pz ?? product(z)
+        let shares = (0..<k).map { z[$0] * pz[$0] }
+        return (shares.reduce(0, +), shares)
     }
 
     /// Sensor j's residual given the others, standardized: (Pz)ⱼ/√Pⱼⱼ. Its square is how much
     /// of D² goes away when z_j is replaced by what the others predict for it.
-    func conditional(_ z: [Double], _ j: Int) -> Double {
-        var pz = 0.0
-        for i in 0..<k { pz += precision[j * k + i] * z[i] }
+    func conditional(pz: [Double], _ j: Int) -> Double {
         let pjj = precision[j * k + j]
-        return pjj > 0 ? pz / pjj.squareRoot() : 0
+        return pjj > 0 ? pz[j] / pjj.squareRoot() : 0
     }
 
     /// (M + ridge·I)⁻¹ by Gauss-Jordan with partial pivoting; nil when singular.

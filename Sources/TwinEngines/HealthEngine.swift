@@ -66,18 +66,21 @@ public final class HealthEngine: Sendable {
         /// machine fault acts under load, so a reading off while the machine stands is the
         /// instrument's (a standstill check). The offset then.
         var offAtRest: Double?
-        /// +1 for quantities machine faults only raise (vibration, temperatures: friction, wear,
-        /// imbalance and poor cooling add energy), −1 for those they only lower (shaft speed: a
-        /// load or friction slows a machine), 2 for those they do not move (supply voltage), 0
-        /// when faults move it either way (a motor's current rises with friction and falls when
-        /// a pump runs dry or a coupling breaks).
-        var faultDirection = 0
+        /// Which way machine faults move the quantity (`FaultDirection.of(unit:)`).
+        var faultDirection = FaultDirection.either
         /// Since when the sensor has read off what the device's other sensors say, on its own
         /// and against `faultDirection` (`checkOffAlone`), and, once that held `loneOffHold`,
         /// its offset from its running normal: the instrument's fault, even on a machine that
         /// never stands.
         var offAloneSince: Nanos?
         var offAlone: Double?
+
+        /// Forgets the learned normals, and the lone-offset verdict measured against them.
+        mutating func learnAnew() {
+            normals = [Normal(), Normal()]
+            offAloneSince = nil
+            offAlone = nil
+        }
     }
 
     struct DeviceMemory {
@@ -228,7 +231,7 @@ public final class HealthEngine: Sendable {
             var memory = DeviceMemory(sensors: sensors.map { spec in
                 var st = SensorState()
                 st.floor = Swift.max(0.02 * (spec.nominalMax - spec.nominalMin), 1e-9)
-                st.faultDirection = Self.faultDirection(unit: spec.unit)
+                st.faultDirection = FaultDirection.of(unit: spec.unit)
                 return st
             })
             memory.covariance = ResidualCovariance(sensors: sensors.count)
@@ -240,11 +243,7 @@ public final class HealthEngine: Sendable {
     public func relearn(device index: Int32) {
         devices.withLock { d in
             guard Int(index) < d.count else { return }
-            for k in d[Int(index)].sensors.indices {
-                d[Int(index)].sensors[k].normals = [Normal(), Normal()]
-                d[Int(index)].sensors[k].offAloneSince = nil
-                d[Int(index)].sensors[k].offAlone = nil
-            }
+            for k in d[Int(index)].sensors.indices { d[Int(index)].sensors[k].learnAnew() }
             d[Int(index)].covariance = ResidualCovariance(sensors: d[Int(index)].sensors.count)
         }
     }
@@ -255,10 +254,8 @@ public final class HealthEngine: Sendable {
         guard let k = specs.withLock({ Int(index) < $0.count ? $0[Int(index)].firstIndex { $0.name == name } : nil }) else { return }
         devices.withLock { d in
             guard Int(index) < d.count, k < d[Int(index)].sensors.count else { return }
-            d[Int(index)].sensors[k].normals = [Normal(), Normal()]
+            d[Int(index)].sensors[k].learnAnew()
             d[Int(index)].sensors[k].offAtRest = nil
-            d[Int(index)].sensors[k].offAloneSince = nil
-            d[Int(index)].sensors[k].offAlone = nil
         }
     }
 
@@ -288,10 +285,11 @@ public final class HealthEngine: Sendable {
                     // The covariance is that of normal running: a device idle, starting or
                     // stopping is not measured against it.
                     guard judged else { continue }
-                    let (d2, s) = d[di].covariance.distance(zs)
+                    let pz = d[di].covariance.product(zs)
+                    let (d2, s) = d[di].covariance.distance(zs, pz: pz)
                     statistic = (Swift.max(0, d2) / Double(zs.count)).squareRoot()
                     shares = s
-                    if let hold = options.loneOffHold { Self.checkOffAlone(&d[di], zs: zs, d2: d2, time: time, hold: hold) }
+                    if let hold = options.loneOffHold { Self.checkOffAlone(&d[di], zs: zs, pz: pz, d2: d2, time: time, hold: hold) }
                 } else {
                     statistic = (zs.reduce(0) { $0 + $1 * $1 } / Double(zs.count)).squareRoot()
                 }
@@ -330,17 +328,22 @@ public final class HealthEngine: Sendable {
     /// distance without it (D² − c², per sensor) is < 1.5². Held `hold`, it is called a drift;
     /// the verdict holds until c < 1.5 (or the sensor is serviced). A machine fault that shows
     /// on one sensor first (a bearing wearing: vibration up) is left to the machine.
-    static func checkOffAlone(_ dev: inout DeviceMemory, zs: [Double], d2: Double, time: Nanos, hold: Nanos) {
+    static func checkOffAlone(_ dev: inout DeviceMemory, zs: [Double], pz: [Double], d2: Double, time: Nanos, hold: Nanos) {
+        guard dev.sensors.contains(where: { $0.faultDirection != .either }) else { return }
         let k = zs.count
         // Two sensors that move together explain each other's offset: only the one that
         // explains most of the distance is the suspect.
-        let conditionals = (0..<k).map { dev.covariance.conditional(zs, $0) }
+        let conditionals = (0..<k).map { dev.covariance.conditional(pz: pz, $0) }
         let suspect = conditionals.indices.max { abs(conditionals[$0]) < abs(conditionals[$1]) }
-        for j in 0..<k where dev.sensors[j].faultDirection != 0 {
-            // Against the direction faults move it: positive when it reads the other way.
-            let direction = dev.sensors[j].faultDirection
-            let c = direction == 2 ? abs(conditionals[j]) : -Double(direction) * conditionals[j]
-            let against = direction == 2 ? zs[j] * conditionals[j] > 0 : zs[j] * Double(direction) < 0
+        for j in 0..<k {
+            // How far it reads against the way faults move it, and whether its own level does too.
+            let c: Double, against: Bool
+            switch dev.sensors[j].faultDirection {
+            case .either: continue
+            case .rises: (c, against) = (-conditionals[j], zs[j] < 0)
+            case .falls: (c, against) = (conditionals[j], zs[j] > 0)
+            case .unmoved: (c, against) = (abs(conditionals[j]), zs[j] * conditionals[j] > 0)
+            }
             let rest = Swift.max(0, d2 - c * c) / Double(k - 1)
             // A normal learned anew (after a service or a repair) is rough for days, while the
             // covariance holds the old one's: no verdict until it has a week behind it.
@@ -360,15 +363,27 @@ public final class HealthEngine: Sendable {
         }
     }
 
-    /// Which way machine faults move a quantity, from its unit: +1 vibration and temperature;
-    /// −1 rotational speed; 2 neither way (supply voltage); 0 either way (pressure and flow fall
-    /// with a leak and rise with a blockage; current, and anything else).
-    static func faultDirection(unit: String) -> Int {
-        let u = String(unit.lowercased().filter { $0 != " " })
-        if ["mm/s", "in/s", "ips", "g", "m/s²", "m/s2", "µm", "um", "mil", "mils", "°c", "°f", "degc", "degf", "k"].contains(u) { return 1 }
-        if ["rpm", "1/min", "min⁻¹", "r/min"].contains(u) { return -1 }
-        if ["v", "kv", "vac"].contains(u) { return 2 }
-        return 0
+    /// Which way machine faults move a quantity.
+    enum FaultDirection {
+        /// Faults only raise it: vibration and temperatures (friction, wear, imbalance and poor
+        /// cooling add energy).
+        case rises
+        /// Faults only lower it: shaft speed (a load or friction slows a machine).
+        case falls
+        /// Faults do not move it: a supply voltage.
+        case unmoved
+        /// Either way: pressure and flow fall with a leak and rise with a blockage; a motor's
+        /// current rises with friction and falls when a pump runs dry; anything else.
+        case either
+
+        /// From the unit.
+        static func of(unit: String) -> FaultDirection {
+            let u = String(unit.lowercased().filter { $0 != " " })
+            if ["mm/s", "in/s", "ips", "g", "m/s²", "m/s2", "µm", "um", "mil", "mils", "°c", "°f", "degc", "degf", "k"].contains(u) { return .rises }
+            if ["rpm", "1/min", "min⁻¹", "r/min"].contains(u) { return .falls }
+            if ["v", "kv", "vac"].contains(u) { return .unmoved }
+            return .either
+        }
     }
 
     /// The Mahalanobis distance per sensor (√(D²/k)) at which a multivariate anomaly opens,
@@ -474,7 +489,7 @@ public final class HealthEngine: Sendable {
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) read \(f(abs(offset)))\(unit) \(offset > 0 ? "above" : "below") its idle level while the machine stood: a machine fault shows under load, so the sensor has drifted or lost its calibration", penalty: 20, value: st.fast, unit: spec.unit, sensorFault: true, kind: .drift))
                 }
                 if mine.isEmpty, let offset = st.offAlone {
-                    let why = st.faultDirection == 2
+                    let why = st.faultDirection == .unmoved
                         ? "machine faults do not move a \(spec.unit) reading" : "machine faults \(offset > 0 ? "lower" : "raise") a \(spec.unit) reading, never \(offset > 0 ? "raise" : "lower") it"
                     mine.append(Factor(subject: spec.name, description: "\(spec.name) reads \(f(abs(offset)))\(unit) \(offset > 0 ? "above" : "below") its normal while the device's other sensors read normal: \(why), so the sensor has drifted or lost its calibration", penalty: 20, value: st.fast, unit: spec.unit, sensorFault: true, kind: .drift))
                 }

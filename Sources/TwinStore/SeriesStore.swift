@@ -200,12 +200,12 @@ public final class SeriesStore: HistoryStore {
             // transaction, which also moves those series' flushed_head to this block: a replay
             // would skip them, so they are not written twice (with batches that fill chunks,
             // the head had been most of the bytes each commit wrote).
-            let buffered = cut.isEmpty ? samples.count : seriesOf.reduce(0) { $0 + (s.cutSlot[$1] < 0 ? 1 : 0) }
+            let buffered = seriesOf.reduce(0) { $0 + (s.cutSlot[$1] < 0 ? 1 : 0) }
             var plain: [UInt8] = []
             plain.reserveCapacity(buffered * 12 + 8)
             Varint.append(UInt64(buffered), to: &plain)
             var previousTime: Nanos = 0
-            for (k, sample) in samples.enumerated() where cut.isEmpty || s.cutSlot[seriesOf[k]] < 0 {
+            for (k, sample) in samples.enumerated() where s.cutSlot[seriesOf[k]] < 0 {
                 Varint.append(UInt64(s.series[seriesOf[k]].id), to: &plain)
                 Varint.append(GorillaCodec.zigzag(sample.time &- previousTime), to: &plain)
                 previousTime = sample.time
