@@ -35,25 +35,31 @@ public enum GorillaCodec {
 
     /// Encodes a chunk. `times` and `values` must have the same count.
     public static func encode(times: [Nanos], values: [Double]) -> [UInt8] {
-        encode(times: times, values: values, decimals: Decimals.of(values))
+        encode(times: times, values: values, scaled: Decimals.integers(values))
     }
 
-    /// Encodes a chunk whose values' decimal resolution is known (`Decimals.of(values)`).
-    static func encode(times: [Nanos], values: [Double], decimals: Int?) -> [UInt8] {
+    /// Encodes a chunk whose values' decimal resolution and integers are known
+    /// (`Decimals.integers(values)`; nil: XOR-coded).
+    static func encode(times: [Nanos], values: [Double], scaled: (decimals: Int, ks: [Int64])?) -> [UInt8] {
         precondition(times.count == values.count, "times and values differ in count")
-        let exponent = unitExponent(times)
-        var out: [UInt8] = [format, UInt8(exponent), decimals.map(UInt8.init) ?? xorMode]
-        Varint.append(UInt64(times.count), to: &out)
+        let regular = isRegular(times)
+        let exponent = regular ? gridExponent(times) : unitExponent(times)
         var bits = BitWriter()
-        bits.reserve(bytes: times.count * 2)
-        writeTimeColumn(times, unit: pow1000(exponent), into: &bits)
-        if let decimals {
-            writeDecimalColumn(values, decimals: decimals, into: &bits)
+        bits.reserve(bytes: times.count + 16)
+        for byte in [format, UInt8(exponent), scaled.map { UInt8($0.decimals) } ?? xorMode] { bits.write(UInt64(byte), count: 8) }
+        var count = UInt64(times.count)
+        while count >= 0x80 {
+            bits.write(count & 0x7f | 0x80, count: 8)
+            count >>= 7
+        }
+        bits.write(count, count: 8)
+        writeTimeColumn(times, regular: regular, exponent: exponent, into: &bits)
+        if let scaled {
+            writeDecimalColumn(scaled.ks, into: &bits)
         } else {
             writeXOR(values, into: &bits)
         }
-        out.append(contentsOf: bits.finished)
-        return out
+        return bits.finished
     }
 
     /// Decodes a chunk written by `encode`.
@@ -87,22 +93,32 @@ public enum GorillaCodec {
 
     /// One bit, then either the delta-of-delta column (0) or, for a regular grid (1), the first
     /// time and the step as signed integers.
-    static func writeTimeColumn(_ times: [Nanos], unit: Int64, into bits: inout BitWriter) {
-        var regular = true
-        if times.count > 2 {
-            let step = times[1] / unit &- times[0] / unit
-            for i in 2..<times.count where times[i] / unit &- times[i - 1] / unit != step {
-                regular = false
-                break
-            }
-        }
+    /// Whether every step between times is the same. Every time is a multiple of the unit, so
+    /// the scaled steps the column stores are equal exactly when the raw ones are (modulo 2^64
+    /// too: two scaled steps differ by less than 2^64 / 125^k), and the check needs no division.
+    static func isRegular(_ times: [Nanos]) -> Bool {
+        guard times.count > 2 else { return true }
+        let step = times[1] &- times[0]
+        for i in 2..<times.count where times[i] &- times[i - 1] != step { return false }
+        return true
+    }
+
+    /// `unitExponent` of a regular grid: that of its first time and step. The decoder rebuilds
+    /// time i as (first + i × step) in units, times the unit, all modulo 2^64, which is the i-th
+    /// time whenever first and step are multiples of the unit (even where the steps wrap).
+    static func gridExponent(_ times: [Nanos]) -> Int {
+        times.count > 2 ? unitExponent([times[0], times[1] &- times[0]]) : unitExponent(times)
+    }
+
+    static func writeTimeColumn(_ times: [Nanos], regular: Bool, exponent: Int, into bits: inout BitWriter) {
         if !regular {
             bits.write(0, count: 1)
-            writeTimes(times, unit: unit, into: &bits)
+            writeTimes(times, exponent: exponent, into: &bits)
             return
         }
         bits.write(1, count: 1)
         guard let first = times.first else { return }
+        let unit = pow1000(exponent)
         writeSigned(first / unit, into: &bits)
         if times.count > 1 { writeSigned(times[1] / unit &- first / unit, into: &bits) }
     }
@@ -124,13 +140,40 @@ public enum GorillaCodec {
 
     /// One bit naming the predictor (0: the previous value, 1: the mean of the previous
     /// `meanWindow`), then the residuals Rice-coded as in format 2.
-    static func writeDecimalColumn(_ values: [Double], decimals: Int, into bits: inout BitWriter) {
-        let scale = Decimals.powers[decimals]
-        let ks = values.map { Int64(($0 * scale).rounded()) }
-        let byPrevious = residuals(ks, mean: false)
-        let byMean = residuals(ks, mean: true)
-        let previous = riceParameter(byPrevious)
-        let mean = riceParameter(byMean)
+    static func writeDecimalColumn(_ ks: [Int64], into bits: inout BitWriter) {
+        // Both predictors' residuals in one pass; the mean of the previous eight is a running sum
+        // over `ks` itself (the same rounded mean as `Predictor`).
+        let n = ks.count
+        var byPrevious = [UInt64](repeating: 0, count: n)
+        var byMean = [UInt64](repeating: 0, count: n)
+        var previousSum: UInt64 = 0, meanSum: UInt64 = 0, bitsUsed: UInt64 = 0
+        ks.withUnsafeBufferPointer { k in
+            byPrevious.withUnsafeMutableBufferPointer { previous in
+                byMean.withUnsafeMutableBufferPointer { mean in
+                    var last: Int64 = 0, sum: Int64 = 0
+                    for i in 0..<n {
+                        // A full window divides by 8: a shift (floor, as `floorDiv`).
+                        let predicted = i >= meanWindow
+                            ? (sum &+ 4) >> 3
+                            : i == 0 ? last : Rollup.floorDiv(sum &+ Int64(i) / 2, Int64(i))
+                        let p = zigzag(k[i] &- last), m = zigzag(k[i] &- predicted)
+                        previous[i] = p
+                        mean[i] = m
+                        previousSum &+= p
+                        meanSum &+= m
+                        bitsUsed |= p | m
+                        last = k[i]
+                        sum = sum &+ k[i]
+                        if i >= meanWindow { sum = sum &- k[i - meanWindow] }
+                    }
+                }
+            }
+        }
+        // The sums as `riceParameter` adds them (Doubles, in order): the integer sums are the
+        // same number while they stay below 2^53.
+        let exact = bitsUsed < 1 << 36 && n < 1 << 16
+        let previous = exact ? riceParameter(byPrevious, total: Double(previousSum)) : riceParameter(byPrevious)
+        let mean = exact ? riceParameter(byMean, total: Double(meanSum)) : riceParameter(byMean)
         let useMean = mean.cost < previous.cost
         bits.write(useMean ? 1 : 0, count: 1)
         let chosen = useMean ? mean.parameter : previous.parameter
@@ -196,21 +239,45 @@ public enum GorillaCodec {
 
     /// The Rice parameter that makes these residuals shortest, and their cost in bits.
     static func riceParameter(_ residuals: [UInt64]) -> (parameter: Int, cost: UInt64) {
-        // The cost of parameter p is Σ (u >> p) + 1 + p, or the escape's 88 bits. For roughly
-        // geometric residuals the best p is near log2 of their mean: try it and its neighbours.
         var total: Double = 0
         for u in residuals { total += Double(u) }
+        return riceParameter(residuals, total: total)
+    }
+
+    /// The same, given the residuals' sum (as a Double, added in order).
+    static func riceParameter(_ residuals: [UInt64], total: Double) -> (parameter: Int, cost: UInt64) {
+        // The cost of parameter p is Σ (u >> p) + 1 + p, or the escape's 88 bits. For roughly
+        // geometric residuals the best p is near log2 of their mean: try it and its neighbours.
         let mean = residuals.isEmpty ? 0 : total / Double(residuals.count)
         let guess = mean < 1 ? 0 : mean >= 0x1p29 ? 29 : 63 - UInt64(mean).leadingZeroBitCount
-        // The (up to) four candidates in one pass, one lane each: the encoder's hottest loop.
+        // The (up to) four candidates in one pass: the encoder's hottest loop. Their quotients
+        // are q, q/2, q/4, q/8 of the lowest one's; when that one is no escape, none is.
         let low = max(0, guess - 1), candidates = guess + 2 - low + 1
         let shifts = SIMD4<UInt64>(UInt64(low), UInt64(low + 1), UInt64(low + 2), UInt64(low + 3))
-        let escaped = SIMD4<UInt64>(repeating: riceEscape + 64), escape = SIMD4<UInt64>(repeating: riceEscape)
-        var costs = SIMD4<UInt64>(repeating: 0)
+        var q0: UInt64 = 0, q1: UInt64 = 0, q2: UInt64 = 0, q3: UInt64 = 0
+        var escapes = SIMD4<UInt64>(repeating: 0)  // per candidate: escaped residuals' extra cost
         for u in residuals {
-            let q = SIMD4<UInt64>(repeating: u) &>> shifts
-            costs &+= escaped.replacing(with: q &+ 1 &+ shifts, where: q .< escape)
+            let q = u >> UInt64(low)
+            if q < riceEscape {
+                q0 &+= q
+                q1 &+= q >> 1
+                q2 &+= q >> 2
+                q3 &+= q >> 3
+                continue
+            }
+            // Rare: count a lane's quotient, or its escape's 88 bits less the 1 + p every
+            // residual is charged below.
+            let lanes = SIMD4<UInt64>(repeating: u) &>> shifts
+            let quotients = lanes.replacing(with: 0, where: lanes .>= riceEscape)
+            q0 &+= quotients[0]
+            q1 &+= quotients[1]
+            q2 &+= quotients[2]
+            q3 &+= quotients[3]
+            escapes &+= SIMD4<UInt64>(repeating: riceEscape + 63)
+                .replacing(with: 0, where: lanes .< riceEscape) &- shifts.replacing(with: 0, where: lanes .< riceEscape)
         }
+        let count = UInt64(residuals.count)
+        let costs = SIMD4<UInt64>(q0, q1, q2, q3) &+ escapes &+ count &* (shifts &+ 1)
         var best = 0
         var bestCost = UInt64.max
         for lane in 0..<candidates where costs[lane] < bestCost {
@@ -224,11 +291,11 @@ public enum GorillaCodec {
     // MARK: Columns
 
     /// Delta-of-delta coded integers (the first one against 0).
-    static func writeTimes(_ times: [Nanos], unit: Int64, into bits: inout BitWriter) {
+    static func writeTimes(_ times: [Nanos], exponent: Int, into bits: inout BitWriter) {
         var previous: Int64 = 0
         var previousDelta: Int64 = 0
         for t in times {
-            let scaled = t / unit
+            let scaled = scaledDown(t, exponent)
             let delta = scaled &- previous
             writeSigned(delta &- previousDelta, into: &bits)
             previous = scaled
@@ -288,8 +355,9 @@ public enum GorillaCodec {
     static func writeRice(_ u: UInt64, parameter p: Int, into bits: inout BitWriter) {
         let q = u >> UInt64(p)
         if q < riceEscape {
-            bits.write(((1 << q) - 1) << 1, count: Int(q) + 1)  // q ones, a zero
-            if p > 0 { bits.write(u, count: p) }
+            // q ones, a zero, the p low bits: at most 24 + 31 bits, one write.
+            let low = p == 0 ? 0 : u & (UInt64.max >> UInt64(64 - p))
+            bits.write(((1 << q) - 1) << UInt64(p + 1) | low, count: Int(q) + 1 + p)
         } else {
             bits.write((1 << riceEscape) - 1, count: Int(riceEscape))
             bits.write(u, count: 64)
@@ -408,10 +476,32 @@ public enum GorillaCodec {
     static func unitExponent(_ times: [Nanos]) -> Int {
         var exponent = 3
         for t in times {
-            while exponent > 0 && t % pow1000(exponent) != 0 { exponent -= 1 }
+            while exponent > 0 && !divisible(t, exponent) { exponent -= 1 }
             if exponent == 0 { break }
         }
         return exponent
+    }
+
+    /// Whether t is a multiple of 1000^k (k in 1...3), by constant divisors (multiplications,
+    /// where a divisor read from a table is a 64-bit division each).
+    @inline(__always)
+    static func divisible(_ t: Int64, _ k: Int) -> Bool {
+        switch k {
+        case 3: t % 1_000_000_000 == 0
+        case 2: t % 1_000_000 == 0
+        default: t % 1_000 == 0
+        }
+    }
+
+    /// t / 1000^k (k in 0...3), by constant divisors.
+    @inline(__always)
+    static func scaledDown(_ t: Int64, _ k: Int) -> Int64 {
+        switch k {
+        case 3: t / 1_000_000_000
+        case 2: t / 1_000_000
+        case 1: t / 1_000
+        default: t
+        }
     }
 
     static func pow1000(_ k: Int) -> Int64 { [1, 1_000, 1_000_000, 1_000_000_000][k] }
@@ -440,23 +530,49 @@ public enum Decimals {
 
     /// The smallest d ≤ 6 such that every value is exactly `Double(k) / 10^d` for an integer k
     /// (bit for bit, so -0.0, NaN and infinities never qualify); nil when there is none.
-    public static func of(_ values: [Double]) -> Int? {
+    public static func of(_ values: [Double]) -> Int? { integers(values)?.decimals }
+
+    /// The smallest such d and the values' integers k (|k| < 2^50), found in one pass: a value
+    /// that is `k / 10^d` is `10k / 10^(d+1)` (the same rational, correctly rounded both times),
+    /// so when a later value needs a finer d the integers so far are scaled up, not recomputed.
+    public static func integers(_ values: [Double]) -> (decimals: Int, ks: [Int64])? {
         var d = 0
-        for v in values {
-            while !fits(v, d) {
-                d += 1
-                if d == powers.count { return nil }
+        var ks = [Int64](repeating: 0, count: values.count)
+        let found = ks.withUnsafeMutableBufferPointer { ks -> Bool in
+            for (i, v) in values.enumerated() {
+                while true {
+                    if let k = integer(v, d) {
+                        ks[i] = k
+                        break
+                    }
+                    d += 1
+                    if d == powers.count { return false }
+                    for j in 0..<i {
+                        ks[j] &*= 10
+                        if ks[j].magnitude >= 1 << 50 { return false }  // past the limit at this d
+                    }
+                }
             }
+            return true
         }
-        return d
+        return found ? (d, ks) : nil
     }
 
     @inline(__always)
-    static func fits(_ v: Double, _ d: Int) -> Bool {
-        let scaled = (v * powers[d]).rounded()
-        guard abs(scaled) < limit else { return false }
+    static func fits(_ v: Double, _ d: Int) -> Bool { integer(v, d) != nil }
+
+    /// k when v is exactly `Double(k) / 10^d` with |k| < 2^50.
+    @inline(__always)
+    static func integer(_ v: Double, _ d: Int) -> Int64? {
+        let product = v * powers[d]
+        guard abs(product) < limit - 0.5 else { return nil }  // so |k| < 2^50
+        // Round to nearest by the 1.5 × 2^52 trick (exact below 2^51; no libm call). It rounds
+        // halves to even where `rounded()` rounds them away from zero: a half is never within
+        // rounding of an integer, so either way such a v does not fit.
+        let scaled = (product + 0x1.8p52) - 0x1.8p52
+        let k = Int64(scaled)
         // Through the integer, as the decoder goes (so -0.0 does not qualify).
-        return (Double(Int64(scaled)) / powers[d]).bitPattern == v.bitPattern
+        return (Double(k) / powers[d]).bitPattern == v.bitPattern ? k : nil
     }
 
     /// Rounds `value` to `d` decimals the way the codec stores it.
@@ -465,35 +581,39 @@ public enum Decimals {
     }
 }
 
-/// Appends bits most-significant first.
+/// Appends bits most-significant first, a 64-bit word at a time.
 struct BitWriter {
-    private(set) var bytes: [UInt8] = []
-    private var accumulator: UInt64 = 0
-    private var pending = 0  // bits in the accumulator (< 8 after each write)
+    private var bytes: [UInt8] = []
+    private var accumulator: UInt64 = 0  // its low `pending` bits are the ones not yet stored
+    private var pending = 0  // < 64
 
     mutating func reserve(bytes count: Int) { bytes.reserveCapacity(count) }
 
     /// Writes the low `count` bits of `value` (0...64).
     @inline(__always)
     mutating func write(_ value: UInt64, count: Int) {
-        if count > 56 {
-            write(value >> 32, count: count - 32)
-            write(value & 0xffff_ffff, count: 32)
+        if count == 0 { return }
+        let masked = value & (UInt64.max &>> UInt64(64 - count))
+        let free = 64 - pending
+        if count < free {
+            accumulator = accumulator &<< UInt64(count) | masked
+            pending += count
             return
         }
-        let masked = count == 0 ? 0 : value & (UInt64.max >> UInt64(64 - count))
-        accumulator = accumulator << UInt64(count) | masked
-        pending += count
-        while pending >= 8 {
-            pending -= 8
-            bytes.append(UInt8(truncatingIfNeeded: accumulator >> UInt64(pending)))
-        }
+        // The word fills: store it, keep what is left over (bits above `pending` are shifted out
+        // before they are stored).
+        let over = count - free
+        let word = (free == 64 ? 0 : accumulator &<< UInt64(free)) | masked &>> UInt64(over)
+        withUnsafeBytes(of: word.bigEndian) { bytes.append(contentsOf: $0) }
+        accumulator = masked
+        pending = over
     }
 
     /// The bits written, the last byte padded with zeros.
     var finished: [UInt8] {
         var out = bytes
-        if pending > 0 { out.append(UInt8(truncatingIfNeeded: accumulator << UInt64(8 - pending))) }
+        let word = pending == 0 ? 0 : accumulator &<< UInt64(64 - pending)
+        withUnsafeBytes(of: word.bigEndian) { out.append(contentsOf: $0.prefix((pending + 7) / 8)) }
         return out
     }
 }

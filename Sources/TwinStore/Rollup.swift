@@ -78,9 +78,9 @@ public enum Rollup {
         var out: [UInt8] = [format, UInt8(startUnit), UInt8(lastUnit)] + modes.map { $0.map(UInt8.init) ?? GorillaCodec.xorMode }
         Varint.append(UInt64(buckets.count), to: &out)
         var bits = BitWriter()
-        GorillaCodec.writeTimes(starts, unit: GorillaCodec.pow1000(startUnit), into: &bits)
-        GorillaCodec.writeTimes(lastTimes, unit: GorillaCodec.pow1000(lastUnit), into: &bits)
-        GorillaCodec.writeTimes(buckets.map(\.count), unit: 1, into: &bits)
+        GorillaCodec.writeTimes(starts, exponent: startUnit, into: &bits)
+        GorillaCodec.writeTimes(lastTimes, exponent: lastUnit, into: &bits)
+        GorillaCodec.writeTimes(buckets.map(\.count), exponent: 0, into: &bits)
         for (column, mode) in zip(columns, modes) {
             if let mode { GorillaCodec.writeDecimals(column, decimals: mode, into: &bits) } else { GorillaCodec.writeXOR(column, into: &bits) }
         }

@@ -326,9 +326,9 @@ public final class SeriesStore: HistoryStore {
     /// again as the points they sum); retention computes the minute roll-ups just before it drops
     /// the raw points.
     static func makeChunk(series: Int, times: [Nanos], values: [Double], rollups: Bool) -> NewChunk {
-        let decimals = Decimals.of(values)
-        let raw = GorillaCodec.encode(times: times, values: values, decimals: decimals)
-        let hour = rollups ? Self.rollups(times: times, values: values, decimals: decimals, width: Time.hour) : []
+        let scaled = Decimals.integers(values)
+        let raw = GorillaCodec.encode(times: times, values: values, scaled: scaled)
+        let hour = rollups ? Self.rollups(times: times, values: values, decimals: scaled?.decimals, width: Time.hour) : []
         return NewChunk(series: series, start: times.first!, end: times.last!, count: times.count, plain: Self.plain(raw: raw, minute: [], hour: hour))
     }
 
