@@ -22,6 +22,9 @@ public final class SeriesStore: HistoryStore {
     public struct Options: Sendable {
         /// Readings per chunk (per series) before it is cut.
         public var chunkPoints = 240
+        /// A batch that brings a series more readings than this is cut into chunks of this size
+        /// to twice it (less one); below it, one chunk per series and batch.
+        public var largestCut = 17_280
         /// A series buffer older than this is cut even if not full, so the head stays small.
         public var maxBufferAge: Nanos = Time.hour
         /// Raw readings are kept this long; roll-ups longer.
@@ -227,8 +230,11 @@ public final class SeriesStore: HistoryStore {
                         values[slot].append(sample.value)
                     }
                 }
+                // One chunk per series and batch, up to `largestCut`: a batch that brings a
+                // series many readings (a gateway's backlog, a bulk load) pays the per-chunk
+                // costs (sealing, a row, a header) once, not once every `chunkPoints`.
                 for (slot, i) in cut.enumerated() {
-                    chunks += Self.makeChunks(series: i, times: times[slot], values: values[slot], size: options.chunkPoints, rollups: false)
+                    chunks += Self.makeChunks(series: i, times: times[slot], values: values[slot], size: options.largestCut, rollups: false)
                 }
             }
             try write(&s, head: buffered > 0 ? (head, plain) : nil, chunks: chunks, flushedHead: head)

@@ -14,6 +14,7 @@ struct TestDatabase {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("series-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         options.chunkPoints = chunkPoints
+        options.largestCut = chunkPoints  // chunks of chunkPoints, so small tests make many
     }
 
     var path: String { dir + "/health_data.db" }
@@ -116,6 +117,27 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         db = try test.open()
         #expect(try all(db).times.count == 300)
         #expect(try all(db, "bearing_temp").times.count == 12)
+    }
+
+    @Test func aBatchThatBringsASeriesManyReadingsIsCutAsOneChunk() throws {
+        var test = try TestDatabase(chunkPoints: 50)
+        test.options.largestCut = 1_000
+        var db = try test.open()
+        func chunks() throws -> [Int] {
+            try db.pool.read { try Int.fetchAll($0, sql: "SELECT count FROM chunks WHERE series_id = 1 ORDER BY id") }
+        }
+        // 600 readings in one batch: one chunk, not twelve of 50.
+        try db.series.append((0..<600).map { reading($0) })
+        #expect(try chunks() == [600])
+        // 2,500: more than the largest cut, two chunks of 1,250.
+        try db.series.append((600..<3_100).map { reading($0) })
+        #expect(try chunks() == [600, 1_250, 1_250])
+        // 30: stays in the buffer (the head) until the series has chunkPoints.
+        try db.series.append((3_100..<3_130).map { reading($0) })
+        #expect(try chunks().count == 3)
+        db.close()
+        db = try test.open()
+        #expect(try all(db).values == (0..<3_130).map { reading($0).value })
     }
 
     @Test func lateAndOutOfOrderReadingsLandInPlace() throws {
