@@ -443,32 +443,39 @@ public final class SeriesStore: HistoryStore {
                 } catch {
                     throw .unavailable("cannot read chunks to compact: \(error)")
                 }
-                // Greedy groups of at least two chunks, up to compactPoints readings. A chunk that
-                // does not open or decode is left alone (twind verify reports it).
-                typealias Opened = (id: Int64, times: [Nanos], values: [Double])
-                var groups: [[Opened]] = []
-                var current: [Opened] = []
-                var points = 0
+                // The small chunks' readings, in order, cut into runs of compactPoints: whole
+                // chunks, and the one that would overflow a run split between it and the next
+                // (whole-chunk groups left each merged chunk short by up to a chunk, and fresh
+                // chunks can be large: see `largestCut`). The last run is written when it merges
+                // two chunks or holds a split one's rest; a chunk alone is left as it is. A chunk
+                // that does not open or decode is left alone too (twind verify reports it).
+                typealias Run = (times: [Nanos], values: [Double], pieces: Int, split: Bool)
+                var runs: [Run] = []
+                var current: Run = ([], [], 0, false)
+                var retired: [Int64] = []
                 for row in rows {
                     guard let sections = try? open(row, of: series), let (t, v) = try? GorillaCodec.decode(Array(sections.raw)) else { continue }
-                    if points + row.count > options.compactPoints {
-                        if current.count > 1 { groups.append(current) }
-                        current = []
-                        points = 0
+                    retired.append(row.id)
+                    var start = 0
+                    while start < t.count {
+                        let take = min(options.compactPoints - current.times.count, t.count - start)
+                        current.times += t[start..<start + take]
+                        current.values += v[start..<start + take]
+                        current.pieces += 1
+                        current.split = current.split || start > 0
+                        start += take
+                        if current.times.count == options.compactPoints {
+                            runs.append(current)
+                            current = ([], [], 0, false)
+                        }
                     }
-                    current.append((row.id, t, v))
-                    points += row.count
                 }
-                if current.count > 1 { groups.append(current) }
-                var merged: [NewChunk] = []
-                var retired: [Int64] = []
-                for group in groups {
-                    let times = group.flatMap(\.times)
-                    let values = group.flatMap(\.values)
-                    retired += group.map(\.id)
-                    let pieces = (times.count + options.compactPoints - 1) / options.compactPoints
-                    merged += Self.makeChunks(series: i, times: times, values: values, size: max(1, times.count / max(1, pieces)), rollups: true)
+                if current.pieces > 1 || current.split {
+                    runs.append(current)
+                } else if current.pieces == 1 {
+                    retired.removeLast()  // a chunk alone, not split: left as it is
                 }
+                let merged = runs.flatMap { Self.makeChunks(series: i, times: $0.times, values: $0.values, size: options.compactPoints, rollups: true) }
                 s.freshChunks[i] = 0
                 if merged.isEmpty { return }
                 try write(&s, head: nil, chunks: merged, flushedHead: nil, retiring: retired)

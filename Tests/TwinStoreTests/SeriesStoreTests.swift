@@ -277,6 +277,32 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         #expect(try db.series.verify().problems.isEmpty)
     }
 
+    @Test func compactionFillsEachMergedChunkToCompactPoints() throws {
+        var test = try TestDatabase(chunkPoints: 100)
+        test.options.largestCut = 700
+        test.options.compactPoints = 2_000
+        test.options.compactAfter = 2
+        let db = try test.open()
+        for b in 0..<10 { try db.series.append((b * 700..<(b + 1) * 700).map { reading($0) }) }
+        func counts() throws -> [Int] {
+            try db.pool.read { try Int.fetchAll($0, sql: "SELECT count FROM chunks WHERE series_id = 1 ORDER BY start") }
+        }
+        #expect(try counts() == Array(repeating: 700, count: 10))
+        // Runs of exactly 2,000 (a chunk that overflows one is split into the next), and the
+        // rest: not 1,400-reading pairs of whole chunks.
+        #expect(try db.series.maintain(now: t0).compactedFrom == 10)
+        #expect(try counts() == [2_000, 2_000, 2_000, 1_000])
+        // One fresh chunk alone is left as it is; two are merged.
+        try db.series.append((7_000..<7_700).map { reading($0) })
+        _ = try db.series.maintain(now: t0)
+        #expect(try counts() == [2_000, 2_000, 2_000, 1_000, 700])
+        try db.series.append((7_700..<8_400).map { reading($0) })
+        _ = try db.series.maintain(now: t0)
+        #expect(try counts() == [2_000, 2_000, 2_000, 1_000, 1_400])
+        #expect(try all(db).values == (0..<8_400).map { reading($0).value })
+        #expect(try db.series.verify().problems.isEmpty)
+    }
+
     @Test func aStaleBufferIsCutAndTheHeadEmptied() throws {
         let test = try TestDatabase(chunkPoints: 1_000)
         let db = try test.open()
