@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import TwinCore
 import TwinEngines
+import Proto
 import TwinStore
 @_spi(Benchmarks) import TwinServer
 
@@ -244,6 +245,57 @@ struct CodecBench: AsyncParsableCommand {
             ("encode", String(format: "%.1f M points/s (%.1f–%.1f)", percentile(encodeRates, 0.5) / 1e6, encodeRates.min()! / 1e6, encodeRates.max()! / 1e6)),
             ("decode", String(format: "%.1f M points/s (%.1f–%.1f)", percentile(decodeRates, 0.5) / 1e6, decodeRates.min()! / 1e6, decodeRates.max()! / 1e6)),
             ("size", String(format: "%.2f bits per point", Double(bytes * 8) / Double(total))),
+        ])
+    }
+}
+
+// MARK: - Reading Ingest requests off the wire
+
+struct WireBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wire",
+        abstract: "Reading IngestRequests off the wire, as twind does, against SwiftProtobuf.",
+        discussion: """
+            Decodes --requests requests of --batch readings shaped as tsdb_compare.py sends them \
+            (device "series-N" of 20, sensor "v", whole-second times, 2-decimal values), --runs \
+            times; prints the median rate of each.
+            """)
+    @Option var requests = 100
+    @Option var batch = 10_000
+    @Option var runs = 9
+
+    func run() async throws {
+        var payloads: [[UInt8]] = []
+        for r in 0..<requests {
+            var request = Twin_V1_IngestRequest()
+            for k in 0..<batch {
+                var reading = Twin_V1_Reading()
+                reading.deviceID = "series-\(k % 20)"
+                reading.sensor = "v"
+                reading.time = .init(seconds: 1_700_000_000 + Int64((r * batch + k) / 20) * 5, nanos: 0)
+                reading.value = Double((r * 7 + k * 13) % 10_000) / 100
+                request.readings.append(reading)
+            }
+            payloads.append(try request.serializedBytes())
+        }
+        let total = Double(requests * batch)
+        func rate(_ baseline: Bool) throws -> [Double] {
+            try (0..<runs).map { _ in
+                let began = ContinuousClock.now
+                for p in payloads {
+                    let n = try IngestDecodeBenchmark.decode(p, baseline: baseline)
+                    precondition(n == batch)
+                }
+                return total / (ContinuousClock.now - began).seconds
+            }
+        }
+        let wire = try rate(false), baseline = try rate(true)
+        func text(_ rates: [Double]) -> String {
+            String(format: "%.1f M readings/s (%.1f–%.1f)", percentile(rates, 0.5) / 1e6, rates.min()! / 1e6, rates.max()! / 1e6)
+        }
+        report("IngestRequest decoding (\(requests) × \(batch) readings, median of \(runs))", [
+            ("twind (IngestWire)", text(wire)),
+            ("SwiftProtobuf", text(baseline)),
         ])
     }
 }

@@ -17,7 +17,7 @@ struct TwinBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "twin-bench",
         abstract: "Measure twin's performance targets (release builds only).",
-        subcommands: [SimulatorBench.self, StoreBench.self, AuthBench.self, FanoutBench.self, IngestBench.self, PlantBench.self, EnginesBench.self, HealthyRunBench.self, DetectionBench.self, RetrainBench.self, ModelQualityBench.self, MetricsBench.self, FloodBench.self, IngestUnderQueryBench.self, HistoryReadersCommand.self, FuzzBench.self, SparkplugBench.self, ImportBench.self, AlertsBench.self, NotifyBench.self, CodecBench.self, All.self])
+        subcommands: [SimulatorBench.self, StoreBench.self, AuthBench.self, FanoutBench.self, IngestBench.self, PlantBench.self, EnginesBench.self, HealthyRunBench.self, DetectionBench.self, RetrainBench.self, ModelQualityBench.self, MetricsBench.self, FloodBench.self, IngestUnderQueryBench.self, HistoryReadersCommand.self, FuzzBench.self, SparkplugBench.self, ImportBench.self, AlertsBench.self, NotifyBench.self, CodecBench.self, WireBench.self, All.self])
 }
 
 struct All: AsyncParsableCommand {

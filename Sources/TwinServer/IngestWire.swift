@@ -226,3 +226,13 @@ struct IngestWireService: RegistrableRPCService {
         }
     }
 }
+
+/// For `twin-bench wire`: an `IngestRequest` read as twind reads it (`IngestWire`), or by
+/// SwiftProtobuf (the baseline); returns the readings read.
+@_spi(Benchmarks)
+public enum IngestDecodeBenchmark {
+    public static func decode(_ bytes: [UInt8], baseline: Bool = false) throws -> Int {
+        if baseline { return try Twin_V1_IngestRequest(serializedBytes: bytes).readings.count }
+        return bytes.withUnsafeBytes { IngestWire.decode($0)?.readings.count ?? -1 }
+    }
+}
