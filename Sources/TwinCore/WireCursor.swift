@@ -18,6 +18,14 @@ public struct WireCursor {
     /// A varint of at most 64 bits.
     @inlinable
     public mutating func varint() -> UInt64? {
+        // Most varints on the wire (tags, lengths, small numbers) are one byte.
+        if position < end {
+            let b = raw[position]
+            if b < 0x80 {
+                position += 1
+                return UInt64(b)
+            }
+        }
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while position < end {
@@ -52,8 +60,7 @@ public struct WireCursor {
     @inlinable
     public mutating func fixed64() -> UInt64? {
         guard end - position >= 8 else { return nil }
-        var v: UInt64 = 0
-        for k in 0..<8 { v |= UInt64(raw[position + k]) << (8 * UInt64(k)) }
+        let v = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt64.self))
         position += 8
         return v
     }

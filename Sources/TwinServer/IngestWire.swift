@@ -131,6 +131,9 @@ enum IngestWire {
         private var hashes: [UInt64] = []
         private var table = [Int32](repeating: -1, count: 64)
         private var lookups = 0, probes = 0
+        /// The last name found (its span and slot): a request that sends a device's readings
+        /// together, or one sensor name throughout, finds it by one comparison.
+        private var last: (start: Int, end: Int, slot: Int32) = (0, 0, -1)
 
         static let seed = UInt64.random(in: .min ... .max)
 
@@ -138,6 +141,16 @@ enum IngestWire {
         /// being flooded with collisions.
         @inline(__always)
         mutating func slot(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Int32? {
+            if last.slot >= 0, last.end - last.start == end - start, Self.same(raw, last.start, start, end - start) {
+                return last.slot
+            }
+            guard let found = lookUp(raw, start, end) else { return nil }
+            last = (start, end, found)
+            return found
+        }
+
+        @inline(__always)
+        private mutating func lookUp(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Int32? {
             var h = Self.seed ^ UInt64(end - start) &* 0x9E37_79B9_7F4A_7C15
             var high: UInt64 = 0
             var i = start
