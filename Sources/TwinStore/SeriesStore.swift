@@ -232,9 +232,11 @@ public final class SeriesStore: HistoryStore {
                 }
                 // One chunk per series and batch, up to `largestCut`: a batch that brings a
                 // series many readings (a gateway's backlog, a bulk load) pays the per-chunk
-                // costs (sealing, a row, a header) once, not once every `chunkPoints`.
+                // costs (sealing, a row, a header) once, not once every `chunkPoints`. A chunk
+                // that large is past what compaction merges, so it gets its hour roll-ups now.
                 for (slot, i) in cut.enumerated() {
-                    chunks += Self.makeChunks(series: i, times: times[slot], values: values[slot], size: options.largestCut, rollups: false)
+                    let large = times[slot].count >= options.compactPoints / 2
+                    chunks += Self.makeChunks(series: i, times: times[slot], values: values[slot], size: options.largestCut, rollups: large)
                 }
             }
             try write(&s, head: buffered > 0 ? (head, plain) : nil, chunks: chunks, flushedHead: head)

@@ -140,6 +140,30 @@ func same(_ a: [Bucket], _ b: [Bucket]) -> Bool {
         #expect(try all(db).values == (0..<3_130).map { reading($0).value })
     }
 
+    /// A cut chunk at least half a compacted one's size is never merged by compaction: it is
+    /// written with its hour roll-ups (smaller ones get theirs when compaction merges them).
+    @Test func aLargeCutChunkCarriesItsHourRollups() throws {
+        var test = try TestDatabase(chunkPoints: 50)
+        test.options.largestCut = 20_000
+        test.options.compactPoints = 2_000
+        let db = try test.open()
+        try db.series.append((0..<999).map { reading($0) })
+        try db.series.append((999..<4_999).map { reading($0) })
+        let rows = try db.pool.read { d in
+            try Row.fetchAll(d, sql: "SELECT id, start, end, count, raw, data FROM chunks WHERE series_id = 1 ORDER BY start")
+        }
+        let series: SeriesStore.Series = db.series.state.withLock { $0.series[0] }
+        let hours = try rows.map { row in
+            let chunk = SeriesStore.StoredChunk(id: row["id"], start: row["start"], end: row["end"], count: row["count"], raw: row["raw"], block: Array(row["data"] as Data))
+            return (chunk.count, try !db.series.open(chunk, of: series).hour.isEmpty)
+        }
+        #expect(hours.map(\.0) == [999, 4_000])
+        #expect(hours.map(\.1) == [false, true])
+        let (from, to) = (t0 - Time.hour, t0 + Time.day)
+        #expect(same(try all(db, step: Time.hour, from: from, to: to).buckets, reference((0..<4_999).map { reading($0) }, step: Time.hour, from: from, to: to)))
+        #expect(try db.series.verify().problems.isEmpty)
+    }
+
     @Test func lateAndOutOfOrderReadingsLandInPlace() throws {
         let test = try TestDatabase(chunkPoints: 40)
         let db = try test.open()
