@@ -144,30 +144,23 @@ public enum GorillaCodec {
         // Both predictors' residuals in one pass; the mean of the previous eight is a running sum
         // over `ks` itself (the same rounded mean as `Predictor`).
         let n = ks.count
-        var byPrevious = [UInt64](repeating: 0, count: n)
-        var byMean = [UInt64](repeating: 0, count: n)
+        var byPrevious: [UInt64] = [], byMean: [UInt64] = []
+        byPrevious.reserveCapacity(n)
+        byMean.reserveCapacity(n)
         var previousSum: UInt64 = 0, meanSum: UInt64 = 0, bitsUsed: UInt64 = 0
-        ks.withUnsafeBufferPointer { k in
-            byPrevious.withUnsafeMutableBufferPointer { previous in
-                byMean.withUnsafeMutableBufferPointer { mean in
-                    var last: Int64 = 0, sum: Int64 = 0
-                    for i in 0..<n {
-                        // A full window divides by 8: a shift (floor, as `floorDiv`).
-                        let predicted = i >= meanWindow
-                            ? (sum &+ 4) >> 3
-                            : i == 0 ? last : Rollup.floorDiv(sum &+ Int64(i) / 2, Int64(i))
-                        let p = zigzag(k[i] &- last), m = zigzag(k[i] &- predicted)
-                        previous[i] = p
-                        mean[i] = m
-                        previousSum &+= p
-                        meanSum &+= m
-                        bitsUsed |= p | m
-                        last = k[i]
-                        sum = sum &+ k[i]
-                        if i >= meanWindow { sum = sum &- k[i - meanWindow] }
-                    }
-                }
-            }
+        var last: Int64 = 0, sum: Int64 = 0
+        for (i, k) in ks.enumerated() {
+            // A full window divides by 8: a shift (floor, as `floorDiv`).
+            let predicted = i >= meanWindow ? (sum &+ 4) >> 3 : i == 0 ? last : Rollup.floorDiv(sum &+ Int64(i) / 2, Int64(i))
+            let p = zigzag(k &- last), m = zigzag(k &- predicted)
+            byPrevious.append(p)
+            byMean.append(m)
+            previousSum &+= p
+            meanSum &+= m
+            bitsUsed |= p | m
+            last = k
+            sum = sum &+ k
+            if i >= meanWindow { sum = sum &- ks[i - meanWindow] }
         }
         // The sums as `riceParameter` adds them (Doubles, in order): the integer sums are the
         // same number while they stay below 2^53.
@@ -195,18 +188,6 @@ public enum GorillaCodec {
             values.append(Double(k) / scale)
         }
         return values
-    }
-
-    /// Zigzagged differences from the predictor.
-    static func residuals(_ ks: [Int64], mean: Bool) -> [UInt64] {
-        var predictor = Predictor(mean: mean)
-        var out: [UInt64] = []
-        out.reserveCapacity(ks.count)
-        for k in ks {
-            out.append(zigzag(k &- predictor.next))
-            predictor.add(k)
-        }
-        return out
     }
 
     /// The next value's prediction from those before it: the previous one, or the rounded mean of

@@ -38,6 +38,9 @@ public final class SeriesStore: HistoryStore {
         /// chunk's last page unused: 0.4 B a reading at 6 h chunks, 0.1 at 24 h).
         public var compactPoints = 17_280
         public var compactAfter = 8
+        /// Chunks of fewer readings than this are merged by compaction; larger ones are final
+        /// (and carry their hour roll-ups from the start).
+        var mergedBelow: Int { compactPoints / 2 }
         /// Series compacted per maintenance pass.
         public var compactBatch = 1_000
 
@@ -235,7 +238,7 @@ public final class SeriesStore: HistoryStore {
                 // costs (sealing, a row, a header) once, not once every `chunkPoints`. A chunk
                 // that large is past what compaction merges, so it gets its hour roll-ups now.
                 for (slot, i) in cut.enumerated() {
-                    let large = times[slot].count >= options.compactPoints / 2
+                    let large = times[slot].count >= options.mergedBelow
                     chunks += Self.makeChunks(series: i, times: times[slot], values: values[slot], size: options.largestCut, rollups: large)
                 }
             }
@@ -439,7 +442,7 @@ public final class SeriesStore: HistoryStore {
                     rows = try pool.read { db in
                         try Row.fetchAll(
                             db, sql: "SELECT id, start, end, count, raw, data FROM chunks WHERE series_id = ? AND raw = 1 AND count < ? ORDER BY start",
-                            arguments: [series.id, options.compactPoints / 2]
+                            arguments: [series.id, options.mergedBelow]
                         ).map { StoredChunk(id: $0["id"], start: $0["start"], end: $0["end"], count: $0["count"], raw: $0["raw"], block: Array($0["data"] as Data)) }
                     }
                 } catch {
@@ -481,7 +484,7 @@ public final class SeriesStore: HistoryStore {
                 s.freshChunks[i] = 0
                 if merged.isEmpty { return }
                 try write(&s, head: nil, chunks: merged, flushedHead: nil, retiring: retired)
-                s.freshChunks[i] = 0
+                s.freshChunks[i] = 0  // write counts the merged chunks as fresh ones
                 from += retired.count
                 into += merged.count
             }
