@@ -4,7 +4,7 @@ import GRPCCore
 import Proto
 import TwinClient
 import TwinCore
-import TwinEngines
+@_spi(Benchmarks) import TwinEngines
 @_spi(Benchmarks) import TwinServer
 import Metrics
 import Prometheus
@@ -295,6 +295,7 @@ struct DetectionBench: AsyncParsableCommand {
         // Every sensor fault (drift, stuck, spikes, dropout), to tell a wrong drift verdict from a right one.
         var sensorFaults: [(device: Int32, kind: String, sensor: String, onset: Nanos, end: Nanos)] = []
         var sensorFaultOpen: [String: (kind: String, sensor: String, onset: Nanos)] = [:]
+        var driftSigns: [(String, Double)] = []
         var idleSeen: [Int32: [Nanos]] = [:]
         var driftCalled: [Int32: [(time: Nanos, sensor: String)]] = [:]
         var states: [Int32: DeviceState] = [:]
@@ -321,6 +322,9 @@ struct DetectionBench: AsyncParsableCommand {
             }
             for e in output.events {
                 if e.kind == .faultOnset && SensorFault(rawValue: e.fault) != nil { sensorFaultOpen[e.deviceID] = (e.fault, e.component, e.time) }
+                if e.kind == .faultOnset && e.fault == SensorFault.drift.rawValue, let i = plant.index(of: e.deviceID) {
+                    driftSigns.append(("\(i)-\(e.time)", sim.driftSign(device: i)))
+                }
                 if e.kind == .sensorServiced, let open = sensorFaultOpen.removeValue(forKey: e.deviceID), let i = plant.index(of: e.deviceID) {
                     sensorFaults.append((i, open.kind, open.sensor, open.onset, e.time))
                 }
@@ -355,6 +359,33 @@ struct DetectionBench: AsyncParsableCommand {
         let allCalls = driftCalled.reduce(0) { $0 + $1.value.count }
         let stood = drifts.filter { d in idleSeen[d.device, default: []].contains { $0 >= d.onset && $0 <= d.end } }
         let stoodCalled = stood.filter { d in driftCalled[d.device, default: []].contains { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end } }.count
+        // The drifts on machines that never stood, by the sensor's unit and by whether the drift
+        // moves it the way a machine fault would: where the verdicts are missing.
+        var units: [String: String] = [:]
+        for d in fleet { for sensor in d.sensors { units[sensor.name] = sensor.unit } }
+        var signs: [String: Double] = [:]
+        for (key, sign) in driftSigns { signs[key] = sign }
+        var breakdown: [String: (n: Int, called: Int, blamed: Int)] = [:]
+        for d in drifts where !stood.contains(where: { $0.device == d.device && $0.onset == d.onset }) {
+            let unit = units[d.sensor] ?? "?"
+            let sign = signs["\(d.device)-\(d.onset)"] ?? 0
+            let way: String
+            switch HealthEngine.FaultDirection.of(unit: unit) {
+            case .rises: way = sign > 0 ? "with faults" : "against faults"
+            case .falls: way = sign < 0 ? "with faults" : "against faults"
+            case .unmoved: way = "against faults"
+            case .either: way = "either way"
+            }
+            let key = "\(unit) \(sign > 0 ? "up" : "down"), \(way)"
+            var row = breakdown[key] ?? (0, 0, 0)
+            row.n += 1
+            if driftCalled[d.device, default: []].contains(where: { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end }) { row.called += 1 }
+            if machineSeen[d.device, default: []].contains(where: { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end }) { row.blamed += 1 }
+            breakdown[key] = row
+        }
+        report("drifts on machines that never stood, by unit and way", breakdown.sorted { $0.value.n > $1.value.n }.map { key, row in
+            (key, "\(row.n), called a drift \(row.called), blamed on the machine \(row.blamed)")
+        })
         let faultsAsDrift = faults.filter { f in driftSeen[f.device, default: []].contains { $0.time >= f.onset && $0.time <= f.failure } }.count
         report("sensor drifts and machine faults told apart (hourly verdicts)", [
             ("sensor drifts (after the warm-up)", "\(drifts.count)"),

@@ -74,12 +74,26 @@ public final class HealthEngine: Sendable {
         /// never stands.
         var offAloneSince: Nanos?
         var offAlone: Double?
+        /// The same evidence over hours, for a drift too slow to stand out from one reading
+        /// vector: the hourly means of that residual (counted while the others read normal),
+        /// newest last, NaN for hours it was not judged; the current hour's sum and count.
+        var loneHours = [Float](repeating: .nan, count: HealthEngine.loneEvidenceHours)
+        var loneHourStart: Nanos = 0
+        var loneSum = 0.0
+        var loneCount = 0
+        /// The verdict stands on the hours' evidence (and clears only when that fades).
+        var offAloneOverHours = false
 
         /// Forgets the learned normals, and the lone-offset verdict measured against them.
         mutating func learnAnew() {
             normals = [Normal(), Normal()]
             offAloneSince = nil
             offAlone = nil
+            loneHours = [Float](repeating: .nan, count: HealthEngine.loneEvidenceHours)
+            loneHourStart = 0
+            loneSum = 0
+            loneCount = 0
+            offAloneOverHours = false
         }
     }
 
@@ -328,6 +342,13 @@ public final class HealthEngine: Sendable {
     /// distance without it (D² − c², per sensor) is < 1.5². Held `hold`, it is called a drift;
     /// the verdict holds until c < 1.5 (or the sensor is serviced). A machine fault that shows
     /// on one sensor first (a bearing wearing: vibration up) is left to the machine.
+    ///
+    /// A slow drift (a few degrees a day) rarely reaches c ≥ 4 before it is found and fixed,
+    /// and c wanders with the load. So the same evidence is also weighed over hours: the mean
+    /// of c over the last `loneEvidenceHours` hours (c counted only while the others read
+    /// normal and the sensor reads against the fault direction, else at most 0), with at least
+    /// `loneEvidenceJudged` of them judged, ≥ `loneEvidenceCalled` calls it a drift; that
+    /// verdict holds until the mean falls below `loneEvidenceCleared`.
     static func checkOffAlone(_ dev: inout DeviceMemory, zs: [Double], pz: [Double], d2: Double, time: Nanos, hold: Nanos) {
         guard dev.sensors.contains(where: { $0.faultDirection != .either }) else { return }
         let k = zs.count
@@ -348,23 +369,59 @@ public final class HealthEngine: Sendable {
             // A normal learned anew (after a service or a repair) is rough for days, while the
             // covariance holds the old one's: no verdict until it has a week behind it.
             let seasoned = time - dev.sensors[j].normals[0].since >= 7 * Time.day
+            if seasoned { weigh(&dev.sensors[j], c: against && rest < 1.5 * 1.5 ? c : Swift.min(c, 0), time: time) }
             if j == suspect && seasoned && c >= 4 && against && rest < 1.5 * 1.5 {
                 let since = dev.sensors[j].offAloneSince ?? time
                 dev.sensors[j].offAloneSince = since
-                if time - since >= hold {
-                    let normal = dev.sensors[j].normals[0]
-                    dev.sensors[j].offAlone = dev.sensors[j].fast - normal.mean
-                }
-            } else if c < (dev.sensors[j].offAlone == nil ? 2.5 : 1.5) {
+                if time - since >= hold && dev.sensors[j].offAlone == nil { dev.sensors[j].offAlone = 0 }
+            } else if c < (dev.sensors[j].offAlone == nil ? 2.5 : 1.5) && !dev.sensors[j].offAloneOverHours {
                 // Once called, it holds until the sensor reads in line again (or is serviced).
                 dev.sensors[j].offAloneSince = nil
                 dev.sensors[j].offAlone = nil
             }
+            // The offset shown is the current one: the normal stops learning while it holds.
+            if dev.sensors[j].offAlone != nil { dev.sensors[j].offAlone = dev.sensors[j].fast - dev.sensors[j].normals[0].mean }
         }
     }
 
+    /// Hours of evidence behind a slow drift's verdict (`checkOffAlone`).
+    static let loneEvidenceHours = 12
+    static let loneEvidenceJudged = 10
+    static let loneEvidenceCalled = 2.0
+    static let loneEvidenceCleared = 1.0
+
+    /// Adds one residual to the sensor's hourly evidence; when an hour closes, weighs the last
+    /// `loneEvidenceHours`.
+    static func weigh(_ st: inout SensorState, c: Double, time: Nanos) {
+        let hour = time - time % Time.hour
+        if hour > st.loneHourStart {
+            if st.loneHourStart > 0 {
+                let gap = Int(Swift.min(Int64(loneEvidenceHours), (hour - st.loneHourStart) / Time.hour))
+                st.loneHours.removeFirst(gap)
+                st.loneHours.append(st.loneCount > 0 ? Float(st.loneSum / Double(st.loneCount)) : .nan)
+                st.loneHours.append(contentsOf: repeatElement(Float.nan, count: gap - 1))
+                let judged = st.loneHours.filter { !$0.isNaN }
+                let mean = judged.isEmpty ? 0 : Double(judged.reduce(0, +)) / Double(judged.count)
+                if judged.count >= loneEvidenceJudged && mean >= loneEvidenceCalled {
+                    st.offAloneOverHours = true
+                    st.offAloneSince = st.offAloneSince ?? time
+                    st.offAlone = st.offAlone ?? 0
+                } else if st.offAloneOverHours && (judged.count < loneEvidenceJudged || mean < loneEvidenceCleared) {
+                    st.offAloneOverHours = false
+                    st.offAloneSince = nil
+                    st.offAlone = nil
+                }
+            }
+            st.loneHourStart = hour
+            st.loneSum = 0
+            st.loneCount = 0
+        }
+        st.loneSum += c
+        st.loneCount += 1
+    }
+
     /// Which way machine faults move a quantity.
-    enum FaultDirection {
+    @_spi(Benchmarks) public enum FaultDirection: Sendable {
         /// Faults only raise it: vibration and temperatures (friction, wear, imbalance and poor
         /// cooling add energy).
         case rises
@@ -377,7 +434,7 @@ public final class HealthEngine: Sendable {
         case either
 
         /// From the unit.
-        static func of(unit: String) -> FaultDirection {
+        public static func of(unit: String) -> FaultDirection {
             let u = String(unit.lowercased().filter { $0 != " " })
             if ["mm/s", "in/s", "ips", "g", "m/s²", "m/s2", "µm", "um", "mil", "mils", "°c", "°f", "degc", "degf", "k"].contains(u) { return .rises }
             if ["rpm", "1/min", "min⁻¹", "r/min"].contains(u) { return .falls }

@@ -70,6 +70,13 @@ public struct Simulator: Sendable {
     public let options: Options
     var machines: [Machine]
 
+    /// The sign of the drift a device's sensor is having now (+1 up, −1 down; 0 for none): the
+    /// detection benchmark's breakdown by the way a drift moves the sensor.
+    @_spi(Benchmarks) public func driftSign(device: Int32) -> Double {
+        guard let m = machines.first(where: { $0.plantIndex == device }), let sf = m.sensorFault, sf.kind == .drift else { return 0 }
+        return sf.parameter < 0 ? -1 : 1
+    }
+
     /// Simulates `devices` (plant index and definition; types the catalog does not know are
     /// skipped) from `start`.
     public init(devices: [(index: Int32, device: Device)], start: Nanos, options: Options = Options()) {

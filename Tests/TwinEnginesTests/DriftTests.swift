@@ -196,6 +196,35 @@ import TwinCore
         #expect(open.contains { $0.detector == "multivariate_mahalanobis" && Set($0.sensors).isSubset(of: ["flow", "current"]) }, "\(open)")
     }
 
+    /// A slow drift: vibration creeping down a little, never far enough from one reading
+    /// vector to the next to stand out, is still the sensor's once it has read low on its own
+    /// for half a day; the same creep upwards stays the machine's.
+    @Test(arguments: [-0.2, 0.2]) func aSlowDriftIsCalledOnItsHoursOfEvidence(perDay: Double) throws {
+        var m = Continuous()
+        m.run(until: m.start + 8 * Time.day)
+        let onset = m.t
+        var calledAt: Nanos?
+        while m.t < onset + 36 * Time.hour {
+            m.offsets[2] = perDay * Double(m.t - onset) / Double(Time.day)
+            m.run(until: m.t + 10 * Time.minute)
+            if calledAt == nil, try m.verdict().factors.contains(where: { $0.kind == .drift && $0.subject == "vibration" }) { calledAt = m.t }
+        }
+        let v = try m.verdict()
+        if perDay < 0 {
+            // 0.3 mm/s below after 36 h: a standardized residual of about 2–3, never 4 for two hours.
+            let at = try #require(calledAt, "\(v.factors.map(\.description))")
+            #expect(at - onset >= 12 * Time.hour && at - onset <= 30 * Time.hour, "called after \((at - onset) / Time.hour) h")
+            let drift = try #require(v.factors.first { $0.kind == .drift && $0.subject == "vibration" }, "\(v.factors.map(\.description))")
+            #expect(drift.description.contains("below its normal while the device's other sensors read normal"), "\(drift.description)")
+            #expect(!v.factors.contains { !$0.sensorFault && $0.subject == "vibration" }, "\(v.factors.map(\.description))")
+            m.offsets[2] = 0
+            m.engine.serviced(device: 0, sensor: "vibration")
+            #expect(!(try m.verdict().factors.contains { $0.kind == .drift }))
+        } else {
+            #expect(calledAt == nil, "\(v.factors.map(\.description))")
+        }
+    }
+
     /// A normal learned anew after a service is rough at first: no verdict from it for a week.
     @Test func noLoneVerdictOnANormalLearnedAnewThisWeek() throws {
         var m = Continuous()
