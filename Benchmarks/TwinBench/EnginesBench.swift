@@ -317,7 +317,7 @@ struct DetectionBench: AsyncParsableCommand {
                     guard let v = engine.score(device: index, state: states[index] ?? .running, outlook: nil, now: t) else { continue }
                     for f in v.factors where f.sensorFault { driftSeen[index, default: []].append((t, f.subject)) }
                     for f in v.factors where f.kind == .drift { driftCalled[index, default: []].append((t, f.subject)) }
-                    for f in v.factors where !f.sensorFault && (f.kind == .deviation || f.kind == .trend) { machineSeen[index, default: []].append((t, f.subject)) }
+                    for f in v.factors where f.blamesMachine && (f.kind == .deviation || f.kind == .trend) { machineSeen[index, default: []].append((t, f.subject)) }
                 }
             }
             for e in output.events {
@@ -386,6 +386,7 @@ struct DetectionBench: AsyncParsableCommand {
         report("drifts on machines that never stood, by unit and way", breakdown.sorted { $0.value.n > $1.value.n }.map { key, row in
             (key, "\(row.n), called a drift \(row.called), blamed on the machine \(row.blamed)")
         })
+        let faultsBlamed = faults.filter { f in machineSeen[f.device, default: []].contains { $0.time >= f.onset && $0.time <= f.failure } }.count
         let faultsAsDrift = faults.filter { f in driftSeen[f.device, default: []].contains { $0.time >= f.onset && $0.time <= f.failure } }.count
         report("sensor drifts and machine faults told apart (hourly verdicts)", [
             ("sensor drifts (after the warm-up)", "\(drifts.count)"),
@@ -395,6 +396,7 @@ struct DetectionBench: AsyncParsableCommand {
             ("  on machines that never stood", "\(drifts.count - stood.count), called a drift: \(calledDrift - stoodCalled) (\(String(format: "%.0f", 100 * Double(calledDrift - stoodCalled) / Double(max(1, drifts.count - stood.count)))) %)"),
             ("  blamed on the machine at some hour (deviation or trend)", String(format: "%d (%.0f %%)", blamedMachine, 100 * Double(blamedMachine) / Double(max(1, drifts.count)))),
             ("hourly drift verdicts on a sensor with no fault", String(format: "%d of %d", falseDrifts, allCalls)),
+            ("machine faults blamed on the machine at some hour (deviation or trend)", String(format: "%d of %d (%.0f %%)", faultsBlamed, faults.count, 100 * Double(faultsBlamed) / Double(max(1, faults.count)))),
             ("machine faults called a drift at some hour", String(format: "%d of %d (%.0f %%)", faultsCalledDrift, faults.count, 100 * Double(faultsCalledDrift) / Double(max(1, faults.count)))),
             ("machine faults called a sensor fault at some hour", String(format: "%d of %d (%.0f %%)", faultsAsDrift, faults.count, 100 * Double(faultsAsDrift) / Double(max(1, faults.count)))),
         ])

@@ -420,6 +420,17 @@ public final class HealthEngine: Sendable {
         st.loneCount += 1
     }
 
+    /// Why a change of a reading (its sign) is not the machine's condition, when it goes the
+    /// way no machine fault moves it; nil when a fault could move it so.
+    static func againstFaults(_ direction: FaultDirection, change: Double, unit: String) -> String? {
+        switch direction {
+        case .rises where change < 0: "machine faults raise a \(unit) reading, never lower it: the duty or the sensor, not the machine's condition"
+        case .falls where change > 0: "machine faults lower a \(unit) reading, never raise it: the duty or the sensor, not the machine's condition"
+        case .unmoved where change != 0: "machine faults do not move a \(unit) reading: the supply or the sensor, not the machine's condition"
+        default: nil
+        }
+    }
+
     /// Which way machine faults move a quantity.
     @_spi(Benchmarks) public enum FaultDirection: Sendable {
         /// Faults only raise it: vibration and temperatures (friction, wear, imbalance and poor
@@ -475,6 +486,14 @@ public final class HealthEngine: Sendable {
         /// True when it is the sensor that is at fault, not the machine.
         public var sensorFault: Bool = false
         public var kind: Kind
+        /// A deviation or trend the way no machine fault moves the reading (told by its unit:
+        /// a vibration or temperature low, a speed high, a supply voltage off): the duty, the
+        /// supply or the instrument, not the machine's condition. It weighs on the score as a
+        /// sensor fault does and leads to no machine action.
+        public var againstFaults = false
+
+        /// Evidence about the machine's own condition.
+        public var blamesMachine: Bool { !sensorFault && !againstFaults && kind != .prediction }
 
         /// What a factor is about. Sensor faults (stuck, spikes, dropout, drift) blame the sensor.
         public enum Kind: String, Sendable, CaseIterable {
@@ -560,7 +579,10 @@ public final class HealthEngine: Sendable {
                 if !sensorFault, normal.warm, abs(st.z) > 3 {
                     let penalty = Swift.min(50, (abs(st.z) - 3) * 8)
                     let direction = st.fast > normal.mean ? "above" : "below"
-                    mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit), \(f(abs(st.fast - normal.mean)))\(unit) \(direction) its normal (\(f(normal.mean))\(unit)) for this load", penalty: penalty, value: st.fast, expected: normal.mean, unit: spec.unit, kind: .deviation))
+                    let why = Self.againstFaults(st.faultDirection, change: st.fast - normal.mean, unit: spec.unit)
+                    var factor = Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit), \(f(abs(st.fast - normal.mean)))\(unit) \(direction) its normal (\(f(normal.mean))\(unit)) for this load" + (why.map { ": \($0)" } ?? ""), penalty: penalty, value: st.fast, expected: normal.mean, unit: spec.unit, kind: .deviation)
+                    factor.againstFaults = why != nil
+                    mine.append(factor)
                 }
                 // Limits.
                 let span = Swift.max(spec.nominalMax - spec.nominalMin, 1e-9)
@@ -587,7 +609,10 @@ public final class HealthEngine: Sendable {
                         let days = toward / abs(trend.slope)
                         if days < 7 {
                             let penalty = 25 * (1 - days / 7)
-                            mine.append(Factor(subject: spec.name, description: "\(spec.name) is \(trend.slope > 0 ? "rising" : "falling") \(f(abs(trend.slope)))\(unit)/day; at this rate it reaches \(f(trend.slope > 0 ? limitHigh : limitLow))\(unit) in \(DurationText.format(Nanos(days * Double(Time.day))))", penalty: penalty, value: st.fast, trendPerDay: trend.slope, unit: spec.unit, kind: .trend))
+                            let why = Self.againstFaults(st.faultDirection, change: trend.slope, unit: spec.unit)
+                            var factor = Factor(subject: spec.name, description: "\(spec.name) is \(trend.slope > 0 ? "rising" : "falling") \(f(abs(trend.slope)))\(unit)/day; at this rate it reaches \(f(trend.slope > 0 ? limitHigh : limitLow))\(unit) in \(DurationText.format(Nanos(days * Double(Time.day))))" + (why.map { ": \($0)" } ?? ""), penalty: penalty, value: st.fast, trendPerDay: trend.slope, unit: spec.unit, kind: .trend)
+                            factor.againstFaults = why != nil
+                            mine.append(factor)
                         }
                     }
                 }
@@ -602,7 +627,7 @@ public final class HealthEngine: Sendable {
             // The worst machine factor counts fully, the others partly; sensor faults weigh less
             // on the machine's score (the machine may be fine).
             var total = 0.0
-            for (i, factor) in factors.enumerated() { total += (factor.sensorFault ? 0.4 : 1) * factor.penalty * (i == 0 ? 1 : 0.35) }
+            for (i, factor) in factors.enumerated() { total += (factor.sensorFault || factor.againstFaults ? 0.4 : 1) * factor.penalty * (i == 0 ? 1 : 0.35) }
             var score = Swift.max(0, Swift.min(100, 100 - total))
             var headline = factors.first?.description ?? "all sensors within their normal"
             if state == .failed {

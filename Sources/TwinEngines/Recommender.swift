@@ -55,7 +55,7 @@ public enum Recommender {
     /// The action a machine problem led by `sensor` calls for, from the sensor's name.
     static func machineAction(lead sensor: String, factors: [HealthEngine.Factor], urgent: Bool) -> (Recommendation.Action, String) {
         let s = sensor.lowercased()
-        let deviating = Set(factors.filter { !$0.sensorFault }.map { $0.subject.lowercased() })
+        let deviating = Set(factors.filter(\.blamesMachine).map { $0.subject.lowercased() })
         if s.contains("vibration") {
             if deviating.contains(where: { $0.contains("bearing") }) { return (urgent ? .replacePart : .inspect, "bearing") }
             if deviating.contains(where: { $0.contains("gear") }) { return (.inspect, "gearbox") }
@@ -92,7 +92,7 @@ public enum Recommender {
                     expectedEffect: "trustworthy \(f.subject) readings again; health and predictions for \(id) depend on them", sensorFault: true))
             }
             let p24 = input.within24h ?? 0, p7 = input.within7d ?? 0
-            let machineFactors = factors.filter { !$0.sensorFault && $0.kind != .prediction }
+            let machineFactors = factors.filter(\.blamesMachine)
             if p24 >= 0.4 || p7 >= 0.5 {
                 let urgent = p24 >= 0.7
                 let priority: Recommendation.Priority = urgent ? .urgent : p24 >= 0.4 || p7 >= 0.8 ? .high : .medium

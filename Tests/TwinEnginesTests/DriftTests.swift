@@ -166,7 +166,32 @@ import TwinCore
         m.run(until: m.t + 6 * Time.hour)
         let v = try m.verdict()
         #expect(!v.factors.contains { $0.kind == .drift }, "\(v.factors.map(\.description))")
-        #expect(v.factors.contains { $0.kind == .deviation && $0.subject == "vibration" && !$0.sensorFault })
+        #expect(v.factors.contains { $0.kind == .deviation && $0.subject == "vibration" && $0.blamesMachine })
+        let recs = Recommender.recommend([.init(device: Device(id: "p-1", type: "pump", sensors: []), verdict: v, within24h: 0, within7d: 0, rulHours: nil, lead: nil)], now: m.t)
+    }
+
+    /// Before any drift verdict, a vibration reading far below its normal is already not the
+    /// machine's condition (faults never lower it): it is said so, weighs as a sensor fault
+    /// does and sends nobody to inspect the machine.
+    @Test func aReadingOffTheWayNoFaultMovesItIsNotBlamedOnTheMachine() throws {
+        var m = Continuous()
+        m.run(until: m.start + 8 * Time.day)
+        m.offsets[2] = -0.8
+        m.run(until: m.t + 40 * Time.minute)
+        let v = try m.verdict()
+        #expect(!v.factors.contains { $0.kind == .drift }, "\(v.factors.map(\.description))")
+        let low = try #require(v.factors.first { $0.kind == .deviation && $0.subject == "vibration" }, "\(v.factors.map(\.description))")
+        #expect(low.againstFaults && !low.blamesMachine && !low.sensorFault)
+        #expect(low.description.contains("below its normal") && low.description.contains("machine faults raise a mm/s reading, never lower it"), "\(low.description)")
+        #expect(v.score >= 100 - 0.4 * low.penalty - 1e-9, "score \(v.score), penalty \(low.penalty)")
+        let recs = Recommender.recommend([.init(device: Device(id: "p-1", type: "pump", sensors: []), verdict: v, within24h: 0, within7d: 0, rulHours: nil, lead: nil)], now: m.t)
+        #expect(!recs.contains { !$0.sensorFault }, "\(recs.map(\.title))")
+        // Had it been the machine's, with its full weight, it would have sent someone to look.
+        var blamed = v
+        blamed.factors = v.factors.map { f in var f = f; f.againstFaults = false; return f }
+        blamed.score = 100 - low.penalty
+        let machine = Recommender.recommend([.init(device: Device(id: "p-1", type: "pump", sensors: []), verdict: blamed, within24h: 0, within7d: 0, rulHours: nil, lead: nil)], now: m.t)
+        #expect(machine.contains { $0.action == .inspect && !$0.sensorFault }, "\(machine.map(\.title))")
     }
 
     /// Machine faults do not move the supply voltage: an offset either way on its own is not
