@@ -345,8 +345,9 @@ public final class HealthEngine: Sendable {
     ///
     /// A slow drift (a few degrees a day) rarely reaches c ≥ 4 before it is found and fixed,
     /// and c wanders with the load. So the same evidence is also weighed over hours: the mean
-    /// of c over the last `loneEvidenceHours` hours (c counted only while the others read
-    /// normal and the sensor reads against the fault direction, else at most 0), with at least
+    /// of c over the last `loneEvidenceHours` hours (c counted while the others read normal,
+    /// else at most 0; not its own level, which swings with the load: a temperature drifted
+    /// low still reads above its running mean at full load), with at least
     /// `loneEvidenceJudged` of them judged, ≥ `loneEvidenceCalled` calls it a drift; that
     /// verdict holds until the mean falls below `loneEvidenceCleared`.
     static func checkOffAlone(_ dev: inout DeviceMemory, zs: [Double], pz: [Double], d2: Double, time: Nanos, hold: Nanos) {
@@ -369,7 +370,7 @@ public final class HealthEngine: Sendable {
             // A normal learned anew (after a service or a repair) is rough for days, while the
             // covariance holds the old one's: no verdict until it has a week behind it.
             let seasoned = time - dev.sensors[j].normals[0].since >= 7 * Time.day
-            if seasoned { weigh(&dev.sensors[j], c: against && rest < 1.5 * 1.5 ? c : Swift.min(c, 0), time: time) }
+            if seasoned { weigh(&dev.sensors[j], c: rest < 1.5 * 1.5 ? c : Swift.min(c, 0), time: time) }
             if j == suspect && seasoned && c >= 4 && against && rest < 1.5 * 1.5 {
                 let since = dev.sensors[j].offAloneSince ?? time
                 dev.sensors[j].offAloneSince = since
