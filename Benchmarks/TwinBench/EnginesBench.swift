@@ -295,7 +295,7 @@ struct DetectionBench: AsyncParsableCommand {
         // Every sensor fault (drift, stuck, spikes, dropout), to tell a wrong drift verdict from a right one.
         var sensorFaults: [(device: Int32, kind: String, sensor: String, onset: Nanos, end: Nanos)] = []
         var sensorFaultOpen: [String: (kind: String, sensor: String, onset: Nanos)] = [:]
-        var driftSigns: [(String, Double)] = []
+        var driftSigns: [String: Double] = [:]
         var idleSeen: [Int32: [Nanos]] = [:]
         var driftCalled: [Int32: [(time: Nanos, sensor: String)]] = [:]
         var states: [Int32: DeviceState] = [:]
@@ -323,7 +323,7 @@ struct DetectionBench: AsyncParsableCommand {
             for e in output.events {
                 if e.kind == .faultOnset && SensorFault(rawValue: e.fault) != nil { sensorFaultOpen[e.deviceID] = (e.fault, e.component, e.time) }
                 if e.kind == .faultOnset && e.fault == SensorFault.drift.rawValue, let i = plant.index(of: e.deviceID) {
-                    driftSigns.append(("\(i)-\(e.time)", sim.driftSign(device: i)))
+                    driftSigns["\(i)-\(e.time)"] = sim.driftSign(device: i)
                 }
                 if e.kind == .sensorServiced, let open = sensorFaultOpen.removeValue(forKey: e.deviceID), let i = plant.index(of: e.deviceID) {
                     sensorFaults.append((i, open.kind, open.sensor, open.onset, e.time))
@@ -363,12 +363,10 @@ struct DetectionBench: AsyncParsableCommand {
         // moves it the way a machine fault would: where the verdicts are missing.
         var units: [String: String] = [:]
         for d in fleet { for sensor in d.sensors { units[sensor.name] = sensor.unit } }
-        var signs: [String: Double] = [:]
-        for (key, sign) in driftSigns { signs[key] = sign }
         var breakdown: [String: (n: Int, called: Int, blamed: Int)] = [:]
         for d in drifts where !stood.contains(where: { $0.device == d.device && $0.onset == d.onset }) {
             let unit = units[d.sensor] ?? "?"
-            let sign = signs["\(d.device)-\(d.onset)"] ?? 0
+            let sign = driftSigns["\(d.device)-\(d.onset)"] ?? 0
             let way: String
             switch HealthEngine.FaultDirection.of(unit: unit) {
             case .rises: way = sign > 0 ? "with faults" : "against faults"
@@ -383,7 +381,7 @@ struct DetectionBench: AsyncParsableCommand {
             if machineSeen[d.device, default: []].contains(where: { $0.sensor == d.sensor && $0.time >= d.onset && $0.time <= d.end }) { row.blamed += 1 }
             breakdown[key] = row
         }
-        report("drifts on machines that never stood, by unit and way", breakdown.sorted { $0.value.n > $1.value.n }.map { key, row in
+        report("drifts on machines that never stood, by unit and way", breakdown.sorted { ($1.value.n, $0.key) < ($0.value.n, $1.key) }.map { key, row in
             (key, "\(row.n), called a drift \(row.called), blamed on the machine \(row.blamed)")
         })
         let faultsBlamed = faults.filter { f in machineSeen[f.device, default: []].contains { $0.time >= f.onset && $0.time <= f.failure } }.count

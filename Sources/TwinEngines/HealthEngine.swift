@@ -133,10 +133,7 @@ public final class HealthEngine: Sendable {
             let hour = sample.time - sample.time % Time.hour
             if hour > st.hourStart {
                 if st.hourCount > 0 {
-                    let gap = st.hourStart == 0 ? 1 : Int(min(48, (hour - st.hourStart) / Time.hour))
-                    st.hourly.removeFirst(gap)
-                    st.hourly.append(Float(st.hourSum / Double(st.hourCount)))
-                    st.hourly.append(contentsOf: [Float](repeating: .nan, count: gap - 1))
+                    closeHour(Float(st.hourSum / Double(st.hourCount)), hours: st.hourStart == 0 ? 1 : (hour - st.hourStart) / Time.hour, in: &st.hourly)
                 }
                 st.hourStart = hour
                 st.hourSum = 0
@@ -374,7 +371,7 @@ public final class HealthEngine: Sendable {
             if j == suspect && seasoned && c >= 4 && against && rest < 1.5 * 1.5 {
                 let since = dev.sensors[j].offAloneSince ?? time
                 dev.sensors[j].offAloneSince = since
-                if time - since >= hold && dev.sensors[j].offAlone == nil { dev.sensors[j].offAlone = 0 }
+                if time - since >= hold { dev.sensors[j].offAlone = dev.sensors[j].fast - dev.sensors[j].normals[0].mean }
             } else if c < (dev.sensors[j].offAlone == nil ? 2.5 : 1.5) && !dev.sensors[j].offAloneOverHours {
                 // Once called, it holds until the sensor reads in line again (or is serviced).
                 dev.sensors[j].offAloneSince = nil
@@ -383,6 +380,16 @@ public final class HealthEngine: Sendable {
             // The offset shown is the current one: the normal stops learning while it holds.
             if dev.sensors[j].offAlone != nil { dev.sensors[j].offAlone = dev.sensors[j].fast - dev.sensors[j].normals[0].mean }
         }
+    }
+
+    /// Closes an hour in a ring of hourly values (newest last): its value, then NaN for the
+    /// hours since with nothing, `hours` (≥ 1) in all, at most the ring's length.
+    @inline(__always)
+    static func closeHour(_ value: Float, hours: Int64, in ring: inout [Float]) {
+        let gap = Int(Swift.min(Int64(ring.count), Swift.max(1, hours)))
+        ring.removeFirst(gap)
+        ring.append(value)
+        ring.append(contentsOf: repeatElement(Float.nan, count: gap - 1))
     }
 
     /// Hours of evidence behind a slow drift's verdict (`checkOffAlone`).
@@ -397,16 +404,13 @@ public final class HealthEngine: Sendable {
         let hour = time - time % Time.hour
         if hour > st.loneHourStart {
             if st.loneHourStart > 0 {
-                let gap = Int(Swift.min(Int64(loneEvidenceHours), (hour - st.loneHourStart) / Time.hour))
-                st.loneHours.removeFirst(gap)
-                st.loneHours.append(st.loneCount > 0 ? Float(st.loneSum / Double(st.loneCount)) : .nan)
-                st.loneHours.append(contentsOf: repeatElement(Float.nan, count: gap - 1))
+                closeHour(st.loneCount > 0 ? Float(st.loneSum / Double(st.loneCount)) : .nan, hours: (hour - st.loneHourStart) / Time.hour, in: &st.loneHours)
                 let judged = st.loneHours.filter { !$0.isNaN }
                 let mean = judged.isEmpty ? 0 : Double(judged.reduce(0, +)) / Double(judged.count)
                 if judged.count >= loneEvidenceJudged && mean >= loneEvidenceCalled {
                     st.offAloneOverHours = true
                     st.offAloneSince = st.offAloneSince ?? time
-                    st.offAlone = st.offAlone ?? 0
+                    st.offAlone = st.fast - st.normals[0].mean
                 } else if st.offAloneOverHours && (judged.count < loneEvidenceJudged || mean < loneEvidenceCleared) {
                     st.offAloneOverHours = false
                     st.offAloneSince = nil
@@ -581,9 +585,7 @@ public final class HealthEngine: Sendable {
                     let penalty = Swift.min(50, (abs(st.z) - 3) * 8)
                     let direction = st.fast > normal.mean ? "above" : "below"
                     let why = Self.againstFaults(st.faultDirection, change: st.fast - normal.mean, unit: spec.unit)
-                    var factor = Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit), \(f(abs(st.fast - normal.mean)))\(unit) \(direction) its normal (\(f(normal.mean))\(unit)) for this load" + (why.map { ": \($0)" } ?? ""), penalty: penalty, value: st.fast, expected: normal.mean, unit: spec.unit, kind: .deviation)
-                    factor.againstFaults = why != nil
-                    mine.append(factor)
+                    mine.append(Factor(subject: spec.name, description: "\(spec.name) \(f(st.fast))\(unit), \(f(abs(st.fast - normal.mean)))\(unit) \(direction) its normal (\(f(normal.mean))\(unit)) for this load" + (why.map { ": \($0)" } ?? ""), penalty: penalty, value: st.fast, expected: normal.mean, unit: spec.unit, kind: .deviation, againstFaults: why != nil))
                 }
                 // Limits.
                 let span = Swift.max(spec.nominalMax - spec.nominalMin, 1e-9)
@@ -611,9 +613,7 @@ public final class HealthEngine: Sendable {
                         if days < 7 {
                             let penalty = 25 * (1 - days / 7)
                             let why = Self.againstFaults(st.faultDirection, change: trend.slope, unit: spec.unit)
-                            var factor = Factor(subject: spec.name, description: "\(spec.name) is \(trend.slope > 0 ? "rising" : "falling") \(f(abs(trend.slope)))\(unit)/day; at this rate it reaches \(f(trend.slope > 0 ? limitHigh : limitLow))\(unit) in \(DurationText.format(Nanos(days * Double(Time.day))))" + (why.map { ": \($0)" } ?? ""), penalty: penalty, value: st.fast, trendPerDay: trend.slope, unit: spec.unit, kind: .trend)
-                            factor.againstFaults = why != nil
-                            mine.append(factor)
+                            mine.append(Factor(subject: spec.name, description: "\(spec.name) is \(trend.slope > 0 ? "rising" : "falling") \(f(abs(trend.slope)))\(unit)/day; at this rate it reaches \(f(trend.slope > 0 ? limitHigh : limitLow))\(unit) in \(DurationText.format(Nanos(days * Double(Time.day))))" + (why.map { ": \($0)" } ?? ""), penalty: penalty, value: st.fast, trendPerDay: trend.slope, unit: spec.unit, kind: .trend, againstFaults: why != nil))
                         }
                     }
                 }
